@@ -1,0 +1,158 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # A tour
+//!
+//! - [`record`]: the customer record, typed ([`Customer`]), with the questions rules ask of it
+//!   (last purchase, consent at a time, first contact on a channel, the customer's zone).
+//! - [`time`]: instants, durations, half-open windows, calendar windows and quiet hours in the
+//!   customer's zone, correct across daylight saving.
+//! - [`rfm`] and [`ab`]: RFM scoring and deterministic A/B buckets, exactly as the domain
+//!   reference defines them.
+//! - [`Segment`], [`JourneyRule`], [`RestPolicy`]: the three kinds of rule; [`Match`],
+//!   [`JourneyOutcome`] and [`Decision`] their answers.
+//! - [`export_segment!`], [`export_journey!`], [`export_rest!`]: turn a rule into a plugin.
+//! - [`wire`]: the bytes between host and plugin (see `docs/ABI.md`).
+
+pub mod ab;
+#[doc(hidden)]
+pub mod guest;
+pub mod outcome;
+pub mod plugin;
+pub mod record;
+pub mod rfm;
+pub mod time;
+pub mod value;
+pub mod wire;
+
+pub use outcome::{Action, Decision, JourneyOutcome, Match, Message, Verdict};
+pub use plugin::{
+    Context, Error, JourneyRule, Kind, Metadata, NoParams, Params, RestPolicy, Result, Segment,
+};
+pub use record::{
+    Category, Channel, Consent, ConsentStatus, Contact, Customer, Event, Inbound, JourneyState,
+    JourneyStatus, Profile, Transaction, ZoneSource,
+};
+pub use time::{Date, Duration, QuietHours, Timestamp, Window, Zone};
+pub use value::Value;
+
+/// Plumbing for the export macros.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::guest::*;
+    pub use serde_json;
+}
+
+/// Everything a rule usually needs, and serde's derives.
+pub mod prelude {
+    pub use crate::ab;
+    pub use crate::record::{days_since, kind};
+    pub use crate::rfm::{Cuts, Rfm, RfmSegment};
+    pub use crate::{
+        Action, Category, Channel, ConsentStatus, Context, Customer, Date, Decision, Duration,
+        Error, Event, JourneyOutcome, JourneyRule, JourneyState, JourneyStatus, Match, Message,
+        NoParams, QuietHours, RestPolicy, Result, Segment, Timestamp, Value, Verdict, Window, Zone,
+        ZoneSource, export_journey, export_rest, export_segment,
+    };
+    pub use serde::{Deserialize, Serialize};
+}
+
+/// Sends a log line to the host, which records it under the plugin's name.
+pub fn log(message: &str) {
+    guest::log(3, message);
+}
+
+/// Exports a [`Segment`] as the plugin's rule. Use once per plugin crate, whose `crate-type`
+/// includes `"cdylib"`.
+#[macro_export]
+macro_rules! export_segment {
+    ($rule:ty) => {
+        $crate::__export_plugin!(
+            $crate::Kind::Segment,
+            <$rule as $crate::Segment>::Params,
+            $crate::__private::evaluate_segment::<$rule>
+        );
+    };
+}
+
+/// Exports a [`JourneyRule`] as the plugin's rule. Use once per plugin crate.
+#[macro_export]
+macro_rules! export_journey {
+    ($rule:ty) => {
+        $crate::__export_plugin!(
+            $crate::Kind::Journey,
+            <$rule as $crate::JourneyRule>::Params,
+            $crate::__private::evaluate_journey::<$rule>
+        );
+    };
+}
+
+/// Exports a [`RestPolicy`] as the plugin's rule. Use once per plugin crate.
+#[macro_export]
+macro_rules! export_rest {
+    ($rule:ty) => {
+        $crate::__export_plugin!(
+            $crate::Kind::Rest,
+            <$rule as $crate::RestPolicy>::Params,
+            $crate::__private::evaluate_rest::<$rule>
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin {
+    ($kind:expr, $params:ty, $evaluate:expr) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(link_section = "regua-abi")]
+            #[used]
+            static REGUA_ABI: [u8; 5] = $crate::wire::abi_section($kind);
+
+            #[unsafe(no_mangle)]
+            extern "C" fn regua_alloc(len: u32) -> u32 {
+                $crate::__private::alloc(len)
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn regua_metadata() -> u64 {
+                $crate::__private::metadata::<$params>(
+                    $kind,
+                    env!("CARGO_PKG_NAME"),
+                    env!("CARGO_PKG_VERSION"),
+                    env!("CARGO_PKG_DESCRIPTION"),
+                )
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn regua_evaluate(
+                ctx_ptr: u32,
+                ctx_len: u32,
+                batch_ptr: u32,
+                batch_len: u32,
+            ) -> u64 {
+                // SAFETY: the host passes buffers it obtained from `regua_alloc` (docs/ABI.md).
+                unsafe { $evaluate(ctx_ptr, ctx_len, batch_ptr, batch_len) }
+            }
+        };
+    };
+}
+
+/// Helpers for testing rules natively with `cargo test`.
+pub mod testing {
+    use crate::Timestamp;
+
+    /// A timestamp from RFC 3339 text; panics on bad input (tests only).
+    pub fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A customer from JSON text; panics on bad input (tests only).
+    pub fn customer(json: &str) -> crate::Customer {
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test customer: {e}"))
+    }
+
+    /// Parameters from JSON text over the rule's defaults; panics on bad input (tests only).
+    pub fn params<P: crate::Params>(json: &str) -> P {
+        crate::guest::parse_params(json).unwrap_or_else(|e| panic!("{e}"))
+    }
+}

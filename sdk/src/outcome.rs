@@ -1,0 +1,231 @@
+//! What each kind of rule answers, and the message a rest policy is asked about.
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{Category, Channel, JourneyState};
+use crate::time::Timestamp;
+
+/// A segment's answer: in or out, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Match {
+    /// Whether the customer belongs to the audience.
+    #[serde(rename = "match")]
+    pub matched: bool,
+    /// What decided it, for people reading the result.
+    pub reasons: Vec<String>,
+}
+
+impl Match {
+    /// In the segment, because `reason`.
+    pub fn yes(reason: impl Into<String>) -> Self {
+        Match {
+            matched: true,
+            reasons: vec![reason.into()],
+        }
+    }
+
+    /// Not in the segment, because `reason`.
+    pub fn no(reason: impl Into<String>) -> Self {
+        Match {
+            matched: false,
+            reasons: vec![reason.into()],
+        }
+    }
+
+    /// `matched`, because `reason`.
+    pub fn when(matched: bool, reason: impl Into<String>) -> Self {
+        Match {
+            matched,
+            reasons: vec![reason.into()],
+        }
+    }
+
+    /// Adds a reason.
+    pub fn and(mut self, reason: impl Into<String>) -> Self {
+        self.reasons.push(reason.into());
+        self
+    }
+}
+
+/// A message a sender proposes to send, for a rest policy to judge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The channel it would go out on.
+    pub channel: Channel,
+    /// The campaign's code.
+    #[serde(default)]
+    pub campaign: Option<String>,
+    /// Marketing or transactional.
+    pub category: Category,
+    /// Free tags (business unit, theme, …).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The approved template's id; `None` for a free-form message.
+    #[serde(default)]
+    pub template: Option<String>,
+}
+
+/// The three answers of a rest policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Send it now.
+    Allow,
+    /// Not now; ask again at `until`.
+    Defer,
+    /// Do not send.
+    Deny,
+}
+
+/// A rest policy's answer. Combining answers: deny beats defer beats allow; of two defers the
+/// later `until` wins ([`Decision::combine`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Allow, deny or defer.
+    pub decision: Verdict,
+    /// The rule that decided (none for allow).
+    pub rule: Option<String>,
+    /// A reason code, e.g. `CAP_REACHED`, `NO_CONSENT`, `QUIET_HOURS`.
+    pub reason: Option<String>,
+    /// For defer: the earliest time the message may go.
+    pub until: Option<Timestamp>,
+    /// For deny: when asking again could give another answer, if known.
+    pub retry_after: Option<Timestamp>,
+    /// Anything the caller should know, e.g. that the company default zone was used.
+    pub notes: Vec<String>,
+}
+
+impl Decision {
+    /// Send it.
+    pub fn allow() -> Self {
+        Decision {
+            decision: Verdict::Allow,
+            rule: None,
+            reason: None,
+            until: None,
+            retry_after: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Do not send, by `rule`, for `reason`; `retry_after` when the answer may change.
+    pub fn deny(
+        rule: impl Into<String>,
+        reason: impl Into<String>,
+        retry_after: Option<Timestamp>,
+    ) -> Self {
+        Decision {
+            decision: Verdict::Deny,
+            rule: Some(rule.into()),
+            reason: Some(reason.into()),
+            until: None,
+            retry_after,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Not before `until`, by `rule`, for `reason`.
+    pub fn defer(rule: impl Into<String>, reason: impl Into<String>, until: Timestamp) -> Self {
+        Decision {
+            decision: Verdict::Defer,
+            rule: Some(rule.into()),
+            reason: Some(reason.into()),
+            until: Some(until),
+            retry_after: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Adds a note.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// The stronger of two answers: deny beats defer beats allow; of two defers the later
+    /// `until` wins; of two denies the first stands. Notes are kept from both.
+    pub fn combine(self, other: Decision) -> Decision {
+        let (mut winner, loser) = match (self.decision, other.decision) {
+            (a, b) if a > b => (self, other),
+            (a, b) if a < b => (other, self),
+            (Verdict::Defer, _) if other.until > self.until => (other, self),
+            _ => (self, other),
+        };
+        for n in loser.notes {
+            if !winner.notes.contains(&n) {
+                winner.notes.push(n);
+            }
+        }
+        winner
+    }
+}
+
+/// One step a journey rule asks the platform to take.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Enter the customer in the journey (a new instance).
+    Enter {
+        /// The journey.
+        journey: String,
+        /// The instance number (1 for the first entry).
+        instance: u32,
+        /// The assigned A/B variant, if the journey has variants.
+        variant: Option<String>,
+    },
+    /// Send a message.
+    Send {
+        /// Channel to send on.
+        channel: Channel,
+        /// Template id.
+        template: String,
+        /// Campaign code, from the briefing.
+        campaign: String,
+    },
+    /// Wait until a time, then evaluate again.
+    WaitUntil {
+        /// When to evaluate again.
+        until: Timestamp,
+    },
+    /// Wait for an event, at most until `timeout_at`.
+    WaitForEvent {
+        /// The event's name.
+        event: String,
+        /// Give up at this instant (exclusive: an event at exactly this time is too late).
+        timeout_at: Timestamp,
+    },
+    /// Move to another step of the journey.
+    MoveTo {
+        /// The step.
+        step: String,
+    },
+    /// Set the customer's funnel stage.
+    SetFunnelStage {
+        /// The stage.
+        stage: String,
+    },
+    /// Leave the journey early.
+    Exit {
+        /// Why (`converted`, `expired`, …).
+        reason: String,
+    },
+    /// Reach the end of the journey.
+    Complete,
+}
+
+/// A journey rule's answer: what to do now, and the customer's new place in the journey
+/// (`None` when the customer is not, and does not become, part of it).
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct JourneyOutcome {
+    /// What to do, in order.
+    pub actions: Vec<Action>,
+    /// The new journey state.
+    pub state: Option<JourneyState>,
+}
+
+impl JourneyOutcome {
+    /// Nothing to do; the customer is not in the journey.
+    pub fn none() -> Self {
+        JourneyOutcome::default()
+    }
+}

@@ -1,0 +1,548 @@
+//! The customer record (`shared` domain reference §1) as typed Rust.
+//!
+//! Every list may be missing (or `null`) in JSON and then reads as empty. Timestamps are RFC 3339
+//! with an offset. Unknown channels, consent states or journey statuses are errors, not silently
+//! dropped: the host reports them with the field's path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::time::{Date, Timestamp, Zone};
+use crate::value::Value;
+
+/// A channel we can reach a customer on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// E-mail.
+    Email,
+    /// SMS.
+    Sms,
+    /// Mobile app push.
+    Push,
+    /// Browser (web) push.
+    Webpush,
+    /// WhatsApp.
+    Whatsapp,
+}
+
+impl Channel {
+    /// Every channel.
+    pub const ALL: [Channel; 5] = [
+        Channel::Email,
+        Channel::Sms,
+        Channel::Push,
+        Channel::Webpush,
+        Channel::Whatsapp,
+    ];
+
+    /// The channel's name as written in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Push => "push",
+            Channel::Webpush => "webpush",
+            Channel::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a message is sent, which is also the purpose a consent is given for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// Promotions, offers, nudges.
+    Marketing,
+    /// Receipts, security codes, statements: exempt from caps, gaps and quiet hours.
+    Transactional,
+}
+
+/// The state of one consent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentStatus {
+    /// The customer said yes.
+    Granted,
+    /// The customer said no.
+    Denied,
+    /// The customer said yes, then withdrew it.
+    Revoked,
+}
+
+/// The latest consent decision for one channel and purpose.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Consent {
+    /// What the customer decided.
+    pub status: ConsentStatus,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Consents by channel, then by purpose.
+pub type Consents = BTreeMap<Channel, BTreeMap<Category, Consent>>;
+
+/// A money movement. `kind` is open: `purchase`, `refund`, `cashin`, `cashout`, ….
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// The transaction's id.
+    pub id: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What it was (see [`kind`](crate::record::kind)).
+    pub kind: String,
+    /// The amount, in the currency's unit (R$ 12.50 is `12.5`).
+    pub amount: f64,
+    /// ISO 4217 code, e.g. `BRL`.
+    #[serde(default)]
+    pub currency: String,
+    /// The business unit that booked it.
+    #[serde(default)]
+    pub business_unit: Option<String>,
+    /// The merchant or product category.
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+/// Conventional transaction kinds.
+pub mod kind {
+    /// A purchase (counts for RFM).
+    pub const PURCHASE: &str = "purchase";
+    /// A refund.
+    pub const REFUND: &str = "refund";
+    /// Money loaded into the account or card.
+    pub const CASHIN: &str = "cashin";
+    /// Money taken out of the account or card.
+    pub const CASHOUT: &str = "cashout";
+}
+
+/// Something the customer did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `app_download`, `app_activated`, `login`, `cart_abandoned`, `account_created`, ….
+    pub name: String,
+    /// When.
+    pub at: Timestamp,
+    /// Free-form properties.
+    #[serde(default)]
+    pub props: Value,
+}
+
+/// A message the customer sent us.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Inbound {
+    /// Where.
+    pub channel: Channel,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A message we sent the customer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Where.
+    pub channel: Channel,
+    /// When.
+    pub at: Timestamp,
+    /// The campaign's code, from its briefing.
+    #[serde(default)]
+    pub campaign: Option<String>,
+    /// Marketing or transactional.
+    pub category: Category,
+    /// Free tags (business unit, theme, …).
+    #[serde(default, deserialize_with = "list")]
+    pub tags: Vec<String>,
+    /// Whether the message counts toward frequency caps; `true` when missing.
+    #[serde(default = "yes")]
+    pub counts_toward_caps: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where a journey instance stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JourneyStatus {
+    /// In the journey.
+    Active,
+    /// Reached the end.
+    Completed,
+    /// Left early (converted, unsubscribed, …).
+    Exited,
+}
+
+/// The customer's place in one journey instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JourneyState {
+    /// The journey's name.
+    pub journey: String,
+    /// 1 for the first entry, 2 for the second, ….
+    #[serde(default = "first")]
+    pub instance: u32,
+    /// Active, completed or exited.
+    pub status: JourneyStatus,
+    /// When this instance was entered.
+    pub entered_at: Timestamp,
+    /// The current step.
+    pub step: String,
+    /// When the current step was entered.
+    pub step_entered_at: Timestamp,
+    /// The A/B variant the customer was assigned, if any.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Why the instance ended, once it did (a Régua extension).
+    #[serde(default)]
+    pub exit_reason: Option<String>,
+}
+
+fn first() -> u32 {
+    1
+}
+
+/// Free-form profile attributes, with the conventional ones typed.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Profile {
+    /// First name.
+    pub first_name: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// Phone, E.164.
+    pub phone: Option<String>,
+    /// Birthday, a calendar date.
+    pub birthday: Option<Date>,
+    /// When the customer was created.
+    pub created_at: Option<Timestamp>,
+    /// Business units the customer belongs to.
+    pub business_units: Vec<String>,
+    /// The funnel stage the customer is at.
+    pub funnel_stage: Option<String>,
+    /// Every other attribute, as given.
+    pub attributes: BTreeMap<String, Value>,
+}
+
+impl Profile {
+    /// Whether the customer belongs to business unit `unit`.
+    pub fn in_business_unit(&self, unit: &str) -> bool {
+        self.business_units.iter().any(|u| u == unit)
+    }
+}
+
+// JSON: one flat object. Binary ABI: the fields in declaration order.
+impl Serialize for Profile {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return (
+                &self.first_name,
+                &self.email,
+                &self.phone,
+                &self.birthday,
+                &self.created_at,
+                &self.business_units,
+                &self.funnel_stage,
+                &self.attributes,
+            )
+                .serialize(s);
+        }
+        let mut map = s.serialize_map(None)?;
+        macro_rules! opt {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &self.$field {
+                    map.serialize_entry(stringify!($field), v)?;
+                }
+            )*};
+        }
+        opt!(first_name, email, phone, birthday, created_at);
+        if !self.business_units.is_empty() {
+            map.serialize_entry("business_units", &self.business_units)?;
+        }
+        opt!(funnel_stage);
+        for (k, v) in &self.attributes {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+struct ProfileVisitor;
+
+impl<'de> Visitor<'de> for ProfileVisitor {
+    type Value = Profile;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a profile object")
+    }
+
+    fn visit_unit<E>(self) -> Result<Profile, E> {
+        Ok(Profile::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Profile, A::Error> {
+        let mut p = Profile::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "first_name" => p.first_name = map.next_value()?,
+                "email" => p.email = map.next_value()?,
+                "phone" => p.phone = map.next_value()?,
+                "birthday" => p.birthday = map.next_value()?,
+                "created_at" => p.created_at = map.next_value()?,
+                "business_units" => {
+                    p.business_units = map.next_value::<Option<Vec<String>>>()?.unwrap_or_default()
+                }
+                "funnel_stage" => p.funnel_stage = map.next_value()?,
+                _ => {
+                    let v = map.next_value()?;
+                    p.attributes.insert(key, v);
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl<'de> Deserialize<'de> for Profile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            return d.deserialize_any(ProfileVisitor);
+        }
+        #[allow(clippy::type_complexity)]
+        let (
+            first_name,
+            email,
+            phone,
+            birthday,
+            created_at,
+            business_units,
+            funnel_stage,
+            attributes,
+        ): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<Date>,
+            Option<Timestamp>,
+            Vec<String>,
+            Option<String>,
+            BTreeMap<String, Value>,
+        ) = Deserialize::deserialize(d)?;
+        Ok(Profile {
+            first_name,
+            email,
+            phone,
+            birthday,
+            created_at,
+            business_units,
+            funnel_stage,
+            attributes,
+        })
+    }
+}
+
+/// One customer, as the rules see it.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Customer {
+    /// Stable customer id (never the e-mail).
+    pub id: String,
+    /// IANA time zone; `None` means the company default.
+    #[serde(default)]
+    pub tz: Option<String>,
+    /// Attributes.
+    #[serde(default, deserialize_with = "profile")]
+    pub profile: Profile,
+    /// Consents by channel and purpose.
+    #[serde(default, deserialize_with = "list")]
+    pub consents: Consents,
+    /// Money movements.
+    #[serde(default, deserialize_with = "list")]
+    pub transactions: Vec<Transaction>,
+    /// Behaviour.
+    #[serde(default, deserialize_with = "list")]
+    pub events: Vec<Event>,
+    /// Messages the customer sent us.
+    #[serde(default, deserialize_with = "list")]
+    pub inbound: Vec<Inbound>,
+    /// Messages we sent.
+    #[serde(default, deserialize_with = "list")]
+    pub contacts: Vec<Contact>,
+    /// Journey instances.
+    #[serde(default, deserialize_with = "list")]
+    pub journeys: Vec<JourneyState>,
+}
+
+/// A missing or `null` collection reads as empty (JSON only: the binary ABI always carries it).
+fn list<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    if d.is_human_readable() {
+        Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+    } else {
+        T::deserialize(d)
+    }
+}
+
+fn profile<'de, D: Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
+    Profile::deserialize(d)
+}
+
+/// Where the zone used for a customer came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneSource {
+    /// The customer's own `tz`.
+    Customer,
+    /// The company default, because the customer has no `tz`.
+    DefaultMissing,
+    /// The company default, because the customer's `tz` is not a known zone.
+    DefaultUnknown,
+}
+
+impl Customer {
+    /// The customer's zone, falling back to `default_tz` when the record has none or an unknown
+    /// one; the second value says which.
+    pub fn zone(&self, default_tz: &str) -> Result<(Zone, ZoneSource), crate::Error> {
+        let fallback = |source| {
+            Zone::get(default_tz)
+                .map(|z| (z, source))
+                .map_err(|e| crate::Error::new(format!("company default time zone: {e}")))
+        };
+        match self.tz.as_deref() {
+            None | Some("") => fallback(ZoneSource::DefaultMissing),
+            Some(name) => match Zone::get(name) {
+                Ok(z) => Ok((z, ZoneSource::Customer)),
+                Err(_) => fallback(ZoneSource::DefaultUnknown),
+            },
+        }
+    }
+
+    /// Purchases up to and including `now` (later ones have not happened yet at `now`).
+    pub fn purchases(&self, now: Timestamp) -> impl Iterator<Item = &Transaction> {
+        self.transactions_of(kind::PURCHASE, now)
+    }
+
+    /// Transactions of `kind` up to and including `now`.
+    pub fn transactions_of<'a>(
+        &'a self,
+        kind: &'a str,
+        now: Timestamp,
+    ) -> impl Iterator<Item = &'a Transaction> + 'a {
+        self.transactions
+            .iter()
+            .filter(move |t| t.kind == kind && t.at <= now)
+    }
+
+    /// The latest purchase up to `now`.
+    pub fn last_purchase(&self, now: Timestamp) -> Option<&Transaction> {
+        self.purchases(now).max_by_key(|t| t.at)
+    }
+
+    /// Events named `name` up to and including `now`.
+    pub fn events_named<'a>(
+        &'a self,
+        name: &'a str,
+        now: Timestamp,
+    ) -> impl Iterator<Item = &'a Event> + 'a {
+        self.events
+            .iter()
+            .filter(move |e| e.name == name && e.at <= now)
+    }
+
+    /// The earliest event named `name` up to `now`.
+    pub fn first_event(&self, name: &str, now: Timestamp) -> Option<&Event> {
+        self.events
+            .iter()
+            .filter(|e| e.name == name && e.at <= now)
+            .min_by_key(|e| e.at)
+    }
+
+    /// The earliest message we sent on one of `channels` up to `now`.
+    pub fn first_contact(&self, channels: &[Channel], now: Timestamp) -> Option<&Contact> {
+        self.contacts
+            .iter()
+            .filter(|c| c.at <= now && channels.contains(&c.channel))
+            .min_by_key(|c| c.at)
+    }
+
+    /// Whether the customer's consent for `purpose` on `channel` is granted at `now`. The record
+    /// keeps only the latest decision, so a decision dated after `now` means the state at `now`
+    /// is unknown, and unknown is not granted.
+    pub fn consent_granted(&self, channel: Channel, purpose: Category, now: Timestamp) -> bool {
+        self.consents
+            .get(&channel)
+            .and_then(|by_purpose| by_purpose.get(&purpose))
+            .is_some_and(|c| c.status == ConsentStatus::Granted && c.at <= now)
+    }
+
+    /// The latest instance of `journey`, if the customer ever entered it.
+    pub fn journey(&self, journey: &str) -> Option<&JourneyState> {
+        self.journeys
+            .iter()
+            .filter(|j| j.journey == journey)
+            .max_by_key(|j| (j.instance, j.entered_at))
+    }
+
+    /// The latest inbound message on `channel` up to `now`.
+    pub fn last_inbound(&self, channel: Channel, now: Timestamp) -> Option<&Inbound> {
+        self.inbound
+            .iter()
+            .filter(|i| i.channel == channel && i.at <= now)
+            .max_by_key(|i| i.at)
+    }
+}
+
+/// How long ago `at` was, in whole days, at `now`.
+pub fn days_since(at: Timestamp, now: Timestamp) -> i64 {
+    (now - at).whole_days()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORD: &str = r#"{
+        "id": "c-1", "tz": "America/Sao_Paulo",
+        "profile": {"first_name": "Ana", "birthday": "1990-05-17", "business_units": ["card"], "vip": true},
+        "consents": {"sms": {"marketing": {"status": "revoked", "at": "2025-03-01T00:00:00Z"}}},
+        "transactions": [{"id": "t1", "at": "2025-03-01T10:00:00Z", "kind": "purchase", "amount": 120.5, "currency": "BRL"}],
+        "events": null,
+        "contacts": [{"channel": "push", "at": "2025-03-10T12:00:00Z", "category": "marketing"}]
+    }"#;
+
+    #[test]
+    fn a_record_reads_from_json_and_crosses_the_abi_unchanged() {
+        let c: Customer = serde_json::from_str(RECORD).unwrap();
+        assert_eq!(c.profile.first_name.as_deref(), Some("Ana"));
+        assert_eq!(c.profile.attributes.get("vip"), Some(&Value::Bool(true)));
+        assert!(c.events.is_empty());
+        assert!(c.contacts[0].counts_toward_caps);
+        let bin = postcard::to_allocvec(&c).unwrap();
+        assert_eq!(postcard::from_bytes::<Customer>(&bin).unwrap(), c);
+        let again: Customer = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn consent_is_read_at_a_time() {
+        let c: Customer = serde_json::from_str(RECORD).unwrap();
+        let now = Timestamp::parse("2025-03-11T12:00:00Z").unwrap();
+        assert!(!c.consent_granted(Channel::Sms, Category::Marketing, now));
+        assert!(!c.consent_granted(Channel::Email, Category::Marketing, now));
+    }
+
+    #[test]
+    fn unknown_channels_are_errors() {
+        let bad = r#"{"id":"x","contacts":[{"channel":"fax","at":"2025-03-10T12:00:00Z","category":"marketing"}]}"#;
+        let err = serde_json::from_str::<Customer>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fax"), "{err}");
+    }
+}

@@ -1,0 +1,73 @@
+//! What crosses the boundary between host and plugin, shared by both sides so they cannot drift.
+//! `docs/ABI.md` describes the same bytes for authors in other languages.
+//!
+//! Encoding: [postcard](https://postcard.jamesmunk.eu/wire-format.html) (varint integers, no
+//! field names), with the choices of [`crate::time`] and [`crate::value`] for timestamps, dates and
+//! free-form values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::Message;
+use crate::record::{Customer, Event};
+use crate::time::Timestamp;
+
+/// The ABI version this SDK builds plugins for and this host runs.
+pub const ABI_VERSION: u32 = 1;
+
+/// The custom section that states the ABI version and kind: 4 bytes of little-endian ABI version,
+/// then one byte of kind (1 segment, 2 journey, 3 rest).
+pub const ABI_SECTION: &str = "regua-abi";
+
+/// The import module of the functions the host provides.
+pub const IMPORT_MODULE: &str = "regua";
+
+/// The per-call header: everything but the customers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallContext {
+    /// The instant of the evaluation.
+    pub now: Timestamp,
+    /// The company's default IANA time zone.
+    pub default_tz: String,
+    /// The plugin's parameters as JSON text (`{}` for the defaults).
+    pub params: String,
+    /// The proposed message (rest policies).
+    pub message: Option<Message>,
+    /// The triggering event (journey rules).
+    pub event: Option<Event>,
+}
+
+/// Appends one customer's encoding to `out`. A batch is the number of customers as a varint
+/// followed by their encodings, so the host encodes each record once and reuses the bytes for
+/// every plugin and any sub-range of the batch.
+pub fn encode_customer(customer: &Customer, out: &mut Vec<u8>) {
+    let taken = std::mem::take(out);
+    *out = postcard::to_extend(customer, taken).expect("encoding into a Vec cannot fail");
+}
+
+/// Writes the batch header for `count` customers.
+pub fn encode_count(count: u32, out: &mut Vec<u8>) {
+    let taken = std::mem::take(out);
+    *out = postcard::to_extend(&count, taken).expect("encoding into a Vec cannot fail");
+}
+
+/// The call's answer as the host reads it: the whole call failed (`Err`, e.g. bad parameters),
+/// or one result per customer, in order.
+pub type CallOutput<O> = Result<Vec<Result<O, String>>, String>;
+
+/// Reads a call's answer.
+pub fn decode_output<O: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+) -> Result<CallOutput<O>, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
+/// Encodes a call's answer (used by the guest side and by tests).
+pub fn encode_output<O: Serialize>(output: &CallOutput<O>) -> Vec<u8> {
+    postcard::to_allocvec(output).expect("encoding into a Vec cannot fail")
+}
+
+/// The bytes of the `regua-abi` custom section for `kind`.
+pub const fn abi_section(kind: crate::Kind) -> [u8; 5] {
+    let v = ABI_VERSION.to_le_bytes();
+    [v[0], v[1], v[2], v[3], kind.code()]
+}
