@@ -1,0 +1,200 @@
+//! The `regua` command line: one subcommand per file, doc comments as help text.
+
+mod batch;
+mod build;
+mod eval;
+mod generate;
+mod inspect;
+mod new;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use regua_sdk::Timestamp;
+
+use crate::{Engine, Limits, Plugin};
+
+/// Where `regua build` writes plugins, and where plugin names are looked up.
+pub const DEFAULT_PLUGINS_DIR: &str = "dist/plugins";
+
+/// Régua: evaluate CRM rule plugins (segments, journey rules, channel-rest policies) against
+/// customer records, sandboxed in WebAssembly.
+#[derive(Debug, Parser)]
+#[command(name = "regua", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Eval(eval::EvalArgs),
+    Batch(batch::BatchArgs),
+    Inspect(inspect::InspectArgs),
+    New(new::NewArgs),
+    Build(build::BuildArgs),
+    Generate(generate::GenerateArgs),
+}
+
+impl Cli {
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Eval(a) => a.run(),
+            Command::Batch(a) => a.run(),
+            Command::Inspect(a) => a.run(),
+            Command::New(a) => a.run(),
+            Command::Build(a) => a.run(),
+            Command::Generate(a) => a.run(),
+        }
+    }
+}
+
+/// Sandbox limits, shared by the commands that run plugins.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct LimitArgs {
+    /// Time a plugin may spend on one record, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    time_limit: u64,
+    /// Memory a plugin instance may use, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    memory_limit: usize,
+    /// Output a plugin may return per record, in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = 64)]
+    output_limit: usize,
+}
+
+impl LimitArgs {
+    pub(crate) fn engine(&self) -> anyhow::Result<Engine> {
+        Engine::new(Limits {
+            time_per_record: std::time::Duration::from_millis(self.time_limit.max(1)),
+            memory_bytes: self.memory_limit.max(1) << 20,
+            output_bytes_per_record: self.output_limit.max(1) << 10,
+            ..Limits::default()
+        })
+    }
+}
+
+/// What every evaluation takes besides the plugins and the customers.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct InputArgs {
+    /// The instant to evaluate at (RFC 3339 with offset); default: the current time.
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<String>,
+    /// The company's default time zone, for customers without one.
+    #[arg(long, value_name = "IANA", default_value = "America/Sao_Paulo")]
+    tz: String,
+    /// Plugin parameters: JSON, or @FILE; `NAME=JSON` or `NAME=@FILE` for one plugin of several.
+    /// Missing parameters take the plugin's defaults (see `regua inspect`).
+    #[arg(long, value_name = "JSON|@FILE")]
+    params: Vec<String>,
+    /// The proposed message, for rest policies: JSON or @FILE, e.g.
+    /// '{"channel":"push","category":"marketing","campaign":"BRF-2025-031"}'.
+    #[arg(long, value_name = "JSON|@FILE")]
+    message: Option<String>,
+    /// The triggering event, for journey rules: JSON or @FILE, e.g.
+    /// '{"name":"app_activated","at":"2025-03-11T12:00:00Z"}'.
+    #[arg(long, value_name = "JSON|@FILE")]
+    event: Option<String>,
+    /// Folder where plugin names are looked up.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PLUGINS_DIR)]
+    plugins_dir: PathBuf,
+}
+
+/// Reads `text` or, for `@FILE`, the file's contents.
+pub(crate) fn inline_or_file(text: &str, what: &str) -> anyhow::Result<String> {
+    match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {what} file `{path}`")),
+        None => Ok(text.to_owned()),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> anyhow::Result<T> {
+    let body = inline_or_file(text, what)?;
+    let de = &mut serde_json::Deserializer::from_str(&body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            anyhow::anyhow!("invalid {what}: {}", e.inner())
+        } else {
+            anyhow::anyhow!("invalid {what}: field `{path}`: {}", e.inner())
+        }
+    })
+}
+
+impl InputArgs {
+    /// The inputs for `plugin`, with its parameters picked from `--params`.
+    pub(crate) fn inputs_for(
+        &self,
+        plugin: &Plugin,
+        several: bool,
+    ) -> anyhow::Result<crate::Inputs> {
+        let now = match &self.now {
+            Some(t) => Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--now: {e}"))?,
+            None => Timestamp::from_millis(jiff::Timestamp::now().as_millisecond()),
+        };
+        regua_sdk::Zone::get(&self.tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
+        let mut params = String::from("{}");
+        for p in &self.params {
+            let (target, value) = match p.split_once('=') {
+                Some((name, value)) if !name.trim_start().starts_with(['{', '@']) => {
+                    (Some(name), value)
+                }
+                _ => (None, p.as_str()),
+            };
+            match target {
+                Some(name) if name == plugin.name() => params = inline_or_file(value, "params")?,
+                Some(_) => {}
+                None if several => bail!(
+                    "--params applies to one plugin of several: write it as {}=JSON",
+                    plugin.name()
+                ),
+                None => params = inline_or_file(value, "params")?,
+            }
+        }
+        serde_json::from_str::<serde_json::Value>(&params)
+            .with_context(|| format!("--params for `{}` is not JSON", plugin.name()))?;
+        Ok(crate::Inputs {
+            now,
+            default_tz: self.tz.clone(),
+            params,
+            message: self
+                .message
+                .as_deref()
+                .map(|m| parse_json(m, "--message"))
+                .transpose()?,
+            event: self
+                .event
+                .as_deref()
+                .map(|e| parse_json(e, "--event"))
+                .transpose()?,
+        })
+    }
+
+    /// Loads a plugin given as a path to a `.wasm` or a name in `--plugins-dir`.
+    pub(crate) fn load(&self, engine: &Engine, plugin: &str) -> anyhow::Result<Arc<Plugin>> {
+        Ok(Plugin::load(
+            engine,
+            &resolve_plugin(&self.plugins_dir, plugin)?,
+        )?)
+    }
+}
+
+/// A path to a `.wasm`, or the name of one in `dir`.
+pub(crate) fn resolve_plugin(dir: &Path, plugin: &str) -> anyhow::Result<PathBuf> {
+    let as_path = PathBuf::from(plugin);
+    if as_path.is_file() {
+        return Ok(as_path);
+    }
+    let in_dir = dir.join(format!("{plugin}.wasm"));
+    if !plugin.contains(['/', '\\']) && in_dir.is_file() {
+        return Ok(in_dir);
+    }
+    bail!(
+        "no plugin `{plugin}`: it is not a file, and `{}` does not exist (build plugins with `regua build`)",
+        in_dir.display()
+    )
+}

@@ -1,0 +1,171 @@
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{InputArgs, LimitArgs};
+use crate::batch::{self, BatchOptions};
+use crate::evaluate::Evaluation;
+
+/// Evaluate plugins over NDJSON customers: one output line per input line, in order.
+///
+/// Each output line is {"id":…,"results":{"<plugin>":{…}}}, or {"line":N,"id":…,"error":"…"}
+/// for a line that is not a valid record; the batch goes on after a bad line. A summary goes to
+/// standard error, and a progress bar when it is a terminal.
+///
+/// Example: regua batch --all --input examples/customers.ndjson --now 2025-03-11T12:00:00Z
+#[derive(Debug, Args)]
+pub(crate) struct BatchArgs {
+    /// A plugin (path to a .wasm, or a name in --plugins-dir); repeat for several.
+    #[arg(
+        long = "plugin",
+        short = 'p',
+        value_name = "PLUGIN",
+        required_unless_present = "all"
+    )]
+    plugins: Vec<String>,
+    /// Every plugin in --plugins-dir.
+    #[arg(long)]
+    all: bool,
+    /// Customers, one JSON object per line; - for standard input.
+    #[arg(long, short, value_name = "FILE|-")]
+    input: PathBuf,
+    /// Where results go; - for standard output.
+    #[arg(long, short, value_name = "FILE|-", default_value = "-")]
+    output: PathBuf,
+    /// Worker threads; default: one per core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Lines handed to a worker at a time.
+    #[arg(long, default_value_t = 1000, hide = true)]
+    chunk_lines: usize,
+    /// Exit with status 3 when any line was not a valid record or any plugin failed on a record.
+    #[arg(long)]
+    fail_on_error: bool,
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    inputs: InputArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+impl BatchArgs {
+    fn plugin_names(&self) -> anyhow::Result<Vec<String>> {
+        let mut names = self.plugins.clone();
+        if self.all {
+            let dir = &self.inputs.plugins_dir;
+            let mut found: Vec<String> = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read plugins folder `{}`", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .map(|p| p.display().to_string())
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                bail!(
+                    "no .wasm in `{}` (build plugins with `regua build`)",
+                    dir.display()
+                );
+            }
+            names.extend(found);
+        }
+        Ok(names)
+    }
+
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        let engine = self.limits.engine()?;
+        let names = self.plugin_names()?;
+        let mut evals: Vec<Evaluation> = Vec::new();
+        for name in &names {
+            let plugin = self.inputs.load(&engine, name)?;
+            if let Some(other) = evals.iter().find(|e| e.plugin.name() == plugin.name()) {
+                bail!(
+                    "two plugins are named `{}` ({} and {name})",
+                    plugin.name(),
+                    other
+                        .plugin
+                        .source
+                        .as_ref()
+                        .map_or("?".into(), |p| p.display().to_string())
+                );
+            }
+            let inputs = self.inputs.inputs_for(&plugin, names.len() > 1)?;
+            evals.push(Evaluation::new(plugin, &inputs)?);
+        }
+
+        let (input, total): (Box<dyn BufRead + Send>, Option<u64>) =
+            if self.input.as_os_str() == "-" {
+                (Box::new(BufReader::new(std::io::stdin())), None)
+            } else {
+                let file = File::open(&self.input)
+                    .with_context(|| format!("cannot open input `{}`", self.input.display()))?;
+                let len = file.metadata().ok().map(|m| m.len());
+                (Box::new(BufReader::with_capacity(1 << 20, file)), len)
+            };
+        let output: Box<dyn Write> = if self.output.as_os_str() == "-" {
+            Box::new(std::io::stdout().lock())
+        } else {
+            Box::new(
+                File::create(&self.output)
+                    .with_context(|| format!("cannot create output `{}`", self.output.display()))?,
+            )
+        };
+        let output = BufWriter::with_capacity(1 << 20, output);
+
+        let bar = if self.quiet || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else if let Some(len) = total {
+            ProgressBar::new(len).with_style(
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
+                    .expect("valid template"),
+            )
+        } else {
+            ProgressBar::new_spinner()
+        };
+        let options = BatchOptions {
+            threads: self
+                .threads
+                .unwrap_or_else(|| BatchOptions::default().threads),
+            chunk_lines: self.chunk_lines,
+        };
+        let summary = batch::run(&evals, input, output, &options, &|lines, bytes| {
+            bar.set_position(bytes);
+            bar.set_message(format!("{lines} customers"));
+        })?;
+        bar.finish_and_clear();
+
+        let failed: u64 = summary.tallies.iter().map(|t| t.failed).sum();
+        if !self.quiet {
+            let secs = summary.elapsed.as_secs_f64();
+            eprintln!(
+                "{} lines in {secs:.2}s ({:.0} customers/s), {} not valid records",
+                summary.lines,
+                summary.lines as f64 / secs.max(1e-9),
+                summary.bad_lines
+            );
+            for (eval, tally) in evals.iter().zip(&summary.tallies) {
+                let p = &eval.plugin;
+                eprintln!(
+                    "  {:<24} {:<8} {}  {}",
+                    p.name(),
+                    p.kind().as_str(),
+                    p.version,
+                    tally.describe(p.kind())
+                );
+            }
+        }
+        if self.fail_on_error && (summary.bad_lines > 0 || failed > 0) {
+            eprintln!(
+                "error: {} invalid lines, {failed} plugin failures",
+                summary.bad_lines
+            );
+            std::process::exit(3);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+use std::io::Read;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+
+use super::{InputArgs, LimitArgs};
+use crate::evaluate::{Evaluation, Worker};
+use crate::record::{self, EncodedBatch};
+
+/// Evaluate one plugin for one customer and print the result as JSON.
+///
+/// Example: regua eval lapsed --customer examples/customer.json --now 2025-03-11T12:00:00Z
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    /// The plugin: a path to a .wasm, or a name in --plugins-dir.
+    plugin: String,
+    /// The customer record (JSON), or - for standard input.
+    #[arg(long, value_name = "FILE|-")]
+    customer: String,
+    #[command(flatten)]
+    inputs: InputArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+impl EvalArgs {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        let text = if self.customer == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read the customer from standard input")?;
+            s
+        } else {
+            std::fs::read_to_string(&self.customer)
+                .with_context(|| format!("cannot read customer file `{}`", self.customer))?
+        };
+        let customer = record::parse_customer(text.trim())
+            .map_err(|e| anyhow::anyhow!("customer `{}`: {e}", self.customer))?;
+        let engine = self.limits.engine()?;
+        let plugin = self.inputs.load(&engine, &self.plugin)?;
+        let eval = Evaluation::new(plugin.clone(), &self.inputs.inputs_for(&plugin, false)?)?;
+        let mut batch = EncodedBatch::new();
+        batch.push(&customer);
+        let mut worker = Worker::new();
+        let result = worker.evaluate(&eval, &batch)?.remove(0);
+        let json = crate::output::result_value(&plugin, &result);
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        if let Err(e) = result {
+            bail!("{e}");
+        }
+        Ok(())
+    }
+}

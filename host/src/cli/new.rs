@@ -1,0 +1,348 @@
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+
+/// Scaffold a plugin crate that builds and passes its own test.
+///
+/// Example: regua new segment vip-buyers   (then: cargo test -p vip-buyers; regua build plugins/vip-buyers)
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// What kind of rule.
+    kind: KindArg,
+    /// The plugin's name: lowercase letters, digits and hyphens.
+    name: String,
+    /// Where to create the crate (default: plugins/NAME).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The regua-sdk crate to depend on (default: the SDK this regua was built with).
+    #[arg(long, value_name = "DIR")]
+    sdk: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KindArg {
+    /// Does this customer belong to the audience?
+    Segment,
+    /// Where does the customer stand in a journey, and what is next?
+    Journey,
+    /// May we contact this customer on this channel now?
+    Rest,
+}
+
+fn valid_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// `to` relative to `from` (both absolute).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    out
+}
+
+impl NewArgs {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        if !valid_name(&self.name) {
+            bail!(
+                "`{}` is not a plugin name: use lowercase letters, digits and hyphens, starting with a letter",
+                self.name
+            );
+        }
+        let dir = self
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("plugins").join(&self.name));
+        if dir.join("Cargo.toml").exists() {
+            bail!("`{}` already holds a crate", dir.display());
+        }
+        let sdk = match &self.sdk {
+            Some(s) => s.clone(),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"),
+        };
+        let sdk = sdk.canonicalize().with_context(|| {
+            format!(
+                "cannot find regua-sdk at `{}` (pass --sdk DIR)",
+                sdk.display()
+            )
+        })?;
+        std::fs::create_dir_all(dir.join("src"))
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+        let abs = dir.canonicalize()?;
+        let sdk_rel = relative(&abs, &sdk);
+        let crate_name = self.name.replace('-', "_");
+        let (description, source) = match self.kind {
+            KindArg::Segment => (
+                "Segment: customers with at least N purchases in the last D days",
+                SEGMENT,
+            ),
+            KindArg::Journey => (
+                "Journey rule: a two-step welcome by e-mail then push",
+                JOURNEY,
+            ),
+            KindArg::Rest => (
+                "Rest policy: at most N messages per channel per rolling day",
+                REST,
+            ),
+        };
+        let toml = format!(
+            r#"[package]
+name = "{name}"
+description = "{description}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+regua-sdk = {{ path = "{sdk}" }}
+serde = {{ version = "1", features = ["derive"] }}
+"#,
+            name = self.name,
+            sdk = sdk_rel.display().to_string().replace('\\', "/"),
+        );
+        std::fs::write(dir.join("Cargo.toml"), &toml)?;
+        std::fs::write(
+            dir.join("src/lib.rs"),
+            source.replace("{crate}", &crate_name),
+        )?;
+        std::fs::write(
+            dir.join("README.md"),
+            format!("# {}\n\n{description}.\n", self.name),
+        )?;
+        // Inside a workspace that does not list it, the crate becomes a workspace of its own.
+        let member = Command::new("cargo")
+            .args([
+                "metadata",
+                "--no-deps",
+                "--format-version",
+                "1",
+                "--offline",
+            ])
+            .arg("--manifest-path")
+            .arg(dir.join("Cargo.toml"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !member {
+            std::fs::write(dir.join("Cargo.toml"), format!("{toml}\n[workspace]\n"))?;
+        }
+        eprintln!(
+            "created {kind:?} plugin `{name}` in {dir}\n  test it:  cargo test --manifest-path {dir}/Cargo.toml\n  build it: regua build {dir}",
+            kind = self.kind,
+            name = self.name,
+            dir = dir.display()
+        );
+        Ok(())
+    }
+}
+
+const SEGMENT: &str = r##"//! Customers with at least `min_purchases` purchases in the last `days` days.
+
+use regua_sdk::prelude::*;
+
+/// The segment.
+pub struct Rule;
+
+/// Parameters, with their defaults.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Purchases needed.
+    pub min_purchases: usize,
+    /// Window length in days.
+    pub days: i64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { min_purchases: 2, days: 30 }
+    }
+}
+
+impl Segment for Rule {
+    type Params = Params;
+
+    fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
+        let window = Duration::days(ctx.params.days);
+        let n = c.purchases(ctx.now).filter(|t| t.at.within_last(window, ctx.now)).count();
+        Ok(Match::when(
+            n >= ctx.params.min_purchases,
+            format!("{n} purchases in the last {} days", ctx.params.days),
+        ))
+    }
+}
+
+export_segment!(Rule);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regua_sdk::testing::{at, customer};
+
+    #[test]
+    fn two_recent_purchases_match() {
+        let c = customer(r#"{"id":"c-1","transactions":[
+            {"id":"t1","at":"2025-03-01T10:00:00Z","kind":"purchase","amount":50},
+            {"id":"t2","at":"2025-03-05T10:00:00Z","kind":"purchase","amount":70}]}"#);
+        let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &Params::default(), default_tz: "UTC" };
+        assert!(Rule::evaluate(&c, &ctx).unwrap().matched);
+        let later = Context { now: at("2025-04-20T12:00:00Z"), ..ctx };
+        assert!(!Rule::evaluate(&c, &later).unwrap().matched);
+    }
+}
+"##;
+
+const JOURNEY: &str = r##"//! A two-step welcome: an e-mail on entry, a push one day later, then done.
+
+use regua_sdk::prelude::*;
+
+/// The journey rule.
+pub struct Rule;
+
+/// Parameters, with their defaults.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// The journey's name in the customer's journey state.
+    pub journey: String,
+    /// The campaign code sent with each message.
+    pub campaign: String,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { journey: "{crate}".into(), campaign: "WELCOME".into() }
+    }
+}
+
+impl JourneyRule for Rule {
+    type Params = Params;
+
+    fn evaluate(c: &Customer, _event: Option<&Event>, ctx: &Context<'_, Params>) -> Result<JourneyOutcome> {
+        let p = ctx.params;
+        let send = |channel, template: &str| Action::Send {
+            channel,
+            template: template.into(),
+            campaign: p.campaign.clone(),
+        };
+        let state = |step: &str, status, entered_at| JourneyState {
+            journey: p.journey.clone(),
+            instance: 1,
+            status,
+            entered_at,
+            step: step.into(),
+            step_entered_at: ctx.now,
+            variant: None,
+            exit_reason: None,
+        };
+        Ok(match c.journey(&p.journey) {
+            None => JourneyOutcome {
+                actions: vec![send(Channel::Email, "welcome-email"), Action::WaitUntil { until: ctx.now + Duration::days(1) }],
+                state: Some(state("email-sent", JourneyStatus::Active, ctx.now)),
+            },
+            Some(j) if j.status == JourneyStatus::Active && ctx.now >= j.step_entered_at + Duration::days(1) => JourneyOutcome {
+                actions: vec![send(Channel::Push, "welcome-push"), Action::Complete],
+                state: Some(state("done", JourneyStatus::Completed, j.entered_at)),
+            },
+            Some(j) => JourneyOutcome { actions: vec![], state: Some(j.clone()) },
+        })
+    }
+}
+
+export_journey!(Rule);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regua_sdk::testing::{at, customer};
+
+    #[test]
+    fn a_new_customer_gets_the_welcome_email() {
+        let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &Params::default(), default_tz: "UTC" };
+        let out = Rule::evaluate(&customer(r#"{"id":"c-1"}"#), None, &ctx).unwrap();
+        assert!(matches!(&out.actions[0], Action::Send { channel: Channel::Email, .. }));
+        assert_eq!(out.state.unwrap().step, "email-sent");
+    }
+}
+"##;
+
+const REST: &str = r##"//! At most `max` messages on the proposed channel in any rolling 24 hours.
+
+use regua_sdk::prelude::*;
+
+/// The policy.
+pub struct Rule;
+
+/// Parameters, with their defaults.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Messages allowed per channel per rolling day.
+    pub max: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { max: 2 }
+    }
+}
+
+impl RestPolicy for Rule {
+    type Params = Params;
+
+    fn evaluate(c: &Customer, m: &Message, ctx: &Context<'_, Params>) -> Result<Decision> {
+        if m.category == Category::Transactional {
+            return Ok(Decision::allow());
+        }
+        let day = Duration::hours(24);
+        let mut sent: Vec<Timestamp> = c
+            .contacts
+            .iter()
+            .filter(|x| x.channel == m.channel && x.counts_toward_caps && x.at.within_last(day, ctx.now))
+            .map(|x| x.at)
+            .collect();
+        if sent.len() < ctx.params.max {
+            return Ok(Decision::allow());
+        }
+        sent.sort();
+        // Allowed again once enough of the counted messages have left the window.
+        let retry = sent[sent.len() - ctx.params.max] + day;
+        Ok(Decision::deny("daily-cap", "CAP_REACHED", Some(retry)))
+    }
+}
+
+export_rest!(Rule);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regua_sdk::testing::{at, customer};
+
+    #[test]
+    fn a_third_push_in_a_day_is_denied() {
+        let c = customer(r#"{"id":"c-1","contacts":[
+            {"channel":"push","at":"2025-03-11T08:00:00Z","category":"marketing"},
+            {"channel":"push","at":"2025-03-11T10:00:00Z","category":"marketing"}]}"#);
+        let m: Message = serde_json::from_str(r#"{"channel":"push","category":"marketing"}"#).unwrap();
+        let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &Params::default(), default_tz: "UTC" };
+        let d = Rule::evaluate(&c, &m, &ctx).unwrap();
+        assert_eq!(d.decision, Verdict::Deny);
+        assert_eq!(d.retry_after, Some(at("2025-03-12T08:00:00Z")));
+    }
+}
+"##;

@@ -1,0 +1,141 @@
+//! Reading customer records: parsed and validated once, then encoded once for every plugin.
+
+use std::ops::Range;
+
+use regua_sdk::Customer;
+use regua_sdk::wire;
+
+/// Parses one customer record (a JSON object). The error names the field and what is wrong with
+/// it, e.g. ``field `transactions[3].at`: `2025-13-01` is not an RFC 3339 timestamp``.
+pub fn parse_customer(text: &str) -> Result<Customer, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let customer: Customer = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("field `{path}`: {inner}")
+        }
+    })?;
+    de.end()
+        .map_err(|e| format!("trailing characters after the record: {e}"))?;
+    if customer.id.trim().is_empty() {
+        return Err("field `id` is empty".into());
+    }
+    Ok(customer)
+}
+
+/// Parses one record given as raw bytes (a line of NDJSON).
+pub fn parse_customer_bytes(bytes: &[u8]) -> Result<Customer, String> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))?;
+    if text.trim().is_empty() {
+        return Err("empty line: expected a customer record (a JSON object)".into());
+    }
+    parse_customer(text)
+}
+
+/// The `id` of a record that failed to parse, when it can still be read.
+pub fn salvage_id(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: serde_json::Value,
+    }
+    let r: IdOnly = serde_json::from_slice(bytes).ok()?;
+    match r.id {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Customers encoded once for the ABI, ready to hand to any number of plugins, whole or in
+/// sub-ranges.
+#[derive(Debug, Default, Clone)]
+pub struct EncodedBatch {
+    bytes: Vec<u8>,
+    spans: Vec<Range<usize>>,
+    ids: Vec<String>,
+}
+
+impl EncodedBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        EncodedBatch::default()
+    }
+
+    /// Adds a customer.
+    pub fn push(&mut self, customer: &Customer) {
+        let start = self.bytes.len();
+        wire::encode_customer(customer, &mut self.bytes);
+        self.spans.push(start..self.bytes.len());
+        self.ids.push(customer.id.clone());
+    }
+
+    /// Number of customers.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The id of customer `i`.
+    pub fn id(&self, i: usize) -> &str {
+        &self.ids[i]
+    }
+
+    /// The encoded customers `range`, back to back (without the count header).
+    pub(crate) fn slice(&self, range: Range<usize>) -> &[u8] {
+        if range.is_empty() {
+            return &[];
+        }
+        &self.bytes[self.spans[range.start].start..self.spans[range.end - 1].end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_field_and_the_problem() {
+        let err = parse_customer(
+            r#"{"id":"c","transactions":[{"id":"t","at":"2025-13-01T00:00:00Z","kind":"purchase","amount":1}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("field `transactions[0].at`:"), "{err}");
+        assert!(err.contains("2025-13-01"), "{err}");
+
+        let err = parse_customer(r#"{"tz":"UTC"}"#).unwrap_err();
+        assert!(err.contains("missing field `id`"), "{err}");
+
+        let err = parse_customer(r#"{"id":"c","profile":{"birthday":"17/05/1990"}}"#).unwrap_err();
+        assert!(err.starts_with("field `profile.birthday`"), "{err}");
+
+        let err = parse_customer_bytes(b"{\"id\":\"\xff\"}").unwrap_err();
+        assert!(err.contains("UTF-8"), "{err}");
+        assert!(
+            parse_customer(r#"{"id":"c"} x"#)
+                .unwrap_err()
+                .contains("trailing")
+        );
+        assert!(
+            parse_customer(r#"{"id":" "}"#)
+                .unwrap_err()
+                .contains("`id` is empty")
+        );
+    }
+
+    #[test]
+    fn ids_are_salvaged_from_records_that_fail_validation() {
+        assert_eq!(
+            salvage_id(br#"{"id":"c-9","transactions":7}"#).as_deref(),
+            Some("c-9")
+        );
+        assert_eq!(salvage_id(b"{not json"), None);
+    }
+}

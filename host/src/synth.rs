@@ -1,0 +1,520 @@
+//! A deterministic generator of realistic synthetic customers, for examples, benchmarks and load
+//! tests: the same seed always gives the same records.
+//!
+//! Customers are drawn from archetypes seen in the cases behind Régua (champions, lapsed buyers,
+//! prospects, new app users who never activated, benefits-card holders who loaded money but
+//! never cashed out, cart abandoners, …), with Brazilian names, BRL amounts, several time zones
+//! and 0–60 transactions (about 4 KB per customer on average).
+
+use std::collections::BTreeMap;
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use regua_sdk::record::Consents;
+use regua_sdk::{
+    Category, Channel, Consent, ConsentStatus, Contact, Customer, Date, Duration, Event, Inbound,
+    JourneyState, JourneyStatus, Profile, Timestamp, Transaction, Value,
+};
+
+const FIRST: &[&str] = &[
+    "Ana",
+    "Bruno",
+    "Camila",
+    "Diego",
+    "Eduarda",
+    "Felipe",
+    "Gabriela",
+    "Henrique",
+    "Isabela",
+    "João",
+    "Larissa",
+    "Lucas",
+    "Mariana",
+    "Matheus",
+    "Natália",
+    "Otávio",
+    "Patrícia",
+    "Rafael",
+    "Sabrina",
+    "Thiago",
+    "Vitória",
+    "Wesley",
+    "Yasmin",
+    "Maria",
+    "José",
+    "Francisca",
+    "Antônio",
+];
+const LAST: &[&str] = &[
+    "Silva",
+    "Santos",
+    "Oliveira",
+    "Souza",
+    "Rodrigues",
+    "Ferreira",
+    "Alves",
+    "Pereira",
+    "Lima",
+    "Gomes",
+    "Costa",
+    "Ribeiro",
+    "Martins",
+    "Carvalho",
+    "Almeida",
+    "Lopes",
+    "Soares",
+    "Araújo",
+];
+const ZONES: &[(&str, u32)] = &[
+    ("America/Sao_Paulo", 60),
+    ("America/Manaus", 8),
+    ("America/Recife", 8),
+    ("America/Bahia", 6),
+    ("America/Cuiaba", 4),
+    ("America/Rio_Branco", 3),
+    ("America/Noronha", 1),
+    ("Europe/Lisbon", 2),
+    ("America/New_York", 2),
+];
+const UNITS: &[&str] = &["card", "benefits", "insurance", "travel"];
+const CATEGORIES: &[&str] = &[
+    "supermercado",
+    "restaurante",
+    "farmacia",
+    "combustivel",
+    "vestuario",
+    "eletronicos",
+    "viagem",
+    "servicos",
+];
+const STAGES: &[&str] = &[
+    "lead",
+    "onboarding",
+    "active",
+    "engaged",
+    "at_risk",
+    "churned",
+];
+const CAMPAIGNS: &[&str] = &[
+    "BRF-2025-014",
+    "BRF-2025-022",
+    "BRF-2025-031",
+    "BRF-2025-040",
+    "BEN-2025-007",
+    "BEN-2025-012",
+];
+
+#[derive(Clone, Copy, Debug)]
+enum Archetype {
+    Champion,
+    Loyal,
+    Lapsed,
+    Lost,
+    Prospect,
+    NewAppUser,
+    BenefitsHolder,
+    CartAbandoner,
+    Occasional,
+}
+
+const ARCHETYPES: &[(Archetype, u32)] = &[
+    (Archetype::Champion, 8),
+    (Archetype::Loyal, 14),
+    (Archetype::Lapsed, 14),
+    (Archetype::Lost, 6),
+    (Archetype::Prospect, 10),
+    (Archetype::NewAppUser, 14),
+    (Archetype::BenefitsHolder, 14),
+    (Archetype::CartAbandoner, 8),
+    (Archetype::Occasional, 12),
+];
+
+fn weighted<'a, T>(rng: &mut ChaCha8Rng, items: &'a [(T, u32)]) -> &'a T {
+    let total: u32 = items.iter().map(|(_, w)| w).sum();
+    let mut pick = rng.random_range(0..total);
+    for (item, w) in items {
+        if pick < *w {
+            return item;
+        }
+        pick -= w;
+    }
+    &items[0].0
+}
+
+/// Generates customers deterministically from `seed`, their histories ending before `now`.
+#[derive(Debug)]
+pub struct Generator {
+    rng: ChaCha8Rng,
+    now: Timestamp,
+    next_id: u64,
+}
+
+impl Generator {
+    /// A generator for histories up to `now`.
+    pub fn new(seed: u64, now: Timestamp) -> Self {
+        Generator {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now,
+            next_id: 1,
+        }
+    }
+
+    fn ago(&mut self, min: Duration, max: Duration) -> Timestamp {
+        let ms = self
+            .rng
+            .random_range(min.as_millis()..max.as_millis().max(min.as_millis() + 1));
+        // Whole seconds, as most source systems write them.
+        Timestamp::from_seconds((self.now.as_millis() - ms) / 1000)
+    }
+
+    fn amount(&mut self, low: f64, high: f64) -> f64 {
+        (self.rng.random_range(low..high) * 100.0).round() / 100.0
+    }
+
+    /// The next customer.
+    pub fn customer(&mut self) -> Customer {
+        let n = self.next_id;
+        self.next_id += 1;
+        let archetype = *weighted(&mut self.rng, ARCHETYPES);
+        let first = *FIRST.choose(&mut self.rng).expect("non-empty");
+        let last = *LAST.choose(&mut self.rng).expect("non-empty");
+        let tz = if self.rng.random_bool(0.08) {
+            None
+        } else {
+            Some((*weighted(&mut self.rng, ZONES)).to_owned())
+        };
+        let created = self.ago(Duration::days(3), Duration::days(900));
+        let birthday = self.birthday();
+
+        let mut units = vec!["card".to_owned()];
+        if matches!(archetype, Archetype::BenefitsHolder) || self.rng.random_bool(0.25) {
+            units.push("benefits".into());
+        }
+        if self.rng.random_bool(0.15) {
+            units.push((*UNITS.choose(&mut self.rng).expect("non-empty")).to_owned());
+            units.dedup();
+        }
+
+        let mut c = Customer {
+            id: format!("cus-{n:07}"),
+            tz,
+            profile: Profile {
+                first_name: Some(first.to_owned()),
+                email: Some(format!(
+                    "{}.{}{}@exemplo.com.br",
+                    ascii(first),
+                    ascii(last),
+                    n
+                )),
+                phone: Some(format!(
+                    "+55119{:08}",
+                    self.rng.random_range(0..100_000_000)
+                )),
+                birthday: Some(birthday),
+                created_at: Some(created),
+                business_units: units,
+                funnel_stage: Some((*STAGES.choose(&mut self.rng).expect("non-empty")).into()),
+                attributes: BTreeMap::from([
+                    ("last_name".to_owned(), Value::String(last.to_owned())),
+                    (
+                        "city".to_owned(),
+                        Value::String(
+                            (*[
+                                "São Paulo",
+                                "Recife",
+                                "Manaus",
+                                "Salvador",
+                                "Curitiba",
+                                "Belém",
+                            ]
+                            .choose(&mut self.rng)
+                            .expect("non-empty"))
+                            .to_owned(),
+                        ),
+                    ),
+                    (
+                        "credit_limit".to_owned(),
+                        Value::Float(self.amount(500.0, 25_000.0)),
+                    ),
+                ]),
+            },
+            consents: self.consents(),
+            ..Customer::default()
+        };
+        self.transactions(&mut c, archetype);
+        self.events(&mut c, archetype, created);
+        self.contacts(&mut c);
+        self.journeys(&mut c, created);
+        c
+    }
+
+    fn birthday(&mut self) -> Date {
+        let year = self.rng.random_range(1950..2006);
+        // Some leap-day birthdays, to exercise the 28 February rule.
+        if self.rng.random_bool(0.01) {
+            return Date::parse(&format!(
+                "{}-02-29",
+                1952 + 4 * self.rng.random_range(0..13)
+            ))
+            .expect("a leap year");
+        }
+        // A few birthdays today in the customer's calendar, so the example segment has members.
+        let (m, d) = if self.rng.random_bool(0.03) {
+            let today = self.now.local_date(&regua_sdk::Zone::utc());
+            (today.month(), today.day())
+        } else {
+            (self.rng.random_range(1..=12), self.rng.random_range(1..=28))
+        };
+        Date::parse(&format!("{year}-{m:02}-{d:02}")).expect("a valid date")
+    }
+
+    fn consents(&mut self) -> Consents {
+        let mut out = Consents::new();
+        for channel in Channel::ALL {
+            if self.rng.random_bool(0.1) {
+                continue;
+            }
+            let status = *[
+                ConsentStatus::Granted,
+                ConsentStatus::Granted,
+                ConsentStatus::Granted,
+                ConsentStatus::Granted,
+                ConsentStatus::Denied,
+                ConsentStatus::Revoked,
+            ]
+            .choose(&mut self.rng)
+            .expect("non-empty");
+            let at = self.ago(Duration::days(1), Duration::days(800));
+            let mut by_purpose = BTreeMap::new();
+            by_purpose.insert(Category::Marketing, Consent { status, at });
+            by_purpose.insert(
+                Category::Transactional,
+                Consent {
+                    status: ConsentStatus::Granted,
+                    at,
+                },
+            );
+            out.insert(channel, by_purpose);
+        }
+        out
+    }
+
+    fn transactions(&mut self, c: &mut Customer, archetype: Archetype) {
+        let (count, newest, oldest) = match archetype {
+            Archetype::Champion => (self.rng.random_range(12..60), 0, 25),
+            Archetype::Loyal => (self.rng.random_range(4..30), 5, 120),
+            Archetype::Lapsed => (self.rng.random_range(1..20), 31, 150),
+            Archetype::Lost => (self.rng.random_range(1..6), 370, 900),
+            Archetype::Prospect | Archetype::NewAppUser => (0, 0, 0),
+            Archetype::BenefitsHolder => (self.rng.random_range(0..12), 1, 90),
+            Archetype::CartAbandoner => (self.rng.random_range(0..8), 10, 200),
+            Archetype::Occasional => (self.rng.random_range(1..6), 20, 400),
+        };
+        for i in 0..count {
+            // The newest purchase sits at `newest` days; the rest spread back to `oldest`.
+            let at = if i == 0 {
+                self.ago(Duration::days(newest), Duration::days(newest + 3))
+            } else {
+                self.ago(
+                    Duration::days(newest),
+                    Duration::days(oldest.max(newest + 1) + 200),
+                )
+            };
+            let refund = self.rng.random_bool(0.04);
+            let (low, high) = match archetype {
+                Archetype::Champion => (80.0, 900.0),
+                _ => (15.0, 450.0),
+            };
+            c.transactions.push(Transaction {
+                id: format!("{}-t{i:02}", c.id),
+                at,
+                kind: if refund { "refund" } else { "purchase" }.into(),
+                amount: self.amount(low, high),
+                currency: "BRL".into(),
+                business_unit: Some("card".into()),
+                category: Some((*CATEGORIES.choose(&mut self.rng).expect("non-empty")).into()),
+            });
+        }
+        if matches!(archetype, Archetype::BenefitsHolder) {
+            for i in 0..self.rng.random_range(1..4) {
+                let at = self.ago(Duration::days(2), Duration::days(120));
+                let amount = self.amount(200.0, 1200.0);
+                c.transactions.push(Transaction {
+                    id: format!("{}-cin{i}", c.id),
+                    at,
+                    kind: "cashin".into(),
+                    amount,
+                    currency: "BRL".into(),
+                    business_unit: Some("benefits".into()),
+                    category: Some("vale-refeicao".into()),
+                });
+            }
+            if self.rng.random_bool(0.4) {
+                let at = self.ago(Duration::days(1), Duration::days(30));
+                let amount = self.amount(20.0, 300.0);
+                c.transactions.push(Transaction {
+                    id: format!("{}-cout", c.id),
+                    at,
+                    kind: "cashout".into(),
+                    amount,
+                    currency: "BRL".into(),
+                    business_unit: Some("benefits".into()),
+                    category: None,
+                });
+            }
+        }
+        c.transactions.sort_by_key(|t| t.at);
+    }
+
+    fn event(&mut self, name: &str, at: Timestamp, props: Value) -> Event {
+        Event {
+            name: name.into(),
+            at,
+            props,
+        }
+    }
+
+    fn events(&mut self, c: &mut Customer, archetype: Archetype, created: Timestamp) {
+        let mut events = vec![self.event("account_created", created, Value::Null)];
+        let installs = !matches!(archetype, Archetype::Prospect) && self.rng.random_bool(0.8);
+        if installs {
+            let download = created + Duration::hours(self.rng.random_range(1..72));
+            if download < self.now {
+                let platform = if self.rng.random_bool(0.7) {
+                    "android"
+                } else {
+                    "ios"
+                };
+                let props = Value::Object(BTreeMap::from([("platform".into(), platform.into())]));
+                events.push(self.event("app_download", download, props));
+                let activates =
+                    !matches!(archetype, Archetype::NewAppUser) && self.rng.random_bool(0.75);
+                if activates {
+                    let act = download + Duration::hours(self.rng.random_range(1..60));
+                    if act < self.now {
+                        events.push(self.event("app_activated", act, Value::Null));
+                    }
+                }
+            }
+        }
+        for _ in 0..self.rng.random_range(0..12) {
+            let at = self.ago(Duration::hours(1), Duration::days(120));
+            if at > created {
+                events.push(self.event("login", at, Value::Null));
+            }
+        }
+        if matches!(archetype, Archetype::CartAbandoner) {
+            let at = self.ago(Duration::hours(1), Duration::days(3));
+            let value = self.amount(60.0, 1500.0);
+            let props = Value::Object(BTreeMap::from([
+                ("cart_id".into(), Value::String(format!("cart-{}", c.id))),
+                ("value".into(), Value::Float(value)),
+            ]));
+            events.push(self.event("cart_abandoned", at, props));
+        }
+        events.sort_by_key(|e| e.at);
+        c.events = events;
+        if self.rng.random_bool(0.2) {
+            let at = self.ago(Duration::minutes(5), Duration::days(3));
+            c.inbound.push(Inbound {
+                channel: Channel::Whatsapp,
+                at,
+            });
+        }
+    }
+
+    fn contacts(&mut self, c: &mut Customer) {
+        let mut contacts = Vec::new();
+        for _ in 0..self.rng.random_range(0..14) {
+            let channel = *Channel::ALL.choose(&mut self.rng).expect("non-empty");
+            let at = self.ago(Duration::hours(1), Duration::days(20));
+            let transactional = self.rng.random_bool(0.15);
+            let unit = *UNITS.choose(&mut self.rng).expect("non-empty");
+            contacts.push(Contact {
+                channel,
+                at,
+                campaign: Some((*CAMPAIGNS.choose(&mut self.rng).expect("non-empty")).into()),
+                category: if transactional {
+                    Category::Transactional
+                } else {
+                    Category::Marketing
+                },
+                tags: vec![format!("bu:{unit}")],
+                counts_toward_caps: !transactional,
+            });
+        }
+        contacts.sort_by_key(|c| c.at);
+        c.contacts = contacts;
+    }
+
+    fn journeys(&mut self, c: &mut Customer, created: Timestamp) {
+        if self.rng.random_bool(0.3) && created < self.now - Duration::days(2) {
+            let entered = created + Duration::hours(1);
+            let done = self.rng.random_bool(0.6);
+            c.journeys.push(JourneyState {
+                journey: "welcome".into(),
+                instance: 1,
+                status: if done {
+                    JourneyStatus::Completed
+                } else {
+                    JourneyStatus::Active
+                },
+                entered_at: entered,
+                step: if done { "done" } else { "day-1" }.into(),
+                step_entered_at: entered + Duration::days(1),
+                variant: None,
+                exit_reason: None,
+            });
+        }
+    }
+}
+
+impl Iterator for Generator {
+    type Item = Customer;
+    fn next(&mut self) -> Option<Customer> {
+        Some(self.customer())
+    }
+}
+
+fn ascii(name: &str) -> String {
+    name.chars()
+        .map(|ch| match ch {
+            'á' | 'â' | 'ã' | 'à' => 'a',
+            'é' | 'ê' => 'e',
+            'í' => 'i',
+            'ó' | 'ô' | 'õ' => 'o',
+            'ú' => 'u',
+            'ç' => 'c',
+            other => other.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_customers() {
+        let now = Timestamp::parse("2025-03-11T12:00:00Z").unwrap();
+        let a: Vec<_> = Generator::new(7, now).take(20).collect();
+        let b: Vec<_> = Generator::new(7, now).take(20).collect();
+        assert_eq!(a, b);
+        let c: Vec<_> = Generator::new(8, now).take(20).collect();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn generated_records_read_back_and_average_a_few_kilobytes() {
+        let now = Timestamp::parse("2025-03-11T12:00:00Z").unwrap();
+        let mut total = 0;
+        for c in Generator::new(1, now).take(500) {
+            let line = serde_json::to_string(&c).unwrap();
+            total += line.len();
+            assert_eq!(crate::record::parse_customer(&line).unwrap(), c);
+        }
+        let avg = total / 500;
+        assert!((2000..8000).contains(&avg), "average record is {avg} bytes");
+    }
+}

@@ -1,0 +1,207 @@
+//! Building plugin crates to `.wasm` with cargo. Std and serde_json only: the test crate's build
+//! script includes this file too, so tests build plugins exactly as `regua build` does.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The target plugins are built for.
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Installs the wasm32 target with rustup when it is missing.
+pub fn ensure_wasm_target() -> Result<(), String> {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
+    if Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(WASM_TARGET)
+        .exists()
+    {
+        return Ok(());
+    }
+    eprintln!("installing the {WASM_TARGET} target with rustup (once per toolchain)");
+    let status = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .status()
+        .map_err(|e| format!("the {WASM_TARGET} target is missing and rustup cannot run: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`rustup target add {WASM_TARGET}` failed ({status})"
+        ))
+    }
+}
+
+/// Whether `dir` holds a plugin crate (a Cargo.toml whose library is a `cdylib`).
+pub fn is_plugin_crate(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("Cargo.toml"))
+        .map(|toml| toml.contains("cdylib"))
+        .unwrap_or(false)
+}
+
+/// The plugin crates at `path`: the crate itself, or every plugin crate directly inside it.
+pub fn find_plugin_crates(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if is_plugin_crate(path) {
+        return Ok(vec![path.to_owned()]);
+    }
+    let entries =
+        std::fs::read_dir(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut crates: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_plugin_crate(p))
+        .collect();
+    crates.sort();
+    if crates.is_empty() {
+        return Err(format!(
+            "`{}` is not a plugin crate and has none inside (a plugin crate's Cargo.toml has crate-type = [\"cdylib\", …])",
+            path.display()
+        ));
+    }
+    Ok(crates)
+}
+
+fn workspace_root(crate_dir: &Path) -> Result<PathBuf, String> {
+    let out = Command::new("cargo")
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .arg("--manifest-path")
+        .arg(crate_dir.join("Cargo.toml"))
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` is not a buildable crate: {}",
+            crate_dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn package_name(crate_dir: &Path) -> Result<String, String> {
+    let toml = std::fs::read_to_string(crate_dir.join("Cargo.toml")).map_err(|e| {
+        format!(
+            "cannot read `{}`: {e}",
+            crate_dir.join("Cargo.toml").display()
+        )
+    })?;
+    let mut in_package = false;
+    for line in toml.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(rest) = line.strip_prefix("name") {
+            let value = rest.trim_start().trim_start_matches('=').trim();
+            return Ok(value.trim_matches('"').to_owned());
+        }
+    }
+    Err(format!(
+        "`{}` has no [package] name",
+        crate_dir.join("Cargo.toml").display()
+    ))
+}
+
+/// Builds the plugin crates in `crate_dirs` to wasm (release, LTO) and copies each artifact to
+/// `out_dir/<package-name>.wasm`. Crates of one workspace are built in one cargo invocation.
+/// Returns the written files in the order of `crate_dirs`' packages.
+pub fn build(
+    crate_dirs: &[PathBuf],
+    out_dir: &Path,
+    target_dir: Option<&Path>,
+) -> Result<Vec<PathBuf>, String> {
+    ensure_wasm_target()?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| format!("cannot create `{}`: {e}", out_dir.display()))?;
+    let mut groups: BTreeMap<PathBuf, Vec<(PathBuf, String)>> = BTreeMap::new();
+    for dir in crate_dirs {
+        let root = workspace_root(dir)?;
+        groups
+            .entry(root)
+            .or_default()
+            .push((dir.clone(), package_name(dir)?));
+    }
+    let mut written = Vec::new();
+    for (root, members) in groups {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["build", "--lib", "--release", "--target", WASM_TARGET])
+            .args(["--message-format", "json-render-diagnostics"])
+            .arg("--manifest-path")
+            .arg(&root);
+        for (_, name) in &members {
+            cmd.args(["-p", name]);
+        }
+        if let Some(t) = target_dir {
+            cmd.arg("--target-dir").arg(t);
+        }
+        // Small, fast plugins whatever the crate's own profile says.
+        cmd.env("CARGO_PROFILE_RELEASE_LTO", "true")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+            .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run cargo: {e}"))?;
+        let mut artifacts = BTreeMap::new();
+        let stdout = child.stdout.take().expect("piped");
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| format!("cannot read cargo's output: {e}"))?;
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if msg["reason"] != "compiler-artifact" {
+                continue;
+            }
+            let Some(files) = msg["filenames"].as_array() else {
+                continue;
+            };
+            let package = msg["package_id"].as_str().unwrap_or_default().to_owned();
+            for f in files.iter().filter_map(|f| f.as_str()) {
+                if f.ends_with(".wasm") {
+                    artifacts.insert(package.clone(), PathBuf::from(f));
+                }
+            }
+        }
+        let status = child
+            .wait()
+            .map_err(|e| format!("cargo did not finish: {e}"))?;
+        if !status.success() {
+            let names: Vec<_> = members.iter().map(|(_, n)| n.as_str()).collect();
+            return Err(format!(
+                "building {} failed (cargo's errors are above)",
+                names.join(", ")
+            ));
+        }
+        for (dir, name) in &members {
+            let artifact = artifacts
+                .iter()
+                .find(|(id, _)| package_id_names(id, name))
+                .map(|(_, f)| f.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "cargo built no .wasm for `{name}` ({}): is its crate-type \"cdylib\"?",
+                        dir.display()
+                    )
+                })?;
+            let dest = out_dir.join(format!("{name}.wasm"));
+            // Write then rename, so a service watching `out_dir` never sees half a file.
+            let tmp = out_dir.join(format!(".{name}.wasm.tmp"));
+            std::fs::copy(&artifact, &tmp)
+                .and_then(|_| std::fs::rename(&tmp, &dest))
+                .map_err(|e| format!("cannot write `{}`: {e}", dest.display()))?;
+            written.push(dest);
+        }
+    }
+    Ok(written)
+}
+
+/// Whether a cargo package id (`path+file:///…/name#0.1.0` or `…#name@0.1.0`) is package `name`.
+fn package_id_names(id: &str, name: &str) -> bool {
+    let tail = id.rsplit('/').next().unwrap_or(id);
+    let (path_part, frag) = tail.split_once('#').unwrap_or((tail, ""));
+    frag.split('@').next() == Some(name) || (path_part == name && !frag.contains('@'))
+}
