@@ -16,6 +16,7 @@
 pub mod ab;
 #[doc(hidden)]
 pub mod guest;
+pub mod journey;
 pub mod outcome;
 pub mod plugin;
 pub mod record;
@@ -45,6 +46,7 @@ pub mod __private {
 /// Everything a rule usually needs, and serde's derives.
 pub mod prelude {
     pub use crate::ab;
+    pub use crate::journey::{self, EntryPolicy, Reentry, Wait};
     pub use crate::record::{days_since, kind};
     pub use crate::rfm::{Cuts, Rfm, RfmSegment};
     pub use crate::{
@@ -149,6 +151,15 @@ pub mod testing {
     /// A customer from JSON text; panics on bad input (tests only).
     pub fn customer(json: &str) -> crate::Customer {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test customer: {e}"))
+    }
+
+    /// A context at `now` (RFC 3339) in the São Paulo company zone (tests only).
+    pub fn context<'a, P>(now: &str, params: &'a P) -> crate::Context<'a, P> {
+        crate::Context {
+            now: at(now),
+            params,
+            default_tz: "America/Sao_Paulo",
+        }
     }
 
     /// Parameters from JSON text over the rule's defaults; panics on bad input (tests only).

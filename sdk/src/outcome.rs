@@ -221,11 +221,21 @@ pub struct JourneyOutcome {
     pub actions: Vec<Action>,
     /// The new journey state.
     pub state: Option<JourneyState>,
+    /// Why, for people reading the result.
+    pub reasons: Vec<String>,
 }
 
 impl JourneyOutcome {
     /// Nothing to do; the customer is not in the journey.
     pub fn none() -> Self {
         JourneyOutcome::default()
+    }
+
+    /// Nothing to do, because `reason`.
+    pub fn because(reason: impl Into<String>) -> Self {
+        JourneyOutcome {
+            reasons: vec![reason.into()],
+            ..JourneyOutcome::default()
+        }
     }
 }

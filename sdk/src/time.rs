@@ -14,6 +14,7 @@ use core::str::FromStr;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use jiff::Span;
 pub use jiff::civil::{Date as CivilDate, Time as CivilTime};
 
 /// A time value that could not be read.
@@ -265,13 +266,35 @@ impl Serialize for Duration {
 }
 
 impl<'de> Deserialize<'de> for Duration {
+    /// JSON: text such as `"24h"`, or a whole number of seconds.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if d.is_human_readable() {
-            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-            Duration::parse(&text).map_err(D::Error::custom)
-        } else {
-            i64::deserialize(d).map(Duration)
+        if !d.is_human_readable() {
+            return i64::deserialize(d).map(Duration);
         }
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"24h\" or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Duration, E> {
+                Duration::parse(s).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Duration, E> {
+                i64::try_from(n)
+                    .ok()
+                    .and_then(|n| n.checked_mul(1000))
+                    .map(Duration)
+                    .ok_or_else(|| E::custom("duration too long"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Duration, E> {
+                if n < 0 {
+                    return Err(E::custom("a duration cannot be negative"));
+                }
+                self.visit_u64(n as u64)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

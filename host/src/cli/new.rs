@@ -254,12 +254,14 @@ impl JourneyRule for Rule {
             None => JourneyOutcome {
                 actions: vec![send(Channel::Email, "welcome-email"), Action::WaitUntil { until: ctx.now + Duration::days(1) }],
                 state: Some(state("email-sent", JourneyStatus::Active, ctx.now)),
+                reasons: vec!["new customer: welcome e-mail".into()],
             },
             Some(j) if j.status == JourneyStatus::Active && ctx.now >= j.step_entered_at + Duration::days(1) => JourneyOutcome {
                 actions: vec![send(Channel::Push, "welcome-push"), Action::Complete],
                 state: Some(state("done", JourneyStatus::Completed, j.entered_at)),
+                reasons: vec!["a day after the e-mail: push".into()],
             },
-            Some(j) => JourneyOutcome { actions: vec![], state: Some(j.clone()) },
+            Some(j) => JourneyOutcome::because(format!("at step `{}`: nothing due", j.step)),
         })
     }
 }

@@ -50,15 +50,10 @@ export_segment!(Lapsed);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, customer};
+    use regua_sdk::testing::{context, customer};
 
     fn eval(json: &str, now: &str) -> Match {
-        let ctx = Context {
-            now: at(now),
-            params: &Params::default(),
-            default_tz: "America/Sao_Paulo",
-        };
-        Lapsed::evaluate(&customer(json), &ctx).unwrap()
+        Lapsed::evaluate(&customer(json), &context(now, &Params::default())).unwrap()
     }
 
     const BUYER: &str = r#"{"id":"c-1","transactions":[

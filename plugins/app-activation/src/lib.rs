@@ -1,0 +1,185 @@
+//! App activation: 24 h after the first WhatsApp or e-mail contact, a customer who has not
+//! activated the app is nudged by push, then by WhatsApp; activating exits the journey.
+
+use regua_sdk::journey::{Sequence, Step, StepMessage};
+use regua_sdk::prelude::*;
+
+/// The journey rule.
+pub struct AppActivation;
+
+/// Parameters.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// The journey's name in the state.
+    pub journey: String,
+    /// The campaign code.
+    pub campaign: String,
+    /// Channels whose first message starts the clock.
+    pub first_contact_channels: Vec<Channel>,
+    /// Time the customer has to activate before the first nudge.
+    pub grace: Duration,
+    /// The activation event.
+    pub activation_event: String,
+    /// The nudges.
+    pub steps: Vec<Step>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        let nudge = |id: &str, channel, template: &str, wait| Step {
+            id: id.into(),
+            send: Some(StepMessage {
+                channel,
+                template: template.into(),
+            }),
+            wait: Wait::For(wait),
+            wait_for: Some("app_activated".into()),
+        };
+        Params {
+            journey: "app-activation".into(),
+            campaign: "BEN-2025-007".into(),
+            first_contact_channels: vec![Channel::Whatsapp, Channel::Email],
+            grace: Duration::hours(24),
+            activation_event: "app_activated".into(),
+            steps: vec![
+                nudge(
+                    "push-nudge",
+                    Channel::Push,
+                    "activate-app-push",
+                    Duration::hours(24),
+                ),
+                nudge(
+                    "whatsapp-nudge",
+                    Channel::Whatsapp,
+                    "activate-app-whatsapp",
+                    Duration::hours(48),
+                ),
+            ],
+        }
+    }
+}
+
+impl JourneyRule for AppActivation {
+    type Params = Params;
+
+    fn evaluate(
+        c: &Customer,
+        event: Option<&Event>,
+        ctx: &Context<'_, Params>,
+    ) -> Result<JourneyOutcome> {
+        let p = ctx.params;
+        let (zone, _) = c.zone(ctx.default_tz)?;
+        let exit_events = [p.activation_event.clone()];
+        let sequence = Sequence {
+            journey: &p.journey,
+            campaign: &p.campaign,
+            steps: &p.steps,
+            entry: EntryPolicy {
+                reentry: Reentry::NoReentry,
+                min_interval: Duration::ZERO,
+            },
+            variants: &[],
+            exit_events: &exit_events,
+            exit_on_purchase: false,
+            funnel_stage: None,
+        };
+        sequence.run(c, event, ctx.now, &zone, "", || {
+            if event.is_some_and(|e| e.name == p.activation_event)
+                || c.first_event(&p.activation_event, ctx.now).is_some()
+            {
+                return Err("app already activated".into());
+            }
+            let first = c
+                .first_contact(&p.first_contact_channels, ctx.now)
+                .ok_or("no first contact on WhatsApp or e-mail yet")?;
+            if ctx.now < first.at + p.grace {
+                return Err(format!(
+                    "first contact at {}; the {} grace has not passed",
+                    first.at, p.grace
+                ));
+            }
+            Ok(())
+        })
+    }
+}
+
+export_journey!(AppActivation);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regua_sdk::testing::{at, context, customer};
+
+    const CONTACTED: &str = r#"{"id":"c","contacts":[{"channel":"whatsapp","at":"2025-03-10T12:00:00Z","category":"marketing"}]}"#;
+
+    fn eval(c: &Customer, event: Option<&Event>, now: &str) -> JourneyOutcome {
+        AppActivation::evaluate(c, event, &context(now, &Params::default())).unwrap()
+    }
+
+    #[test]
+    fn push_24h_after_first_contact_then_whatsapp() {
+        let mut c = customer(CONTACTED);
+        assert!(eval(&c, None, "2025-03-11T11:59:59Z").actions.is_empty());
+        let out = eval(&c, None, "2025-03-11T12:00:00Z");
+        assert!(
+            matches!(
+                &out.actions[1],
+                Action::Send {
+                    channel: Channel::Push,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert_eq!(
+            out.actions[2],
+            Action::WaitForEvent {
+                event: "app_activated".into(),
+                timeout_at: at("2025-03-12T12:00:00Z")
+            }
+        );
+        c.journeys.push(out.state.unwrap());
+        let next = eval(&c, None, "2025-03-12T12:00:00Z");
+        assert!(
+            matches!(
+                &next.actions[1],
+                Action::Send {
+                    channel: Channel::Whatsapp,
+                    ..
+                }
+            ),
+            "{next:?}"
+        );
+    }
+
+    #[test]
+    fn activation_exits_whether_in_the_record_or_as_the_trigger() {
+        let mut c = customer(CONTACTED);
+        c.journeys
+            .push(eval(&c, None, "2025-03-11T12:00:00Z").state.unwrap());
+        let activated: Event =
+            serde_json::from_str(r#"{"name":"app_activated","at":"2025-03-11T15:00:00Z"}"#)
+                .unwrap();
+        let out = eval(&c, Some(&activated), "2025-03-11T15:00:00Z");
+        assert_eq!(
+            out.actions,
+            vec![Action::Exit {
+                reason: "converted: app_activated".into()
+            }]
+        );
+        c.events.push(activated);
+        let out = eval(&c, None, "2025-03-11T16:00:00Z");
+        assert_eq!(out.state.unwrap().status, JourneyStatus::Exited);
+    }
+
+    #[test]
+    fn already_active_customers_never_enter() {
+        let mut c = customer(CONTACTED);
+        c.events.push(
+            serde_json::from_str(r#"{"name":"app_activated","at":"2025-03-10T13:00:00Z"}"#)
+                .unwrap(),
+        );
+        assert!(eval(&c, None, "2025-03-12T12:00:00Z").state.is_none());
+    }
+}

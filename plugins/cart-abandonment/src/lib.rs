@@ -1,0 +1,190 @@
+//! Cart abandonment: a push an hour after the rule sees an abandoned cart, an e-mail the next
+//! day; a purchase after the abandonment exits. Each new abandoned cart can start a new instance.
+
+use regua_sdk::journey::{Sequence, Step, StepMessage};
+use regua_sdk::prelude::*;
+
+/// The journey rule.
+pub struct CartAbandonment;
+
+/// Parameters.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// The journey's name in the state.
+    pub journey: String,
+    /// The campaign code.
+    pub campaign: String,
+    /// The event that signals an abandoned cart.
+    pub event: String,
+    /// Carts abandoned longer ago than this are left alone.
+    pub max_age: Duration,
+    /// Entry and re-entry.
+    pub entry: EntryPolicy,
+    /// The reminders.
+    pub steps: Vec<Step>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        let step = |id: &str, send: Option<(Channel, &str)>, wait| Step {
+            id: id.into(),
+            send: send.map(|(channel, t)| StepMessage {
+                channel,
+                template: t.into(),
+            }),
+            wait: Wait::For(wait),
+            wait_for: None,
+        };
+        Params {
+            journey: "cart-abandonment".into(),
+            campaign: "BRF-2025-022".into(),
+            event: "cart_abandoned".into(),
+            max_age: Duration::days(3),
+            entry: EntryPolicy {
+                reentry: Reentry::ReentryAfterExit,
+                min_interval: Duration::hours(12),
+            },
+            steps: vec![
+                step("cool-off", None, Duration::hours(1)),
+                step(
+                    "push-reminder",
+                    Some((Channel::Push, "cart-reminder-push")),
+                    Duration::hours(23),
+                ),
+                step(
+                    "email-reminder",
+                    Some((Channel::Email, "cart-reminder-email")),
+                    Duration::days(2),
+                ),
+            ],
+        }
+    }
+}
+
+impl JourneyRule for CartAbandonment {
+    type Params = Params;
+
+    fn evaluate(
+        c: &Customer,
+        event: Option<&Event>,
+        ctx: &Context<'_, Params>,
+    ) -> Result<JourneyOutcome> {
+        let p = ctx.params;
+        let (zone, _) = c.zone(ctx.default_tz)?;
+        let sequence = Sequence {
+            journey: &p.journey,
+            campaign: &p.campaign,
+            steps: &p.steps,
+            entry: p.entry,
+            variants: &[],
+            exit_events: &[],
+            exit_on_purchase: true,
+            funnel_stage: None,
+        };
+        sequence.run(c, event, ctx.now, &zone, "", || {
+            let cart = event
+                .filter(|e| e.name == p.event)
+                .or_else(|| c.events_named(&p.event, ctx.now).max_by_key(|e| e.at))
+                .ok_or("no abandoned cart")?;
+            if !cart.at.within_last(p.max_age, ctx.now) {
+                return Err(format!(
+                    "cart abandoned at {}, more than {} ago",
+                    cart.at, p.max_age
+                ));
+            }
+            if let Some(last) = c.journey(&p.journey)
+                && last.entered_at >= cart.at
+            {
+                return Err("this cart was already followed up".into());
+            }
+            if c.purchases(ctx.now).any(|t| t.at >= cart.at) {
+                return Err("purchased after abandoning the cart".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+export_journey!(CartAbandonment);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regua_sdk::testing::{context, customer};
+
+    const CART: &str = r#"{"id":"c","events":[{"name":"cart_abandoned","at":"2025-03-11T10:00:00Z","props":{"value":320.5}}]}"#;
+
+    fn eval(c: &Customer, now: &str) -> JourneyOutcome {
+        CartAbandonment::evaluate(c, None, &context(now, &Params::default())).unwrap()
+    }
+
+    #[test]
+    fn cool_off_then_push_then_email_then_done() {
+        let mut c = customer(CART);
+        let out = eval(&c, "2025-03-11T10:05:00Z");
+        assert!(
+            !out.actions.iter().any(|a| matches!(a, Action::Send { .. })),
+            "{out:?}"
+        );
+        c.journeys.push(out.state.unwrap());
+        let push = eval(&c, "2025-03-11T11:05:00Z");
+        assert!(
+            matches!(
+                &push.actions[1],
+                Action::Send {
+                    channel: Channel::Push,
+                    ..
+                }
+            ),
+            "{push:?}"
+        );
+        c.journeys[0] = push.state.unwrap();
+        let email = eval(&c, "2025-03-12T10:05:00Z");
+        assert!(
+            matches!(
+                &email.actions[1],
+                Action::Send {
+                    channel: Channel::Email,
+                    ..
+                }
+            ),
+            "{email:?}"
+        );
+        c.journeys[0] = email.state.unwrap();
+        let done = eval(&c, "2025-03-14T10:05:00Z");
+        assert_eq!(done.actions, vec![Action::Complete]);
+        c.journeys[0] = done.state.unwrap();
+        // The same cart does not start the journey again.
+        assert!(eval(&c, "2025-03-14T12:00:00Z").state.is_none());
+    }
+
+    #[test]
+    fn a_purchase_after_the_cart_exits() {
+        let mut c = customer(CART);
+        c.journeys
+            .push(eval(&c, "2025-03-11T10:05:00Z").state.unwrap());
+        c.transactions.push(
+            serde_json::from_str(
+                r#"{"id":"t","at":"2025-03-11T10:30:00Z","kind":"purchase","amount":320.5}"#,
+            )
+            .unwrap(),
+        );
+        let out = eval(&c, "2025-03-11T11:00:00Z");
+        assert_eq!(
+            out.actions,
+            vec![Action::Exit {
+                reason: "converted: purchase".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn stale_carts_are_left_alone() {
+        assert!(
+            eval(&customer(CART), "2025-03-15T10:00:00Z")
+                .state
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Inactivity offer: a customer with no purchase for more than 30 days gets an offer by e-mail,
+//! then a push reminder; a purchase exits. Prospects (no purchase ever) never enter.
+
+use regua_sdk::journey::{Sequence, Step, StepMessage};
+use regua_sdk::prelude::*;
+
+/// The journey rule.
+pub struct InactivityOffer;
+
+/// Parameters.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// The journey's name in the state.
+    pub journey: String,
+    /// The campaign code.
+    pub campaign: String,
+    /// Inactive means no purchase for more than this.
+    pub inactive_for: Duration,
+    /// Entry and re-entry.
+    pub entry: EntryPolicy,
+    /// The offer and its reminders.
+    pub steps: Vec<Step>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        let step = |id: &str, channel, template: &str, wait| Step {
+            id: id.into(),
+            send: Some(StepMessage {
+                channel,
+                template: template.into(),
+            }),
+            wait: Wait::For(wait),
+            wait_for: None,
+        };
+        Params {
+            journey: "inactivity-offer".into(),
+            campaign: "BRF-2025-031".into(),
+            inactive_for: Duration::days(30),
+            entry: EntryPolicy {
+                reentry: Reentry::ReentryAfterExit,
+                min_interval: Duration::days(30),
+            },
+            steps: vec![
+                step(
+                    "offer",
+                    Channel::Email,
+                    "we-miss-you-offer",
+                    Duration::days(3),
+                ),
+                step(
+                    "reminder",
+                    Channel::Push,
+                    "offer-ends-soon",
+                    Duration::days(4),
+                ),
+            ],
+        }
+    }
+}
+
+impl JourneyRule for InactivityOffer {
+    type Params = Params;
+
+    fn evaluate(
+        c: &Customer,
+        event: Option<&Event>,
+        ctx: &Context<'_, Params>,
+    ) -> Result<JourneyOutcome> {
+        let p = ctx.params;
+        let (zone, _) = c.zone(ctx.default_tz)?;
+        let sequence = Sequence {
+            journey: &p.journey,
+            campaign: &p.campaign,
+            steps: &p.steps,
+            entry: p.entry,
+            variants: &[],
+            exit_events: &[],
+            exit_on_purchase: true,
+            funnel_stage: Some("at_risk"),
+        };
+        sequence.run(c, event, ctx.now, &zone, "", || {
+            let last = c
+                .last_purchase(ctx.now)
+                .ok_or("no purchase yet: a prospect")?;
+            let idle = ctx.now - last.at;
+            if idle > p.inactive_for {
+                Ok(())
+            } else {
+                Err(format!("last purchase {} days ago", idle.whole_days()))
+            }
+        })
+    }
+}
+
+export_journey!(InactivityOffer);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regua_sdk::testing::{context, customer};
+
+    const BUYER: &str = r#"{"id":"c","transactions":[{"id":"t","at":"2025-02-09T12:00:00Z","kind":"purchase","amount":99}]}"#;
+
+    fn eval(c: &Customer, now: &str) -> JourneyOutcome {
+        InactivityOffer::evaluate(c, None, &context(now, &Params::default())).unwrap()
+    }
+
+    #[test]
+    fn enters_one_second_after_thirty_days() {
+        let c = customer(BUYER);
+        assert!(eval(&c, "2025-03-11T12:00:00Z").state.is_none());
+        let out = eval(&c, "2025-03-11T12:00:01Z");
+        assert!(
+            matches!(
+                &out.actions[2],
+                Action::Send {
+                    channel: Channel::Email,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_purchase_exits_and_prospects_never_enter() {
+        let mut c = customer(BUYER);
+        c.journeys
+            .push(eval(&c, "2025-03-12T12:00:00Z").state.unwrap());
+        c.transactions.push(
+            serde_json::from_str(
+                r#"{"id":"t2","at":"2025-03-13T12:00:00Z","kind":"purchase","amount":50}"#,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            eval(&c, "2025-03-13T13:00:00Z").state.unwrap().status,
+            JourneyStatus::Exited
+        );
+        assert!(
+            eval(&customer(r#"{"id":"p"}"#), "2025-03-13T13:00:00Z")
+                .state
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! One consolidated welcome régua replacing one journey per product: the templates carry the
+//! customer's product (`profile.product`), an A/B test splits the wording, a control group gets
+//! no message, and a first purchase exits the customer.
+
+use regua_sdk::ab::Variant;
+use regua_sdk::journey::{Sequence, Step, StepMessage};
+use regua_sdk::prelude::*;
+
+/// The journey rule.
+pub struct Welcome;
+
+/// Parameters.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// The journey's name in the state.
+    pub journey: String,
+    /// The campaign code (from the briefing).
+    pub campaign: String,
+    /// Customers created at most this long ago may enter.
+    pub entry_window: Duration,
+    /// The profile attribute naming the customer's product.
+    pub product_attribute: String,
+    /// The product of customers without that attribute.
+    pub default_product: String,
+    /// Entry and re-entry.
+    pub entry: EntryPolicy,
+    /// The steps.
+    pub steps: Vec<Step>,
+    /// A/B variants and the control group.
+    pub variants: Vec<Variant>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        let step = |id: &str, channel, template: &str, wait: Wait| Step {
+            id: id.into(),
+            send: Some(StepMessage {
+                channel,
+                template: template.into(),
+            }),
+            wait,
+            wait_for: None,
+        };
+        Params {
+            journey: "welcome".into(),
+            campaign: "BRF-2025-001".into(),
+            entry_window: Duration::days(7),
+            product_attribute: "product".into(),
+            default_product: "classic".into(),
+            entry: EntryPolicy {
+                reentry: Reentry::NoReentry,
+                min_interval: Duration::ZERO,
+            },
+            steps: vec![
+                step(
+                    "welcome",
+                    Channel::Email,
+                    "welcome-{product}-{variant}",
+                    Wait::For(Duration::days(1)),
+                ),
+                step(
+                    "app",
+                    Channel::Push,
+                    "app-download-{product}",
+                    Wait::For(Duration::days(2)),
+                ),
+                step(
+                    "first-purchase",
+                    Channel::Whatsapp,
+                    "first-purchase-offer-{product}",
+                    Wait::NextLocal(regua_sdk::time::parse_wall_time("09:00").expect("valid")),
+                ),
+            ],
+            variants: vec![
+                Variant {
+                    name: "A".into(),
+                    buckets: [0, 4500],
+                    control: false,
+                },
+                Variant {
+                    name: "B".into(),
+                    buckets: [4500, 9000],
+                    control: false,
+                },
+                Variant {
+                    name: "control".into(),
+                    buckets: [9000, 10000],
+                    control: true,
+                },
+            ],
+        }
+    }
+}
+
+impl JourneyRule for Welcome {
+    type Params = Params;
+
+    fn evaluate(
+        c: &Customer,
+        event: Option<&Event>,
+        ctx: &Context<'_, Params>,
+    ) -> Result<JourneyOutcome> {
+        let p = ctx.params;
+        let (zone, _) = c.zone(ctx.default_tz)?;
+        let product = c
+            .profile
+            .attributes
+            .get(&p.product_attribute)
+            .and_then(Value::as_str)
+            .unwrap_or(&p.default_product);
+        let sequence = Sequence {
+            journey: &p.journey,
+            campaign: &p.campaign,
+            steps: &p.steps,
+            entry: p.entry,
+            variants: &p.variants,
+            exit_events: &[],
+            exit_on_purchase: true,
+            funnel_stage: Some("onboarding"),
+        };
+        sequence.run(c, event, ctx.now, &zone, product, || {
+            let created = c
+                .profile
+                .created_at
+                .or_else(|| c.first_event("account_created", ctx.now).map(|e| e.at))
+                .ok_or("no creation date (profile.created_at or an account_created event)")?;
+            if created > ctx.now || !created.within_last(p.entry_window, ctx.now) {
+                return Err(format!(
+                    "created {created}, outside the entry window of {}",
+                    p.entry_window
+                ));
+            }
+            if c.last_purchase(ctx.now).is_some() {
+                return Err("already purchased".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+export_journey!(Welcome);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regua_sdk::testing::{at, context, customer};
+
+    const NEW: &str = r#"{"id":"cus-1","tz":"America/Sao_Paulo","profile":{"created_at":"2025-03-10T12:00:00Z","product":"gold"}}"#;
+
+    fn eval(c: &Customer, now: &str) -> JourneyOutcome {
+        Welcome::evaluate(c, None, &context(now, &Params::default())).unwrap()
+    }
+
+    fn with_state(json: &str, state: &JourneyState) -> Customer {
+        let mut c = customer(json);
+        c.journeys.push(state.clone());
+        c
+    }
+
+    #[test]
+    fn a_new_customer_enters_and_gets_the_product_welcome() {
+        let out = eval(&customer(NEW), "2025-03-11T12:00:00Z");
+        let Action::Enter { variant, .. } = &out.actions[0] else {
+            panic!("{out:?}")
+        };
+        let variant = variant.clone().unwrap();
+        assert_eq!(
+            out.actions[1],
+            Action::SetFunnelStage {
+                stage: "onboarding".into()
+            }
+        );
+        if variant == "control" {
+            assert!(matches!(out.actions[2], Action::WaitUntil { .. }));
+        } else {
+            assert_eq!(
+                out.actions[2],
+                Action::Send {
+                    channel: Channel::Email,
+                    template: format!("welcome-gold-{variant}"),
+                    campaign: "BRF-2025-001".into()
+                }
+            );
+        }
+        assert_eq!(
+            out.actions.last(),
+            Some(&Action::WaitUntil {
+                until: at("2025-03-12T12:00:00Z")
+            })
+        );
+        assert_eq!(out.state.unwrap().step, "welcome");
+    }
+
+    #[test]
+    fn steps_advance_as_waits_end_and_the_last_completes() {
+        let c = customer(NEW);
+        let s0 = eval(&c, "2025-03-11T12:00:00Z").state.unwrap();
+        let waiting = eval(&with_state(NEW, &s0), "2025-03-12T11:59:59Z");
+        assert!(waiting.actions.is_empty(), "{waiting:?}");
+        let s1 = eval(&with_state(NEW, &s0), "2025-03-12T12:00:00Z");
+        assert_eq!(s1.actions[0], Action::MoveTo { step: "app".into() });
+        let s1 = s1.state.unwrap();
+        let s2 = eval(&with_state(NEW, &s1), "2025-03-14T12:00:00Z")
+            .state
+            .unwrap();
+        assert_eq!(s2.step, "first-purchase");
+        // The last step waits until the next 09:00 in São Paulo (12:00Z).
+        let early = eval(&with_state(NEW, &s2), "2025-03-15T11:59:00Z");
+        assert!(early.actions.is_empty());
+        let done = eval(&with_state(NEW, &s2), "2025-03-15T12:00:00Z");
+        assert_eq!(done.actions, vec![Action::Complete]);
+        assert_eq!(done.state.unwrap().status, JourneyStatus::Completed);
+    }
+
+    #[test]
+    fn a_purchase_exits_and_there_is_no_reentry() {
+        let s0 = eval(&customer(NEW), "2025-03-11T12:00:00Z").state.unwrap();
+        let bought = NEW.replace(
+            r#""profile""#,
+            r#""transactions":[{"id":"t","at":"2025-03-11T18:00:00Z","kind":"purchase","amount":80}],"profile""#,
+        );
+        let out = eval(&with_state(&bought, &s0), "2025-03-11T20:00:00Z");
+        assert_eq!(
+            out.actions,
+            vec![Action::Exit {
+                reason: "converted: purchase".into()
+            }]
+        );
+        let exited = out.state.unwrap();
+        let again = eval(&with_state(NEW, &exited), "2025-03-12T20:00:00Z");
+        assert!(
+            again.actions.is_empty() && again.state.is_none(),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn old_customers_do_not_enter() {
+        let old = NEW.replace("2025-03-10T12", "2025-01-10T12");
+        assert!(
+            eval(&customer(&old), "2025-03-11T12:00:00Z")
+                .actions
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn variants_split_customers_deterministically() {
+        let mut seen = std::collections::BTreeMap::new();
+        for i in 0..400 {
+            let c = customer(&NEW.replace("cus-1", &format!("cus-{i}")));
+            let out = eval(&c, "2025-03-11T12:00:00Z");
+            *seen.entry(out.state.unwrap().variant.unwrap()).or_insert(0) += 1;
+            assert_eq!(
+                eval(&c, "2025-03-11T12:00:00Z").state.unwrap().variant,
+                eval(&c, "2025-03-11T13:00:00Z").state.unwrap().variant
+            );
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(
+            seen["control"] < seen["A"] && seen["control"] < seen["B"],
+            "{seen:?}"
+        );
+    }
+}
