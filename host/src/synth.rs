@@ -461,7 +461,8 @@ impl Generator {
                     JourneyStatus::Active
                 },
                 entered_at: entered,
-                step: if done { "done" } else { "day-1" }.into(),
+                // The welcome plugin's step ids.
+                step: if done { "done" } else { "app" }.into(),
                 step_entered_at: entered + Duration::days(1),
                 variant: None,
                 exit_reason: None,

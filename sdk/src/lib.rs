@@ -153,6 +153,16 @@ pub mod testing {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test customer: {e}"))
     }
 
+    /// A proposed message from JSON text; panics on bad input (tests only).
+    pub fn message(json: &str) -> crate::Message {
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test message: {e}"))
+    }
+
+    /// An event from JSON text; panics on bad input (tests only).
+    pub fn event(json: &str) -> crate::Event {
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test event: {e}"))
+    }
+
     /// A context at `now` (RFC 3339) in the São Paulo company zone (tests only).
     pub fn context<'a, P>(now: &str, params: &'a P) -> crate::Context<'a, P> {
         crate::Context {

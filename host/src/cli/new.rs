@@ -333,14 +333,14 @@ export_rest!(Rule);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, customer};
+    use regua_sdk::testing::{at, customer, message};
 
     #[test]
     fn a_third_push_in_a_day_is_denied() {
         let c = customer(r#"{"id":"c-1","contacts":[
             {"channel":"push","at":"2025-03-11T08:00:00Z","category":"marketing"},
             {"channel":"push","at":"2025-03-11T10:00:00Z","category":"marketing"}]}"#);
-        let m: Message = serde_json::from_str(r#"{"channel":"push","category":"marketing"}"#).unwrap();
+        let m = message(r#"{"channel":"push","category":"marketing"}"#);
         let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &Params::default(), default_tz: "UTC" };
         let d = Rule::evaluate(&c, &m, &ctx).unwrap();
         assert_eq!(d.decision, Verdict::Deny);

@@ -1,0 +1,267 @@
+//! The `regua` command line, run as a user runs it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use regua_tests::{plugin_target_dir, regua_bin, repo, wasm};
+
+fn regua(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(regua_bin())
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn eval_prints_the_result_with_plugin_and_version() {
+    let out = regua(
+        &[
+            "eval",
+            wasm("lapsed").to_str().unwrap(),
+            "--customer",
+            "-",
+            "--now",
+            "2025-03-31T12:00:01Z",
+        ],
+        r#"{"id":"c-1","transactions":[{"id":"t","at":"2025-03-01T12:00:00Z","kind":"purchase","amount":10}]}"#,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plugin"], "lapsed");
+    assert_eq!(v["match"], true);
+    assert_eq!(v["version"].as_str().unwrap().len(), 16);
+    assert_eq!(v["reasons"][0], "last purchase 30 days ago (limit 30d)");
+}
+
+#[test]
+fn eval_of_a_failing_plugin_exits_non_zero_and_says_why() {
+    let out = regua(
+        &[
+            "eval",
+            wasm("hostile").to_str().unwrap(),
+            "--customer",
+            "-",
+            "--params",
+            r#"{"mode":"panic"}"#,
+        ],
+        r#"{"id":"bad-1"}"#,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("plugin `hostile`")
+            && err.contains("customer `bad-1`")
+            && err.contains("has no wallet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_reports_bad_input_by_field() {
+    let out = regua(
+        &["eval", wasm("lapsed").to_str().unwrap(), "--customer", "-"],
+        r#"{"id":"c","tz":3}"#,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("field `tz`"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = regua(
+        &["eval", "no-such-plugin", "--customer", "-"],
+        r#"{"id":"c"}"#,
+    );
+    assert!(
+        text(&out.stderr).contains("no plugin `no-such-plugin`"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let rest = wasm("standard-rest");
+    let out = regua(
+        &["eval", rest.to_str().unwrap(), "--customer", "-"],
+        r#"{"id":"c"}"#,
+    );
+    assert!(
+        text(&out.stderr).contains("needs the proposed message"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = regua(
+        &[
+            "eval",
+            rest.to_str().unwrap(),
+            "--customer",
+            "-",
+            "--message",
+            r#"{"channel":"fax","category":"marketing"}"#,
+        ],
+        r#"{"id":"c"}"#,
+    );
+    assert!(
+        text(&out.stderr).contains("--message") && text(&out.stderr).contains("fax"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn batch_streams_one_line_per_input_line_and_summarizes() {
+    let input = "{\"id\":\"a\"}\n{broken\n{\"id\":\"b\"}\n";
+    let (lapsed, cross) = (wasm("lapsed"), wasm("cross-sell"));
+    let args = [
+        "batch",
+        "--plugin",
+        lapsed.to_str().unwrap(),
+        "--plugin",
+        cross.to_str().unwrap(),
+        "--input",
+        "-",
+        "--now",
+        "2025-03-11T12:00:00Z",
+    ];
+    let out = regua(&args, input);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["id"], "a");
+    assert!(lines[0]["results"]["cross-sell"]["match"].is_boolean());
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!(lines[2]["id"], "b");
+    let summary = text(&out.stderr);
+    assert!(
+        summary.contains("3 lines") && summary.contains("1 not valid"),
+        "{summary}"
+    );
+
+    let mut strict = args.to_vec();
+    strict.push("--fail-on-error");
+    assert_eq!(regua(&strict, input).status.code(), Some(3));
+}
+
+#[test]
+fn batch_refuses_bad_parameters_before_reading_input() {
+    let out = regua(
+        &[
+            "batch",
+            "-p",
+            wasm("lapsed").to_str().unwrap(),
+            "-i",
+            "-",
+            "--params",
+            r#"{"dayz":3}"#,
+        ],
+        "{\"id\":\"a\"}\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("plugin `lapsed`") && err.contains("dayz"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn inspect_prints_metadata() {
+    let out = regua(&["inspect", wasm("rfm").to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["name"], "rfm");
+    assert_eq!(v["kind"], "segment");
+    assert_eq!(v["abi"], 1);
+    assert_eq!(v["params"]["segment"], "Champions");
+}
+
+#[test]
+fn generate_is_deterministic_for_a_seed() {
+    let a = regua(&["generate", "-n", "20", "--seed", "9"], "");
+    let b = regua(&["generate", "-n", "20", "--seed", "9"], "");
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    assert_eq!(text(&a.stdout).lines().count(), 20);
+}
+
+#[test]
+fn help_explains_every_subcommand() {
+    for sub in ["eval", "batch", "inspect", "new", "build", "generate"] {
+        let out = regua(&[sub, "--help"], "");
+        assert!(out.status.success());
+        assert!(
+            text(&out.stdout).contains("Example:"),
+            "`regua {sub} --help` has no example"
+        );
+    }
+}
+
+/// The walkthrough: scaffold, test natively, build to wasm, evaluate.
+#[test]
+fn a_scaffolded_plugin_builds_passes_its_test_and_runs() {
+    for kind in ["segment", "journey", "rest"] {
+        let dir = tempfile::tempdir().unwrap();
+        let krate = dir.path().join(format!("my-{kind}"));
+        let out = regua(
+            &[
+                "new",
+                kind,
+                &format!("my-{kind}"),
+                "--dir",
+                krate.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+
+        let test = Command::new("cargo")
+            .args(["test", "--quiet", "--manifest-path"])
+            .arg(krate.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", plugin_target_dir())
+            .output()
+            .unwrap();
+        assert!(
+            test.status.success(),
+            "{kind}: {}{}",
+            text(&test.stdout),
+            text(&test.stderr)
+        );
+
+        let dist = dir.path().join("dist");
+        let build = regua(
+            &[
+                "build",
+                krate.to_str().unwrap(),
+                "--out",
+                dist.to_str().unwrap(),
+                "--target-dir",
+                plugin_target_dir().to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(build.status.success(), "{}", text(&build.stderr));
+        let plugin = dist.join(format!("my-{kind}.wasm"));
+        let inspect = regua(&["inspect", plugin.to_str().unwrap()], "");
+        let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(v["kind"], kind);
+    }
+}

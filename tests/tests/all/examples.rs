@@ -1,0 +1,206 @@
+//! The example plugins, built to wasm, answer through the host as they do natively.
+
+use regua_host::{Evaluation, Outcome};
+use regua_sdk::Kind;
+use regua_tests::{engine, load, repo};
+
+use crate::{inputs, run_batch};
+
+const EXAMPLES: [(&str, Kind); 14] = [
+    ("rfm", Kind::Segment),
+    ("lapsed", Kind::Segment),
+    ("birthday-today", Kind::Segment),
+    ("app-not-activated", Kind::Segment),
+    ("first-cashout-pending", Kind::Segment),
+    ("cross-sell", Kind::Segment),
+    ("funnel-stage", Kind::Segment),
+    ("welcome", Kind::Journey),
+    ("app-activation", Kind::Journey),
+    ("cart-abandonment", Kind::Journey),
+    ("inactivity-offer", Kind::Journey),
+    ("lifecycle", Kind::Journey),
+    ("standard-rest", Kind::Rest),
+    ("promo-per-unit", Kind::Rest),
+];
+
+const MESSAGE: &str =
+    r#"{"channel":"push","category":"marketing","campaign":"BRF-2025-031","tags":["bu:card"]}"#;
+
+fn all_examples() -> Vec<Evaluation> {
+    let engine = engine();
+    EXAMPLES
+        .iter()
+        .map(|(name, _)| {
+            Evaluation::new(load(&engine, name), &inputs("{}", Some(MESSAGE))).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_plugin_loads_with_its_name_kind_and_description() {
+    let engine = engine();
+    for (name, kind) in EXAMPLES {
+        let p = load(&engine, name);
+        assert_eq!(p.name(), name);
+        assert_eq!(p.kind(), kind, "{name}");
+        assert!(!p.meta.description.is_empty(), "{name} has no description");
+        assert_eq!(p.version.len(), 16);
+        assert!(
+            p.meta.params.is_object(),
+            "{name}: parameter defaults should be an object"
+        );
+    }
+}
+
+#[test]
+fn the_example_customers_are_evaluated_by_every_plugin_without_failure() {
+    let input = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let evals = all_examples();
+    let (lines, summary) = run_batch(&evals, &input, 2);
+    assert_eq!(lines.len(), input.lines().count());
+    assert!(lines.len() >= 200, "a few hundred example customers");
+    assert_eq!(summary.bad_lines, 0);
+    for (e, tally) in evals.iter().zip(&summary.tallies) {
+        assert_eq!(
+            tally.failed,
+            0,
+            "{} failed on some customers",
+            e.plugin.name()
+        );
+        // Every example plugin has something to say about the examples.
+        let positive = tally.matched + tally.with_actions + tally.allow + tally.defer;
+        let negative = tally.unmatched + tally.idle + tally.deny;
+        assert!(
+            positive > 0 && negative > 0,
+            "{}: {tally:?}",
+            e.plugin.name()
+        );
+    }
+    for line in &lines {
+        assert_eq!(
+            line["results"].as_object().unwrap().len(),
+            EXAMPLES.len(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn two_threads_give_the_same_lines_in_the_same_order_as_one() {
+    let input = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let evals = all_examples();
+    let (one, _) = run_batch(&evals, &input, 1);
+    let (two, _) = run_batch(&evals, &input, 2);
+    assert_eq!(one, two);
+}
+
+#[test]
+fn a_malformed_record_gets_an_error_line_and_the_batch_goes_on() {
+    let engine = engine();
+    let lapsed = crate::eval(&load(&engine, "lapsed"), "{}");
+    let input = concat!(
+        r#"{"id":"c-1","transactions":[{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":10}]}"#,
+        "\n",
+        r#"{"id":"c-2","transactions":[{"id":"t","at":"yesterday","kind":"purchase","amount":10}]}"#,
+        "\n",
+        "{not json\n",
+        "\n",
+        r#"{"tz":"UTC"}"#,
+        "\n",
+        r#"{"id":"c-6"}"#,
+        "\n",
+    );
+    let (lines, summary) = run_batch(&[lapsed], input, 2);
+    assert_eq!(lines.len(), 6, "one output line per input line");
+    assert_eq!(summary.bad_lines, 4);
+    assert_eq!(lines[0]["results"]["lapsed"]["match"], true);
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!(lines[1]["id"], "c-2");
+    let e = lines[1]["error"].as_str().unwrap();
+    assert!(
+        e.contains("field `transactions[0].at`") && e.contains("yesterday"),
+        "{e}"
+    );
+    assert_eq!(lines[2]["line"], 3);
+    assert!(lines[2]["id"].is_null());
+    assert!(lines[3]["error"].as_str().unwrap().contains("empty line"));
+    assert!(
+        lines[4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `id`")
+    );
+    assert_eq!(lines[5]["id"], "c-6");
+    assert_eq!(lines[5]["results"]["lapsed"]["match"], false);
+}
+
+/// The standard rest policy's data cases give the same decisions through the wasm plugin.
+#[test]
+fn the_rest_policy_cases_hold_through_the_host() {
+    let engine = engine();
+    let plugin = load(&engine, "standard-rest");
+    let dir = repo().join("plugins/standard-rest/tests/cases");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let case: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut batch = regua_host::EncodedBatch::new();
+        batch.push(&serde_json::from_value(case["customer"].clone()).unwrap());
+        let mut inp = inputs(
+            &case.get("params").map_or("{}".into(), |p| p.to_string()),
+            Some(&case["message"].to_string()),
+        );
+        inp.now = serde_json::from_value(case["now"].clone()).unwrap();
+        let e = Evaluation::new(plugin.clone(), &inp).unwrap();
+        let result = regua_host::Worker::new()
+            .evaluate(&e, &batch)
+            .unwrap()
+            .remove(0);
+        let got = regua_host::output::result_value(&plugin, &result);
+        for (field, want) in case["expected"].as_object().unwrap() {
+            assert_eq!(&got[field], want, "{}: `{field}` in {got}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10);
+}
+
+#[test]
+fn worked_example_five_through_the_host_is_a_champion() {
+    let engine = engine();
+    let rfm = load(&engine, "rfm");
+    let mut tx = Vec::new();
+    for i in 0..12 {
+        let at = if i == 0 {
+            "2025-03-01T12:00:00Z".to_owned()
+        } else {
+            format!("2025-01-{:02}T12:00:00Z", i + 1)
+        };
+        let amount = if i == 0 { 700 } else { 500 };
+        tx.push(format!(
+            r#"{{"id":"t{i}","at":"{at}","kind":"purchase","amount":{amount}}}"#
+        ));
+    }
+    let mut batch = regua_host::EncodedBatch::new();
+    batch.push(&regua_sdk::testing::customer(&format!(
+        r#"{{"id":"c","transactions":[{}]}}"#,
+        tx.join(",")
+    )));
+    let result = regua_host::Worker::new()
+        .evaluate(&crate::eval(&rfm, "{}"), &batch)
+        .unwrap()
+        .remove(0);
+    let Ok(Outcome::Segment(m)) = result else {
+        panic!("{result:?}")
+    };
+    assert!(m.matched);
+    assert_eq!(
+        m.reasons,
+        [
+            "R5 F5 M5",
+            "last purchase 10 days ago, 12 purchases, R$ 6200.00 in all",
+            "segment Champions"
+        ]
+    );
+}
