@@ -1,0 +1,148 @@
+//! `cargo xtask demo` and `cargo xtask test`: everything set up from a machine with only rustup
+//! and cargo. Standard library only, so it builds in a second.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  demo   build the host and the example plugins, then evaluate every example plugin over
+         examples/customers.ndjson and print a summary (results in dist/results.ndjson)
+  test   run the whole test suite (installs the wasm32 target when missing; uses
+         cargo-nextest when installed, cargo test otherwise; then the doc tests)
+";
+
+/// The instant the examples are evaluated at, so the demo's figures never drift.
+const EXAMPLE_NOW: &str = "2025-03-11T12:00:00Z";
+const EXAMPLE_MESSAGE: &str =
+    r#"{"channel":"push","category":"marketing","campaign":"BRF-2025-031","tags":["bu:card"]}"#;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_owned()
+}
+
+/// The command as a shell would read it.
+fn shown(cmd: &Command) -> String {
+    let quote = |s: &str| {
+        if s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@".contains(c))
+        {
+            s.to_owned()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("$ {}", shown(cmd));
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({status})"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"))
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
+}
+
+fn demo() -> Result<(), String> {
+    ensure_wasm_target()?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "regua-host",
+        "--bin",
+        "regua",
+    ]))?;
+    let regua = root().join("target/release/regua");
+    run(Command::new(&regua).args(["build", "plugins", "--out", "dist/plugins"]))?;
+    run(Command::new(&regua).args([
+        "batch",
+        "--all",
+        "--plugins-dir",
+        "dist/plugins",
+        "--input",
+        "examples/customers.ndjson",
+        "--output",
+        "dist/results.ndjson",
+        "--now",
+        EXAMPLE_NOW,
+        "--message",
+        EXAMPLE_MESSAGE,
+    ]))?;
+    eprintln!(
+        "\nresults: dist/results.ndjson (one line per customer); try:\n  head -n 1 dist/results.ndjson"
+    );
+    Ok(())
+}
+
+fn test() -> Result<(), String> {
+    ensure_wasm_target()?;
+    // The CLI tests run the `regua` binary itself.
+    run(cargo().args(["build", "--package", "regua-host", "--bin", "regua"]))?;
+    let nextest = cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if nextest {
+        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))?;
+    } else {
+        run(cargo().args([
+            "test",
+            "--workspace",
+            "--no-fail-fast",
+            "--lib",
+            "--bins",
+            "--tests",
+        ]))?;
+    }
+    run(cargo().args(["test", "--workspace", "--doc"]))
+}
+
+fn main() -> ExitCode {
+    let result = match std::env::args().nth(1).as_deref() {
+        Some("demo") => demo(),
+        Some("test") => test(),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
