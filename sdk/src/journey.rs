@@ -340,12 +340,17 @@ impl Sequence<'_> {
             .ok_or_else(|| crate::Error::new("the journey has no steps"))?;
         let current = c.journey(self.journey).filter(|j| j.is_active());
         let Some(state) = current else {
+            // Not entering leaves the latest instance, if any, as it was.
+            let unchanged = |why: String| JourneyOutcome {
+                state: c.journey(self.journey).cloned(),
+                ..JourneyOutcome::because(why)
+            };
             let instance = match self.entry.next_instance(c, self.journey, now) {
                 Ok(i) => i,
-                Err(why) => return Ok(JourneyOutcome::because(why)),
+                Err(why) => return Ok(unchanged(why)),
             };
             if let Err(why) = eligible() {
-                return Ok(JourneyOutcome::because(why));
+                return Ok(unchanged(why));
             }
             let variant = crate::ab::assign(self.variants, self.journey, &c.id);
             let mut actions = vec![Action::Enter {

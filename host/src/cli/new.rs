@@ -142,8 +142,8 @@ serde = {{ version = "1", features = ["derive"] }}
             std::fs::write(dir.join("Cargo.toml"), format!("{toml}\n[workspace]\n"))?;
         }
         eprintln!(
-            "created {kind:?} plugin `{name}` in {dir}\n  test it:  cargo test --manifest-path {dir}/Cargo.toml\n  build it: regua build {dir}",
-            kind = self.kind,
+            "created {kind} plugin `{name}` in {dir}\n  test it:  cargo test --manifest-path {dir}/Cargo.toml\n  build it: regua build {dir}",
+            kind = format!("{:?}", self.kind).to_lowercase(),
             name = self.name,
             dir = dir.display()
         );
