@@ -71,19 +71,26 @@ fn main() {
         native_matches = 0;
         for line in input.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let c: Customer = serde_json::from_slice(line).unwrap();
-            let champion = Rfm::of(&c, now, &cuts).is_some_and(|r| r.segment() == RfmSegment::Champions);
+            let champion =
+                Rfm::of(&c, now, &cuts).is_some_and(|r| r.segment() == RfmSegment::Champions);
             native_matches += usize::from(champion);
             writeln!(out, "{{\"id\":{:?},\"match\":{champion}}}", c.id).unwrap();
         }
         count
     });
 
-    let mut run = |threads| {
+    let run = |threads| {
         best_of_3(|| {
             let mut out = Vec::with_capacity(input.len() / 4);
-            let options = BatchOptions { threads, chunk_lines: 1000 };
+            let options = BatchOptions {
+                threads,
+                chunk_lines: 1000,
+            };
             let s = batch::run(&evals, &input[..], &mut out, &options, &|_, _| {}).unwrap();
-            assert_eq!(s.tallies[0].matched as usize, native_matches, "same answers as native");
+            assert_eq!(
+                s.tallies[0].matched as usize, native_matches,
+                "same answers as native"
+            );
             s.lines as usize
         })
     };
@@ -92,7 +99,13 @@ fn main() {
     println!("| run | records/s | ratio to native |");
     println!("|---|---:|---:|");
     println!("| native serde_json (owned) + rule, 1 thread | {native:.0} | 1.00 |");
-    println!("| Régua, rfm plugin, 1 thread | {one:.0} | {:.2} |", one / native);
-    println!("| Régua, rfm plugin, 2 threads | {two:.0} | {:.2} |", two / native);
+    println!(
+        "| Régua, rfm plugin, 1 thread | {one:.0} | {:.2} |",
+        one / native
+    );
+    println!(
+        "| Régua, rfm plugin, 2 threads | {two:.0} | {:.2} |",
+        two / native
+    );
     println!("\n2 threads / 1 thread: {:.2}", two / one);
 }

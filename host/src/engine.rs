@@ -67,6 +67,9 @@ impl Engine {
         config.epoch_interruption(true);
         config.max_wasm_stack(limits.stack_bytes);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // The default on-demand allocator rather than the pooling one: each worker keeps a warm
+        // instance per plugin, so instantiation happens once per worker (and after a trap), not
+        // per call, and pooling would only reserve address space for slots we never cycle.
         let wasm = wasmtime::Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot set up the Wasm engine: {e:#}"))?;
 

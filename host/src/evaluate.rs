@@ -169,6 +169,13 @@ impl Worker {
     ) -> Result<Vec<RecordResult>, CallError> {
         let plugin = &*eval.plugin;
         let n = batch.len();
+        let _span = tracing::debug_span!(
+            "plugin_call",
+            plugin = plugin.name(),
+            version = %plugin.version,
+            records = n
+        )
+        .entered();
         let mut out: Vec<Option<RecordResult>> = vec![None; n];
         let mut todo = vec![(0usize, n)];
         while let Some((lo, hi)) = todo.pop() {
