@@ -233,6 +233,39 @@ pub struct Step {
     pub wait_for: Option<String>,
 }
 
+impl Step {
+    /// A step that sends `template` on `channel`, then waits `wait`.
+    pub fn send(id: &str, channel: crate::Channel, template: &str, wait: Wait) -> Step {
+        Step {
+            id: id.to_owned(),
+            send: Some(StepMessage {
+                channel,
+                template: template.to_owned(),
+            }),
+            wait,
+            wait_for: None,
+        }
+    }
+
+    /// A step that sends nothing and waits `wait`.
+    pub fn pause(id: &str, wait: Wait) -> Step {
+        Step {
+            id: id.to_owned(),
+            send: None,
+            wait,
+            wait_for: None,
+        }
+    }
+
+    /// This step, waiting for `event` (which exits the customer) rather than only for time.
+    pub fn until_event(self, event: &str) -> Step {
+        Step {
+            wait_for: Some(event.to_owned()),
+            ..self
+        }
+    }
+}
+
 /// A linear journey: enter when eligible, walk the steps one per evaluation as their waits end,
 /// exit on conversion, complete after the last step. Control variants walk the same steps
 /// without messages, so their conversions can be compared.
@@ -256,7 +289,26 @@ pub struct Sequence<'a> {
     pub funnel_stage: Option<&'a str>,
 }
 
-impl Sequence<'_> {
+impl<'a> Sequence<'a> {
+    /// A journey of `steps`: entered once ever, no A/B test, no conversion exits, no funnel
+    /// stage. Change what differs with struct update syntax:
+    /// `Sequence { exit_on_purchase: true, ..Sequence::new(journey, campaign, &steps) }`.
+    pub fn new(journey: &'a str, campaign: &'a str, steps: &'a [Step]) -> Self {
+        Sequence {
+            journey,
+            campaign,
+            steps,
+            entry: EntryPolicy {
+                reentry: Reentry::NoReentry,
+                min_interval: Duration::ZERO,
+            },
+            variants: &[],
+            exit_events: &[],
+            exit_on_purchase: false,
+            funnel_stage: None,
+        }
+    }
+
     fn render(
         &self,
         template: &str,

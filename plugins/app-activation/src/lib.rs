@@ -1,7 +1,7 @@
 //! App activation: 24 h after the first WhatsApp or e-mail contact, a customer who has not
 //! activated the app is nudged by push, then by WhatsApp; activating exits the journey.
 
-use regua_sdk::journey::{Sequence, Step, StepMessage};
+use regua_sdk::journey::{Sequence, Step};
 use regua_sdk::prelude::*;
 
 /// The journey rule.
@@ -27,15 +27,6 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        let nudge = |id: &str, channel, template: &str, wait| Step {
-            id: id.into(),
-            send: Some(StepMessage {
-                channel,
-                template: template.into(),
-            }),
-            wait: Wait::For(wait),
-            wait_for: Some("app_activated".into()),
-        };
         Params {
             journey: "app-activation".into(),
             campaign: "BEN-2025-007".into(),
@@ -43,18 +34,20 @@ impl Default for Params {
             grace: Duration::hours(24),
             activation_event: "app_activated".into(),
             steps: vec![
-                nudge(
+                Step::send(
                     "push-nudge",
                     Channel::Push,
                     "activate-app-push",
-                    Duration::hours(24),
-                ),
-                nudge(
+                    Wait::For(Duration::hours(24)),
+                )
+                .until_event("app_activated"),
+                Step::send(
                     "whatsapp-nudge",
                     Channel::Whatsapp,
                     "activate-app-whatsapp",
-                    Duration::hours(48),
-                ),
+                    Wait::For(Duration::hours(48)),
+                )
+                .until_event("app_activated"),
             ],
         }
     }
@@ -72,17 +65,8 @@ impl JourneyRule for AppActivation {
         let (zone, _) = c.zone(ctx.default_tz)?;
         let exit_events = [p.activation_event.clone()];
         let sequence = Sequence {
-            journey: &p.journey,
-            campaign: &p.campaign,
-            steps: &p.steps,
-            entry: EntryPolicy {
-                reentry: Reentry::NoReentry,
-                min_interval: Duration::ZERO,
-            },
-            variants: &[],
             exit_events: &exit_events,
-            exit_on_purchase: false,
-            funnel_stage: None,
+            ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
         sequence.run(c, event, ctx.now, &zone, "", || {
             if event.is_some_and(|e| e.name == p.activation_event)

@@ -1,7 +1,7 @@
 //! Cart abandonment: a push an hour after the rule sees an abandoned cart, an e-mail the next
 //! day; a purchase after the abandonment exits. Each new abandoned cart can start a new instance.
 
-use regua_sdk::journey::{Sequence, Step, StepMessage};
+use regua_sdk::journey::{Sequence, Step};
 use regua_sdk::prelude::*;
 
 /// The journey rule.
@@ -27,15 +27,6 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        let step = |id: &str, send: Option<(Channel, &str)>, wait| Step {
-            id: id.into(),
-            send: send.map(|(channel, t)| StepMessage {
-                channel,
-                template: t.into(),
-            }),
-            wait: Wait::For(wait),
-            wait_for: None,
-        };
         Params {
             journey: "cart-abandonment".into(),
             campaign: "BRF-2025-022".into(),
@@ -46,16 +37,18 @@ impl Default for Params {
                 min_interval: Duration::hours(12),
             },
             steps: vec![
-                step("cool-off", None, Duration::hours(1)),
-                step(
+                Step::pause("cool-off", Wait::For(Duration::hours(1))),
+                Step::send(
                     "push-reminder",
-                    Some((Channel::Push, "cart-reminder-push")),
-                    Duration::hours(23),
+                    Channel::Push,
+                    "cart-reminder-push",
+                    Wait::For(Duration::hours(23)),
                 ),
-                step(
+                Step::send(
                     "email-reminder",
-                    Some((Channel::Email, "cart-reminder-email")),
-                    Duration::days(2),
+                    Channel::Email,
+                    "cart-reminder-email",
+                    Wait::For(Duration::days(2)),
                 ),
             ],
         }
@@ -73,14 +66,9 @@ impl JourneyRule for CartAbandonment {
         let p = ctx.params;
         let (zone, _) = c.zone(ctx.default_tz)?;
         let sequence = Sequence {
-            journey: &p.journey,
-            campaign: &p.campaign,
-            steps: &p.steps,
             entry: p.entry,
-            variants: &[],
-            exit_events: &[],
             exit_on_purchase: true,
-            funnel_stage: None,
+            ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
         sequence.run(c, event, ctx.now, &zone, "", || {
             let cart = event

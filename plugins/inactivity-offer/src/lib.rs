@@ -1,7 +1,7 @@
 //! Inactivity offer: a customer with no purchase for more than 30 days gets an offer by e-mail,
 //! then a push reminder; a purchase exits. Prospects (no purchase ever) never enter.
 
-use regua_sdk::journey::{Sequence, Step, StepMessage};
+use regua_sdk::journey::{Sequence, Step};
 use regua_sdk::prelude::*;
 
 /// The journey rule.
@@ -25,15 +25,6 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        let step = |id: &str, channel, template: &str, wait| Step {
-            id: id.into(),
-            send: Some(StepMessage {
-                channel,
-                template: template.into(),
-            }),
-            wait: Wait::For(wait),
-            wait_for: None,
-        };
         Params {
             journey: "inactivity-offer".into(),
             campaign: "BRF-2025-031".into(),
@@ -43,17 +34,17 @@ impl Default for Params {
                 min_interval: Duration::days(30),
             },
             steps: vec![
-                step(
+                Step::send(
                     "offer",
                     Channel::Email,
                     "we-miss-you-offer",
-                    Duration::days(3),
+                    Wait::For(Duration::days(3)),
                 ),
-                step(
+                Step::send(
                     "reminder",
                     Channel::Push,
                     "offer-ends-soon",
-                    Duration::days(4),
+                    Wait::For(Duration::days(4)),
                 ),
             ],
         }
@@ -71,14 +62,10 @@ impl JourneyRule for InactivityOffer {
         let p = ctx.params;
         let (zone, _) = c.zone(ctx.default_tz)?;
         let sequence = Sequence {
-            journey: &p.journey,
-            campaign: &p.campaign,
-            steps: &p.steps,
             entry: p.entry,
-            variants: &[],
-            exit_events: &[],
             exit_on_purchase: true,
             funnel_stage: Some("at_risk"),
+            ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
         sequence.run(c, event, ctx.now, &zone, "", || {
             let last = c

@@ -155,17 +155,13 @@ impl JourneyRule for Lifecycle {
         }];
         let journey = format!("lifecycle-{}", p.stage.name());
         let sequence = Sequence {
-            journey: &journey,
-            campaign: &p.campaign,
-            steps: &steps,
             entry: EntryPolicy {
                 reentry: Reentry::ReentryAfterExit,
                 min_interval: p.cooldown,
             },
-            variants: &[],
-            exit_events: &[],
             exit_on_purchase: matches!(p.stage, Stage::Acquisition | Stage::Retention),
             funnel_stage: Some(p.stage.name()),
+            ..Sequence::new(&journey, &p.campaign, &steps)
         };
         sequence.run(c, event, ctx.now, &zone, "", || eligible(p.stage, c, ctx))
     }

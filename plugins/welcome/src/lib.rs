@@ -3,7 +3,7 @@
 //! no message, and a first purchase exits the customer.
 
 use regua_sdk::ab::Variant;
-use regua_sdk::journey::{Sequence, Step, StepMessage};
+use regua_sdk::journey::{Sequence, Step};
 use regua_sdk::prelude::*;
 
 /// The journey rule.
@@ -33,15 +33,6 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        let step = |id: &str, channel, template: &str, wait: Wait| Step {
-            id: id.into(),
-            send: Some(StepMessage {
-                channel,
-                template: template.into(),
-            }),
-            wait,
-            wait_for: None,
-        };
         Params {
             journey: "welcome".into(),
             campaign: "BRF-2025-001".into(),
@@ -53,19 +44,19 @@ impl Default for Params {
                 min_interval: Duration::ZERO,
             },
             steps: vec![
-                step(
+                Step::send(
                     "welcome",
                     Channel::Email,
                     "welcome-{product}-{variant}",
                     Wait::For(Duration::days(1)),
                 ),
-                step(
+                Step::send(
                     "app",
                     Channel::Push,
                     "app-download-{product}",
                     Wait::For(Duration::days(2)),
                 ),
-                step(
+                Step::send(
                     "first-purchase",
                     Channel::Whatsapp,
                     "first-purchase-offer-{product}",
@@ -110,14 +101,11 @@ impl JourneyRule for Welcome {
             .and_then(Value::as_str)
             .unwrap_or(&p.default_product);
         let sequence = Sequence {
-            journey: &p.journey,
-            campaign: &p.campaign,
-            steps: &p.steps,
             entry: p.entry,
             variants: &p.variants,
-            exit_events: &[],
             exit_on_purchase: true,
             funnel_stage: Some("onboarding"),
+            ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
         sequence.run(c, event, ctx.now, &zone, product, || {
             let created = c
