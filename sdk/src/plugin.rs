@@ -131,6 +131,11 @@ pub struct Context<'a, P> {
 }
 
 /// A segment: does this customer belong to the audience?
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a segment",
+    label = "export_segment! needs a type that implements regua_sdk::Segment",
+    note = "implement `Segment` for `{Self}`, or export a journey rule with export_journey! and a rest policy with export_rest!"
+)]
 pub trait Segment {
     /// The parameters, with their defaults.
     type Params: Params;
@@ -140,6 +145,11 @@ pub trait Segment {
 }
 
 /// A journey rule: where does the customer stand, and what is the next step?
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a journey rule",
+    label = "export_journey! needs a type that implements regua_sdk::JourneyRule",
+    note = "implement `JourneyRule` for `{Self}`, or export a segment with export_segment! and a rest policy with export_rest!"
+)]
 pub trait JourneyRule {
     /// The parameters, with their defaults.
     type Params: Params;
@@ -154,6 +164,11 @@ pub trait JourneyRule {
 }
 
 /// A channel-rest policy: may we contact this customer with this message now?
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a rest policy",
+    label = "export_rest! needs a type that implements regua_sdk::RestPolicy",
+    note = "implement `RestPolicy` for `{Self}`, or export a segment with export_segment! and a journey rule with export_journey!"
+)]
 pub trait RestPolicy {
     /// The parameters, with their defaults.
     type Params: Params;
