@@ -109,12 +109,14 @@ fn test() -> Result<(), String> {
     ensure_wasm_target()?;
     // The CLI tests run the `regua` binary itself.
     run(cargo().args(["build", "--package", "regua-host", "--bin", "regua"]))?;
+    // Doc tests first (nextest does not run them), so the suite's own summary closes the output.
+    run(cargo().args(["test", "--workspace", "--doc"]))?;
     let nextest = cargo()
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if nextest {
-        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))?;
+        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))
     } else {
         run(cargo().args([
             "test",
@@ -123,9 +125,8 @@ fn test() -> Result<(), String> {
             "--lib",
             "--bins",
             "--tests",
-        ]))?;
+        ]))
     }
-    run(cargo().args(["test", "--workspace", "--doc"]))
 }
 
 fn main() -> ExitCode {
