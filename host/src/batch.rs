@@ -44,20 +44,34 @@ pub struct Summary {
     pub elapsed: Duration,
 }
 
-struct Chunk {
-    seq: u64,
-    first_line: u64,
-    data: Vec<u8>,
-    ends: Vec<usize>,
+/// Consecutive input lines, handed to a worker at once.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// Position in the stream (0, 1, …), to put answers back in order.
+    pub seq: u64,
+    /// Line number of the first line (1-based).
+    pub first_line: u64,
+    /// The lines, back to back, each with its newline if it had one.
+    pub data: Vec<u8>,
+    /// Where each line ends in `data`.
+    pub ends: Vec<usize>,
 }
 
-struct Done {
-    seq: u64,
-    out: Vec<u8>,
-    lines: u64,
-    bytes: u64,
-    bad: u64,
-    tallies: Vec<Tally>,
+/// A chunk's answers.
+#[derive(Debug)]
+pub struct Done {
+    /// The chunk's `seq`.
+    pub seq: u64,
+    /// One output line per input line.
+    pub out: Vec<u8>,
+    /// Lines in the chunk.
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Lines that were not valid records.
+    pub bad: u64,
+    /// Per plugin.
+    pub tallies: Vec<Tally>,
 }
 
 fn read_chunks(
@@ -109,7 +123,8 @@ enum Slot {
     Bad(Option<String>, String),
 }
 
-fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done {
+/// Parses, encodes and evaluates one chunk: the one evaluation path of the CLI and the service.
+pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done {
     let mut batch = EncodedBatch::new();
     let mut slots = Vec::with_capacity(chunk.ends.len());
     let mut start = 0;

@@ -77,10 +77,15 @@ impl Evaluation {
     }
 }
 
+/// Most warm instances a worker keeps; past it, the least recently used goes (a service that
+/// hot-reloads plugins would otherwise keep every old version's instance).
+const MAX_INSTANCES: usize = 64;
+
 /// Evaluates plugins on one thread, keeping a warm instance per plugin version.
 #[derive(Default)]
 pub struct Worker {
-    instances: HashMap<String, Instance>,
+    instances: HashMap<String, (Instance, u64)>,
+    clock: u64,
 }
 
 impl std::fmt::Debug for Worker {
@@ -117,18 +122,31 @@ impl Worker {
     }
 
     fn instance(&mut self, plugin: &Plugin) -> Result<&mut Instance, CallError> {
+        self.clock += 1;
         if !self.instances.contains_key(&plugin.version) {
             let instance = Instance::new(plugin).map_err(|message| CallError::Host {
                 plugin: plugin.name().to_owned(),
                 version: plugin.version.clone(),
                 message,
             })?;
-            self.instances.insert(plugin.version.clone(), instance);
+            if self.instances.len() >= MAX_INSTANCES
+                && let Some(oldest) = self
+                    .instances
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(v, _)| v.clone())
+            {
+                self.instances.remove(&oldest);
+            }
+            self.instances
+                .insert(plugin.version.clone(), (instance, self.clock));
         }
-        Ok(self
+        let (instance, used) = self
             .instances
             .get_mut(&plugin.version)
-            .expect("inserted above"))
+            .expect("inserted above");
+        *used = self.clock;
+        Ok(instance)
     }
 
     /// Checks the inputs with a call over no customers, so bad parameters are reported once,

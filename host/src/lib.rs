@@ -20,7 +20,9 @@ pub mod evaluate;
 mod instance;
 pub mod output;
 pub mod plugin;
+pub mod pool;
 pub mod record;
+pub mod registry;
 pub mod synth;
 pub mod wasm_build;
 

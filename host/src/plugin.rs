@@ -96,7 +96,7 @@ impl Plugin {
                 what: what.to_owned(),
                 detail: format!("{e:#}"),
             })?;
-        let version = hex::encode(&Sha256::digest(bytes)[..8]);
+        let version = version_of(bytes);
         let meta = instance::read_metadata(engine, &pre, what, &version)?;
         if meta.kind != kind {
             return Err(LoadError::BadMetadata {
@@ -128,6 +128,11 @@ impl Plugin {
             pre,
         })
     }
+}
+
+/// The version of a plugin: the first 16 hex digits of the SHA-256 of its `.wasm`.
+pub fn version_of(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..8])
 }
 
 /// Reads the `regua-abi` custom section without compiling or running anything.

@@ -1,0 +1,296 @@
+//! The plugins a service serves: loaded from a folder, swapped atomically when a file changes.
+//!
+//! A lookup clones an `Arc<Plugin>`, so a request keeps the version it started with however many
+//! swaps happen meanwhile. A file that fails to load leaves the last good version serving and the
+//! error listed; a deleted file unloads its plugin.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use regua_sdk::Timestamp;
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::plugin::Plugin;
+
+/// A served plugin and its history.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    /// The version serving now.
+    pub plugin: Arc<Plugin>,
+    /// When it was loaded.
+    pub loaded_at: Timestamp,
+    /// Why the newest file for this plugin could not be loaded, if it could not.
+    pub last_error: Option<LoadFailure>,
+}
+
+/// A file that could not be loaded.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct LoadFailure {
+    /// The file (or the crate, for a failed build in dev mode).
+    pub source: String,
+    /// What went wrong.
+    pub error: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+#[derive(Default)]
+struct State {
+    plugins: BTreeMap<String, Slot>,
+    /// Which plugin each file holds.
+    files: BTreeMap<PathBuf, String>,
+    /// Failures of files (or crates) that hold no serving plugin.
+    orphan_errors: BTreeMap<String, LoadFailure>,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A plugin was loaded or replaced.
+    Loaded {
+        /// Its name.
+        name: String,
+        /// Its new version.
+        version: String,
+    },
+    /// The file holds the version already serving.
+    Unchanged,
+    /// The file could not be loaded; the last good version (if any) keeps serving.
+    Failed(String),
+    /// The file is gone and its plugin unloaded.
+    Removed(String),
+}
+
+/// The plugins of a folder.
+pub struct Registry {
+    engine: Engine,
+    dir: PathBuf,
+    state: RwLock<State>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("dir", &self.dir).finish()
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(jiff::Timestamp::now().as_millisecond())
+}
+
+impl Registry {
+    /// An empty registry for `dir`.
+    pub fn new(engine: Engine, dir: &Path) -> Registry {
+        Registry {
+            engine,
+            dir: dir.to_owned(),
+            state: RwLock::new(State::default()),
+        }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The engine plugins are compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads every `.wasm` in the folder; returns what happened to each.
+    pub fn load_all(&self) -> Vec<(PathBuf, Change)> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| is_wasm(p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+            .into_iter()
+            .map(|f| {
+                let change = self.reload(&f);
+                (f, change)
+            })
+            .collect()
+    }
+
+    /// The plugin named `name`, if served.
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        let state = self.state.read().expect("registry lock");
+        state.plugins.get(name).map(|s| s.plugin.clone())
+    }
+
+    /// Every served plugin, by name.
+    pub fn slots(&self) -> Vec<(String, Slot)> {
+        let state = self.state.read().expect("registry lock");
+        state
+            .plugins
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Failures of files that hold no serving plugin.
+    pub fn orphan_errors(&self) -> Vec<LoadFailure> {
+        let state = self.state.read().expect("registry lock");
+        state.orphan_errors.values().cloned().collect()
+    }
+
+    /// Loads (or unloads) the plugin in `path` after it changed. Compilation happens before the
+    /// lock is taken, so lookups never wait for it.
+    pub fn reload(&self, path: &Path) -> Change {
+        if !path.exists() {
+            return self.remove_file(path);
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return self.fail(path, None, format!("cannot read: {e}")),
+        };
+        self.install(path, &bytes)
+    }
+
+    /// Loads `bytes` as the content of `path` (which the caller has written or will write).
+    pub fn install(&self, path: &Path, bytes: &[u8]) -> Change {
+        let version = crate::plugin::version_of(bytes);
+        {
+            let state = self.state.read().expect("registry lock");
+            if let Some(name) = state.files.get(path)
+                && state
+                    .plugins
+                    .get(name)
+                    .is_some_and(|s| s.plugin.version == version)
+            {
+                return Change::Unchanged;
+            }
+        }
+        let what = path.display().to_string();
+        match Plugin::from_bytes(&self.engine, &what, bytes) {
+            Ok(mut plugin) => {
+                plugin.source = Some(path.to_owned());
+                let plugin = Arc::new(plugin);
+                let name = plugin.name().to_owned();
+                let mut state = self.state.write().expect("registry lock");
+                if let Some(other) = state
+                    .files
+                    .iter()
+                    .find(|(f, n)| **n == name && f.as_path() != path)
+                    .map(|(f, _)| f.clone())
+                {
+                    drop(state);
+                    return self.fail(
+                        path,
+                        Some(&name),
+                        format!(
+                            "a plugin named `{name}` is already served from {}",
+                            other.display()
+                        ),
+                    );
+                }
+                if let Some(previous) = state.files.insert(path.to_owned(), name.clone())
+                    && previous != name
+                {
+                    state.plugins.remove(&previous);
+                }
+                state.orphan_errors.remove(&what);
+                let version = plugin.version.clone();
+                state.plugins.insert(
+                    name.clone(),
+                    Slot {
+                        plugin,
+                        loaded_at: now(),
+                        last_error: None,
+                    },
+                );
+                Change::Loaded { name, version }
+            }
+            Err(e) => self.fail(path, None, e.to_string()),
+        }
+    }
+
+    /// Records that `source` (a file, or a crate in dev mode) failed; the plugin it holds, if
+    /// known, keeps serving its last good version.
+    pub fn record_failure(&self, source: &str, plugin: Option<&str>, error: String) {
+        let failure = LoadFailure {
+            source: source.to_owned(),
+            error,
+            at: now(),
+        };
+        let mut state = self.state.write().expect("registry lock");
+        match plugin.and_then(|p| state.plugins.get_mut(p)) {
+            Some(slot) => slot.last_error = Some(failure),
+            None => {
+                state.orphan_errors.insert(source.to_owned(), failure);
+            }
+        }
+    }
+
+    /// Clears a failure recorded with [`Registry::record_failure`] (the source builds again).
+    pub fn clear_failure(&self, source: &str, plugin: Option<&str>) {
+        let mut state = self.state.write().expect("registry lock");
+        state.orphan_errors.remove(source);
+        if let Some(slot) = plugin.and_then(|p| state.plugins.get_mut(p))
+            && slot.last_error.as_ref().is_some_and(|f| f.source == source)
+        {
+            slot.last_error = None;
+        }
+    }
+
+    fn fail(&self, path: &Path, name: Option<&str>, error: String) -> Change {
+        let known = {
+            let state = self.state.read().expect("registry lock");
+            name.map(str::to_owned)
+                .or_else(|| state.files.get(path).cloned())
+        };
+        self.record_failure(&path.display().to_string(), known.as_deref(), error.clone());
+        Change::Failed(error)
+    }
+
+    fn remove_file(&self, path: &Path) -> Change {
+        let mut state = self.state.write().expect("registry lock");
+        state.orphan_errors.remove(&path.display().to_string());
+        match state.files.remove(path) {
+            Some(name) => {
+                state.plugins.remove(&name);
+                Change::Removed(name)
+            }
+            None => Change::Unchanged,
+        }
+    }
+
+    /// Unloads plugin `name` and deletes its file.
+    pub fn delete(&self, name: &str) -> std::io::Result<bool> {
+        let file = {
+            let state = self.state.read().expect("registry lock");
+            state
+                .files
+                .iter()
+                .find(|(_, n)| *n == name)
+                .map(|(f, _)| f.clone())
+        };
+        let Some(file) = file else {
+            return Ok(false);
+        };
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.remove_file(&file);
+        Ok(true)
+    }
+}
+
+/// Whether `path` names a `.wasm` file (not a hidden temporary one).
+pub fn is_wasm(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "wasm")
+        && !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'))
+}
