@@ -55,6 +55,8 @@ pub struct Chunk {
     pub data: Vec<u8>,
     /// Where each line ends in `data`.
     pub ends: Vec<usize>,
+    /// Lines (by index in the chunk) dropped for being too long to hold; each gets an error.
+    pub oversized: Vec<usize>,
 }
 
 /// A chunk's answers.
@@ -86,6 +88,7 @@ fn read_chunks(
             first_line: line_no,
             data: Vec::with_capacity(chunk_lines * 512),
             ends: Vec::with_capacity(chunk_lines),
+            oversized: Vec::new(),
         };
         while chunk.ends.len() < chunk_lines {
             let n = input
@@ -128,9 +131,15 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done 
     let mut batch = EncodedBatch::new();
     let mut slots = Vec::with_capacity(chunk.ends.len());
     let mut start = 0;
-    for &end in &chunk.ends {
+    for (i, &end) in chunk.ends.iter().enumerate() {
         let line = trim_line(&chunk.data[start..end]);
         start = end;
+        if chunk.oversized.contains(&i) {
+            let error =
+                "the line is longer than the limit for one record (the service's --max-body)";
+            slots.push(Slot::Bad(None, error.into()));
+            continue;
+        }
         match record::parse_customer_bytes(line) {
             Ok(customer) => {
                 slots.push(Slot::Good(batch.len()));

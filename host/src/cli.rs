@@ -6,6 +6,7 @@ mod eval;
 mod generate;
 mod inspect;
 mod new;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,7 @@ enum Command {
     Inspect(inspect::InspectArgs),
     New(new::NewArgs),
     Build(build::BuildArgs),
+    Serve(serve::ServeArgs),
     Generate(generate::GenerateArgs),
 }
 
@@ -47,6 +49,7 @@ impl Cli {
             Command::Inspect(a) => a.run(),
             Command::New(a) => a.run(),
             Command::Build(a) => a.run(),
+            Command::Serve(a) => a.run(),
             Command::Generate(a) => a.run(),
         }
     }

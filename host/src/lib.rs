@@ -17,12 +17,15 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
+pub mod http;
 mod instance;
+pub mod metrics;
 pub mod output;
 pub mod plugin;
 pub mod pool;
 pub mod record;
 pub mod registry;
+pub mod reload;
 pub mod synth;
 pub mod wasm_build;
 

@@ -81,11 +81,12 @@ fn now() -> Timestamp {
 }
 
 impl Registry {
-    /// An empty registry for `dir`.
+    /// An empty registry for `dir`. The folder is made absolute, so the paths the file watcher
+    /// reports and the paths listed at start name the same files.
     pub fn new(engine: Engine, dir: &Path) -> Registry {
         Registry {
             engine,
-            dir: dir.to_owned(),
+            dir: dir.canonicalize().unwrap_or_else(|_| dir.to_owned()),
             state: RwLock::new(State::default()),
         }
     }

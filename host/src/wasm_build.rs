@@ -82,7 +82,8 @@ fn workspace_root(crate_dir: &Path) -> Result<PathBuf, String> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-fn package_name(crate_dir: &Path) -> Result<String, String> {
+/// The `[package] name` of the crate at `crate_dir`.
+pub fn package_name(crate_dir: &Path) -> Result<String, String> {
     let toml = std::fs::read_to_string(crate_dir.join("Cargo.toml")).map_err(|e| {
         format!(
             "cannot read `{}`: {e}",
@@ -144,8 +145,21 @@ pub fn build(
             .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
             .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| format!("cannot run cargo: {e}"))?;
+        // Cargo's messages go on to our stderr as they come, and are kept for the error.
+        let stderr = child.stderr.take().expect("piped");
+        let echo = std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("{line}");
+                kept.push(line);
+            }
+            kept
+        });
         let mut artifacts = BTreeMap::new();
         let stdout = child.stdout.take().expect("piped");
         for line in std::io::BufReader::new(stdout).lines() {
@@ -169,11 +183,23 @@ pub fn build(
         let status = child
             .wait()
             .map_err(|e| format!("cargo did not finish: {e}"))?;
+        let messages = echo.join().unwrap_or_default();
         if !status.success() {
             let names: Vec<_> = members.iter().map(|(_, n)| n.as_str()).collect();
+            // From the first error on, at most 60 lines.
+            let first = messages
+                .iter()
+                .position(|l| l.starts_with("error"))
+                .unwrap_or(0);
+            let errors: Vec<&str> = messages[first..]
+                .iter()
+                .take(60)
+                .map(String::as_str)
+                .collect();
             return Err(format!(
-                "building {} failed (cargo's errors are above)",
-                names.join(", ")
+                "building {} failed:\n{}",
+                names.join(", "),
+                errors.join("\n")
             ));
         }
         for (dir, name) in &members {

@@ -1,0 +1,149 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::LimitArgs;
+use crate::http::{AppState, ServiceConfig};
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::registry::Registry;
+use crate::{reload, wasm_build};
+
+/// Serve the plugins of a folder over HTTP, reloading each plugin the moment a new build lands.
+///
+/// With no flags it serves the repository's example plugins from dist/plugins (building them
+/// first if the folder has none). A new or changed .wasm in the folder is loaded and swapped in
+/// without a restart; a file that fails to load leaves the last good version serving, with the
+/// error in GET /v1/plugins; a deleted file unloads its plugin. With --dev the plugin crates'
+/// sources are watched too, and a saved change is rebuilt and swapped in.
+///
+/// Example: regua serve --plugins dist/plugins --addr 127.0.0.1:8080 --dev
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The folder of .wasm plugins to serve and watch.
+    #[arg(long, value_name = "DIR", default_value = super::DEFAULT_PLUGINS_DIR)]
+    plugins: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Also watch the plugin crates under --sources, rebuild the one that changed and swap it in.
+    #[arg(long)]
+    dev: bool,
+    /// The plugin crates, for --dev and for the first build.
+    #[arg(long, value_name = "DIR", default_value = "plugins")]
+    sources: PathBuf,
+    /// Token for PUT and DELETE /v1/plugins/{name} (Authorization: Bearer TOKEN); without one
+    /// those endpoints are disabled.
+    #[arg(long, env = "REGUA_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// The company's default time zone, for customers without one.
+    #[arg(long, value_name = "IANA", default_value = "America/Sao_Paulo")]
+    tz: String,
+    /// Largest request body (and NDJSON line), in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    max_body: usize,
+    /// Evaluation threads; default: one per core.
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing the requests in flight");
+}
+
+impl ServeArgs {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        regua_sdk::Zone::get(&self.tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
+        std::fs::create_dir_all(&self.plugins).with_context(|| {
+            format!(
+                "cannot create the plugins folder `{}`",
+                self.plugins.display()
+            )
+        })?;
+        let empty = !std::fs::read_dir(&self.plugins)?
+            .filter_map(|e| e.ok())
+            .any(|e| crate::registry::is_wasm(&e.path()));
+        if (empty || self.dev) && self.sources.is_dir() {
+            tracing::info!(sources = %self.sources.display(), "building the plugin crates into {}", self.plugins.display());
+            let crates =
+                wasm_build::find_plugin_crates(&self.sources).map_err(anyhow::Error::msg)?;
+            if let Err(e) = wasm_build::build(&crates, &self.plugins, None) {
+                tracing::warn!("some plugins did not build; serving those that did:\n{e}");
+            }
+        }
+
+        let engine = self.limits.engine()?;
+        let registry = Arc::new(Registry::new(engine, &self.plugins));
+        let metrics = Arc::new(Metrics::new());
+        for (file, change) in registry.load_all() {
+            match change {
+                reload::Change::Loaded { name, version } => {
+                    metrics.reload("loaded");
+                    tracing::info!(plugin = %name, %version, "serving {}", file.display());
+                }
+                reload::Change::Failed(e) => {
+                    metrics.reload("failed");
+                    tracing::warn!(file = %file.display(), "not loaded: {e}");
+                }
+                _ => {}
+            }
+        }
+        let sources = self.dev.then(|| self.sources.clone());
+        let _watchers = reload::watch(registry.clone(), metrics.clone(), sources)
+            .context("cannot watch the plugins folder")?;
+        let pool = Pool::new(
+            self.threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        )?;
+        let config = ServiceConfig {
+            admin_token: self.admin_token.filter(|t| !t.is_empty()),
+            default_tz: self.tz,
+            max_body: self.max_body.max(1) << 20,
+            ..ServiceConfig::default()
+        };
+        let admin = config.admin_token.is_some();
+        let state = AppState::new(registry, pool, metrics, config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(self.addr)
+                .await
+                .with_context(|| format!("cannot listen on {}", self.addr))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(
+                "listening on http://{addr} (admin endpoints {}; dev mode {})",
+                if admin { "on" } else { "off" },
+                if self.dev { "on" } else { "off" }
+            );
+            eprintln!("regua: serving {} on http://{addr}", self.plugins.display());
+            crate::http::serve(listener, state, shutdown_signal())
+                .await
+                .context("the server failed")
+        })
+    }
+}

@@ -1,0 +1,197 @@
+//! Prometheus metrics of the service (`GET /metrics`).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::evaluate::RecordResult;
+use crate::output::Tally;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvalLabels {
+    plugin: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 13 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    evaluations: Family<EvalLabels, Counter>,
+    failures: Family<PluginLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+    last_load: Gauge<f64, AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("regua");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer, by route (for streamed batches: to the first byte)",
+            latency.clone(),
+        );
+        let evaluations = Family::<EvalLabels, Counter>::default();
+        registry.register(
+            "evaluations",
+            "Customers evaluated, by plugin and outcome (ok, failed)",
+            evaluations.clone(),
+        );
+        let failures = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_failures",
+            "Customers a plugin failed on: traps, panics, limit hits, rule errors",
+            failures.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Plugin file loads, by result (loaded, failed, removed)",
+            reloads.clone(),
+        );
+        let last_load = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "last_successful_load_timestamp_seconds",
+            "Unix time of the last plugin load that succeeded",
+            last_load.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            evaluations,
+            failures,
+            reloads,
+            last_load,
+        }
+    }
+
+    /// Counts a request.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts one plugin's answers.
+    pub fn evaluated(&self, plugin: &str, ok: u64, failed: u64) {
+        let labels = |outcome: &str| EvalLabels {
+            plugin: plugin.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        if ok > 0 {
+            self.evaluations.get_or_create(&labels("ok")).inc_by(ok);
+        }
+        if failed > 0 {
+            self.evaluations
+                .get_or_create(&labels("failed"))
+                .inc_by(failed);
+            self.failures
+                .get_or_create(&PluginLabels {
+                    plugin: plugin.to_owned(),
+                })
+                .inc_by(failed);
+        }
+    }
+
+    /// Counts one answer.
+    pub fn evaluated_one(&self, plugin: &str, result: &RecordResult) {
+        let failed = u64::from(result.is_err());
+        self.evaluated(plugin, 1 - failed, failed);
+    }
+
+    /// Counts a batch's answers of one plugin.
+    pub fn evaluated_tally(&self, plugin: &str, tally: &Tally) {
+        let total = tally.matched
+            + tally.unmatched
+            + tally.allow
+            + tally.defer
+            + tally.deny
+            + tally.with_actions
+            + tally.idle;
+        self.evaluated(plugin, total, tally.failed);
+    }
+
+    /// Counts a reload.
+    pub fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+        if result == "loaded" {
+            let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+            self.last_load.set(now);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}

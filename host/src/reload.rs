@@ -1,0 +1,138 @@
+//! Hot reload: watch the plugins folder (and, in dev mode, the plugin crates' sources) and swap
+//! plugins in as files land. Compilation runs on the watcher's thread, never on a request's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+
+use crate::metrics::Metrics;
+pub use crate::registry::Change;
+use crate::registry::{Registry, is_wasm};
+use crate::wasm_build;
+
+/// How long a file must be quiet before it is loaded, so a file still being written is not.
+pub const PLUGIN_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// How long sources must be quiet before a rebuild (editors save in bursts).
+pub const SOURCE_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Live watchers; dropping this stops them.
+pub struct Watchers {
+    _plugins: Debouncer<RecommendedWatcher>,
+    _sources: Option<Debouncer<RecommendedWatcher>>,
+}
+
+impl std::fmt::Debug for Watchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watchers")
+    }
+}
+
+/// Applies a change of `path` to the registry, with logs and metrics.
+pub fn apply(registry: &Registry, metrics: &Metrics, path: &Path) {
+    let started = Instant::now();
+    match registry.reload(path) {
+        Change::Loaded { name, version } => {
+            metrics.reload("loaded");
+            tracing::info!(plugin = %name, %version, file = %path.display(), ms = started.elapsed().as_millis() as u64, "plugin loaded");
+        }
+        Change::Failed(error) => {
+            metrics.reload("failed");
+            tracing::warn!(file = %path.display(), "plugin not loaded; the last good version keeps serving: {error}");
+        }
+        Change::Removed(name) => {
+            metrics.reload("removed");
+            tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded: its file is gone");
+        }
+        Change::Unchanged => {}
+    }
+}
+
+/// Watches the registry's folder.
+fn watch_plugins(
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+) -> notify::Result<Debouncer<RecommendedWatcher>> {
+    let dir = registry.dir().to_owned();
+    let mut debouncer =
+        new_debouncer(PLUGIN_DEBOUNCE, move |res: DebounceEventResult| match res {
+            Ok(events) => {
+                for event in events.iter().filter(|e| is_wasm(&e.path)) {
+                    apply(&registry, &metrics, &event.path);
+                }
+            }
+            Err(e) => tracing::warn!("watching the plugins folder: {e}"),
+        })?;
+    debouncer
+        .watcher()
+        .watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(debouncer)
+}
+
+/// The plugin crate under `root` that `path` belongs to.
+fn crate_of(root: &Path, path: &Path) -> Option<PathBuf> {
+    let relative = path.strip_prefix(root).ok()?;
+    if relative.components().any(|c| c.as_os_str() == "target") {
+        return None;
+    }
+    let first = relative.components().next()?;
+    let dir = root.join(first);
+    wasm_build::is_plugin_crate(&dir).then_some(dir)
+}
+
+/// Rebuilds the crate at `dir` into the registry's folder; a failure is listed on the plugin.
+pub fn rebuild(registry: &Registry, dir: &Path) {
+    let source = dir.display().to_string();
+    let name = wasm_build::package_name(dir).ok();
+    tracing::info!(crate_dir = %source, "sources changed: rebuilding");
+    match wasm_build::build(&[dir.to_owned()], registry.dir(), None) {
+        // The plugins watcher loads the new file.
+        Ok(_) => registry.clear_failure(&source, name.as_deref()),
+        Err(e) => {
+            tracing::warn!(crate_dir = %source, "build failed; the last good version keeps serving:\n{e}");
+            registry.record_failure(&source, name.as_deref(), e);
+        }
+    }
+}
+
+/// Watches plugin crates' sources under `root` and rebuilds the crate that changed.
+fn watch_sources(
+    registry: Arc<Registry>,
+    root: PathBuf,
+) -> notify::Result<Debouncer<RecommendedWatcher>> {
+    let watched = root.clone();
+    let mut debouncer =
+        new_debouncer(SOURCE_DEBOUNCE, move |res: DebounceEventResult| match res {
+            Ok(events) => {
+                let mut crates: Vec<PathBuf> = events
+                    .iter()
+                    .filter_map(|e| crate_of(&root, &e.path))
+                    .collect();
+                crates.sort();
+                crates.dedup();
+                for dir in crates {
+                    rebuild(&registry, &dir);
+                }
+            }
+            Err(e) => tracing::warn!("watching plugin sources: {e}"),
+        })?;
+    debouncer
+        .watcher()
+        .watch(&watched, RecursiveMode::Recursive)?;
+    Ok(debouncer)
+}
+
+/// Starts watching: the plugins folder always, the crates under `sources` in dev mode.
+pub fn watch(
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    sources: Option<PathBuf>,
+) -> notify::Result<Watchers> {
+    Ok(Watchers {
+        _plugins: watch_plugins(registry.clone(), metrics)?,
+        _sources: sources.map(|s| watch_sources(registry, s)).transpose()?,
+    })
+}
