@@ -101,8 +101,8 @@ impl Registry {
         &self.engine
     }
 
-    /// Loads every `.wasm` in the folder; returns what happened to each.
-    pub fn load_all(&self) -> Vec<(PathBuf, Change)> {
+    /// The `.wasm` files of the folder, sorted.
+    pub fn wasm_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .map(|entries| {
                 entries
@@ -113,12 +113,6 @@ impl Registry {
             .unwrap_or_default();
         files.sort();
         files
-            .into_iter()
-            .map(|f| {
-                let change = self.reload(&f);
-                (f, change)
-            })
-            .collect()
     }
 
     /// The plugin named `name`, if served.

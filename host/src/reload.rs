@@ -51,6 +51,13 @@ pub fn apply(registry: &Registry, metrics: &Metrics, path: &Path) {
     }
 }
 
+/// Loads every plugin of the registry's folder, with logs and metrics (at start).
+pub fn load_all(registry: &Registry, metrics: &Metrics) {
+    for file in registry.wasm_files() {
+        apply(registry, metrics, &file);
+    }
+}
+
 /// Watches the registry's folder.
 fn watch_plugins(
     registry: Arc<Registry>,

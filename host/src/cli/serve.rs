@@ -98,19 +98,7 @@ impl ServeArgs {
         let engine = self.limits.engine()?;
         let registry = Arc::new(Registry::new(engine, &self.plugins));
         let metrics = Arc::new(Metrics::new());
-        for (file, change) in registry.load_all() {
-            match change {
-                reload::Change::Loaded { name, version } => {
-                    metrics.reload("loaded");
-                    tracing::info!(plugin = %name, %version, "serving {}", file.display());
-                }
-                reload::Change::Failed(e) => {
-                    metrics.reload("failed");
-                    tracing::warn!(file = %file.display(), "not loaded: {e}");
-                }
-                _ => {}
-            }
-        }
+        reload::load_all(&registry, &metrics);
         let sources = self.dev.then(|| self.sources.clone());
         let _watchers = reload::watch(registry.clone(), metrics.clone(), sources)
             .context("cannot watch the plugins folder")?;

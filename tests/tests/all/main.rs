@@ -2,6 +2,7 @@
 
 mod cli;
 mod examples;
+mod http;
 mod sandbox;
 
 use regua_host::batch::{self, BatchOptions, Summary};

@@ -1,0 +1,694 @@
+//! The HTTP service, run for real on 127.0.0.1 port 0 over a temporary plugins folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use regua_host::http::{AppState, ServiceConfig};
+use regua_host::metrics::Metrics;
+use regua_host::pool::Pool;
+use regua_host::registry::Registry;
+use regua_host::{Engine, Limits, reload};
+use regua_tests::{repo, wasm};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const NOW: &str = "2025-03-11T12:00:00Z";
+
+struct Service {
+    base: String,
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
+    _watchers: reload::Watchers,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a service over a folder holding `plugins`.
+async fn start(plugins: &[&str], admin_token: Option<&str>) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    for p in plugins {
+        std::fs::copy(wasm(p), dir.path().join(format!("{p}.wasm"))).unwrap();
+    }
+    let engine = Engine::new(Limits {
+        time_per_record: Duration::from_millis(50),
+        ..Limits::default()
+    })
+    .unwrap();
+    let registry = Arc::new(Registry::new(engine, dir.path()));
+    let metrics = Arc::new(Metrics::new());
+    reload::load_all(&registry, &metrics);
+    let watchers = reload::watch(registry.clone(), metrics.clone(), None).unwrap();
+    let config = ServiceConfig {
+        admin_token: admin_token.map(str::to_owned),
+        max_body: 1 << 20,
+        ..ServiceConfig::default()
+    };
+    let state = AppState::new(registry, Pool::new(2).unwrap(), metrics, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(regua_host::http::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Service {
+        base,
+        dir,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        _watchers: watchers,
+        stop: Some(stop),
+    }
+}
+
+impl Service {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    fn plugin_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.wasm"))
+    }
+}
+
+/// Writes `bytes` into `path` the way a build does: a temporary file, then a rename.
+fn land(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The same plugin with another content hash: a custom section appended (valid wasm, new version).
+fn rebuilt(name: &str, n: u8) -> Vec<u8> {
+    let mut bytes = std::fs::read(wasm(name)).unwrap();
+    let section_name = b"regua-test-build";
+    bytes.push(0); // custom section id
+    bytes.push((1 + section_name.len() + 1) as u8);
+    bytes.push(section_name.len() as u8);
+    bytes.extend_from_slice(section_name);
+    bytes.push(n);
+    bytes
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error: {v}"))
+}
+
+fn customer() -> Value {
+    json!({"id": "c-1", "transactions": [{"id": "t", "at": "2025-01-01T00:00:00Z", "kind": "purchase", "amount": 10}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_with_the_right_status_and_shape() {
+    let s = start(&["lapsed", "standard-rest", "welcome", "hostile"], None).await;
+
+    let (status, v) = s.get("/healthz").await;
+    assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+
+    let (status, v) = s.get("/v1/plugins").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hostile", "lapsed", "standard-rest", "welcome"]);
+    let lapsed = &v["plugins"][1];
+    for field in [
+        "kind",
+        "version",
+        "abi",
+        "description",
+        "params",
+        "loaded_at",
+        "source",
+    ] {
+        assert!(!lapsed[field].is_null(), "`{field}` missing in {lapsed}");
+    }
+    assert!(lapsed["last_error"].is_null());
+
+    let (status, v) = s.get("/v1/plugins/lapsed").await;
+    assert_eq!(
+        (status, v["params"]["days"].as_i64()),
+        (StatusCode::OK, Some(30))
+    );
+    let (status, v) = s.get("/v1/plugins/nope").await;
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    // Evaluate: the result shape with plugin, version and reasons.
+    let body = json!({"customer": customer(), "now": NOW}).to_string();
+    let (status, v) = s.post("/v1/plugins/lapsed/evaluate", body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["plugin"].as_str(), v["match"].as_bool()),
+        (Some("lapsed"), Some(true))
+    );
+    assert_eq!(v["version"].as_str().unwrap().len(), 16);
+    assert!(v["reasons"][0].as_str().unwrap().contains("days"));
+
+    let rest = json!({"customer": customer(), "now": NOW, "message": {"channel": "sms", "category": "marketing"}});
+    let (status, v) = s
+        .post("/v1/plugins/standard-rest/evaluate", rest.to_string())
+        .await;
+    assert_eq!(
+        (status, v["decision"].as_str()),
+        (StatusCode::OK, Some("deny")),
+        "{v}"
+    );
+    assert_eq!(v["reason"], "NO_CONSENT");
+
+    // 400: bad input, naming the field.
+    let bad = json!({"customer": {"id": "c", "transactions": [{"id": "t", "at": "tomorrow", "kind": "purchase", "amount": 1}]}});
+    let (status, v) = s.post("/v1/plugins/lapsed/evaluate", bad.to_string()).await;
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("field `customer.transactions[0].at`"),
+        "{v}"
+    );
+    let (status, v) = s.post("/v1/plugins/lapsed/evaluate", "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("empty"),
+        "{v}"
+    );
+    let (status, v) = s
+        .post(
+            "/v1/plugins/lapsed/evaluate",
+            json!({"customer": customer(), "now": "noon"}).to_string(),
+        )
+        .await;
+    assert!(
+        status == StatusCode::BAD_REQUEST
+            && v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("field `now`"),
+        "{v}"
+    );
+    let (status, v) = s
+        .post(
+            "/v1/plugins/lapsed/evaluate",
+            json!({"customer": customer(), "params": {"dayz": 1}}).to_string(),
+        )
+        .await;
+    assert!(
+        status == StatusCode::BAD_REQUEST
+            && v["error"]["message"].as_str().unwrap().contains("dayz"),
+        "{v}"
+    );
+    let (status, v) = s
+        .post(
+            "/v1/plugins/standard-rest/evaluate",
+            json!({"customer": customer()}).to_string(),
+        )
+        .await;
+    assert!(
+        status == StatusCode::BAD_REQUEST
+            && v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`message`"),
+        "{v}"
+    );
+
+    // 404, 409, 413, 422.
+    let (status, _) = s
+        .post(
+            "/v1/plugins/nope/evaluate",
+            json!({"customer": customer()}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let wrong =
+        json!({"customer": customer(), "message": {"channel": "sms", "category": "marketing"}});
+    let (status, v) = s
+        .post("/v1/plugins/lapsed/evaluate", wrong.to_string())
+        .await;
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::CONFLICT, "wrong_kind")
+    );
+    let huge = json!({"customer": {"id": "c", "profile": {"notes": "x".repeat(2 << 20)}}});
+    let (status, v) = s
+        .post("/v1/plugins/lapsed/evaluate", huge.to_string())
+        .await;
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+    let panics = json!({"customer": {"id": "bad-1"}, "params": {"mode": "panic"}});
+    let (status, v) = s
+        .post("/v1/plugins/hostile/evaluate", panics.to_string())
+        .await;
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed")
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("plugin `hostile`")
+            && message.contains("customer `bad-1`")
+            && message.contains("has no wallet"),
+        "{message}"
+    );
+
+    // Several plugins, one parse.
+    let many = json!({"customer": customer(), "now": NOW, "plugins": ["lapsed", "welcome", "standard-rest"],
+        "message": {"channel": "email", "category": "transactional"}, "params": {"lapsed": {"days": 400}}});
+    let (status, v) = s.post("/v1/evaluate", many.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["id"], "c-1");
+    assert_eq!(v["results"]["lapsed"]["match"], false);
+    assert!(v["results"]["welcome"]["actions"].is_array());
+    assert!(v["results"]["standard-rest"]["decision"].is_string());
+    let (status, _) = s
+        .post(
+            "/v1/evaluate",
+            json!({"customer": customer(), "plugins": ["lapsed", "nope"]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Unknown endpoints answer in the same shape.
+    let (status, v) = s.get("/v2/anything").await;
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    // Metrics and the OpenAPI document.
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "regua_http_requests_total",
+        "regua_http_request_duration_seconds",
+        "regua_evaluations_total",
+        "regua_plugin_failures_total",
+        "regua_reloads_total",
+        "regua_last_successful_load_timestamp_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(
+        metrics.contains(r#"regua_plugin_failures_total{plugin="hostile"} 1"#),
+        "{metrics}"
+    );
+    let (status, doc) = s.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/v1/plugins",
+        "/v1/plugins/{name}",
+        "/v1/plugins/{name}/evaluate",
+        "/v1/evaluate",
+        "/v1/batch",
+        "/v1/plugins/{name}/batch",
+        "/metrics",
+        "/healthz",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_thousand_line_batch_streams_back_in_order() {
+    let s = start(&["lapsed", "cross-sell"], None).await;
+    let mut body = String::new();
+    for i in 0..10_000 {
+        if i == 4321 {
+            body.push_str("{\"id\": \"broken\", \"transactions\": 5}\n");
+        } else {
+            body.push_str(&format!(
+                "{{\"id\":\"c-{i}\",\"profile\":{{\"business_units\":[\"card\"]}}}}\n"
+            ));
+        }
+    }
+    let r = s
+        .client
+        .post(s.url(&format!("/v1/batch?plugins=lapsed,cross-sell&now={NOW}")))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let text = r.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 10_000);
+    for (i, line) in lines.iter().enumerate() {
+        if i == 4321 {
+            assert_eq!(line["line"], 4322);
+            assert_eq!(line["id"], "broken");
+            assert!(
+                line["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("field `transactions`"),
+                "{line}"
+            );
+        } else {
+            assert_eq!(line["id"], format!("c-{i}"));
+            assert_eq!(line["results"]["cross-sell"]["match"], true);
+        }
+    }
+
+    // The single-plugin form, and its errors before any line is read.
+    let r = s
+        .client
+        .post(s.url("/v1/plugins/lapsed/batch?params=%7B%22days%22%3A1%7D"))
+        .body("{\"id\":\"a\"}\n{\"id\":\"b\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap().lines().count(), 2);
+    let (status, v) = s
+        .post(
+            "/v1/plugins/lapsed/batch?params=%7B%22dayz%22%3A1%7D",
+            "{\"id\":\"a\"}\n",
+        )
+        .await;
+    assert!(
+        status == StatusCode::BAD_REQUEST
+            && v["error"]["message"].as_str().unwrap().contains("dayz"),
+        "{v}"
+    );
+    let (status, _) = s
+        .post("/v1/batch?plugins=lapsed,nope", "{\"id\":\"a\"}\n")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.post("/v1/batch", "{\"id\":\"a\"}\n").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn version_serving(s: &Service, name: &str) -> Option<String> {
+    let (status, v) = s.get(&format!("/v1/plugins/{name}")).await;
+    (status == StatusCode::OK).then(|| v["version"].as_str().unwrap().to_owned())
+}
+
+/// Time from landing `bytes` to the first evaluation answered by their version.
+async fn time_to_serve(s: &Service, name: &str, bytes: &[u8]) -> Duration {
+    let version = regua_host::plugin::version_of(bytes);
+    let body = json!({"customer": customer(), "now": NOW}).to_string();
+    let started = Instant::now();
+    land(&s.plugin_path(name), bytes);
+    loop {
+        let (status, v) = s
+            .post(&format!("/v1/plugins/{name}/evaluate"), body.clone())
+            .await;
+        if status == StatusCode::OK && v["version"] == version.as_str() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name} {version} never served: {status} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_build_is_served_within_250_ms_of_landing() {
+    let s = start(&["lapsed"], None).await;
+    // New plugins and new versions alike; the best of three, since the machine is shared.
+    let mut best = Duration::MAX;
+    for n in 1..=3 {
+        best = best.min(time_to_serve(&s, "lapsed", &rebuilt("lapsed", n)).await);
+    }
+    assert!(best < Duration::from_millis(250), "reload took {best:?}");
+    let added = time_to_serve(
+        &s,
+        "cross-sell",
+        &std::fs::read(wasm("cross-sell")).unwrap(),
+    )
+    .await;
+    assert!(added < Duration::from_secs(10));
+    // A deleted file unloads its plugin.
+    std::fs::remove_file(s.plugin_path("cross-sell")).unwrap();
+    let started = Instant::now();
+    while version_serving(&s, "cross-sell").await.is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "cross-sell still served"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_build_leaves_the_last_good_version_serving_with_the_error_listed() {
+    let s = start(&["lapsed"], None).await;
+    let good = version_serving(&s, "lapsed").await.unwrap();
+    let mut broken = std::fs::read(wasm("lapsed")).unwrap();
+    broken.truncate(broken.len() / 2);
+    land(&s.plugin_path("lapsed"), &broken);
+    let started = Instant::now();
+    let listed = loop {
+        let (_, v) = s.get("/v1/plugins/lapsed").await;
+        if !v["last_error"].is_null() {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the failure was never listed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        listed["version"],
+        good.as_str(),
+        "the last good version keeps serving"
+    );
+    assert!(
+        listed["last_error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly module"),
+        "{listed}"
+    );
+    let (status, v) = s
+        .post(
+            "/v1/plugins/lapsed/evaluate",
+            json!({"customer": customer(), "now": NOW}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, v["version"].as_str()),
+        (StatusCode::OK, Some(good.as_str()))
+    );
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"regua_reloads_total{result="failed"} 1"#),
+        "{metrics}"
+    );
+    // A good build clears the error.
+    time_to_serve(&s, "lapsed", &rebuilt("lapsed", 9)).await;
+    let (_, v) = s.get("/v1/plugins/lapsed").await;
+    assert!(v["last_error"].is_null(), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_during_swaps_all_succeed_and_batches_keep_one_version() {
+    let s = Arc::new(start(&["lapsed"], None).await);
+    let builds: Vec<Vec<u8>> = (1..=6).map(|n| rebuilt("lapsed", n)).collect();
+    let versions: Vec<String> = std::iter::once(std::fs::read(wasm("lapsed")).unwrap())
+        .chain(builds.iter().cloned())
+        .map(|b| regua_host::plugin::version_of(&b))
+        .collect();
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (s, done, versions) = (s.clone(), done.clone(), versions.clone());
+        clients.push(tokio::spawn(async move {
+            let body = json!({"customer": customer(), "now": NOW}).to_string();
+            let batch: String = (0..500)
+                .map(|i| format!("{{\"id\":\"c-{i}\"}}\n"))
+                .collect();
+            let mut answered = 0;
+            // Bounded in count and time: at most 2,000 requests or until the swaps are done.
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && answered < 2_000 {
+                let (status, v) = s.post("/v1/plugins/lapsed/evaluate", body.clone()).await;
+                assert_eq!(status, StatusCode::OK, "{v}");
+                assert!(
+                    versions.contains(&v["version"].as_str().unwrap().to_owned()),
+                    "{v}"
+                );
+                let text = s
+                    .client
+                    .post(s.url("/v1/plugins/lapsed/batch"))
+                    .body(batch.clone())
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let seen: std::collections::BTreeSet<&str> = text
+                    .lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                    .map(|v| {
+                        versions
+                            .iter()
+                            .find(|x| v["results"]["lapsed"]["version"] == x.as_str())
+                            .map(String::as_str)
+                            .expect("a known version")
+                    })
+                    .collect();
+                assert_eq!(text.lines().count(), 500);
+                assert_eq!(seen.len(), 1, "one batch, one version");
+                answered += 2;
+            }
+            answered
+        }));
+    }
+    for build in &builds {
+        time_to_serve(&s, "lapsed", build).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        assert!(c.await.unwrap() > 0);
+    }
+    assert_eq!(
+        version_serving(&s, "lapsed").await.as_deref(),
+        Some(versions[6].as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_need_the_token() {
+    let bytes = rebuilt("cross-sell", 1);
+    // Without a token configured, they are disabled.
+    let s = start(&["lapsed"], None).await;
+    let r = s
+        .client
+        .put(s.url("/v1/plugins/cross-sell"))
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = s
+        .client
+        .delete(s.url("/v1/plugins/lapsed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(version_serving(&s, "lapsed").await.is_some());
+
+    let s = start(&["lapsed"], Some("s3cret")).await;
+    for auth in [None, Some("Bearer wrong"), Some("s3cret")] {
+        let mut req = s
+            .client
+            .put(s.url("/v1/plugins/cross-sell"))
+            .body(bytes.clone());
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        assert_eq!(req.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let put = |name: &str, body: Vec<u8>| {
+        s.client
+            .put(s.url(&format!("/v1/plugins/{name}")))
+            .bearer_auth("s3cret")
+            .body(body)
+    };
+    let r = put("cross-sell", bytes.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["version"],
+        regua_host::plugin::version_of(&bytes).as_str()
+    );
+    assert!(
+        s.plugin_path("cross-sell").is_file(),
+        "the upload is written into the folder"
+    );
+    let r = put("other-name", bytes.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = put("junk", b"not wasm".to_vec()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let r = s
+        .client
+        .delete(s.url("/v1/plugins/cross-sell"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(version_serving(&s, "cross-sell").await.is_none());
+    assert!(!s.plugin_path("cross-sell").exists());
+    let r = s
+        .client
+        .delete(s.url("/v1/plugins/cross-sell"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let _ = repo();
+}
