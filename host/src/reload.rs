@@ -90,12 +90,21 @@ fn crate_of(root: &Path, path: &Path) -> Option<PathBuf> {
     wasm_build::is_plugin_crate(&dir).then_some(dir)
 }
 
+/// What dev mode watches and how it builds.
+#[derive(Clone, Debug)]
+pub struct DevSources {
+    /// The folder of plugin crates.
+    pub root: PathBuf,
+    /// Cargo's target folder for the rebuilds (default: each crate's workspace's).
+    pub target_dir: Option<PathBuf>,
+}
+
 /// Rebuilds the crate at `dir` into the registry's folder; a failure is listed on the plugin.
-pub fn rebuild(registry: &Registry, dir: &Path) {
+pub fn rebuild(registry: &Registry, dir: &Path, target_dir: Option<&Path>) {
     let source = dir.display().to_string();
     let name = wasm_build::package_name(dir).ok();
     tracing::info!(crate_dir = %source, "sources changed: rebuilding");
-    match wasm_build::build(&[dir.to_owned()], registry.dir(), None) {
+    match wasm_build::build(&[dir.to_owned()], registry.dir(), target_dir) {
         // The plugins watcher loads the new file.
         Ok(_) => registry.clear_failure(&source, name.as_deref()),
         Err(e) => {
@@ -105,12 +114,14 @@ pub fn rebuild(registry: &Registry, dir: &Path) {
     }
 }
 
-/// Watches plugin crates' sources under `root` and rebuilds the crate that changed.
+/// Watches plugin crates' sources and rebuilds the crate that changed.
 fn watch_sources(
     registry: Arc<Registry>,
-    root: PathBuf,
+    dev: DevSources,
 ) -> notify::Result<Debouncer<RecommendedWatcher>> {
+    let root = dev.root.canonicalize().unwrap_or(dev.root);
     let watched = root.clone();
+    let target_dir = dev.target_dir;
     let mut debouncer =
         new_debouncer(SOURCE_DEBOUNCE, move |res: DebounceEventResult| match res {
             Ok(events) => {
@@ -121,7 +132,7 @@ fn watch_sources(
                 crates.sort();
                 crates.dedup();
                 for dir in crates {
-                    rebuild(&registry, &dir);
+                    rebuild(&registry, &dir, target_dir.as_deref());
                 }
             }
             Err(e) => tracing::warn!("watching plugin sources: {e}"),
@@ -132,11 +143,11 @@ fn watch_sources(
     Ok(debouncer)
 }
 
-/// Starts watching: the plugins folder always, the crates under `sources` in dev mode.
+/// Starts watching: the plugins folder always, the plugin crates' sources in dev mode.
 pub fn watch(
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    sources: Option<PathBuf>,
+    sources: Option<DevSources>,
 ) -> notify::Result<Watchers> {
     Ok(Watchers {
         _plugins: watch_plugins(registry.clone(), metrics)?,

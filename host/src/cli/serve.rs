@@ -35,6 +35,9 @@ pub(crate) struct ServeArgs {
     /// The plugin crates, for --dev and for the first build.
     #[arg(long, value_name = "DIR", default_value = "plugins")]
     sources: PathBuf,
+    /// Cargo's target folder for --dev rebuilds (default: the crates' workspace's).
+    #[arg(long, value_name = "DIR")]
+    target_dir: Option<PathBuf>,
     /// Token for PUT and DELETE /v1/plugins/{name} (Authorization: Bearer TOKEN); without one
     /// those endpoints are disabled.
     #[arg(long, env = "REGUA_ADMIN_TOKEN", hide_env_values = true)]
@@ -90,7 +93,7 @@ impl ServeArgs {
             tracing::info!(sources = %self.sources.display(), "building the plugin crates into {}", self.plugins.display());
             let crates =
                 wasm_build::find_plugin_crates(&self.sources).map_err(anyhow::Error::msg)?;
-            if let Err(e) = wasm_build::build(&crates, &self.plugins, None) {
+            if let Err(e) = wasm_build::build(&crates, &self.plugins, self.target_dir.as_deref()) {
                 tracing::warn!("some plugins did not build; serving those that did:\n{e}");
             }
         }
@@ -99,7 +102,10 @@ impl ServeArgs {
         let registry = Arc::new(Registry::new(engine, &self.plugins));
         let metrics = Arc::new(Metrics::new());
         reload::load_all(&registry, &metrics);
-        let sources = self.dev.then(|| self.sources.clone());
+        let sources = self.dev.then(|| reload::DevSources {
+            root: self.sources.clone(),
+            target_dir: self.target_dir.clone(),
+        });
         let _watchers = reload::watch(registry.clone(), metrics.clone(), sources)
             .context("cannot watch the plugins folder")?;
         let pool = Pool::new(

@@ -33,7 +33,15 @@ impl Drop for Service {
 
 /// Starts a service over a folder holding `plugins`.
 async fn start(plugins: &[&str], admin_token: Option<&str>) -> Service {
-    let dir = tempfile::tempdir().unwrap();
+    start_with(plugins, admin_token, None, tempfile::tempdir().unwrap()).await
+}
+
+async fn start_with(
+    plugins: &[&str],
+    admin_token: Option<&str>,
+    dev: Option<reload::DevSources>,
+    dir: tempfile::TempDir,
+) -> Service {
     for p in plugins {
         std::fs::copy(wasm(p), dir.path().join(format!("{p}.wasm"))).unwrap();
     }
@@ -45,7 +53,7 @@ async fn start(plugins: &[&str], admin_token: Option<&str>) -> Service {
     let registry = Arc::new(Registry::new(engine, dir.path()));
     let metrics = Arc::new(Metrics::new());
     reload::load_all(&registry, &metrics);
-    let watchers = reload::watch(registry.clone(), metrics.clone(), None).unwrap();
+    let watchers = reload::watch(registry.clone(), metrics.clone(), dev).unwrap();
     let config = ServiceConfig {
         admin_token: admin_token.map(str::to_owned),
         max_body: 1 << 20,
@@ -691,4 +699,107 @@ async fn admin_endpoints_need_the_token() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let _ = repo();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_rebuilds_a_saved_crate_and_shows_compile_errors() {
+    let sources = tempfile::tempdir().unwrap();
+    let krate = sources.path().join("dev-rule");
+    let out = std::process::Command::new(regua_tests::regua_bin())
+        .args(["new", "segment", "dev-rule", "--dir"])
+        .arg(&krate)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let target = regua_tests::plugin_target_dir().to_owned();
+    regua_host::wasm_build::build(&[krate.clone()], dir.path(), Some(&target)).unwrap();
+    let dev = reload::DevSources {
+        root: sources.path().to_owned(),
+        target_dir: Some(target),
+    };
+    let s = start_with(&[], None, Some(dev), dir).await;
+    let first = version_serving(&s, "dev-rule")
+        .await
+        .expect("the first build is served");
+
+    let lib = krate.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        source.replace("purchases in the last", "purchases (edited) in the last"),
+    )
+    .unwrap();
+    let body = json!({"customer": customer(), "now": NOW}).to_string();
+    let started = Instant::now();
+    let second = loop {
+        let (status, v) = s.post("/v1/plugins/dev-rule/evaluate", body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        if v["reasons"][0].as_str().unwrap().contains("(edited)") {
+            assert_ne!(v["version"], first.as_str());
+            break v["version"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the edit was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    std::fs::write(&lib, source.replace("pub struct Rule;", "pub struct Rule")).unwrap();
+    let started = Instant::now();
+    let listed = loop {
+        let (_, v) = s.get("/v1/plugins/dev-rule").await;
+        if !v["last_error"].is_null() {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the compile error was never listed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        listed["version"],
+        second.as_str(),
+        "the last good build keeps serving"
+    );
+    let error = listed["last_error"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("building dev-rule failed") && error.contains("error"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_requests_in_flight() {
+    let mut s = start(&["lapsed"], None).await;
+    let batch: String = (0..20_000)
+        .map(|i| format!("{{\"id\":\"c-{i}\"}}\n"))
+        .collect();
+    let request = s
+        .client
+        .post(s.url("/v1/plugins/lapsed/batch"))
+        .body(batch)
+        .send();
+    let in_flight = tokio::spawn(async move {
+        let r = request.await.unwrap();
+        (r.status(), r.text().await.unwrap().lines().count())
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let _ = s.stop.take().unwrap().send(());
+    let (status, lines) = in_flight.await.unwrap();
+    assert_eq!((status, lines), (StatusCode::OK, 20_000));
+    let started = Instant::now();
+    while s.client.get(s.url("/healthz")).send().await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still accepting after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
