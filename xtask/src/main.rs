@@ -8,6 +8,8 @@ const HELP: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  serve  build the host, then serve the example plugins over HTTP on 127.0.0.1:8080
+         (builds them into dist/plugins first); hot-reloads dist/plugins, Ctrl-C stops
   demo   build the host and the example plugins, then evaluate every example plugin over
          examples/customers.ndjson and print a summary (results in dist/results.ndjson)
   test   run the whole test suite (installs the wasm32 target when missing; uses
@@ -105,6 +107,23 @@ fn demo() -> Result<(), String> {
     Ok(())
 }
 
+fn serve() -> Result<(), String> {
+    ensure_wasm_target()?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "regua-host",
+        "--bin",
+        "regua",
+    ]))?;
+    let regua = root().join("target/release/regua");
+    run(Command::new(&regua).args(["build", "plugins", "--out", "dist/plugins"]))?;
+    let mut args: Vec<String> = vec!["serve".into()];
+    args.extend(std::env::args().skip(2));
+    run(Command::new(&regua).args(&args))
+}
+
 fn test() -> Result<(), String> {
     ensure_wasm_target()?;
     // The CLI tests run the `regua` binary itself.
@@ -131,6 +150,7 @@ fn test() -> Result<(), String> {
 
 fn main() -> ExitCode {
     let result = match std::env::args().nth(1).as_deref() {
+        Some("serve") => serve(),
         Some("demo") => demo(),
         Some("test") => test(),
         Some("-h" | "--help" | "help") | None => {

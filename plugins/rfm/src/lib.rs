@@ -38,8 +38,11 @@ impl Segment for RfmSegmentRule {
             format!("R{} F{} M{}", rfm.r, rfm.f, rfm.m),
         )
         .and(format!(
-            "last purchase {} days ago, {} purchases, R$ {:.2} in all",
-            rfm.recency_days, rfm.frequency, rfm.monetary
+            "last purchase {} days ago, {} purchase{}, R$ {:.2} in all",
+            rfm.recency_days,
+            rfm.frequency,
+            if rfm.frequency == 1 { "" } else { "s" },
+            rfm.monetary
         ))
         .and(format!("segment {}", segment.name())))
     }

@@ -1,0 +1,155 @@
+//! The HTTP service under load on loopback: single-evaluation latency (p50, p99) and throughput,
+//! against the same evaluation called directly in the same run, and the reload time.
+//!
+//! `cargo bench -p regua-host --bench serve` (optionally `-- 20000` for the request count).
+//!
+//! The service runs in-process on 127.0.0.1:0 with the `rfm` plugin; the load generator is a set
+//! of keep-alive HTTP clients in the same process, so both share the machine's two cores, as a
+//! sender beside the service would.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use regua_host::http::{AppState, ServiceConfig};
+use regua_host::metrics::Metrics;
+use regua_host::pool::Pool;
+use regua_host::registry::Registry;
+use regua_host::{EncodedBatch, Engine, Evaluation, Inputs, Limits, Worker, reload};
+
+const CLIENTS: usize = 8;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let requests: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    regua_host::wasm_build::build(
+        &[root.join("plugins/rfm")],
+        dir.path(),
+        Some(&root.join("target/bench-plugins/target")),
+    )
+    .expect("building the rfm plugin");
+    let customer = std::fs::read_to_string(root.join("examples/customer.json")).unwrap();
+    let body = format!(r#"{{"customer":{customer},"now":"2025-03-11T12:00:00Z"}}"#);
+
+    // Baseline: the same evaluation, called directly.
+    let engine = Engine::new(Limits::default()).unwrap();
+    let plugin = regua_host::Plugin::load(&engine, &dir.path().join("rfm.wasm")).unwrap();
+    let inputs = Inputs {
+        now: regua_sdk::Timestamp::parse("2025-03-11T12:00:00Z").unwrap(),
+        default_tz: "America/Sao_Paulo".into(),
+        params: "{}".into(),
+        message: None,
+        event: None,
+    };
+    let eval = Evaluation::new(plugin, &inputs).unwrap();
+    let mut worker = Worker::new();
+    let mut direct = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        let c = regua_host::record::parse_customer(&customer).unwrap();
+        let mut batch = EncodedBatch::new();
+        batch.push(&c);
+        let r = worker.evaluate(&eval, &batch).unwrap();
+        std::hint::black_box(regua_host::output::result_value(&eval.plugin, &r[0]));
+        direct.push(t.elapsed());
+    }
+    direct.sort();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let registry = Arc::new(Registry::new(engine, dir.path()));
+        let metrics = Arc::new(Metrics::new());
+        reload::load_all(&registry, &metrics);
+        let _watchers = reload::watch(registry.clone(), metrics.clone(), None).unwrap();
+        let state = AppState::new(registry, Pool::new(2).unwrap(), metrics, ServiceConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/plugins/rfm/evaluate", listener.local_addr().unwrap());
+        tokio::spawn(regua_host::http::serve(listener, state, std::future::pending()));
+        let client = reqwest::Client::new();
+
+        // Warm up connections and instances.
+        for _ in 0..200 {
+            client.post(&url).body(body.clone()).send().await.unwrap().bytes().await.unwrap();
+        }
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..CLIENTS {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(requests / CLIENTS);
+                for _ in 0..requests / CLIENTS {
+                    let t = Instant::now();
+                    let r = client.post(&url).body(body.clone()).send().await.unwrap();
+                    assert!(r.status().is_success());
+                    r.bytes().await.unwrap();
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut http = Vec::new();
+        for t in tasks {
+            http.extend(t.await.unwrap());
+        }
+        let wall = started.elapsed();
+        http.sort();
+
+        // Reload: from a new build landing in the folder to the first answer it gives.
+        let wasm = std::fs::read(dir.path().join("rfm.wasm")).unwrap();
+        let mut reloads = Vec::new();
+        for n in 0..10u8 {
+            let mut bytes = wasm.clone();
+            bytes.extend_from_slice(&[0, 3, 1, b'x', n]); // a custom section: same rule, new version
+            let version = regua_host::plugin::version_of(&bytes);
+            let tmp = dir.path().join(".rfm.tmp");
+            let t = Instant::now();
+            std::fs::write(&tmp, &bytes).unwrap();
+            std::fs::rename(&tmp, dir.path().join("rfm.wasm")).unwrap();
+            loop {
+                let v: serde_json::Value = client.post(&url).body(body.clone()).send().await.unwrap().json().await.unwrap();
+                if v["version"] == version.as_str() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            reloads.push(t.elapsed());
+        }
+        reloads.sort();
+
+        println!("| measure | p50 | p99 | throughput |");
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| direct call (parse + evaluate + render), 1 thread | {:.3} ms | {:.3} ms | {:.0} /s |",
+            ms(percentile(&direct, 0.5)),
+            ms(percentile(&direct, 0.99)),
+            requests as f64 / direct.iter().sum::<Duration>().as_secs_f64()
+        );
+        println!(
+            "| HTTP POST /v1/plugins/rfm/evaluate, {CLIENTS} clients | {:.3} ms | {:.3} ms | {:.0} /s |",
+            ms(percentile(&http, 0.5)),
+            ms(percentile(&http, 0.99)),
+            http.len() as f64 / wall.as_secs_f64()
+        );
+        println!(
+            "\nreload, new build landed to first answer by it (10 swaps): p50 {:.0} ms, max {:.0} ms",
+            ms(percentile(&reloads, 0.5)),
+            ms(*reloads.last().unwrap())
+        );
+    });
+}
