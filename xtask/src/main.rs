@@ -75,7 +75,8 @@ fn ensure_wasm_target() -> Result<(), String> {
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
 }
 
-fn demo() -> Result<(), String> {
+/// Builds the release `regua` and the example plugins into dist/plugins; returns the binary.
+fn build_host_and_plugins() -> Result<PathBuf, String> {
     ensure_wasm_target()?;
     run(cargo().args([
         "build",
@@ -87,6 +88,11 @@ fn demo() -> Result<(), String> {
     ]))?;
     let regua = root().join("target/release/regua");
     run(Command::new(&regua).args(["build", "plugins", "--out", "dist/plugins"]))?;
+    Ok(regua)
+}
+
+fn demo() -> Result<(), String> {
+    let regua = build_host_and_plugins()?;
     run(Command::new(&regua).args([
         "batch",
         "--all",
@@ -108,17 +114,7 @@ fn demo() -> Result<(), String> {
 }
 
 fn serve() -> Result<(), String> {
-    ensure_wasm_target()?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "regua-host",
-        "--bin",
-        "regua",
-    ]))?;
-    let regua = root().join("target/release/regua");
-    run(Command::new(&regua).args(["build", "plugins", "--out", "dist/plugins"]))?;
+    let regua = build_host_and_plugins()?;
     let mut args: Vec<String> = vec!["serve".into()];
     args.extend(std::env::args().skip(2));
     run(Command::new(&regua).args(&args))

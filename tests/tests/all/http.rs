@@ -443,6 +443,22 @@ async fn a_ten_thousand_line_batch_streams_back_in_order() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// `GET /v1/plugins/{name}` once it lists a load or build failure.
+async fn listed_failure(s: &Service, name: &str, within: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, v) = s.get(&format!("/v1/plugins/{name}")).await;
+        if !v["last_error"].is_null() {
+            return v;
+        }
+        assert!(
+            started.elapsed() < within,
+            "no failure of {name} was ever listed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn version_serving(s: &Service, name: &str) -> Option<String> {
     let (status, v) = s.get(&format!("/v1/plugins/{name}")).await;
     (status == StatusCode::OK).then(|| v["version"].as_str().unwrap().to_owned())
@@ -504,18 +520,7 @@ async fn a_broken_build_leaves_the_last_good_version_serving_with_the_error_list
     let mut broken = std::fs::read(wasm("lapsed")).unwrap();
     broken.truncate(broken.len() / 2);
     land(&s.plugin_path("lapsed"), &broken);
-    let started = Instant::now();
-    let listed = loop {
-        let (_, v) = s.get("/v1/plugins/lapsed").await;
-        if !v["last_error"].is_null() {
-            break v;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the failure was never listed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let listed = listed_failure(&s, "lapsed", Duration::from_secs(10)).await;
     assert_eq!(
         listed["version"],
         good.as_str(),
@@ -751,18 +756,7 @@ async fn dev_mode_rebuilds_a_saved_crate_and_shows_compile_errors() {
     };
 
     std::fs::write(&lib, source.replace("pub struct Rule;", "pub struct Rule")).unwrap();
-    let started = Instant::now();
-    let listed = loop {
-        let (_, v) = s.get("/v1/plugins/dev-rule").await;
-        if !v["last_error"].is_null() {
-            break v;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "the compile error was never listed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let listed = listed_failure(&s, "dev-rule", Duration::from_secs(240)).await;
     assert_eq!(
         listed["version"],
         second.as_str(),
