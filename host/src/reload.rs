@@ -14,7 +14,7 @@ use crate::registry::{Registry, is_wasm};
 use crate::wasm_build;
 
 /// How long a file must be quiet before it is loaded, so a file still being written is not.
-pub const PLUGIN_DEBOUNCE: Duration = Duration::from_millis(50);
+pub const PLUGIN_DEBOUNCE: Duration = Duration::from_millis(25);
 
 /// How long sources must be quiet before a rebuild (editors save in bursts).
 pub const SOURCE_DEBOUNCE: Duration = Duration::from_millis(300);
