@@ -722,7 +722,7 @@ async fn dev_mode_rebuilds_a_saved_crate_and_shows_compile_errors() {
     );
     let dir = tempfile::tempdir().unwrap();
     let target = regua_tests::plugin_target_dir().to_owned();
-    regua_host::wasm_build::build(&[krate.clone()], dir.path(), Some(&target)).unwrap();
+    regua_host::wasm_build::build(std::slice::from_ref(&krate), dir.path(), Some(&target)).unwrap();
     let dev = reload::DevSources {
         root: sources.path().to_owned(),
         target_dir: Some(target),
