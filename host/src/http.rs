@@ -162,6 +162,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::pool::Panicked> for ApiError {
+    fn from(e: crate::pool::Panicked) -> Self {
+        ApiError::internal(e)
+    }
+}
+
 impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {
         match e {
@@ -443,7 +449,11 @@ async fn evaluate_one(
     eval: Evaluation,
     batch: EncodedBatch,
 ) -> Result<RecordResult, ApiError> {
-    let results = state.0.pool.run(move |w| w.evaluate(&eval, &batch)).await?;
+    let results = state
+        .0
+        .pool
+        .run(move |w| w.evaluate(&eval, &batch))
+        .await??;
     Ok(results
         .into_iter()
         .next()
@@ -558,7 +568,7 @@ async fn evaluate_many(State(state): State<AppState>, body: Body) -> Result<Resp
                 .collect();
             out
         })
-        .await?;
+        .await??;
     let mut map = serde_json::Map::new();
     for (p, r) in &results {
         state.metrics().evaluated_one(p.name(), r);
@@ -700,7 +710,7 @@ async fn start_batch(
             .0
             .pool
             .run(move |w| evals.iter().try_for_each(|e| w.check(e)))
-            .await?;
+            .await??;
     }
     Ok(stream_batch(state, evals, body))
 }

@@ -7,6 +7,11 @@ use crate::evaluate::Worker;
 
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
+/// An evaluation panicked in the host (a bug); the detail is in the log.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("an evaluation failed inside the host (see the log)")]
+pub struct Panicked;
+
 /// Evaluation threads.
 #[derive(Clone, Debug)]
 pub struct Pool {
@@ -26,7 +31,15 @@ impl Pool {
                 .spawn(move || {
                     let mut worker = Worker::new();
                     for job in rx {
-                        job(&mut worker);
+                        // A bug in the host must not take an evaluation thread down with it: the
+                        // caller gets an error and the thread starts over with fresh instances.
+                        let run = std::panic::AssertUnwindSafe(|| job(&mut worker));
+                        if std::panic::catch_unwind(run).is_err() {
+                            tracing::error!(
+                                "an evaluation panicked in the host; its instances are discarded"
+                            );
+                            worker = Worker::new();
+                        }
                     }
                 })?;
         }
@@ -38,17 +51,16 @@ impl Pool {
         self.threads
     }
 
-    /// Runs `f` on a pool thread and waits for it without blocking the runtime.
+    /// Runs `f` on a pool thread and waits for it without blocking the runtime. Fails only if
+    /// `f` panicked.
     pub async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Worker) -> R + Send + 'static,
-    ) -> R {
-        let rx = self.submit(f);
-        rx.await
-            .expect("evaluation threads never stop while the pool lives")
+    ) -> Result<R, Panicked> {
+        self.submit(f).await.map_err(|_| Panicked)
     }
 
-    /// Queues `f` on a pool thread; the receiver gets its result.
+    /// Queues `f` on a pool thread; the receiver gets its result (or is closed if `f` panicked).
     pub fn submit<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Worker) -> R + Send + 'static,
@@ -59,7 +71,7 @@ impl Pool {
         });
         self.jobs
             .send(job)
-            .expect("evaluation threads never stop while the pool lives");
+            .expect("the pool's threads live as long as the pool");
         rx
     }
 }
