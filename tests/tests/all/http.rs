@@ -415,6 +415,40 @@ async fn a_ten_thousand_line_batch_streams_back_in_order() {
         }
     }
 
+    // A line too long to hold gets an error line; the stream goes on.
+    let long = format!(
+        "{{\"id\":\"a\"}}\n{{\"id\":\"big\",\"profile\":{{\"notes\":\"{}\"}}}}\n{{\"id\":\"b\"}}\n",
+        "x".repeat(3 << 20)
+    );
+    let r = s
+        .client
+        .post(s.url("/v1/plugins/lapsed/batch"))
+        .body(long)
+        .send()
+        .await
+        .unwrap();
+    let lines: Vec<Value> = r
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        (lines[0]["id"].as_str(), lines[2]["id"].as_str()),
+        (Some("a"), Some("b"))
+    );
+    assert_eq!(lines[1]["line"], 2);
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than the limit"),
+        "{}",
+        lines[1]
+    );
+
     // The single-plugin form, and its errors before any line is read.
     let r = s
         .client
