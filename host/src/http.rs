@@ -1,6 +1,6 @@
 //! The HTTP rules service: `regua serve`. Built on the same core as the CLI: plugins come from
 //! the [`Registry`], records are parsed by [`crate::record`], and every evaluation runs through
-//! [`Worker::evaluate`] (batches through [`batch::process`]) on the evaluation [`Pool`].
+//! [`crate::Worker::evaluate`] (batches through [`batch::process`]) on the evaluation [`Pool`].
 
 use std::collections::BTreeMap;
 use std::future::Future;

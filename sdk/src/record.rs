@@ -99,7 +99,7 @@ pub struct Transaction {
     pub id: String,
     /// When it happened.
     pub at: Timestamp,
-    /// What it was (see [`kind`](crate::record::kind)).
+    /// What it was (see [`kind`]).
     pub kind: String,
     /// The amount, in the currency's unit (R$ 12.50 is `12.5`).
     pub amount: f64,
