@@ -154,13 +154,17 @@ impl Registry {
     pub fn install(&self, path: &Path, bytes: &[u8]) -> Change {
         let version = crate::plugin::version_of(bytes);
         {
-            let state = self.state.read().expect("registry lock");
+            let mut guard = self.state.write().expect("registry lock");
+            let state = &mut *guard;
             if let Some(name) = state.files.get(path)
-                && state
-                    .plugins
-                    .get(name)
-                    .is_some_and(|s| s.plugin.version == version)
+                && let Some(slot) = state.plugins.get_mut(name)
+                && slot.plugin.version == version
             {
+                // The file is back to the version serving: a failure listed for it is over.
+                let source = path.display().to_string();
+                if slot.last_error.as_ref().is_some_and(|f| f.source == source) {
+                    slot.last_error = None;
+                }
                 return Change::Unchanged;
             }
         }

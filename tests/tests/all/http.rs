@@ -590,7 +590,21 @@ async fn a_broken_build_leaves_the_last_good_version_serving_with_the_error_list
         metrics.contains(r#"regua_reloads_total{result="failed"} 1"#),
         "{metrics}"
     );
-    // A good build clears the error.
+    // Putting the good file back clears the error, as does a new good build.
+    land(
+        &s.plugin_path("lapsed"),
+        &std::fs::read(wasm("lapsed")).unwrap(),
+    );
+    let started = Instant::now();
+    while !s.get("/v1/plugins/lapsed").await.1["last_error"].is_null() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the error stayed listed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    land(&s.plugin_path("lapsed"), &broken);
+    listed_failure(&s, "lapsed", Duration::from_secs(10)).await;
     time_to_serve(&s, "lapsed", &rebuilt("lapsed", 9)).await;
     let (_, v) = s.get("/v1/plugins/lapsed").await;
     assert!(v["last_error"].is_null(), "{v}");
