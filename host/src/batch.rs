@@ -148,7 +148,7 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done 
             Err(e) => slots.push(Slot::Bad(record::salvage_id(line), e)),
         }
     }
-    let results: Vec<Vec<RecordResult>> = evals
+    let mut results: Vec<Vec<RecordResult>> = evals
         .iter()
         .map(|eval| {
             worker
@@ -162,8 +162,13 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done 
     for (offset, slot) in slots.iter().enumerate() {
         match slot {
             Slot::Good(i) => {
-                for (t, r) in tallies.iter_mut().zip(&results) {
+                let line = chunk.first_line + offset as u64;
+                for (t, r) in tallies.iter_mut().zip(&mut results) {
                     t.add(&r[*i]);
+                    // In a batch, a plugin's failure also names the input line.
+                    if let Err(e) = &mut r[*i] {
+                        *e = format!("line {line}: {e}");
+                    }
                 }
                 let row = evals
                     .iter()

@@ -613,7 +613,10 @@ async fn a_broken_build_leaves_the_last_good_version_serving_with_the_error_list
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_during_swaps_all_succeed_and_batches_keep_one_version() {
     let s = Arc::new(start(&["lapsed"], None).await);
-    let builds: Vec<Vec<u8>> = (1..=6).map(|n| rebuilt("lapsed", n)).collect();
+    // Twenty swaps: fifteen new builds and, every fourth, a broken build that must change nothing.
+    let builds: Vec<Vec<u8>> = (1..=15).map(|n| rebuilt("lapsed", n)).collect();
+    let mut broken = std::fs::read(wasm("lapsed")).unwrap();
+    broken.truncate(broken.len() / 3);
     let versions: Vec<String> = std::iter::once(std::fs::read(wasm("lapsed")).unwrap())
         .chain(builds.iter().cloned())
         .map(|b| regua_host::plugin::version_of(&b))
@@ -665,16 +668,28 @@ async fn requests_during_swaps_all_succeed_and_batches_keep_one_version() {
             answered
         }));
     }
-    for build in &builds {
+    let mut swaps = 0;
+    for (n, build) in builds.iter().enumerate() {
         time_to_serve(&s, "lapsed", build).await;
+        swaps += 1;
+        if n % 3 == 2 {
+            land(&s.plugin_path("lapsed"), &broken);
+            listed_failure(&s, "lapsed", Duration::from_secs(10)).await;
+            assert_eq!(
+                version_serving(&s, "lapsed").await.as_deref(),
+                Some(versions[n + 1].as_str())
+            );
+            swaps += 1;
+        }
     }
+    assert_eq!(swaps, 20);
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     for c in clients {
         assert!(c.await.unwrap() > 0);
     }
     assert_eq!(
         version_serving(&s, "lapsed").await.as_deref(),
-        Some(versions[6].as_str())
+        versions.last().map(String::as_str)
     );
 }
 
@@ -844,4 +859,78 @@ async fn shutdown_finishes_the_requests_in_flight() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Every hostile behaviour through the HTTP batch path: only the victims fail, with errors naming
+/// the line, plugin, version, customer and cause, while another plugin answers every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plugins_fail_only_their_records_over_http_too() {
+    let s = start(&["hostile", "lapsed"], None).await;
+    let cases = [
+        ("loop", "exceeded its time budget"),
+        ("hog", "exceeded the memory cap"),
+        ("recurse", "exhausted its stack"),
+        ("panic", "has no wallet"),
+        ("fail", "cannot judge customer"),
+        ("flood", "over the output cap"),
+    ];
+    for (mode, cause) in cases {
+        let params = format!(r#"{{"hostile":{{"mode":"{mode}"}}}}"#);
+        let url = format!(
+            "/v1/batch?plugins=hostile,lapsed&now={NOW}&params={}",
+            urlencode(&params)
+        );
+        let r = s
+            .client
+            .post(s.url(&url))
+            .body(crate::sandbox::MIXED)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{mode}");
+        let lines: Vec<Value> = r
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 5, "{mode}: one line per input line");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["results"]["lapsed"]["match"] == false),
+            "{mode}: {lines:?}"
+        );
+        let results: Vec<Value> = lines
+            .iter()
+            .map(|l| l["results"]["hostile"].clone())
+            .collect();
+        crate::sandbox::assert_only_victims_failed(&results, cause);
+    }
+    // Slow but within budget succeeds.
+    let url = format!(
+        "/v1/plugins/hostile/batch?params={}",
+        urlencode(r#"{"mode":"dawdle","spin":100000}"#)
+    );
+    let text = s
+        .client
+        .post(s.url(&url))
+        .body(crate::sandbox::MIXED)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.lines().all(|l| l.contains("\"match\":true")), "{text}");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

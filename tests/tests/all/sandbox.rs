@@ -8,7 +8,7 @@ use regua_tests::{engine, load, wasm};
 
 use crate::{eval, run_batch};
 
-const MIXED: &str = r#"{"id":"good-1"}
+pub(crate) const MIXED: &str = r#"{"id":"good-1"}
 {"id":"bad-2"}
 {"id":"good-3"}
 {"id":"bad-4"}
@@ -32,7 +32,9 @@ fn hostile(engine: &Engine, params: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn assert_only_victims_failed(results: &[serde_json::Value], cause: &str) {
+/// Checks that only the odd records (the victims) failed, each with an error naming the line, the
+/// plugin, its version, the customer and `cause`.
+pub(crate) fn assert_only_victims_failed(results: &[serde_json::Value], cause: &str) {
     let version = results[0]["version"].as_str().unwrap().to_owned();
     for (i, r) in results.iter().enumerate() {
         if i % 2 == 1 {
@@ -40,7 +42,8 @@ fn assert_only_victims_failed(results: &[serde_json::Value], cause: &str) {
                 .as_str()
                 .unwrap_or_else(|| panic!("record {i} should fail: {r}"));
             let id = format!("bad-{}", i + 1);
-            assert!(error.contains("plugin `hostile`"), "{error}");
+            let at = format!("line {}: plugin `hostile`", i + 1);
+            assert!(error.starts_with(&at), "{error}");
             assert!(error.contains(&version), "{error}");
             assert!(error.contains(&format!("customer `{id}`")), "{error}");
             assert!(error.contains(cause), "expected `{cause}` in: {error}");
