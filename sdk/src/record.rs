@@ -361,7 +361,7 @@ pub struct Customer {
     #[serde(default, deserialize_with = "profile")]
     pub profile: Profile,
     /// Consents by channel and purpose.
-    #[serde(default, deserialize_with = "list")]
+    #[serde(default, deserialize_with = "consents")]
     pub consents: Consents,
     /// Money movements.
     #[serde(default, deserialize_with = "list")]
@@ -387,6 +387,37 @@ fn list<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Resul
     } else {
         T::deserialize(d)
     }
+}
+
+/// In JSON, consents are read with text keys first, so an error inside names its channel and
+/// purpose (`consents.email.marketing.status`), then the keys are checked.
+fn consents<'de, D: Deserializer<'de>>(d: D) -> Result<Consents, D::Error> {
+    if !d.is_human_readable() {
+        return Consents::deserialize(d);
+    }
+    let raw: Option<BTreeMap<String, BTreeMap<String, Consent>>> = Deserialize::deserialize(d)?;
+    fn key<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+        text: &str,
+        what: &str,
+        expected: &str,
+    ) -> Result<T, E> {
+        serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
+            E::custom(format!(
+                "unknown {what} `{text}`, expected one of {expected}"
+            ))
+        })
+    }
+    let mut out = Consents::new();
+    for (channel, by_purpose) in raw.unwrap_or_default() {
+        let c: Channel =
+            key::<_, D::Error>(&channel, "channel", "email, sms, push, webpush, whatsapp")?;
+        let entry = out.entry(c).or_default();
+        for (purpose, consent) in by_purpose {
+            let p: Category = key::<_, D::Error>(&purpose, "purpose", "marketing, transactional")?;
+            entry.insert(p, consent);
+        }
+    }
+    Ok(out)
 }
 
 fn profile<'de, D: Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
@@ -535,6 +566,17 @@ mod tests {
         let now = Timestamp::parse("2025-03-11T12:00:00Z").unwrap();
         assert!(!c.consent_granted(Channel::Sms, Category::Marketing, now));
         assert!(!c.consent_granted(Channel::Email, Category::Marketing, now));
+    }
+
+    #[test]
+    fn consent_errors_name_the_channel_and_purpose() {
+        let bad = r#"{"id":"x","consents":{"email":{"marketing":{"status":"maybe","at":"2025-01-01T00:00:00Z"}}}}"#;
+        let de = &mut serde_json::Deserializer::from_str(bad);
+        let err = serde_path_to_error::deserialize::<_, Customer>(de).unwrap_err();
+        assert_eq!(err.path().to_string(), "consents.email.marketing.status");
+        let fax = r#"{"id":"x","consents":{"fax":{"marketing":{"status":"granted","at":"2025-01-01T00:00:00Z"}}}}"#;
+        let err = serde_json::from_str::<Customer>(fax).unwrap_err().to_string();
+        assert!(err.contains("unknown channel `fax`"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,135 @@
+//! Broken records and requests: each gets an error naming the field and the line, a batch
+//! always answers one line per input line, and nothing crashes.
+
+use std::time::Duration;
+
+use regua_tests::{engine, load};
+use serde_json::Value;
+
+use crate::{eval, inputs, run_batch};
+
+fn lapsed_batch(input: &str) -> Vec<Value> {
+    let lapsed = eval(&load(&engine(), "lapsed"), "{}");
+    let (lines, summary) = run_batch(&[lapsed], input, 2);
+    assert_eq!(lines.len() as u64, summary.lines);
+    lines
+}
+
+fn error_of(line: &Value) -> &str {
+    line["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error line: {line}"))
+}
+
+#[test]
+fn wrong_types_and_values_name_the_field() {
+    let input = [
+        r#"{"id":"a","transactions":5}"#,
+        r#"{"id":"b","transactions":[{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":"ten"}]}"#,
+        r#"{"id":"c","consents":{"email":{"marketing":{"status":"maybe","at":"2025-01-01T00:00:00Z"}}}}"#,
+        r#"{"id":"d","events":[{"name":"login","at":"2025-02-30T10:00:00Z"}]}"#,
+        r#"{"id":7}"#,
+        r#"[1,2,3]"#,
+        r#"{"id":"e","profile":{"birthday":"1990-13-01"}}"#,
+    ]
+    .join("\n");
+    let lines = lapsed_batch(&input);
+    let expect = [
+        "field `transactions`",
+        "field `transactions[0].amount`",
+        "field `consents.email.marketing.status`",
+        "field `events[0].at`",
+        "field `id`",
+        "invalid type",
+        "field `profile.birthday`",
+    ];
+    for (i, (line, want)) in lines.iter().zip(expect).enumerate() {
+        assert_eq!(line["line"], i + 1);
+        assert!(
+            error_of(line).contains(want),
+            "line {}: want `{want}` in {line}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn invalid_utf8_and_empty_lines_are_error_lines() {
+    let lapsed = eval(&load(&engine(), "lapsed"), "{}");
+    let input: &[u8] = b"{\"id\":\"a\"}\n{\"id\":\"\xff\xfe\"}\n\n{\"id\":\"b\"}";
+    let mut out = Vec::new();
+    let options = regua_host::batch::BatchOptions {
+        threads: 1,
+        chunk_lines: 2,
+    };
+    regua_host::batch::run(&[lapsed], input, &mut out, &options, &|_, _| {}).unwrap();
+    let lines: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert!(
+        error_of(&lines[1]).contains("not valid UTF-8"),
+        "{}",
+        lines[1]
+    );
+    assert!(error_of(&lines[2]).contains("empty line"), "{}", lines[2]);
+    assert_eq!(lines[3]["id"], "b");
+}
+
+#[test]
+fn nesting_ten_thousand_deep_is_refused_without_crashing() {
+    let deep = format!(
+        r#"{{"id":"deep","profile":{{"x":{}{}}}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let input = format!("{deep}\n{{\"id\":\"next\"}}\n");
+    let lines = lapsed_batch(&input);
+    assert_eq!(lines.len(), 2);
+    assert!(
+        error_of(&lines[0]).contains("recursion limit"),
+        "{}",
+        &error_of(&lines[0])[..200.min(error_of(&lines[0]).len())]
+    );
+    assert_eq!(lines[1]["id"], "next");
+}
+
+#[test]
+fn a_ten_megabyte_record_is_evaluated() {
+    let big = format!(
+        r#"{{"id":"big","profile":{{"notes":"{}"}}}}"#,
+        "x".repeat(10 << 20)
+    );
+    let lines = lapsed_batch(&format!("{big}\n{{\"id\":\"small\"}}\n"));
+    assert_eq!(
+        lines[0]["results"]["lapsed"]["match"],
+        false,
+        "{}",
+        &lines[0].to_string()[..200]
+    );
+    assert_eq!(lines[1]["id"], "small");
+}
+
+#[test]
+fn an_unknown_time_zone_falls_back_to_the_company_default_and_says_so() {
+    // DOMAIN §3: unknown or missing zone → the company default, and the decision says so.
+    let rest = load(&engine(), "standard-rest");
+    let e = regua_host::Evaluation::new(
+        rest,
+        &inputs(
+            r#"{"rules":[{"id":"night","type":"quiet_hours","start":"22:00","end":"08:00"}]}"#,
+            Some(r#"{"channel":"push","category":"marketing"}"#),
+        ),
+    )
+    .unwrap();
+    let (lines, _) = run_batch(&[e], r#"{"id":"c","tz":"Mars/Olympus_Mons"}"#, 1);
+    let d = &lines[0]["results"]["standard-rest"];
+    assert_eq!(d["decision"], "allow", "{d}");
+    assert_eq!(
+        d["notes"][0],
+        "customer time zone `Mars/Olympus_Mons` is unknown: used America/Sao_Paulo"
+    );
+    let _ = Duration::ZERO;
+}
