@@ -575,7 +575,9 @@ mod tests {
         let err = serde_path_to_error::deserialize::<_, Customer>(de).unwrap_err();
         assert_eq!(err.path().to_string(), "consents.email.marketing.status");
         let fax = r#"{"id":"x","consents":{"fax":{"marketing":{"status":"granted","at":"2025-01-01T00:00:00Z"}}}}"#;
-        let err = serde_json::from_str::<Customer>(fax).unwrap_err().to_string();
+        let err = serde_json::from_str::<Customer>(fax)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown channel `fax`"), "{err}");
     }
 

@@ -934,3 +934,53 @@ fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+/// A batch of a million lines streams through: the request is sent as it is produced and the
+/// answer counted as it arrives, so neither side holds it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_line_batch_streams_through() {
+    const LINES: usize = 1_000_000;
+    let s = start(&["lapsed"], None).await;
+    let body = futures_util::stream::iter((0..LINES / 10_000).map(|block| {
+        let mut chunk = String::with_capacity(10_000 * 16);
+        for i in block * 10_000..(block + 1) * 10_000 {
+            if i == 777_777 {
+                chunk.push_str("{\"id\":\n");
+            } else {
+                chunk.push_str(&format!("{{\"id\":\"c{i}\"}}\n"));
+            }
+        }
+        Ok::<_, std::io::Error>(chunk)
+    }));
+    let r = s
+        .client
+        .post(s.url("/v1/plugins/lapsed/batch"))
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut stream = r.bytes_stream();
+    let (mut lines, mut errors, mut partial) = (0usize, Vec::new(), Vec::new());
+    use futures_util::StreamExt;
+    while let Some(piece) = stream.next().await {
+        partial.extend_from_slice(&piece.unwrap());
+        let mut start = 0;
+        while let Some(end) = partial[start..].iter().position(|b| *b == b'\n') {
+            let line = &partial[start..start + end];
+            if line.starts_with(b"{\"line\"") {
+                errors.push((lines, String::from_utf8_lossy(line).into_owned()));
+            } else if lines % 100_000 == 0 {
+                let v: Value = serde_json::from_slice(line).unwrap();
+                assert_eq!(v["id"], format!("c{lines}"), "answers in input order");
+            }
+            lines += 1;
+            start += end + 1;
+        }
+        partial.drain(..start);
+    }
+    assert_eq!(lines, LINES);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, 777_777);
+    assert!(errors[0].1.contains("\"line\":777778"), "{}", errors[0].1);
+}
