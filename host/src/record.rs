@@ -5,36 +5,7 @@ use std::ops::Range;
 use regua_sdk::Customer;
 use regua_sdk::wire;
 
-/// Parses one customer record (a JSON object). The error names the field and what is wrong with
-/// it, e.g. ``field `transactions[3].at`: `2025-13-01` is not an RFC 3339 timestamp``.
-pub fn parse_customer(text: &str) -> Result<Customer, String> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let customer: Customer = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            inner.to_string()
-        } else {
-            format!("field `{path}`: {inner}")
-        }
-    })?;
-    de.end()
-        .map_err(|e| format!("trailing characters after the record: {e}"))?;
-    if customer.id.trim().is_empty() {
-        return Err("field `id` is empty".into());
-    }
-    Ok(customer)
-}
-
-/// Parses one record given as raw bytes (a line of NDJSON).
-pub fn parse_customer_bytes(bytes: &[u8]) -> Result<Customer, String> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))?;
-    if text.trim().is_empty() {
-        return Err("empty line: expected a customer record (a JSON object)".into());
-    }
-    parse_customer(text)
-}
+pub use regua_sdk::record::{parse_customer, parse_customer_bytes};
 
 /// The `id` of a record that failed to parse, when it can still be read.
 pub fn salvage_id(bytes: &[u8]) -> Option<String> {

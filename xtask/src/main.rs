@@ -12,8 +12,9 @@ commands:
          (builds them into dist/plugins first); hot-reloads dist/plugins, Ctrl-C stops
   demo   build the host and the example plugins, then evaluate every example plugin over
          examples/customers.ndjson and print a summary (results in dist/results.ndjson)
-  test   run the whole test suite (installs the wasm32 target when missing; uses
-         cargo-nextest when installed, cargo test otherwise; then the doc tests)
+  test   run the whole test suite: the doc tests, a short run of each fuzz target, then
+         the tests (installs the wasm32 target and cargo-fuzz when missing; uses
+         cargo-nextest when installed, cargo test otherwise)
 ";
 
 /// The instant the examples are evaluated at, so the demo's figures never drift.
@@ -120,12 +121,37 @@ fn serve() -> Result<(), String> {
     run(Command::new(&regua).args(&args))
 }
 
+/// A few seconds of each fuzz target (cargo-fuzz, installed from crates.io when missing). Runs on
+/// stable Rust without a sanitizer; a crash fails the suite and leaves its input in
+/// fuzz/artifacts/.
+fn fuzz_smoke() -> Result<(), String> {
+    let installed = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for (target, options) in [("record", "-max_len=16384"), ("abi", "-max_len=4096")] {
+        let corpus = root().join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)
+            .map_err(|e| format!("cannot create {}: {e}", corpus.display()))?;
+        run(cargo()
+            .args(["fuzz", "run", "-s", "none", target])
+            .arg(&corpus)
+            .arg(root().join("fuzz/seeds").join(target))
+            .args(["--", "-max_total_time=5", options]))?;
+    }
+    Ok(())
+}
+
 fn test() -> Result<(), String> {
     ensure_wasm_target()?;
     // The CLI tests run the `regua` binary itself.
     run(cargo().args(["build", "--package", "regua-host", "--bin", "regua"]))?;
-    // Doc tests first (nextest does not run them), so the suite's own summary closes the output.
+    // Doc tests and the fuzz smoke runs first, so the suite's own summary closes the output.
     run(cargo().args(["test", "--workspace", "--doc"]))?;
+    fuzz_smoke()?;
     let nextest = cargo()
         .args(["nextest", "--version"])
         .output()
