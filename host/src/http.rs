@@ -469,8 +469,8 @@ async fn evaluate(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let plugin = plugin(&state, &name)?;
     let bytes = read_body(&state, body).await?;
+    let plugin = plugin(&state, &name)?;
     let req: EvaluateRequest = parse_body(&bytes)?;
     let x = extras(req.message.as_deref(), req.event.as_deref())?;
     check_kind(&plugin, &x)?;
@@ -603,41 +603,38 @@ async fn batch_many(
     Query(q): Query<BatchQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let names: Vec<String> = q
-        .plugins
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if names.is_empty() {
-        return Err(ApiError::bad(
-            "query parameter `plugins` is missing: name the plugins, e.g. ?plugins=rfm,lapsed",
-        ));
+    let prepared = async {
+        let names: Vec<String> = q
+            .plugins
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.is_empty() {
+            return Err(ApiError::bad(
+                "query parameter `plugins` is missing: name the plugins, e.g. ?plugins=rfm,lapsed",
+            ));
+        }
+        let params: BTreeMap<String, Box<RawValue>> = match &q.params {
+            Some(p) => serde_json::from_str(p).map_err(|e| {
+                ApiError::bad(format!(
+                    "query parameter `params`: {e} (an object by plugin name)"
+                ))
+            })?,
+            None => BTreeMap::new(),
+        };
+        let plugins = names
+            .iter()
+            .map(|n| plugin(&state, n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let params_of = |name: &str| params.get(name).map(|p| p.get().to_owned());
+        prepare_batch(&state, plugins, params_of, &q, false).await
     }
-    let params: BTreeMap<String, Box<RawValue>> = match &q.params {
-        Some(p) => serde_json::from_str(p).map_err(|e| {
-            ApiError::bad(format!(
-                "query parameter `params`: {e} (an object by plugin name)"
-            ))
-        })?,
-        None => BTreeMap::new(),
-    };
-    let plugins = names
-        .iter()
-        .map(|n| plugin(&state, n))
-        .collect::<Result<Vec<_>, _>>()?;
-    start_batch(
-        state,
-        plugins,
-        |name| params.get(name).map(|p| p.get().to_owned()),
-        &q,
-        body,
-        false,
-    )
-    .await
+    .await;
+    respond_batch(state, prepared, body).await
 }
 
 #[utoipa::path(post, path = "/v1/plugins/{name}/batch", params(BatchQuery),
@@ -650,40 +647,53 @@ async fn batch_one(
     Query(q): Query<BatchQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if q.plugins.is_some() {
-        return Err(ApiError::bad(
-            "query parameter `plugins` belongs to /v1/batch",
-        ));
+    let prepared = async {
+        if q.plugins.is_some() {
+            return Err(ApiError::bad(
+                "query parameter `plugins` belongs to /v1/batch",
+            ));
+        }
+        let p = plugin(&state, &name)?;
+        let params = q.params.clone();
+        prepare_batch(&state, vec![p], |_| params.clone(), &q, true).await
     }
-    let p = plugin(&state, &name)?;
-    let params = q.params.clone();
-    start_batch(state, vec![p], |_| params.clone(), &q, body, true).await
+    .await;
+    respond_batch(state, prepared, body).await
 }
 
-async fn start_batch(
+/// Streams the answers, or, when the request was refused before any line was read, reads what
+/// the client is sending (within the size limit) so it receives the error rather than a reset.
+async fn respond_batch(
     state: AppState,
+    prepared: Result<Arc<Vec<Evaluation>>, ApiError>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    match prepared {
+        Ok(evals) => Ok(stream_batch(state, evals, body)),
+        Err(e) => {
+            let _ = axum::body::to_bytes(body, state.0.config.max_body).await;
+            Err(e)
+        }
+    }
+}
+
+async fn prepare_batch(
+    state: &AppState,
     plugins: Vec<Arc<Plugin>>,
     params_of: impl Fn(&str) -> Option<String>,
     q: &BatchQuery,
-    body: Body,
     strict_kind: bool,
-) -> Result<Response, ApiError> {
-    let message = q
-        .message
-        .as_deref()
-        .map(|m| {
-            serde_json::from_str::<Box<RawValue>>(m)
-                .map_err(|e| ApiError::bad(format!("query parameter `message`: {e}")))
-        })
-        .transpose()?;
-    let event = q
-        .event
-        .as_deref()
-        .map(|m| {
-            serde_json::from_str::<Box<RawValue>>(m)
-                .map_err(|e| ApiError::bad(format!("query parameter `event`: {e}")))
-        })
-        .transpose()?;
+) -> Result<Arc<Vec<Evaluation>>, ApiError> {
+    let query_json = |value: Option<&str>, name: &str| {
+        value
+            .map(|m| {
+                serde_json::from_str::<Box<RawValue>>(m)
+                    .map_err(|e| ApiError::bad(format!("query parameter `{name}`: {e}")))
+            })
+            .transpose()
+    };
+    let message = query_json(q.message.as_deref(), "message")?;
+    let event = query_json(q.event.as_deref(), "event")?;
     let x = extras(message.as_deref(), event.as_deref())?;
     let now = parse_now(q.now.as_deref())?;
     let mut evals = Vec::new();
@@ -699,7 +709,7 @@ async fn start_batch(
         let params = params_of(p.name()).unwrap_or_else(|| "{}".into());
         evals.push(Evaluation::new(
             p.clone(),
-            &inputs_for(&state, p, now, params, &x),
+            &inputs_for(state, p, now, params, &x),
         )?);
     }
     let evals = Arc::new(evals);
@@ -712,7 +722,7 @@ async fn start_batch(
             .run(move |w| evals.iter().try_for_each(|e| w.check(e)))
             .await??;
     }
-    Ok(stream_batch(state, evals, body))
+    Ok(evals)
 }
 
 /// Streams a batch: lines are cut into chunks as they arrive, each chunk is evaluated on the
@@ -864,8 +874,10 @@ async fn put_plugin(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PluginInfo>, ApiError> {
-    authorize(&state, &headers)?;
+    // The body is read (within the size limit) before the token is checked: answering while the
+    // client is still sending would reset the connection instead of delivering the 401 or 403.
     let bytes = read_body(&state, body).await?;
+    authorize(&state, &headers)?;
     let registry = state.registry().clone();
     let engine = registry.engine().clone();
     let checked = {

@@ -89,10 +89,11 @@ impl Segment for Hostile {
                 }
             }
             Mode::Hog => {
+                // Big reservations, untouched: the memory grows fast whatever the machine's load.
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
-                    hoard.push(vec![1u8; 1 << 20]);
-                    std::hint::black_box(&hoard);
+                    hoard.push(Vec::with_capacity(8 << 20));
+                    std::hint::black_box(&mut hoard);
                 }
             }
             Mode::Recurse => Ok(Match::yes(recurse(0, &mut [0; 16]).to_string())),
