@@ -112,6 +112,17 @@ pub enum CallError {
         /// The kind the call needs.
         expected: Kind,
     },
+    /// The plugin failed the call as a whole (it trapped before any customer, or its answer
+    /// does not decode).
+    #[error("plugin `{plugin}` version {version} failed: {message}")]
+    Failed {
+        /// Plugin name.
+        plugin: String,
+        /// Content hash.
+        version: String,
+        /// What happened.
+        message: String,
+    },
     /// The host could not set the call up (instance creation failed, …).
     #[error("plugin `{plugin}` version {version}: {message}")]
     Host {

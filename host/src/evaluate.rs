@@ -153,17 +153,23 @@ impl Worker {
     /// before any record is read.
     pub fn check(&mut self, eval: &Evaluation) -> Result<(), CallError> {
         let plugin = &*eval.plugin;
-        let host_error = |message: String| CallError::Host {
+        let failed = |message: String| CallError::Failed {
             plugin: plugin.name().to_owned(),
             version: plugin.version.clone(),
             message,
         };
         let mut header = Vec::new();
         wire::encode_count(0, &mut header);
-        let raw = self
-            .instance(plugin)?
-            .call(&eval.ctx, &[&header], 0)
-            .map_err(|f| host_error(f.cause))?;
+        let outcome = self.instance(plugin)?.call(&eval.ctx, &[&header], 0);
+        let raw = match outcome {
+            Ok(raw) => raw,
+            Err(f) => {
+                if f.trapped {
+                    self.instances.remove(&plugin.version);
+                }
+                return Err(failed(f.cause));
+            }
+        };
         match decode(plugin.kind(), &raw) {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(message)) => Err(CallError::Refused {
@@ -171,7 +177,7 @@ impl Worker {
                 version: plugin.version.clone(),
                 message,
             }),
-            Err(e) => Err(host_error(format!(
+            Err(e) => Err(failed(format!(
                 "returned an answer that does not decode ({e})"
             ))),
         }

@@ -175,6 +175,11 @@ impl From<CallError> for ApiError {
             CallError::WrongKind { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_kind", e.to_string())
             }
+            CallError::Failed { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "plugin_failed",
+                e.to_string(),
+            ),
             CallError::Host { .. } => ApiError::internal(e),
         }
     }

@@ -984,3 +984,86 @@ async fn a_million_line_batch_streams_through() {
     assert_eq!(errors[0].0, 777_777);
     assert!(errors[0].1.contains("\"line\":777778"), "{}", errors[0].1);
 }
+
+/// Load-time refusals and an answer that does not decode, through the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_that_break_the_abi_are_refused_or_fail_over_http_too() {
+    let s = start(&["lapsed"], Some("s3cret")).await;
+    for (name, bytes, why) in crate::sandbox::refused_modules() {
+        // Uploaded: refused with the reason, nothing written.
+        let r = s
+            .client
+            .put(s.url(&format!("/v1/plugins/{name}")))
+            .bearer_auth("s3cret")
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{name}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(why),
+            "{name}: {v}"
+        );
+        assert!(!s.plugin_path(name).exists());
+        // Dropped into the folder: listed as a failure, never served.
+        land(&s.plugin_path(name), &bytes);
+    }
+    let started = Instant::now();
+    loop {
+        let (_, v) = s.get("/v1/plugins").await;
+        if v["failures"].as_array().unwrap().len() == 3 {
+            let all = v["failures"].to_string();
+            assert!(
+                all.contains("fd_write") && all.contains("ABI 2") && all.contains("regua_alloc"),
+                "{all}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "failures never listed: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    land(&s.plugin_path("liar"), &crate::sandbox::liar_wasm());
+    let started = Instant::now();
+    while version_serving(&s, "liar").await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "liar never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, v) = s
+        .post(
+            "/v1/plugins/liar/evaluate",
+            json!({"customer": customer()}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed")
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not decode"),
+        "{v}"
+    );
+    let (status, v) = s.post("/v1/plugins/liar/batch", "{\"id\":\"a\"}\n").await;
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed")
+    );
+    // The other plugin is unaffected.
+    let (status, _) = s
+        .post(
+            "/v1/plugins/lapsed/evaluate",
+            json!({"customer": customer()}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

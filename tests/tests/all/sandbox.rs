@@ -181,21 +181,10 @@ fn modules_that_are_not_plugins_are_refused_plainly() {
             .contains("has no `regua-abi` section")
     );
 
-    let wasi = wat_plugin(
-        r"\01\00\00\00\01",
-        &format!(
-            r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) {EXPORTS}"#
-        ),
-    );
-    let err = load_error(&wasi).to_string();
-    assert!(
-        err.contains("imports `wasi_snapshot_preview1.fd_write`"),
-        "{err}"
-    );
-
-    let missing = wat_plugin(r"\01\00\00\00\01", r#"(memory (export "memory") 1)"#);
-    let err = load_error(&missing).to_string();
-    assert!(err.contains("does not export `regua_alloc`"), "{err}");
+    for (name, bytes, why) in refused_modules() {
+        let err = load_error(&bytes).to_string();
+        assert!(err.contains(why), "{name}: {err}");
+    }
 
     let bad_kind = wat_plugin(r"\01\00\00\00\09", EXPORTS);
     assert!(load_error(&bad_kind).to_string().contains("kind byte 9"));
@@ -205,13 +194,13 @@ fn modules_that_are_not_plugins_are_refused_plainly() {
     assert!(load_error(b"MZ not wasm").to_string().contains("magic"));
 }
 
-#[test]
-fn an_answer_that_does_not_decode_is_an_error_not_a_non_match() {
+/// A plugin whose metadata is valid but whose every answer is a single 0xff byte.
+pub(crate) fn liar_wasm() -> Vec<u8> {
     // Metadata is valid JSON, but every answer is a single 0xff byte.
     let meta =
         r#"{"name":"liar","kind":"segment","version":"1","description":"","abi":1,"params":{}}"#;
     let len = meta.len();
-    let bytes = wat_plugin(
+    wat_plugin(
         r"\01\00\00\00\01",
         &format!(
             r#"(memory (export "memory") 1)
@@ -229,7 +218,38 @@ fn an_answer_that_does_not_decode_is_an_error_not_a_non_match() {
             packed = (1024u64 << 32) | len as u64,
             answer = (4000u64 << 32) | 1,
         ),
-    );
+    )
+}
+
+/// A module that imports WASI, one built for ABI 2, and one without the ABI's exports.
+pub(crate) fn refused_modules() -> [(&'static str, Vec<u8>, &'static str); 3] {
+    [
+        (
+            "wasi",
+            wat_plugin(
+                r"\01\00\00\00\01",
+                &format!(
+                    r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) {EXPORTS}"#
+                ),
+            ),
+            "imports `wasi_snapshot_preview1.fd_write`",
+        ),
+        (
+            "abi2",
+            wat_plugin(r"\02\00\00\00\01", EXPORTS),
+            "targets ABI 2; this host supports 1",
+        ),
+        (
+            "no-exports",
+            wat_plugin(r"\01\00\00\00\01", r#"(memory (export "memory") 1)"#),
+            "does not export `regua_alloc`",
+        ),
+    ]
+}
+
+#[test]
+fn an_answer_that_does_not_decode_is_an_error_not_a_non_match() {
+    let bytes = liar_wasm();
     let plugin = std::sync::Arc::new(Plugin::from_bytes(&engine(), "liar.wasm", &bytes).unwrap());
     let mut batch = EncodedBatch::new();
     batch.push(&regua_sdk::testing::customer(r#"{"id":"c-1"}"#));
