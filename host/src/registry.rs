@@ -43,6 +43,9 @@ struct State {
     files: BTreeMap<PathBuf, String>,
     /// Failures of files (or crates) that hold no serving plugin.
     orphan_errors: BTreeMap<String, LoadFailure>,
+    /// The content that last failed to load from each file, so the same bytes seen again (a
+    /// watcher reports one write as several events) are not compiled and reported twice.
+    failed_versions: BTreeMap<PathBuf, String>,
 }
 
 /// What a reload did.
@@ -156,11 +159,15 @@ impl Registry {
         {
             let mut guard = self.state.write().expect("registry lock");
             let state = &mut *guard;
+            if state.failed_versions.get(path) == Some(&version) {
+                return Change::Unchanged;
+            }
             if let Some(name) = state.files.get(path)
                 && let Some(slot) = state.plugins.get_mut(name)
                 && slot.plugin.version == version
             {
                 // The file is back to the version serving: a failure listed for it is over.
+                state.failed_versions.remove(path);
                 let source = path.display().to_string();
                 if slot.last_error.as_ref().is_some_and(|f| f.source == source) {
                     slot.last_error = None;
@@ -197,6 +204,7 @@ impl Registry {
                     state.plugins.remove(&previous);
                 }
                 state.orphan_errors.remove(&what);
+                state.failed_versions.remove(path);
                 let version = plugin.version.clone();
                 state.plugins.insert(
                     name.clone(),
@@ -208,7 +216,12 @@ impl Registry {
                 );
                 Change::Loaded { name, version }
             }
-            Err(e) => self.fail(path, None, e.to_string()),
+            Err(e) => {
+                let mut state = self.state.write().expect("registry lock");
+                state.failed_versions.insert(path.to_owned(), version);
+                drop(state);
+                self.fail(path, None, e.to_string())
+            }
         }
     }
 
@@ -253,6 +266,7 @@ impl Registry {
     fn remove_file(&self, path: &Path) -> Change {
         let mut state = self.state.write().expect("registry lock");
         state.orphan_errors.remove(&path.display().to_string());
+        state.failed_versions.remove(path);
         match state.files.remove(path) {
             Some(name) => {
                 state.plugins.remove(&name);
