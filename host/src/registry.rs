@@ -182,6 +182,12 @@ impl Registry {
                 let plugin = Arc::new(plugin);
                 let name = plugin.name().to_owned();
                 let mut state = self.state.write().expect("registry lock");
+                // Deleted or rewritten while it compiled (`delete` removes files under this lock):
+                // stale, and the event of the newer change will follow.
+                let current = std::fs::read(path).map(|b| crate::plugin::version_of(&b));
+                if current.ok().as_deref() != Some(version.as_str()) {
+                    return Change::Unchanged;
+                }
                 if let Some(other) = state
                     .files
                     .iter()
@@ -278,15 +284,14 @@ impl Registry {
 
     /// Unloads plugin `name` and deletes its file.
     pub fn delete(&self, name: &str) -> std::io::Result<bool> {
-        let file = {
-            let state = self.state.read().expect("registry lock");
-            state
-                .files
-                .iter()
-                .find(|(_, n)| *n == name)
-                .map(|(f, _)| f.clone())
-        };
-        let Some(file) = file else {
+        // The file goes under the lock, so a reload compiling it meanwhile cannot bring it back.
+        let mut state = self.state.write().expect("registry lock");
+        let Some(file) = state
+            .files
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(f, _)| f.clone())
+        else {
             return Ok(false);
         };
         match std::fs::remove_file(&file) {
@@ -294,7 +299,10 @@ impl Registry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        self.remove_file(&file);
+        state.files.remove(&file);
+        state.plugins.remove(name);
+        state.orphan_errors.remove(&file.display().to_string());
+        state.failed_versions.remove(&file);
         Ok(true)
     }
 }
