@@ -117,15 +117,7 @@ pub(crate) fn inline_or_file(text: &str, what: &str) -> anyhow::Result<String> {
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> anyhow::Result<T> {
     let body = inline_or_file(text, what)?;
-    let de = &mut serde_json::Deserializer::from_str(&body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            anyhow::anyhow!("invalid {what}: {}", e.inner())
-        } else {
-            anyhow::anyhow!("invalid {what}: field `{path}`: {}", e.inner())
-        }
-    })
+    regua_sdk::json::from_str(&body, None).map_err(|e| anyhow::anyhow!("invalid {what}: {e}"))
 }
 
 impl InputArgs {

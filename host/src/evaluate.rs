@@ -116,11 +116,6 @@ impl Worker {
         Worker::default()
     }
 
-    /// Drops every warm instance (for instance after a plugin was replaced).
-    pub fn clear(&mut self) {
-        self.instances.clear();
-    }
-
     fn instance(&mut self, plugin: &Plugin) -> Result<&mut Instance, CallError> {
         self.clock += 1;
         if !self.instances.contains_key(&plugin.version) {

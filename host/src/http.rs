@@ -26,7 +26,7 @@ use crate::evaluate::{Evaluation, Inputs, RecordResult};
 use crate::metrics::Metrics;
 use crate::plugin::Plugin;
 use crate::pool::Pool;
-use crate::record::{self, EncodedBatch};
+use crate::record::EncodedBatch;
 use crate::registry::{LoadFailure, Registry, Slot};
 
 /// How the service runs.
@@ -186,16 +186,7 @@ impl From<CallError> for ApiError {
 }
 
 fn parse_field<T: serde::de::DeserializeOwned>(raw: &RawValue, field: &str) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            field.to_owned()
-        } else {
-            format!("{field}.{path}")
-        };
-        ApiError::bad(format!("field `{at}`: {}", e.inner()))
-    })
+    regua_sdk::json::from_str(raw.get(), Some(field)).map_err(ApiError::bad)
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -204,15 +195,14 @@ fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             "the request body is empty: expected a JSON object",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            ApiError::bad(format!("invalid request: {}", e.inner()))
-        } else {
-            ApiError::bad(format!("field `{path}`: {}", e.inner()))
-        }
-    })
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::bad(format!(
+            "the request body is not UTF-8 (byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    regua_sdk::json::from_str(text, None)
+        .map_err(|e| ApiError::bad(format!("invalid request: {e}")))
 }
 
 async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
@@ -378,12 +368,8 @@ pub struct EvaluateRequest {
 }
 
 fn parse_customer_field(raw: &RawValue) -> Result<EncodedBatch, ApiError> {
-    let customer = record::parse_customer(raw.get()).map_err(|e| {
-        ApiError::bad(match e.strip_prefix("field `") {
-            Some(rest) => format!("field `customer.{rest}"),
-            None => format!("field `customer`: {e}"),
-        })
-    })?;
+    let customer =
+        regua_sdk::record::parse_customer_at(raw.get(), Some("customer")).map_err(ApiError::bad)?;
     let mut batch = EncodedBatch::new();
     batch.push(&customer);
     Ok(batch)

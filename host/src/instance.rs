@@ -279,7 +279,6 @@ pub(crate) fn read_metadata(
     engine: &Engine,
     pre: &InstancePre<StoreState>,
     what: &str,
-    _version: &str,
 ) -> Result<Metadata, LoadError> {
     let bad = |detail: String| LoadError::BadMetadata {
         what: what.to_owned(),

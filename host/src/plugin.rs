@@ -97,7 +97,7 @@ impl Plugin {
                 detail: format!("{e:#}"),
             })?;
         let version = version_of(bytes);
-        let meta = instance::read_metadata(engine, &pre, what, &version)?;
+        let meta = instance::read_metadata(engine, &pre, what)?;
         if meta.kind != kind {
             return Err(LoadError::BadMetadata {
                 what: what.to_owned(),

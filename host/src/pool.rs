@@ -16,7 +16,6 @@ pub struct Panicked;
 #[derive(Clone, Debug)]
 pub struct Pool {
     jobs: Sender<Job>,
-    threads: usize,
 }
 
 impl Pool {
@@ -43,12 +42,7 @@ impl Pool {
                     }
                 })?;
         }
-        Ok(Pool { jobs, threads })
-    }
-
-    /// Number of threads.
-    pub fn threads(&self) -> usize {
-        self.threads
+        Ok(Pool { jobs })
     }
 
     /// Runs `f` on a pool thread and waits for it without blocking the runtime. Fails only if

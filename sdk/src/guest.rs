@@ -105,15 +105,7 @@ pub fn parse_params<P: Params>(json: &str) -> Result<P, Error> {
     if json.is_empty() || json == "null" {
         return Ok(P::default());
     }
-    let de = &mut serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            Error::new(format!("invalid params: {}", e.inner()))
-        } else {
-            Error::new(format!("invalid params: `{path}`: {}", e.inner()))
-        }
-    })
+    crate::json::from_str(json, None).map_err(|e| Error::new(format!("invalid params: {e}")))
 }
 
 /// Runs `rule` over every customer of a batch and encodes the answers.

@@ -17,6 +17,7 @@ pub mod ab;
 #[doc(hidden)]
 pub mod guest;
 pub mod journey;
+pub mod json;
 pub mod outcome;
 pub mod plugin;
 pub mod record;
@@ -47,7 +48,7 @@ pub mod __private {
 pub mod prelude {
     pub use crate::ab;
     pub use crate::journey::{self, EntryPolicy, Reentry, Wait};
-    pub use crate::record::{days_since, kind};
+    pub use crate::record::kind;
     pub use crate::rfm::{Cuts, Rfm, RfmSegment};
     pub use crate::{
         Action, Category, Channel, ConsentStatus, Context, Customer, Date, Decision, Duration,

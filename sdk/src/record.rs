@@ -427,20 +427,16 @@ fn profile<'de, D: Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
 /// Parses one customer record (a JSON object), as the host does before any rule sees it. The
 /// error names the field and what is wrong with it, e.g. ``field `transactions[3].at`: `2025-13-01` is not an RFC 3339 timestamp``.
 pub fn parse_customer(text: &str) -> Result<Customer, String> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let customer: Customer = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            inner.to_string()
-        } else {
-            format!("field `{path}`: {inner}")
-        }
-    })?;
-    de.end()
-        .map_err(|e| format!("trailing characters after the record: {e}"))?;
+    parse_customer_at(text, None)
+}
+
+/// [`parse_customer`] for a record nested in a larger document: errors name fields under `at`
+/// (``field `customer.transactions[0].at`: …``).
+pub fn parse_customer_at(text: &str, at: Option<&str>) -> Result<Customer, String> {
+    let customer: Customer = crate::json::from_str(text, at)?;
     if customer.id.trim().is_empty() {
-        return Err("field `id` is empty".into());
+        let field = at.map_or_else(|| "id".to_owned(), |at| format!("{at}.id"));
+        return Err(format!("field `{field}` is empty"));
     }
     Ok(customer)
 }
@@ -558,11 +554,6 @@ impl Customer {
             .filter(|i| i.channel == channel && i.at <= now)
             .max_by_key(|i| i.at)
     }
-}
-
-/// How long ago `at` was, in whole days, at `now`.
-pub fn days_since(at: Timestamp, now: Timestamp) -> i64 {
-    (now - at).whole_days()
 }
 
 #[cfg(test)]
