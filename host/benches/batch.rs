@@ -85,6 +85,7 @@ fn main() {
             let options = BatchOptions {
                 threads,
                 chunk_lines: 1000,
+                ..Default::default()
             };
             let s = batch::run(&evals, &input[..], &mut out, &options, &|_, _| {}).unwrap();
             assert_eq!(

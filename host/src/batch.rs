@@ -2,7 +2,8 @@
 //! every plugin over the chunk on a pool of workers, and write one output line per input line in
 //! input order. Memory is bounded by the chunk size and the queue depth, not the input size.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use anyhow::{Context as _, anyhow};
 use crossbeam_channel::bounded;
 
 use crate::evaluate::{Evaluation, RecordResult, Worker};
-use crate::output::{self, Tally};
+use crate::output::{self, Class, Tally};
 use crate::record::{self, EncodedBatch};
 
 /// How a batch runs.
@@ -20,6 +21,8 @@ pub struct BatchOptions {
     pub threads: usize,
     /// Lines per chunk handed to a worker.
     pub chunk_lines: usize,
+    /// Evaluate every line even when its customer id was on an earlier line.
+    pub allow_repeated_ids: bool,
 }
 
 impl Default for BatchOptions {
@@ -27,6 +30,7 @@ impl Default for BatchOptions {
         BatchOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             chunk_lines: 1000,
+            allow_repeated_ids: false,
         }
     }
 }
@@ -36,8 +40,10 @@ impl Default for BatchOptions {
 pub struct Summary {
     /// Input lines read (= output lines written).
     pub lines: u64,
-    /// Lines that were not a valid record.
+    /// Lines answered with an error line: not a valid record, or a repeated id.
     pub bad_lines: u64,
+    /// Input bytes read.
+    pub bytes: u64,
     /// Per plugin, in the order given.
     pub tallies: Vec<Tally>,
     /// Wall time.
@@ -59,21 +65,32 @@ pub struct Chunk {
     pub oversized: Vec<usize>,
 }
 
-/// A chunk's answers.
+/// A chunk's answers, before [`Collator`] puts them in the stream.
 #[derive(Debug)]
 pub struct Done {
     /// The chunk's `seq`.
     pub seq: u64,
+    /// Line number of the chunk's first line.
+    pub first_line: u64,
     /// One output line per input line.
     pub out: Vec<u8>,
-    /// Lines in the chunk.
-    pub lines: u64,
+    /// Per input line.
+    pub lines: Vec<LineDone>,
+    /// The ids of the records read, back to back.
+    pub ids: String,
+    /// For each record read, in order, the class of each plugin's answer.
+    pub classes: Vec<Class>,
     /// Bytes read.
     pub bytes: u64,
-    /// Lines that were not valid records.
-    pub bad: u64,
-    /// Per plugin.
-    pub tallies: Vec<Tally>,
+}
+
+/// One input line's answer in [`Done::out`].
+#[derive(Clone, Debug)]
+pub struct LineDone {
+    /// Where its output line ends in `out`.
+    pub end: usize,
+    /// For a record read, where its id is in `ids`; `None` for an error line.
+    pub id: Option<std::ops::Range<usize>>,
 }
 
 fn read_chunks(
@@ -156,15 +173,21 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done 
                 .unwrap_or_else(|e| vec![Err(e.to_string()); batch.len()])
         })
         .collect();
-    let mut tallies = vec![Tally::default(); evals.len()];
-    let mut out = Vec::with_capacity(chunk.ends.len() * 256);
-    let mut bad = 0;
+    let mut done = Done {
+        seq: chunk.seq,
+        first_line: chunk.first_line,
+        out: Vec::with_capacity(chunk.ends.len() * 256),
+        lines: Vec::with_capacity(chunk.ends.len()),
+        ids: String::new(),
+        classes: Vec::with_capacity(batch.len() * evals.len()),
+        bytes: chunk.data.len() as u64,
+    };
     for (offset, slot) in slots.iter().enumerate() {
-        match slot {
+        let line = chunk.first_line + offset as u64;
+        let id = match slot {
             Slot::Good(i) => {
-                let line = chunk.first_line + offset as u64;
-                for (t, r) in tallies.iter_mut().zip(&mut results) {
-                    t.add(&r[*i]);
+                for r in &mut results {
+                    done.classes.push(Class::of(&r[*i]));
                     // In a batch, a plugin's failure also names the input line.
                     if let Err(e) = &mut r[*i] {
                         *e = format!("line {line}: {e}");
@@ -174,22 +197,118 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done 
                     .iter()
                     .zip(&results)
                     .map(|(e, r)| (&*e.plugin, &r[*i]));
-                output::write_results_line(&mut out, batch.id(*i), row);
+                output::write_results_line(&mut done.out, batch.id(*i), row);
+                let start = done.ids.len();
+                done.ids.push_str(batch.id(*i));
+                Some(start..done.ids.len())
             }
             Slot::Bad(id, error) => {
-                bad += 1;
-                let line = chunk.first_line + offset as u64;
-                output::write_error_line(&mut out, line, id.as_deref(), error);
+                output::write_error_line(&mut done.out, line, id.as_deref(), error);
+                None
             }
+        };
+        done.lines.push(LineDone {
+            end: done.out.len(),
+            id,
+        });
+    }
+    done
+}
+
+/// Takes chunks' answers in input order and counts them; unless repeats are allowed, a record
+/// whose id an earlier line of the stream already had gets an error line instead of its answers.
+///
+/// Ids are remembered as 64-bit hashes (xxh3): 8 bytes per distinct id plus the hash table's
+/// slack, about 150 MB for 10 million customers. Two different ids share a hash with odds of
+/// about 1 in 400,000 over a 10 million-line batch; the error line then names the id, so such a
+/// false repeat is visible, never a silent drop.
+pub struct Collator {
+    seen: Option<HashSet<u64, BuildHasherDefault<PassThrough>>>,
+    /// What went through so far.
+    pub summary: Summary,
+}
+
+/// The ids' hashes are already uniform; hashing them again would only cost time.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl Collator {
+    /// A collator for `plugins` answers per record.
+    pub fn new(plugins: usize, allow_repeated_ids: bool) -> Self {
+        Collator {
+            seen: (!allow_repeated_ids).then(HashSet::default),
+            summary: Summary {
+                tallies: vec![Tally::default(); plugins],
+                ..Summary::default()
+            },
         }
     }
-    Done {
-        seq: chunk.seq,
-        out,
-        lines: chunk.ends.len() as u64,
-        bytes: chunk.data.len() as u64,
-        bad,
-        tallies,
+
+    /// Counts the next chunk's answers and returns its output, with repeats turned into error
+    /// lines, and the chunk's own tallies.
+    pub fn take(&mut self, done: Done) -> (Vec<u8>, Vec<Tally>) {
+        let plugins = self.summary.tallies.len();
+        let mut tallies = vec![Tally::default(); plugins];
+        let mut rewritten: Option<Vec<u8>> = None;
+        let (mut start, mut record) = (0, 0);
+        for (offset, line) in done.lines.iter().enumerate() {
+            let text = &done.out[start..line.end];
+            start = line.end;
+            let Some(id) = &line.id else {
+                self.summary.bad_lines += 1;
+                if let Some(out) = &mut rewritten {
+                    out.extend_from_slice(text);
+                }
+                continue;
+            };
+            let id = &done.ids[id.clone()];
+            let classes = &done.classes[record * plugins..(record + 1) * plugins];
+            record += 1;
+            let repeated = self
+                .seen
+                .as_mut()
+                .is_some_and(|seen| !seen.insert(xxhash_rust::xxh3::xxh3_64(id.as_bytes())));
+            if repeated {
+                self.summary.bad_lines += 1;
+                let out = rewritten.get_or_insert_with(|| {
+                    let mut out = Vec::with_capacity(done.out.len());
+                    out.extend_from_slice(&done.out[..line.end - text.len()]);
+                    out
+                });
+                output::write_error_line(
+                    out,
+                    done.first_line + offset as u64,
+                    Some(id),
+                    "this customer id is on an earlier line of the batch; only the first is \
+                     evaluated (merge the records, or allow repeated ids)",
+                );
+                continue;
+            }
+            for (tally, class) in tallies.iter_mut().zip(classes) {
+                tally.count(*class);
+            }
+            if let Some(out) = &mut rewritten {
+                out.extend_from_slice(text);
+            }
+        }
+        self.summary.lines += done.lines.len() as u64;
+        self.summary.bytes += done.bytes;
+        for (total, t) in self.summary.tallies.iter_mut().zip(&tallies) {
+            total.merge(t);
+        }
+        (rewritten.unwrap_or(done.out), tallies)
     }
 }
 
@@ -212,11 +331,7 @@ pub fn run(
     let chunk_lines = options.chunk_lines.max(1);
     let (work_tx, work_rx) = bounded::<Chunk>(threads * 2);
     let (done_tx, done_rx) = bounded::<Done>(threads * 2);
-    let mut summary = Summary {
-        tallies: vec![Tally::default(); evals.len()],
-        ..Summary::default()
-    };
-
+    let mut collator = Collator::new(evals.len(), options.allow_repeated_ids);
     let written = std::thread::scope(|scope| -> anyhow::Result<()> {
         let reader = scope.spawn(move || read_chunks(input, chunk_lines, work_tx));
         for n in 0..threads {
@@ -237,22 +352,17 @@ pub fn run(
         drop((work_rx, done_tx));
 
         let mut pending = BTreeMap::new();
-        let (mut next, mut bytes) = (0u64, 0u64);
+        let mut next = 0u64;
         let mut write_result = Ok(());
         for done in done_rx {
             pending.insert(done.seq, done);
             while let Some(done) = pending.remove(&next) {
                 next += 1;
+                let (out, _) = collator.take(done);
                 if write_result.is_ok() {
-                    write_result = output.write_all(&done.out);
+                    write_result = output.write_all(&out);
                 }
-                summary.lines += done.lines;
-                summary.bad_lines += done.bad;
-                bytes += done.bytes;
-                for (t, d) in summary.tallies.iter_mut().zip(&done.tallies) {
-                    t.merge(d);
-                }
-                progress(summary.lines, bytes);
+                progress(collator.summary.lines, collator.summary.bytes);
             }
             if write_result.is_err() {
                 break; // dropping the receiver stops the workers and the reader
@@ -266,6 +376,7 @@ pub fn run(
     });
     written?;
     output.flush().context("cannot write output")?;
+    let mut summary = collator.summary;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

@@ -582,6 +582,9 @@ pub struct BatchQuery {
     message: Option<String>,
     /// The triggering event, for journey rules (JSON).
     event: Option<String>,
+    /// `true` to evaluate every line even when its customer id was on an earlier line (by
+    /// default a repeat gets an error line).
+    allow_repeated_ids: Option<bool>,
 }
 
 #[utoipa::path(post, path = "/v1/batch", params(BatchQuery),
@@ -625,7 +628,7 @@ async fn batch_many(
         prepare_batch(&state, plugins, params_of, &q, false).await
     }
     .await;
-    respond_batch(state, prepared, body).await
+    respond_batch(state, prepared, body, q.allow_repeated_ids.unwrap_or(false)).await
 }
 
 #[utoipa::path(post, path = "/v1/plugins/{name}/batch", params(BatchQuery),
@@ -649,7 +652,7 @@ async fn batch_one(
         prepare_batch(&state, vec![p], |_| params.clone(), &q, true).await
     }
     .await;
-    respond_batch(state, prepared, body).await
+    respond_batch(state, prepared, body, q.allow_repeated_ids.unwrap_or(false)).await
 }
 
 /// Streams the answers, or, when the request was refused before any line was read, reads what
@@ -658,9 +661,10 @@ async fn respond_batch(
     state: AppState,
     prepared: Result<Arc<Vec<Evaluation>>, ApiError>,
     body: Body,
+    allow_repeated_ids: bool,
 ) -> Result<Response, ApiError> {
     match prepared {
-        Ok(evals) => Ok(stream_batch(state, evals, body)),
+        Ok(evals) => Ok(stream_batch(state, evals, body, allow_repeated_ids)),
         Err(e) => {
             let _ = axum::body::to_bytes(body, state.0.config.max_body).await;
             Err(e)
@@ -719,7 +723,12 @@ async fn prepare_batch(
 /// Streams a batch: lines are cut into chunks as they arrive, each chunk is evaluated on the
 /// pool, and answers are written back in order with a bounded number of chunks in flight, so
 /// neither the request nor the response is ever held whole.
-fn stream_batch(state: AppState, evals: Arc<Vec<Evaluation>>, body: Body) -> Response {
+fn stream_batch(
+    state: AppState,
+    evals: Arc<Vec<Evaluation>>,
+    body: Body,
+    allow_repeated_ids: bool,
+) -> Response {
     const IN_FLIGHT: usize = 4;
     let (pending_tx, mut pending_rx) =
         tokio::sync::mpsc::channel::<tokio::sync::oneshot::Receiver<batch::Done>>(IN_FLIGHT);
@@ -796,6 +805,7 @@ fn stream_batch(state: AppState, evals: Arc<Vec<Evaluation>>, body: Body) -> Res
 
     let writer_metrics = state.metrics().clone();
     tokio::spawn(async move {
+        let mut collator = batch::Collator::new(evals.len(), allow_repeated_ids);
         while let Some(rx) = pending_rx.recv().await {
             let Ok(done) = rx.await else {
                 let _ = out_tx
@@ -803,10 +813,11 @@ fn stream_batch(state: AppState, evals: Arc<Vec<Evaluation>>, body: Body) -> Res
                     .await;
                 return;
             };
-            for (e, t) in evals.iter().zip(&done.tallies) {
+            let (out, tallies) = collator.take(done);
+            for (e, t) in evals.iter().zip(&tallies) {
                 writer_metrics.evaluated_tally(e.plugin.name(), t);
             }
-            if out_tx.send(Ok(Bytes::from(done.out))).await.is_err() {
+            if out_tx.send(Ok(Bytes::from(out))).await.is_err() {
                 return;
             }
         }

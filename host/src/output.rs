@@ -93,21 +93,60 @@ pub struct Tally {
     pub failed: u64,
 }
 
-impl Tally {
-    /// Counts one answer.
-    pub fn add(&mut self, result: &RecordResult) {
+/// What kind of answer a plugin gave one customer, as a [`Tally`] counts it: a byte, so a chunk's
+/// answers can be counted (or left out) after they are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// In the segment.
+    Matched,
+    /// Not in the segment.
+    Unmatched,
+    /// Rest: allow.
+    Allow,
+    /// Rest: defer.
+    Defer,
+    /// Rest: deny.
+    Deny,
+    /// Journey: something to do.
+    WithActions,
+    /// Journey: nothing to do.
+    Idle,
+    /// The plugin failed.
+    Failed,
+}
+
+impl Class {
+    /// The class of `result`.
+    pub fn of(result: &RecordResult) -> Class {
         match result {
-            Ok(Outcome::Segment(m)) if m.matched => self.matched += 1,
-            Ok(Outcome::Segment(_)) => self.unmatched += 1,
+            Ok(Outcome::Segment(m)) if m.matched => Class::Matched,
+            Ok(Outcome::Segment(_)) => Class::Unmatched,
             Ok(Outcome::Rest(d)) => match d.decision {
-                Verdict::Allow => self.allow += 1,
-                Verdict::Defer => self.defer += 1,
-                Verdict::Deny => self.deny += 1,
+                Verdict::Allow => Class::Allow,
+                Verdict::Defer => Class::Defer,
+                Verdict::Deny => Class::Deny,
             },
-            Ok(Outcome::Journey(j)) if j.actions.is_empty() => self.idle += 1,
-            Ok(Outcome::Journey(_)) => self.with_actions += 1,
-            Err(_) => self.failed += 1,
+            Ok(Outcome::Journey(j)) if j.actions.is_empty() => Class::Idle,
+            Ok(Outcome::Journey(_)) => Class::WithActions,
+            Err(_) => Class::Failed,
         }
+    }
+}
+
+impl Tally {
+    /// Counts one answer of `class`.
+    pub fn count(&mut self, class: Class) {
+        let n = match class {
+            Class::Matched => &mut self.matched,
+            Class::Unmatched => &mut self.unmatched,
+            Class::Allow => &mut self.allow,
+            Class::Defer => &mut self.defer,
+            Class::Deny => &mut self.deny,
+            Class::WithActions => &mut self.with_actions,
+            Class::Idle => &mut self.idle,
+            Class::Failed => &mut self.failed,
+        };
+        *n += 1;
     }
 
     /// Adds another tally.

@@ -354,8 +354,10 @@ impl<'de> Deserialize<'de> for Profile {
 pub struct Customer {
     /// Stable customer id (never the e-mail).
     pub id: String,
-    /// IANA time zone; `None` means the company default.
-    #[serde(default)]
+    /// IANA time zone; `None` means the company default. In JSON a text that cannot be a zone
+    /// name at all (`-03:00`, `Sao Paulo`) is an error; a well-formed name this build does not
+    /// know falls back to the company default (see [`Customer::zone`]).
+    #[serde(default, deserialize_with = "zone_name")]
     pub tz: Option<String>,
     /// Attributes.
     #[serde(default, deserialize_with = "profile")]
@@ -387,6 +389,37 @@ fn list<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Resul
     } else {
         T::deserialize(d)
     }
+}
+
+/// Reads `tz`, refusing in JSON a text that cannot be an IANA zone name. Names follow the tz
+/// database's rules: `/`-separated parts of ASCII letters, digits, `.`, `_`, `-` and `+`, none
+/// empty, `.` or `..`, none starting with `-`. Offsets (`-03:00`), spaces and abbreviations with
+/// a colon are the usual data mistakes this catches; a well-formed name that is not in the
+/// database (a zone newer than this build) is accepted and falls back at evaluation.
+fn zone_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let human = d.is_human_readable();
+    let name = Option::<String>::deserialize(d)?;
+    if let Some(name) = name.as_deref().filter(|n| human && !n.is_empty())
+        && !is_zone_name(name)
+    {
+        return Err(serde::de::Error::custom(format_args!(
+            "`{name}` is not a time-zone name (IANA names look like `America/Sao_Paulo`)"
+        )));
+    }
+    Ok(name)
+}
+
+fn is_zone_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && !part.starts_with('-')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+        })
 }
 
 /// In JSON, consents are read with text keys first, so an error inside names its channel and
@@ -580,6 +613,31 @@ mod tests {
         assert_eq!(postcard::from_bytes::<Customer>(&bin).unwrap(), c);
         let again: Customer = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn every_zone_in_the_database_is_a_zone_name_and_offsets_are_not() {
+        let names: Vec<_> = jiff::tz::db().available().collect();
+        assert!(names.len() > 300, "{}", names.len());
+        for name in &names {
+            assert!(is_zone_name(name.as_str()), "{name}");
+        }
+        for bad in [
+            "-03:00",
+            "Sao Paulo",
+            "America//Sao_Paulo",
+            "BRT/",
+            "../etc",
+            "+03:00",
+        ] {
+            let text = format!(r#"{{"id":"c","tz":"{bad}"}}"#);
+            let err = crate::json::from_str::<Customer>(&text, None).unwrap_err();
+            assert!(err.contains("field `tz`"), "{bad}: {err}");
+            assert!(err.contains("is not a time-zone name"), "{bad}: {err}");
+        }
+        // Well-formed but unknown here: read, and the rules fall back (DOMAIN §3).
+        let c = parse_customer(r#"{"id":"c","tz":"Mars/Olympus_Mons"}"#).unwrap();
+        assert_eq!(c.zone("UTC").unwrap().1, ZoneSource::DefaultUnknown);
     }
 
     #[test]

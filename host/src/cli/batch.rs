@@ -13,7 +13,8 @@ use crate::evaluate::Evaluation;
 /// Evaluate plugins over NDJSON customers: one output line per input line, in order.
 ///
 /// Each output line is {"id":…,"results":{"<plugin>":{…}}}, or {"line":N,"id":…,"error":"…"}
-/// for a line that is not a valid record; the batch goes on after a bad line. A summary goes to
+/// for a line that is not a valid record or repeats an earlier line's customer id; the batch goes
+/// on after a bad line. A summary goes to
 /// standard error, and a progress bar when it is a terminal.
 ///
 /// Example: regua batch --all --input examples/customers.ndjson --now 2025-03-11T12:00:00Z
@@ -42,6 +43,10 @@ pub(crate) struct BatchArgs {
     /// Lines handed to a worker at a time.
     #[arg(long, default_value_t = 1000, hide = true)]
     chunk_lines: usize,
+    /// Evaluate every line even when its customer id was on an earlier line. By default a
+    /// repeat gets an error line, and the ids seen are kept (about 15 bytes each).
+    #[arg(long)]
+    allow_repeated_ids: bool,
     /// Exit with status 3 when any line was not a valid record or any plugin failed on a record.
     #[arg(long)]
     fail_on_error: bool,
@@ -132,6 +137,7 @@ impl BatchArgs {
                 .threads
                 .unwrap_or_else(|| BatchOptions::default().threads),
             chunk_lines: self.chunk_lines,
+            allow_repeated_ids: self.allow_repeated_ids,
         };
         let summary = batch::run(&evals, input, output, &options, &|lines, bytes| {
             bar.set_position(bytes);
@@ -143,7 +149,7 @@ impl BatchArgs {
         if !self.quiet {
             let secs = summary.elapsed.as_secs_f64();
             eprintln!(
-                "{} lines in {secs:.2}s ({:.0} customers/s), {} not valid records",
+                "{} lines in {secs:.2}s ({:.0} customers/s), {} with an error (invalid record or repeated id)",
                 summary.lines,
                 summary.lines as f64 / secs.max(1e-9),
                 summary.bad_lines

@@ -31,6 +31,7 @@ fn wrong_types_and_values_name_the_field() {
         r#"{"id":7}"#,
         r#"[1,2,3]"#,
         r#"{"id":"e","profile":{"birthday":"1990-13-01"}}"#,
+        r#"{"id":"f","tz":"-03:00"}"#,
     ]
     .join("\n");
     let lines = lapsed_batch(&input);
@@ -42,7 +43,9 @@ fn wrong_types_and_values_name_the_field() {
         "field `id`",
         "invalid type",
         "field `profile.birthday`",
+        "field `tz`: `-03:00` is not a time-zone name",
     ];
+    assert_eq!(lines.len(), expect.len());
     for (i, (line, want)) in lines.iter().zip(expect).enumerate() {
         assert_eq!(line["line"], i + 1);
         assert!(
@@ -61,6 +64,7 @@ fn invalid_utf8_and_empty_lines_are_error_lines() {
     let options = regua_host::batch::BatchOptions {
         threads: 1,
         chunk_lines: 2,
+        ..Default::default()
     };
     regua_host::batch::run(&[lapsed], input, &mut out, &options, &|_, _| {}).unwrap();
     let lines: Vec<Value> = String::from_utf8(out)
@@ -132,4 +136,45 @@ fn an_unknown_time_zone_falls_back_to_the_company_default_and_says_so() {
         "customer time zone `Mars/Olympus_Mons` is unknown: used America/Sao_Paulo"
     );
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn a_repeated_id_gets_an_error_line_unless_repeats_are_allowed() {
+    // Chunks of 7 lines on 2 threads: the repeats are chunks apart and may be evaluated first.
+    let mut input: Vec<String> = (0..40).map(|i| format!(r#"{{"id":"c-{i}"}}"#)).collect();
+    input[3] = r#"{"id":"c-0","transactions":5}"#.into(); // bad record: no claim on the id
+    input[20] = r#"{"id":"c-1"}"#.into();
+    input[39] = r#"{"id":"c-0"}"#.into();
+    let lapsed = || eval(&load(&engine(), "lapsed"), "{}");
+    let (lines, summary) = run_batch(&[lapsed()], &input.join("\n"), 2);
+    assert_eq!(lines.len(), 40);
+    for (i, line) in lines.iter().enumerate() {
+        match i {
+            3 => assert!(error_of(line).contains("field `transactions`"), "{line}"),
+            20 | 39 => {
+                assert_eq!(line["line"], i + 1);
+                assert!(error_of(line).contains("earlier line"), "{line}");
+            }
+            _ => assert_eq!(line["results"]["lapsed"]["match"], false, "{line}"),
+        }
+    }
+    assert_eq!(summary.bad_lines, 3);
+    assert_eq!(summary.tallies[0].unmatched, 37, "repeats are not counted");
+
+    let mut out = Vec::new();
+    let options = regua_host::batch::BatchOptions {
+        threads: 2,
+        chunk_lines: 7,
+        allow_repeated_ids: true,
+    };
+    let summary = regua_host::batch::run(
+        &[lapsed()],
+        input.join("\n").as_bytes(),
+        &mut out,
+        &options,
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!(summary.bad_lines, 1);
+    assert_eq!(summary.tallies[0].unmatched, 39);
 }

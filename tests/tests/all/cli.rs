@@ -151,7 +151,7 @@ fn batch_streams_one_line_per_input_line_and_summarizes() {
     assert_eq!(lines[2]["id"], "b");
     let summary = text(&out.stderr);
     assert!(
-        summary.contains("3 lines") && summary.contains("1 not valid"),
+        summary.contains("3 lines") && summary.contains("1 with an error"),
         "{summary}"
     );
 

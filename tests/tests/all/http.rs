@@ -326,6 +326,9 @@ async fn a_ten_thousand_line_batch_streams_back_in_order() {
     for i in 0..10_000 {
         if i == 4321 {
             body.push_str("{\"id\": \"broken\", \"transactions\": 5}\n");
+        } else if i == 9000 {
+            // The same customer as line 18, chunks apart.
+            body.push_str("{\"id\":\"c-17\"}\n");
         } else {
             body.push_str(&format!(
                 "{{\"id\":\"c-{i}\",\"profile\":{{\"business_units\":[\"card\"]}}}}\n"
@@ -359,11 +362,44 @@ async fn a_ten_thousand_line_batch_streams_back_in_order() {
                     .contains("field `transactions`"),
                 "{line}"
             );
+        } else if i == 9000 {
+            assert_eq!((&line["line"], &line["id"]), (&json!(9001), &json!("c-17")));
+            assert!(
+                line["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("earlier line of the batch"),
+                "{line}"
+            );
         } else {
             assert_eq!(line["id"], format!("c-{i}"));
             assert_eq!(line["results"]["cross-sell"]["match"], true);
         }
     }
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"regua_evaluations_total{plugin="cross-sell",outcome="ok"} 9998"#),
+        "repeats and bad lines are not counted as evaluated:\n{metrics}"
+    );
+
+    // Asked to, the service evaluates repeats like any line.
+    let r = s
+        .client
+        .post(s.url("/v1/plugins/lapsed/batch?allow_repeated_ids=true"))
+        .body("{\"id\":\"a\"}\n{\"id\":\"a\"}\n")
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert_eq!(text.matches("\"results\"").count(), 2, "{text}");
 
     // A line too long to hold gets an error line; the stream goes on.
     let long = format!(
