@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow};
 use crossbeam_channel::bounded;
 
 use crate::evaluate::{Evaluation, RecordResult, Worker};
-use crate::output::{self, Class, Tally};
+use crate::output::{self, Class, Format, Tally};
 use crate::record::{self, EncodedBatch};
 
 /// How a batch runs.
@@ -23,6 +23,8 @@ pub struct BatchOptions {
     pub chunk_lines: usize,
     /// Evaluate every line even when its customer id was on an earlier line.
     pub allow_repeated_ids: bool,
+    /// How answers are written.
+    pub format: Format,
 }
 
 impl Default for BatchOptions {
@@ -31,6 +33,7 @@ impl Default for BatchOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             chunk_lines: 1000,
             allow_repeated_ids: false,
+            format: Format::Ndjson,
         }
     }
 }
@@ -144,7 +147,7 @@ enum Slot {
 }
 
 /// Parses, encodes and evaluates one chunk: the one evaluation path of the CLI and the service.
-pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done {
+pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk, format: Format) -> Done {
     let mut batch = EncodedBatch::new();
     let mut slots = Vec::with_capacity(chunk.ends.len());
     let mut start = 0;
@@ -197,13 +200,17 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done 
                     .iter()
                     .zip(&results)
                     .map(|(e, r)| (&*e.plugin, &r[*i]));
-                output::write_results_line(&mut done.out, batch.id(*i), row);
+                match format {
+                    Format::Ndjson => output::write_results_line(&mut done.out, batch.id(*i), row),
+                    Format::Csv => output::write_csv_row(&mut done.out, line, batch.id(*i), row),
+                }
                 let start = done.ids.len();
                 done.ids.push_str(batch.id(*i));
                 Some(start..done.ids.len())
             }
             Slot::Bad(id, error) => {
-                output::write_error_line(&mut done.out, line, id.as_deref(), error);
+                let (out, n) = (&mut done.out, evals.len());
+                output::write_error(format, out, line, id.as_deref(), n, error);
                 None
             }
         };
@@ -224,6 +231,7 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk) -> Done 
 /// false repeat is visible, never a silent drop.
 pub struct Collator {
     seen: Option<HashSet<u64, BuildHasherDefault<PassThrough>>>,
+    format: Format,
     /// What went through so far.
     pub summary: Summary,
 }
@@ -245,10 +253,11 @@ impl Hasher for PassThrough {
 }
 
 impl Collator {
-    /// A collator for `plugins` answers per record.
-    pub fn new(plugins: usize, allow_repeated_ids: bool) -> Self {
+    /// A collator for `plugins` answers per record, written in `format`.
+    pub fn new(plugins: usize, allow_repeated_ids: bool, format: Format) -> Self {
         Collator {
             seen: (!allow_repeated_ids).then(HashSet::default),
+            format,
             summary: Summary {
                 tallies: vec![Tally::default(); plugins],
                 ..Summary::default()
@@ -287,10 +296,12 @@ impl Collator {
                     out.extend_from_slice(&done.out[..line.end - text.len()]);
                     out
                 });
-                output::write_error_line(
+                output::write_error(
+                    self.format,
                     out,
                     done.first_line + offset as u64,
                     Some(id),
+                    plugins,
                     "this customer id is on an earlier line of the batch; only the first is \
                      evaluated (merge the records, or allow repeated ids)",
                 );
@@ -329,9 +340,15 @@ pub fn run(
     }
     let threads = options.threads.max(1);
     let chunk_lines = options.chunk_lines.max(1);
+    let format = options.format;
     let (work_tx, work_rx) = bounded::<Chunk>(threads * 2);
     let (done_tx, done_rx) = bounded::<Done>(threads * 2);
-    let mut collator = Collator::new(evals.len(), options.allow_repeated_ids);
+    let mut collator = Collator::new(evals.len(), options.allow_repeated_ids, options.format);
+    if options.format == Format::Csv {
+        let mut header = Vec::new();
+        output::write_csv_header(&mut header, evals.iter().map(|e| e.plugin.name()));
+        output.write_all(&header).context("cannot write output")?;
+    }
     let written = std::thread::scope(|scope| -> anyhow::Result<()> {
         let reader = scope.spawn(move || read_chunks(input, chunk_lines, work_tx));
         for n in 0..threads {
@@ -343,7 +360,7 @@ pub fn run(
             };
             scope.spawn(move || {
                 for chunk in rx {
-                    if tx.send(process(&mut worker, evals, chunk)).is_err() {
+                    if tx.send(process(&mut worker, evals, chunk, format)).is_err() {
                         return;
                     }
                 }

@@ -24,6 +24,7 @@ use crate::batch::{self, Chunk};
 use crate::error::CallError;
 use crate::evaluate::{Evaluation, Inputs, RecordResult};
 use crate::metrics::Metrics;
+use crate::output::{self, Format};
 use crate::plugin::Plugin;
 use crate::pool::Pool;
 use crate::record::EncodedBatch;
@@ -585,6 +586,10 @@ pub struct BatchQuery {
     /// `true` to evaluate every line even when its customer id was on an earlier line (by
     /// default a repeat gets an error line).
     allow_repeated_ids: Option<bool>,
+    /// `ndjson` (default) or `csv`: a header, then `line,id`, one column per plugin with its
+    /// short answer, and `error`.
+    #[param(value_type = Option<String>)]
+    format: Option<Format>,
 }
 
 #[utoipa::path(post, path = "/v1/batch", params(BatchQuery),
@@ -628,7 +633,7 @@ async fn batch_many(
         prepare_batch(&state, plugins, params_of, &q, false).await
     }
     .await;
-    respond_batch(state, prepared, body, q.allow_repeated_ids.unwrap_or(false)).await
+    respond_batch(state, prepared, body, &q).await
 }
 
 #[utoipa::path(post, path = "/v1/plugins/{name}/batch", params(BatchQuery),
@@ -652,7 +657,7 @@ async fn batch_one(
         prepare_batch(&state, vec![p], |_| params.clone(), &q, true).await
     }
     .await;
-    respond_batch(state, prepared, body, q.allow_repeated_ids.unwrap_or(false)).await
+    respond_batch(state, prepared, body, &q).await
 }
 
 /// Streams the answers, or, when the request was refused before any line was read, reads what
@@ -661,10 +666,11 @@ async fn respond_batch(
     state: AppState,
     prepared: Result<Arc<Vec<Evaluation>>, ApiError>,
     body: Body,
-    allow_repeated_ids: bool,
+    q: &BatchQuery,
 ) -> Result<Response, ApiError> {
+    let (repeats, format) = (q.allow_repeated_ids.unwrap_or(false), q.format.unwrap_or_default());
     match prepared {
-        Ok(evals) => Ok(stream_batch(state, evals, body, allow_repeated_ids)),
+        Ok(evals) => Ok(stream_batch(state, evals, body, repeats, format)),
         Err(e) => {
             let _ = axum::body::to_bytes(body, state.0.config.max_body).await;
             Err(e)
@@ -728,6 +734,7 @@ fn stream_batch(
     evals: Arc<Vec<Evaluation>>,
     body: Body,
     allow_repeated_ids: bool,
+    format: Format,
 ) -> Response {
     const IN_FLIGHT: usize = 4;
     let (pending_tx, mut pending_rx) =
@@ -744,7 +751,7 @@ fn stream_batch(
             reader_state
                 .0
                 .pool
-                .submit(move |w| batch::process(w, &evals, chunk))
+                .submit(move |w| batch::process(w, &evals, chunk, format))
         };
         let mut stream = body.into_data_stream();
         let mut chunk = Chunk {
@@ -805,7 +812,14 @@ fn stream_batch(
 
     let writer_metrics = state.metrics().clone();
     tokio::spawn(async move {
-        let mut collator = batch::Collator::new(evals.len(), allow_repeated_ids);
+        let mut collator = batch::Collator::new(evals.len(), allow_repeated_ids, format);
+        if format == Format::Csv {
+            let mut header = Vec::new();
+            output::write_csv_header(&mut header, evals.iter().map(|e| e.plugin.name()));
+            if out_tx.send(Ok(Bytes::from(header))).await.is_err() {
+                return;
+            }
+        }
         while let Some(rx) = pending_rx.recv().await {
             let Ok(done) = rx.await else {
                 let _ = out_tx
@@ -829,7 +843,7 @@ fn stream_batch(
     let mut response = Response::new(Body::from_stream(stream));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
+        HeaderValue::from_static(format.content_type()),
     );
     response
 }

@@ -1,6 +1,6 @@
 //! The JSON shapes of answers: every result names the plugin and its version.
 
-use regua_sdk::Verdict;
+use regua_sdk::{Action, Verdict};
 use serde::Serialize;
 
 use crate::evaluate::{Outcome, RecordResult};
@@ -70,6 +70,119 @@ pub fn write_error_line(out: &mut Vec<u8>, line: u64, id: Option<&str>, error: &
     }
     serde_json::to_writer(&mut *out, &ErrorLine { line, id, error }).expect("writing to a Vec");
     out.push(b'\n');
+}
+
+/// How batch answers are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per line, with every plugin's full answer and reasons.
+    #[default]
+    Ndjson,
+    /// A header, then `line,id,<plugin>…,error`: one column per plugin with its short answer
+    /// (`true`/`false`, `allow`/`defer`/`deny`, a journey's actions), for spreadsheets and
+    /// loaders.
+    Csv,
+}
+
+impl Format {
+    /// The media type of the answers.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
+        }
+    }
+}
+
+/// The CSV header for `plugins`.
+pub fn write_csv_header<'a>(out: &mut Vec<u8>, plugins: impl Iterator<Item = &'a str>) {
+    let mut w = csv_writer(out);
+    let header = ["line", "id"].into_iter().chain(plugins).chain(["error"]);
+    w.write_record(header).expect("writing to a Vec");
+}
+
+fn csv_writer(out: &mut Vec<u8>) -> csv::Writer<&mut Vec<u8>> {
+    csv::WriterBuilder::new()
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(out)
+}
+
+/// The short form of an answer, for a CSV cell.
+fn short(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Segment(m) => m.matched.to_string(),
+        Outcome::Rest(d) => d.decision.as_str().to_owned(),
+        Outcome::Journey(j) => j
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Enter { journey, .. } => format!("enter:{journey}"),
+                Action::Send {
+                    channel, template, ..
+                } => format!("send:{channel}:{template}"),
+                Action::WaitUntil { until } => format!("wait_until:{until}"),
+                Action::WaitForEvent { event, .. } => format!("wait_for_event:{event}"),
+                Action::MoveTo { step } => format!("move_to:{step}"),
+                Action::SetFunnelStage { stage } => format!("set_funnel_stage:{stage}"),
+                Action::Exit { reason } => format!("exit:{reason}"),
+                Action::Complete => "complete".into(),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// Appends one CSV row for a record all plugins answered; failures read `error` in their column
+/// and their messages, by plugin, in the `error` column.
+pub fn write_csv_row<'a>(
+    out: &mut Vec<u8>,
+    line: u64,
+    id: &str,
+    results: impl Iterator<Item = (&'a Plugin, &'a RecordResult)>,
+) {
+    let mut cells = vec![line.to_string(), id.to_owned()];
+    let mut errors = Vec::new();
+    for (plugin, result) in results {
+        cells.push(match result {
+            Ok(o) => short(o),
+            Err(e) => {
+                errors.push(format!("{}: {e}", plugin.name()));
+                "error".into()
+            }
+        });
+    }
+    cells.push(errors.join("; "));
+    csv_writer(out)
+        .write_record(&cells)
+        .expect("writing to a Vec");
+}
+
+/// Appends one CSV row for a line that could not be read: empty plugin columns, the message in
+/// `error`.
+pub fn write_csv_error(out: &mut Vec<u8>, line: u64, id: Option<&str>, plugins: usize, error: &str) {
+    let line = line.to_string();
+    let cells = [line.as_str(), id.unwrap_or("")]
+        .into_iter()
+        .chain(std::iter::repeat_n("", plugins))
+        .chain([error]);
+    csv_writer(out).write_record(cells).expect("writing to a Vec");
+}
+
+/// Appends one answer line in `format` for a line that could not be read.
+pub fn write_error(
+    format: Format,
+    out: &mut Vec<u8>,
+    line: u64,
+    id: Option<&str>,
+    plugins: usize,
+    error: &str,
+) {
+    match format {
+        Format::Ndjson => write_error_line(out, line, id, error),
+        Format::Csv => write_csv_error(out, line, id, plugins, error),
+    }
 }
 
 /// Counts of answers of one plugin over a run.

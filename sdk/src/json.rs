@@ -10,8 +10,9 @@ pub fn from_str<T: DeserializeOwned>(text: &str, at: Option<&str>) -> Result<T, 
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let field = match (at, path.as_str()) {
-            (None, ".") => None,
-            (Some(at), ".") => Some(at.to_owned()),
+            // `?` is where the text stopped being JSON at all: no field to name.
+            (None, "." | "?") => None,
+            (Some(at), "." | "?") => Some(at.to_owned()),
             (None, _) => Some(path),
             (Some(at), _) => Some(format!("{at}.{path}")),
         };

@@ -77,6 +77,17 @@ pub enum Verdict {
     Deny,
 }
 
+impl Verdict {
+    /// `allow`, `defer` or `deny`, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Defer => "defer",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
 /// A rest policy's answer. Combining answers: deny beats defer beats allow; of two defers the
 /// later `until` wins ([`Decision::combine`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{InputArgs, LimitArgs};
 use crate::batch::{self, BatchOptions};
 use crate::evaluate::Evaluation;
+use crate::output::Format;
 
 /// Evaluate plugins over NDJSON customers: one output line per input line, in order.
 ///
@@ -37,6 +38,10 @@ pub(crate) struct BatchArgs {
     /// Where results go; - for standard output.
     #[arg(long, short, value_name = "FILE|-", default_value = "-")]
     output: PathBuf,
+    /// How answers are written: ndjson (full answers with reasons) or csv (a header, then
+    /// line,id, one column per plugin with its short answer, and error).
+    #[arg(long, value_enum, default_value_t = Format::Ndjson)]
+    format: Format,
     /// Worker threads; default: one per core.
     #[arg(long)]
     threads: Option<usize>,
@@ -138,6 +143,7 @@ impl BatchArgs {
                 .unwrap_or_else(|| BatchOptions::default().threads),
             chunk_lines: self.chunk_lines,
             allow_repeated_ids: self.allow_repeated_ids,
+            format: self.format,
         };
         let summary = batch::run(&evals, input, output, &options, &|lines, bytes| {
             bar.set_position(bytes);

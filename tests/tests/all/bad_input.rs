@@ -166,6 +166,7 @@ fn a_repeated_id_gets_an_error_line_unless_repeats_are_allowed() {
         threads: 2,
         chunk_lines: 7,
         allow_repeated_ids: true,
+        ..Default::default()
     };
     let summary = regua_host::batch::run(
         &[lapsed()],

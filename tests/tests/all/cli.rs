@@ -161,6 +161,47 @@ fn batch_streams_one_line_per_input_line_and_summarizes() {
 }
 
 #[test]
+fn batch_writes_csv_with_a_column_per_plugin() {
+    let input = "{\"id\":\"a, \\\"the first\\\"\"}\n{broken\n{\"id\":\"b\",\"profile\":{\"created_at\":\"2025-03-11T11:00:00Z\"}}\n{\"id\":\"b\"}\n";
+    let (lapsed, welcome) = (wasm("lapsed"), wasm("welcome"));
+    let args = [
+        "batch",
+        "--format",
+        "csv",
+        "-p",
+        lapsed.to_str().unwrap(),
+        "-p",
+        welcome.to_str().unwrap(),
+        "-i",
+        "-",
+        "--now",
+        "2025-03-11T12:00:00Z",
+    ];
+    let out = regua(&args, input);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut reader = csv::Reader::from_reader(&out.stdout[..]);
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["line", "id", "lapsed", "welcome", "error"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 4, "one row per input line");
+    let row = |i: usize| rows[i].iter().collect::<Vec<_>>();
+    // Quotes and commas in an id survive; a journey with nothing to do has an empty cell.
+    assert_eq!(row(0), vec!["1", "a, \"the first\"", "false", "", ""]);
+    assert_eq!(&row(1)[..4], &["2", "", "", ""]);
+    assert!(row(1)[4].starts_with("key must be a string"), "{:?}", row(1));
+    assert_eq!(&row(2)[..3], &["3", "b", "false"]);
+    assert!(
+        row(2)[3].starts_with("enter:welcome ") && row(2)[3].contains(" send:email:"),
+        "{:?}",
+        row(2)
+    );
+    assert_eq!(&row(3)[..4], &["4", "b", "", ""]);
+    assert!(row(3)[4].contains("earlier line"), "{:?}", row(3));
+}
+
+#[test]
 fn batch_refuses_bad_parameters_before_reading_input() {
     let out = regua(
         &[

@@ -401,6 +401,22 @@ async fn a_ten_thousand_line_batch_streams_back_in_order() {
     let text = r.text().await.unwrap();
     assert_eq!(text.matches("\"results\"").count(), 2, "{text}");
 
+    // CSV: a header, then a row per input line.
+    let r = s
+        .client
+        .post(s.url("/v1/batch?plugins=lapsed,cross-sell&format=csv"))
+        .body("{\"id\":\"a\"}\n{broken\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = r.text().await.unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert_eq!(rows[0], "line,id,lapsed,cross-sell,error");
+    assert_eq!(rows[1], "1,a,false,false,");
+    assert!(rows[2].starts_with("2,,,,"), "{text}");
+
     // A line too long to hold gets an error line; the stream goes on.
     let long = format!(
         "{{\"id\":\"a\"}}\n{{\"id\":\"big\",\"profile\":{{\"notes\":\"{}\"}}}}\n{{\"id\":\"b\"}}\n",

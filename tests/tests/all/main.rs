@@ -32,7 +32,7 @@ pub fn run_batch(
     let options = BatchOptions {
         threads,
         chunk_lines: 7,
-        allow_repeated_ids: false,
+        ..BatchOptions::default()
     };
     let summary = batch::run(evals, input.as_bytes(), &mut out, &options, &|_, _| {}).unwrap();
     let text = String::from_utf8(out).unwrap();
