@@ -12,6 +12,8 @@ use crossbeam_channel::bounded;
 
 use crate::evaluate::{Evaluation, RecordResult, Worker};
 use crate::output::{self, Class, Format, Tally};
+use regua_sdk::Fields;
+
 use crate::record::{self, EncodedBatch};
 
 /// How a batch runs.
@@ -148,8 +150,24 @@ enum Slot {
 
 /// Parses, encodes and evaluates one chunk: the one evaluation path of the CLI and the service.
 pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk, format: Format) -> Done {
-    let mut batch = EncodedBatch::new();
     let mut slots = Vec::with_capacity(chunk.ends.len());
+    // Each record is read once, for the parts the plugins read between them, and encoded once
+    // for each set of parts some plugin reads: a plugin decodes only what it reads.
+    let wants: Vec<Fields> = evals
+        .iter()
+        .map(|e| Fields::of(&e.plugin.meta.reads))
+        .collect();
+    let reads = wants.iter().fold(Fields::default(), |all, w| all.union(*w));
+    let mut sets: Vec<Fields> = Vec::new();
+    for w in &wants {
+        if !sets.contains(w) {
+            sets.push(*w);
+        }
+    }
+    if sets.is_empty() {
+        sets.push(reads); // no plugins: the ids still go through
+    }
+    let mut batches: Vec<EncodedBatch> = sets.iter().map(|_| EncodedBatch::new()).collect();
     let mut start = 0;
     for (i, &end) in chunk.ends.iter().enumerate() {
         let line = trim_line(&chunk.data[start..end]);
@@ -160,22 +178,31 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk, format: 
             slots.push(Slot::Bad(None, error.into()));
             continue;
         }
-        match record::parse_customer_bytes(line) {
+        match regua_sdk::record::parse_customer_reading(line, reads) {
             Ok(customer) => {
-                slots.push(Slot::Good(batch.len()));
-                batch.push(&customer);
+                slots.push(Slot::Good(batches[0].len()));
+                for (batch, fields) in batches.iter_mut().zip(&sets) {
+                    batch.push_reading(&customer, *fields);
+                }
             }
             Err(e) => slots.push(Slot::Bad(record::salvage_id(line), e)),
         }
     }
     let mut results: Vec<Vec<RecordResult>> = evals
         .iter()
-        .map(|eval| {
+        .zip(&wants)
+        .map(|(eval, want)| {
+            let set = sets
+                .iter()
+                .position(|s| s == want)
+                .expect("every want has a set");
+            let batch = &batches[set];
             worker
-                .evaluate(eval, &batch)
+                .evaluate(eval, batch)
                 .unwrap_or_else(|e| vec![Err(e.to_string()); batch.len()])
         })
         .collect();
+    let batch = &batches[0];
     let mut done = Done {
         seq: chunk.seq,
         first_line: chunk.first_line,

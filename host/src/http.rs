@@ -668,7 +668,10 @@ async fn respond_batch(
     body: Body,
     q: &BatchQuery,
 ) -> Result<Response, ApiError> {
-    let (repeats, format) = (q.allow_repeated_ids.unwrap_or(false), q.format.unwrap_or_default());
+    let (repeats, format) = (
+        q.allow_repeated_ids.unwrap_or(false),
+        q.format.unwrap_or_default(),
+    );
     match prepared {
         Ok(evals) => Ok(stream_batch(state, evals, body, repeats, format)),
         Err(e) => {

@@ -161,13 +161,21 @@ pub fn write_csv_row<'a>(
 
 /// Appends one CSV row for a line that could not be read: empty plugin columns, the message in
 /// `error`.
-pub fn write_csv_error(out: &mut Vec<u8>, line: u64, id: Option<&str>, plugins: usize, error: &str) {
+pub fn write_csv_error(
+    out: &mut Vec<u8>,
+    line: u64,
+    id: Option<&str>,
+    plugins: usize,
+    error: &str,
+) {
     let line = line.to_string();
     let cells = [line.as_str(), id.unwrap_or("")]
         .into_iter()
         .chain(std::iter::repeat_n("", plugins))
         .chain([error]);
-    csv_writer(out).write_record(cells).expect("writing to a Vec");
+    csv_writer(out)
+        .write_record(cells)
+        .expect("writing to a Vec");
 }
 
 /// Appends one answer line in `format` for a line that could not be read.

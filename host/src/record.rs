@@ -38,8 +38,13 @@ impl EncodedBatch {
 
     /// Adds a customer.
     pub fn push(&mut self, customer: &Customer) {
+        self.push_reading(customer, regua_sdk::Fields::all());
+    }
+
+    /// Adds a customer for plugins that read only `fields`.
+    pub fn push_reading(&mut self, customer: &Customer, fields: regua_sdk::Fields) {
         let start = self.bytes.len();
-        wire::encode_customer(customer, &mut self.bytes);
+        wire::encode_customer_reading(customer, fields, &mut self.bytes);
         self.spans.push(start..self.bytes.len());
         self.ids.push(customer.id.clone());
     }

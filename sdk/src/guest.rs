@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::outcome::Message;
 use crate::plugin::{Context, Error, JourneyRule, Kind, Metadata, Params, RestPolicy, Segment};
-use crate::record::Customer;
+use crate::record::{Customer, Field};
 use crate::wire::{ABI_VERSION, CallContext};
 
 #[cfg(target_arch = "wasm32")]
@@ -87,7 +87,13 @@ unsafe fn take(ptr: u32, len: u32) -> Box<[u8]> {
 }
 
 /// `regua_metadata`: the plugin's metadata as JSON.
-pub fn metadata<P: Params>(kind: Kind, name: &str, version: &str, description: &str) -> u64 {
+pub fn metadata<P: Params>(
+    kind: Kind,
+    reads: &[Field],
+    name: &str,
+    version: &str,
+    description: &str,
+) -> u64 {
     let meta = Metadata {
         name: name.to_owned(),
         kind,
@@ -95,6 +101,7 @@ pub fn metadata<P: Params>(kind: Kind, name: &str, version: &str, description: &
         description: description.to_owned(),
         abi: ABI_VERSION,
         params: serde_json::to_value(P::default()).unwrap_or(serde_json::Value::Null),
+        reads: reads.to_vec(),
     };
     hand_over(serde_json::to_vec(&meta).unwrap_or_default())
 }

@@ -31,8 +31,8 @@ pub use plugin::{
     Context, Error, JourneyRule, Kind, Metadata, NoParams, Params, RestPolicy, Result, Segment,
 };
 pub use record::{
-    Category, Channel, Consent, ConsentStatus, Contact, Customer, Event, Inbound, JourneyState,
-    JourneyStatus, Profile, Transaction, ZoneSource,
+    Category, Channel, Consent, ConsentStatus, Contact, Customer, Event, Field, Fields, Inbound,
+    JourneyState, JourneyStatus, Profile, Transaction, ZoneSource,
 };
 pub use time::{Date, Duration, QuietHours, Timestamp, Window, Zone};
 pub use value::Value;
@@ -52,9 +52,9 @@ pub mod prelude {
     pub use crate::rfm::{Cuts, Rfm, RfmSegment};
     pub use crate::{
         Action, Category, Channel, ConsentStatus, Context, Customer, Date, Decision, Duration,
-        Error, Event, JourneyOutcome, JourneyRule, JourneyState, JourneyStatus, Match, Message,
-        NoParams, QuietHours, RestPolicy, Result, Segment, Timestamp, Value, Verdict, Window, Zone,
-        ZoneSource, export_journey, export_rest, export_segment,
+        Error, Event, Field, JourneyOutcome, JourneyRule, JourneyState, JourneyStatus, Match,
+        Message, NoParams, QuietHours, RestPolicy, Result, Segment, Timestamp, Value, Verdict,
+        Window, Zone, ZoneSource, export_journey, export_rest, export_segment,
     };
     pub use serde::{Deserialize, Serialize};
 }
@@ -72,6 +72,7 @@ macro_rules! export_segment {
         $crate::__export_plugin!(
             $crate::Kind::Segment,
             <$rule as $crate::Segment>::Params,
+            <$rule as $crate::Segment>::READS,
             $crate::__private::evaluate_segment::<$rule>
         );
     };
@@ -84,6 +85,7 @@ macro_rules! export_journey {
         $crate::__export_plugin!(
             $crate::Kind::Journey,
             <$rule as $crate::JourneyRule>::Params,
+            <$rule as $crate::JourneyRule>::READS,
             $crate::__private::evaluate_journey::<$rule>
         );
     };
@@ -96,6 +98,7 @@ macro_rules! export_rest {
         $crate::__export_plugin!(
             $crate::Kind::Rest,
             <$rule as $crate::RestPolicy>::Params,
+            <$rule as $crate::RestPolicy>::READS,
             $crate::__private::evaluate_rest::<$rule>
         );
     };
@@ -104,7 +107,7 @@ macro_rules! export_rest {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_plugin {
-    ($kind:expr, $params:ty, $evaluate:expr) => {
+    ($kind:expr, $params:ty, $reads:expr, $evaluate:expr) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             #[unsafe(link_section = "regua-abi")]
@@ -120,6 +123,7 @@ macro_rules! __export_plugin {
             extern "C" fn regua_metadata() -> u64 {
                 $crate::__private::metadata::<$params>(
                     $kind,
+                    $reads,
                     env!("CARGO_PKG_NAME"),
                     env!("CARGO_PKG_VERSION"),
                     env!("CARGO_PKG_DESCRIPTION"),
@@ -171,6 +175,24 @@ pub mod testing {
             params,
             default_tz: "America/Sao_Paulo",
         }
+    }
+
+    /// Checks that a rule declares what it reads: runs `rule` on `customer` whole and as a batch
+    /// reading only `reads` would hand it over, and panics if the answers differ (tests only).
+    /// Use it with customers that have every part filled in.
+    pub fn check_reads<T: PartialEq + std::fmt::Debug>(
+        reads: &[crate::Field],
+        customer: &crate::Customer,
+        rule: impl Fn(&crate::Customer) -> T,
+    ) {
+        let mut projected = customer.clone();
+        projected.keep_only(crate::Fields::of(reads));
+        let (whole, seen) = (rule(customer), rule(&projected));
+        assert_eq!(
+            whole, seen,
+            "the rule answers differently when it gets only {reads:?}: it reads a part it does \
+             not declare in READS"
+        );
     }
 
     /// Parameters from JSON text over the rule's defaults; panics on bad input (tests only).

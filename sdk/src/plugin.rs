@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::outcome::{Decision, JourneyOutcome, Match, Message};
-use crate::record::{Customer, Event};
+use crate::record::{Customer, Event, Field};
 use crate::time::{TimeError, Timestamp};
 
 /// What a rule could not do, in words for the person who runs it.
@@ -140,6 +140,11 @@ pub trait Segment {
     /// The parameters, with their defaults.
     type Params: Params;
 
+    /// The parts of the record the rule reads (`id` and `tz` always are). A batch reads only
+    /// what its rules read between them and leaves the rest empty, so a rule that declares less
+    /// than it reads sees empty lists; [`crate::testing::check_reads`] catches that in a test.
+    const READS: &'static [Field] = Field::ALL;
+
     /// In or out, with the reasons.
     fn evaluate(customer: &Customer, ctx: &Context<'_, Self::Params>) -> Result<Match>;
 }
@@ -153,6 +158,11 @@ pub trait Segment {
 pub trait JourneyRule {
     /// The parameters, with their defaults.
     type Params: Params;
+
+    /// The parts of the record the rule reads (`id` and `tz` always are). A batch reads only
+    /// what its rules read between them and leaves the rest empty, so a rule that declares less
+    /// than it reads sees empty lists; [`crate::testing::check_reads`] catches that in a test.
+    const READS: &'static [Field] = Field::ALL;
 
     /// The actions to take and the customer's new journey state. `event` is the event that
     /// triggered this evaluation, if any.
@@ -172,6 +182,11 @@ pub trait JourneyRule {
 pub trait RestPolicy {
     /// The parameters, with their defaults.
     type Params: Params;
+
+    /// The parts of the record the rule reads (`id` and `tz` always are). A batch reads only
+    /// what its rules read between them and leaves the rest empty, so a rule that declares less
+    /// than it reads sees empty lists; [`crate::testing::check_reads`] catches that in a test.
+    const READS: &'static [Field] = Field::ALL;
 
     /// Allow, deny or defer.
     fn evaluate(
@@ -196,4 +211,11 @@ pub struct Metadata {
     pub abi: u32,
     /// The parameters' defaults.
     pub params: serde_json::Value,
+    /// The parts of the record the rule reads; all of them when a plugin does not say.
+    #[serde(default = "all_fields")]
+    pub reads: Vec<Field>,
+}
+
+fn all_fields() -> Vec<Field> {
+    Field::ALL.to_vec()
 }

@@ -457,6 +457,208 @@ fn profile<'de, D: Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
     Profile::deserialize(d)
 }
 
+/// A part of the record a rule reads. `id` and `tz` are always read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// `profile`.
+    Profile,
+    /// `consents`.
+    Consents,
+    /// `transactions`.
+    Transactions,
+    /// `events`.
+    Events,
+    /// `inbound`.
+    Inbound,
+    /// `contacts`.
+    Contacts,
+    /// `journeys`.
+    Journeys,
+}
+
+impl Field {
+    /// Every part: what a rule reads unless it says otherwise.
+    pub const ALL: &'static [Field] = &[
+        Field::Profile,
+        Field::Consents,
+        Field::Transactions,
+        Field::Events,
+        Field::Inbound,
+        Field::Contacts,
+        Field::Journeys,
+    ];
+
+    /// The field's key in a record.
+    pub fn key(self) -> &'static str {
+        match self {
+            Field::Profile => "profile",
+            Field::Consents => "consents",
+            Field::Transactions => "transactions",
+            Field::Events => "events",
+            Field::Inbound => "inbound",
+            Field::Contacts => "contacts",
+            Field::Journeys => "journeys",
+        }
+    }
+
+    fn of_key(key: &str) -> Option<Field> {
+        Field::ALL.iter().copied().find(|f| f.key() == key)
+    }
+}
+
+/// A set of [`Field`]s: what a batch's rules read between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Fields(u8);
+
+impl Fields {
+    /// Every field.
+    pub fn all() -> Fields {
+        Fields::of(Field::ALL)
+    }
+
+    /// These fields.
+    pub fn of(fields: &[Field]) -> Fields {
+        Fields(fields.iter().fold(0, |bits, f| bits | 1 << *f as u8))
+    }
+
+    /// Whether `field` is in the set.
+    pub fn contains(self, field: Field) -> bool {
+        self.0 & 1 << field as u8 != 0
+    }
+
+    /// Both sets.
+    pub fn union(self, other: Fields) -> Fields {
+        Fields(self.0 | other.0)
+    }
+
+    /// Whether every field is in.
+    pub fn is_all(self) -> bool {
+        self == Fields::all()
+    }
+}
+
+impl Customer {
+    /// The customer as a rule that reads only `fields` receives it: the other parts empty.
+    pub fn keep_only(&mut self, fields: Fields) {
+        let keep = |f| fields.contains(f);
+        if !keep(Field::Profile) {
+            self.profile = Profile::default();
+        }
+        if !keep(Field::Consents) {
+            self.consents = Consents::default();
+        }
+        if !keep(Field::Transactions) {
+            self.transactions = Vec::new();
+        }
+        if !keep(Field::Events) {
+            self.events = Vec::new();
+        }
+        if !keep(Field::Inbound) {
+            self.inbound = Vec::new();
+        }
+        if !keep(Field::Contacts) {
+            self.contacts = Vec::new();
+        }
+        if !keep(Field::Journeys) {
+            self.journeys = Vec::new();
+        }
+    }
+}
+
+/// Reads a record's `id`, `tz` and `fields`, and only checks that the rest is well-formed JSON:
+/// a batch whose rules never look at `events` neither pays for reading them nor fails a customer
+/// over a broken event.
+#[derive(Clone, Copy)]
+struct Reading(Fields);
+
+macro_rules! read_with {
+    ($name:ident, $ty:ty, $read:ident) => {
+        struct $name($ty);
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $read(d).map($name)
+            }
+        }
+    };
+}
+read_with!(ReadTz, Option<String>, zone_name);
+read_with!(ReadProfile, Profile, profile);
+read_with!(ReadConsents, Consents, consents);
+read_with!(ReadTransactions, Vec<Transaction>, list);
+read_with!(ReadEvents, Vec<Event>, list);
+read_with!(ReadInbound, Vec<Inbound>, list);
+read_with!(ReadContacts, Vec<Contact>, list);
+read_with!(ReadJourneys, Vec<JourneyState>, list);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Reading {
+    type Value = Customer;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Customer, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Reading {
+    type Value = Customer;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a customer record (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Customer, A::Error> {
+        use serde::de::Error as _;
+        let mut c = Customer::default();
+        let (mut id, mut seen) = (None, 0u16);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let bit = match &*key {
+                "id" => 1 << 8,
+                "tz" => 1 << 9,
+                other => Field::of_key(other).map_or(0, |f| 1 << f as u8),
+            };
+            if bit != 0 && seen & bit != 0 {
+                return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+            seen |= bit;
+            match Field::of_key(&key) {
+                _ if key == "id" => id = Some(map.next_value::<String>()?),
+                _ if key == "tz" => c.tz = map.next_value::<ReadTz>()?.0,
+                Some(f) if self.0.contains(f) => match f {
+                    Field::Profile => c.profile = map.next_value::<ReadProfile>()?.0,
+                    Field::Consents => c.consents = map.next_value::<ReadConsents>()?.0,
+                    Field::Transactions => c.transactions = map.next_value::<ReadTransactions>()?.0,
+                    Field::Events => c.events = map.next_value::<ReadEvents>()?.0,
+                    Field::Inbound => c.inbound = map.next_value::<ReadInbound>()?.0,
+                    Field::Contacts => c.contacts = map.next_value::<ReadContacts>()?.0,
+                    Field::Journeys => c.journeys = map.next_value::<ReadJourneys>()?.0,
+                },
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        c.id = id.ok_or_else(|| A::Error::missing_field("id"))?;
+        Ok(c)
+    }
+}
+
+/// [`parse_customer_bytes`] for rules that read only `fields`: the other parts are left empty and
+/// only checked to be well-formed JSON.
+pub fn parse_customer_reading(bytes: &[u8], fields: Fields) -> Result<Customer, String> {
+    if fields.is_all() {
+        return parse_customer_bytes(bytes);
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))?;
+    if text.trim().is_empty() {
+        return Err("empty line: expected a customer record (a JSON object)".into());
+    }
+    let customer = crate::json::from_str_seed(text, None, Reading(fields))?;
+    if customer.id.trim().is_empty() {
+        return Err("field `id` is empty".into());
+    }
+    Ok(customer)
+}
+
 /// Parses one customer record (a JSON object), as the host does before any rule sees it. The
 /// error names the field and what is wrong with it, e.g. ``field `transactions[3].at`: `2025-13-01` is not an RFC 3339 timestamp``.
 pub fn parse_customer(text: &str) -> Result<Customer, String> {

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::Message;
-use crate::record::{Customer, Event};
+use crate::record::{Consents, Customer, Event, Field, Fields, Profile};
 use crate::time::Timestamp;
 
 /// The ABI version this SDK builds plugins for and this host runs.
@@ -44,6 +44,55 @@ pub fn encode_customer(customer: &Customer, out: &mut Vec<u8>) {
     *out = postcard::to_extend(customer, taken).expect("encoding into a Vec cannot fail");
 }
 
+/// [`encode_customer`] for a rule that reads only `fields`: the other parts are encoded empty,
+/// so the plugin decodes only what it reads. The same bytes as encoding the customer after
+/// [`Customer::keep_only`].
+pub fn encode_customer_reading(customer: &Customer, fields: Fields, out: &mut Vec<u8>) {
+    if fields.is_all() {
+        return encode_customer(customer, out);
+    }
+    let taken = std::mem::take(out);
+    *out = postcard::to_extend(&Reading(customer, fields), taken)
+        .expect("encoding into a Vec cannot fail");
+}
+
+/// A customer as a rule reading only some fields gets it; mirrors the field order of
+/// [`Customer`]'s own encoding.
+struct Reading<'a>(&'a Customer, Fields);
+
+impl Serialize for Reading<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        fn part<'a, T: Default>(keep: bool, value: &'a T, empty: &'a T) -> &'a T {
+            if keep { value } else { empty }
+        }
+        let (c, keep) = (self.0, |f| self.1.contains(f));
+        let (profile, consents) = (Profile::default(), Consents::default());
+        let mut st = s.serialize_struct("Customer", 9)?;
+        st.serialize_field("id", &c.id)?;
+        st.serialize_field("tz", &c.tz)?;
+        st.serialize_field("profile", part(keep(Field::Profile), &c.profile, &profile))?;
+        st.serialize_field(
+            "consents",
+            part(keep(Field::Consents), &c.consents, &consents),
+        )?;
+        let none = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let t = part(keep(Field::Transactions), &c.transactions, &none.0);
+        st.serialize_field("transactions", t)?;
+        st.serialize_field("events", part(keep(Field::Events), &c.events, &none.1))?;
+        st.serialize_field("inbound", part(keep(Field::Inbound), &c.inbound, &none.2))?;
+        st.serialize_field(
+            "contacts",
+            part(keep(Field::Contacts), &c.contacts, &none.3),
+        )?;
+        st.serialize_field(
+            "journeys",
+            part(keep(Field::Journeys), &c.journeys, &none.4),
+        )?;
+        st.end()
+    }
+}
+
 /// Writes the batch header for `count` customers.
 pub fn encode_count(count: u32, out: &mut Vec<u8>) {
     let taken = std::mem::take(out);
@@ -70,4 +119,36 @@ pub fn encode_output<O: Serialize>(output: &CallOutput<O>) -> Vec<u8> {
 pub const fn abi_section(kind: crate::Kind) -> [u8; 5] {
     let v = ABI_VERSION.to_le_bytes();
     [v[0], v[1], v[2], v[3], kind.code()]
+}
+
+#[cfg(test)]
+mod reading_tests {
+    use super::*;
+
+    #[test]
+    fn a_customer_encoded_for_some_fields_decodes_as_kept_to_them() {
+        let c: Customer =
+            serde_json::from_str(include_str!("../../examples/customer.json")).unwrap();
+        for fields in [
+            Fields::of(&[Field::Transactions]),
+            Fields::of(&[Field::Profile, Field::Consents]),
+            Fields::of(&[
+                Field::Events,
+                Field::Contacts,
+                Field::Journeys,
+                Field::Inbound,
+            ]),
+            Fields::default(),
+        ] {
+            let mut bytes = Vec::new();
+            encode_customer_reading(&c, fields, &mut bytes);
+            let mut kept = c.clone();
+            kept.keep_only(fields);
+            assert_eq!(
+                postcard::from_bytes::<Customer>(&bytes).unwrap(),
+                kept,
+                "{fields:?}"
+            );
+        }
+    }
 }

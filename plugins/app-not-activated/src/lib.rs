@@ -31,6 +31,7 @@ impl Default for Params {
 
 impl Segment for AppNotActivated {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Events, Field::Contacts];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let p = ctx.params;
@@ -62,7 +63,7 @@ export_segment!(AppNotActivated);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer};
+    use regua_sdk::testing::{check_reads, context, customer};
 
     const FIRST_WA: &str = r#"{"id":"c","contacts":[
         {"channel":"push","at":"2025-03-09T10:00:00Z","category":"marketing"},
@@ -98,5 +99,18 @@ mod tests {
     #[test]
     fn customers_never_contacted_are_out() {
         assert!(!eval(r#"{"id":"c"}"#, "2025-03-12T12:00:00Z").matched);
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <AppNotActivated as Segment>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(AppNotActivated::READS, &c, |c| {
+                    AppNotActivated::evaluate(c, &context(now, &p))
+                });
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ pub struct BirthdayToday;
 
 impl Segment for BirthdayToday {
     type Params = NoParams;
+    const READS: &'static [Field] = &[Field::Profile];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, NoParams>) -> Result<Match> {
         let Some(birthday) = c.profile.birthday else {
@@ -34,7 +35,7 @@ export_segment!(BirthdayToday);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer};
+    use regua_sdk::testing::{check_reads, context, customer};
 
     fn eval(json: &str, now: &str) -> Match {
         BirthdayToday::evaluate(&customer(json), &context(now, &NoParams {})).unwrap()
@@ -71,5 +72,18 @@ mod tests {
             "{m:?}"
         );
         assert!(!eval(r#"{"id":"c"}"#, "2025-03-11T12:00:00Z").matched);
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <BirthdayToday as Segment>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(BirthdayToday::READS, &c, |c| {
+                    BirthdayToday::evaluate(c, &context(now, &p))
+                });
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@ impl Default for Params {
 
 impl Segment for CrossSell {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Profile];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let p = ctx.params;
@@ -46,7 +47,7 @@ export_segment!(CrossSell);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer};
+    use regua_sdk::testing::{check_reads, context, customer};
 
     fn eval(units: &str) -> Match {
         let c = customer(&format!(
@@ -61,5 +62,18 @@ mod tests {
         assert!(!eval(r#"["card","benefits"]"#).matched);
         assert!(!eval(r#"["benefits"]"#).matched);
         assert!(!eval("[]").matched);
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <CrossSell as Segment>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(CrossSell::READS, &c, |c| {
+                    CrossSell::evaluate(c, &context(now, &p))
+                });
+            }
+        }
     }
 }

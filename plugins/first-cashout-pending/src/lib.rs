@@ -16,6 +16,7 @@ pub struct Params {
 
 impl Segment for FirstCashoutPending {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Transactions];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let unit = ctx.params.business_unit.as_deref();
@@ -43,7 +44,7 @@ export_segment!(FirstCashoutPending);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer, params};
+    use regua_sdk::testing::{check_reads, context, customer, params};
 
     const CASHIN: &str = r#"{"id":"c","transactions":[
         {"id":"a","at":"2025-03-01T10:00:00Z","kind":"cashin","amount":400,"business_unit":"benefits"}]}"#;
@@ -92,5 +93,18 @@ mod tests {
                 .unwrap()
                 .matched
         );
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <FirstCashoutPending as Segment>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(FirstCashoutPending::READS, &c, |c| {
+                    FirstCashoutPending::evaluate(c, &context(now, &p))
+                });
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ impl Default for Params {
 
 impl Segment for FunnelStage {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Profile];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         Ok(match c.profile.funnel_stage.as_deref() {
@@ -40,7 +41,7 @@ export_segment!(FunnelStage);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer, params};
+    use regua_sdk::testing::{check_reads, context, customer, params};
 
     #[test]
     fn matches_the_configured_stages() {
@@ -63,5 +64,18 @@ mod tests {
                 .unwrap()
                 .matched
         );
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <FunnelStage as Segment>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(FunnelStage::READS, &c, |c| {
+                    FunnelStage::evaluate(c, &context(now, &p))
+                });
+            }
+        }
     }
 }

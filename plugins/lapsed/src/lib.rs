@@ -22,6 +22,7 @@ impl Default for Params {
 
 impl Segment for Lapsed {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Transactions];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let Some(last) = c.last_purchase(ctx.now) else {
@@ -50,7 +51,7 @@ export_segment!(Lapsed);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer};
+    use regua_sdk::testing::{check_reads, context, customer};
 
     fn eval(json: &str, now: &str) -> Match {
         Lapsed::evaluate(&customer(json), &context(now, &Params::default())).unwrap()
@@ -70,5 +71,18 @@ mod tests {
         let m = eval(r#"{"id":"c-2"}"#, "2025-03-31T12:00:00Z");
         assert!(!m.matched);
         assert!(m.reasons[0].contains("prospect"));
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <Lapsed as Segment>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(Lapsed::READS, &c, |c| {
+                    Lapsed::evaluate(c, &context(now, &p))
+                });
+            }
+        }
     }
 }

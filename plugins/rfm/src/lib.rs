@@ -26,6 +26,7 @@ impl Default for Params {
 
 impl Segment for RfmSegmentRule {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Transactions];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         ctx.params.cuts.validate()?;
@@ -53,7 +54,7 @@ export_segment!(RfmSegmentRule);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer, params};
+    use regua_sdk::testing::{check_reads, context, customer, params};
 
     fn twelve_purchases() -> Customer {
         // Worked example 5: twelve purchases, the last 10 days ago, R$ 6,200 in all.
@@ -121,5 +122,18 @@ mod tests {
         )
         .unwrap();
         assert!(!m.matched);
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <RfmSegmentRule as Segment>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(RfmSegmentRule::READS, &c, |c| {
+                    RfmSegmentRule::evaluate(c, &context(now, &p))
+                });
+            }
+        }
     }
 }

@@ -15,6 +15,14 @@ fn lapsed_batch(input: &str) -> Vec<Value> {
     lines
 }
 
+/// A batch of `welcome`, a journey rule that reads every part of the record.
+fn whole_record_batch(input: &str) -> Vec<Value> {
+    let welcome = eval(&load(&engine(), "welcome"), "{}");
+    let (lines, summary) = run_batch(&[welcome], input, 2);
+    assert_eq!(lines.len() as u64, summary.lines);
+    lines
+}
+
 fn error_of(line: &Value) -> &str {
     line["error"]
         .as_str()
@@ -34,7 +42,7 @@ fn wrong_types_and_values_name_the_field() {
         r#"{"id":"f","tz":"-03:00"}"#,
     ]
     .join("\n");
-    let lines = lapsed_batch(&input);
+    let lines = whole_record_batch(&input);
     let expect = [
         "field `transactions`",
         "field `transactions[0].amount`",
@@ -84,13 +92,15 @@ fn invalid_utf8_and_empty_lines_are_error_lines() {
 
 #[test]
 fn nesting_ten_thousand_deep_is_refused_without_crashing() {
-    let deep = format!(
-        r#"{{"id":"deep","profile":{{"x":{}{}}}}}"#,
-        "[".repeat(10_000),
-        "]".repeat(10_000)
-    );
-    let input = format!("{deep}\n{{\"id\":\"next\"}}\n");
-    let lines = lapsed_batch(&input);
+    let deep = |field: &str| {
+        format!(
+            r#"{{"id":"deep-{field}","{field}":{{"x":{}{}}}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        )
+    };
+    let input = format!("{}\n{{\"id\":\"next\"}}\n", deep("profile"));
+    let lines = whole_record_batch(&input);
     assert_eq!(lines.len(), 2);
     assert!(
         error_of(&lines[0]).contains("recursion limit"),
@@ -98,6 +108,47 @@ fn nesting_ten_thousand_deep_is_refused_without_crashing() {
         &error_of(&lines[0])[..200.min(error_of(&lines[0]).len())]
     );
     assert_eq!(lines[1]["id"], "next");
+    // A part no rule of the batch reads is only checked to be JSON: the customer is answered.
+    let lines = lapsed_batch(&deep("profile"));
+    assert_eq!(
+        lines[0]["results"]["lapsed"]["match"], false,
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn a_batch_reads_only_the_parts_its_plugins_read() {
+    // `lapsed` declares it reads transactions: a broken event does not cost the customer its
+    // answer, a broken transaction does, and a rule reading everything still sees both.
+    let input = [
+        r#"{"id":"a","events":[{"name":"login","at":"not a time"}]}"#,
+        r#"{"id":"b","transactions":[{"id":"t","at":"not a time","kind":"purchase","amount":1}]}"#,
+        r#"{"id":"c","events":7,"id":"c"}"#,
+    ]
+    .join("\n");
+    let lines = lapsed_batch(&input);
+    assert_eq!(
+        lines[0]["results"]["lapsed"]["match"], false,
+        "{}",
+        lines[0]
+    );
+    assert!(
+        error_of(&lines[1]).contains("field `transactions[0].at`"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        error_of(&lines[2]).contains("duplicate field `id`"),
+        "{}",
+        lines[2]
+    );
+    let lines = whole_record_batch(&input);
+    assert!(
+        error_of(&lines[0]).contains("field `events[0].at`"),
+        "{}",
+        lines[0]
+    );
 }
 
 #[test]

@@ -190,7 +190,11 @@ fn batch_writes_csv_with_a_column_per_plugin() {
     // Quotes and commas in an id survive; a journey with nothing to do has an empty cell.
     assert_eq!(row(0), vec!["1", "a, \"the first\"", "false", "", ""]);
     assert_eq!(&row(1)[..4], &["2", "", "", ""]);
-    assert!(row(1)[4].starts_with("key must be a string"), "{:?}", row(1));
+    assert!(
+        row(1)[4].starts_with("key must be a string"),
+        "{:?}",
+        row(1)
+    );
     assert_eq!(&row(2)[..3], &["3", "b", "false"]);
     assert!(
         row(2)[3].starts_with("enter:welcome ") && row(2)[3].contains(" send:email:"),
