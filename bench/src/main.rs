@@ -11,6 +11,9 @@
 //! compare timestamps as text, which is exact for these records (all `YYYY-MM-DDTHH:MM:SSZ`) and
 //! cheaper than the parsing Régua and the native program do.
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -55,6 +55,7 @@ impl Default for Params {
 
 impl JourneyRule for AppActivation {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Events, Field::Contacts, Field::Journeys];
 
     fn evaluate(
         c: &Customer,
@@ -93,7 +94,7 @@ export_journey!(AppActivation);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, context, customer};
+    use regua_sdk::testing::{at, check_reads, context, customer};
 
     const CONTACTED: &str = r#"{"id":"c","contacts":[{"channel":"whatsapp","at":"2025-03-10T12:00:00Z","category":"marketing"}]}"#;
 
@@ -165,5 +166,18 @@ mod tests {
                 .unwrap(),
         );
         assert!(eval(&c, None, "2025-03-12T12:00:00Z").state.is_none());
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <AppActivation as JourneyRule>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(AppActivation::READS, &c, |c| {
+                    AppActivation::evaluate(c, None, &context(now, &p))
+                });
+            }
+        }
     }
 }

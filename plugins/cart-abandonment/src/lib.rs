@@ -57,6 +57,7 @@ impl Default for Params {
 
 impl JourneyRule for CartAbandonment {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Transactions, Field::Events, Field::Journeys];
 
     fn evaluate(
         c: &Customer,
@@ -99,7 +100,7 @@ export_journey!(CartAbandonment);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer};
+    use regua_sdk::testing::{check_reads, context, customer};
 
     const CART: &str = r#"{"id":"c","events":[{"name":"cart_abandoned","at":"2025-03-11T10:00:00Z","props":{"value":320.5}}]}"#;
 
@@ -176,5 +177,18 @@ mod tests {
                 .state
                 .is_none()
         );
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <CartAbandonment as JourneyRule>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(CartAbandonment::READS, &c, |c| {
+                    CartAbandonment::evaluate(c, None, &context(now, &p))
+                });
+            }
+        }
     }
 }

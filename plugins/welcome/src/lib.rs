@@ -86,6 +86,12 @@ impl Default for Params {
 
 impl JourneyRule for Welcome {
     type Params = Params;
+    const READS: &'static [Field] = &[
+        Field::Profile,
+        Field::Transactions,
+        Field::Events,
+        Field::Journeys,
+    ];
 
     fn evaluate(
         c: &Customer,
@@ -132,7 +138,7 @@ export_journey!(Welcome);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, context, customer};
+    use regua_sdk::testing::{at, check_reads, context, customer};
 
     const NEW: &str = r#"{"id":"cus-1","tz":"America/Sao_Paulo","profile":{"created_at":"2025-03-10T12:00:00Z","product":"gold"}}"#;
 
@@ -251,5 +257,18 @@ mod tests {
             seen["control"] < seen["A"] && seen["control"] < seen["B"],
             "{seen:?}"
         );
+    }
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let p = <Welcome as JourneyRule>::Params::default();
+        for line in include_str!("../../../examples/customers.ndjson").lines() {
+            let c = customer(line);
+            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
+                check_reads(Welcome::READS, &c, |c| {
+                    Welcome::evaluate(c, None, &context(now, &p))
+                });
+            }
+        }
     }
 }
