@@ -67,6 +67,10 @@ impl Engine {
         config.epoch_interruption(true);
         config.max_wasm_stack(limits.stack_bytes);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // For profiling plugins with `perf`: names the compiled plugin functions in /tmp/perf-*.map.
+        if std::env::var_os("REGUA_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // The default on-demand allocator rather than the pooling one: each worker keeps a warm
         // instance per plugin, so instantiation happens once per worker (and after a trap), not
         // per call, and pooling would only reserve address space for slots we never cycle.

@@ -644,17 +644,21 @@ impl<'de> Visitor<'de> for Reading {
 /// [`parse_customer_bytes`] for rules that read only `fields`: the other parts are left empty and
 /// only checked to be well-formed JSON.
 pub fn parse_customer_reading(bytes: &[u8], fields: Fields) -> Result<Customer, String> {
-    if fields.is_all() {
-        return parse_customer_bytes(bytes);
-    }
     let text = std::str::from_utf8(bytes)
         .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))?;
     if text.trim().is_empty() {
         return Err("empty line: expected a customer record (a JSON object)".into());
     }
-    let customer = crate::json::from_str_seed(text, None, Reading(fields))?;
+    read_customer(text, None, fields)
+}
+
+/// The one reader of JSON records: only an object is a record (not the array form serde would
+/// also take for a struct), and the id must not be blank.
+fn read_customer(text: &str, at: Option<&str>, fields: Fields) -> Result<Customer, String> {
+    let customer = crate::json::from_str_seed(text, at, Reading(fields))?;
     if customer.id.trim().is_empty() {
-        return Err("field `id` is empty".into());
+        let field = at.map_or_else(|| "id".to_owned(), |at| format!("{at}.id"));
+        return Err(format!("field `{field}` is empty"));
     }
     Ok(customer)
 }
@@ -668,12 +672,7 @@ pub fn parse_customer(text: &str) -> Result<Customer, String> {
 /// [`parse_customer`] for a record nested in a larger document: errors name fields under `at`
 /// (``field `customer.transactions[0].at`: …``).
 pub fn parse_customer_at(text: &str, at: Option<&str>) -> Result<Customer, String> {
-    let customer: Customer = crate::json::from_str(text, at)?;
-    if customer.id.trim().is_empty() {
-        let field = at.map_or_else(|| "id".to_owned(), |at| format!("{at}.id"));
-        return Err(format!("field `{field}` is empty"));
-    }
-    Ok(customer)
+    read_customer(text, at, Fields::all())
 }
 
 /// Parses one record given as raw bytes (a line of NDJSON).
@@ -840,6 +839,22 @@ mod tests {
         // Well-formed but unknown here: read, and the rules fall back (DOMAIN §3).
         let c = parse_customer(r#"{"id":"c","tz":"Mars/Olympus_Mons"}"#).unwrap();
         assert_eq!(c.zone("UTC").unwrap().1, ZoneSource::DefaultUnknown);
+    }
+
+    #[test]
+    fn only_an_object_is_a_record_whatever_parts_are_read() {
+        // Found by fuzzing: serde takes a struct from an array too, the reader of parts did not.
+        for fields in [Fields::all(), Fields::of(&[Field::Events])] {
+            let err = parse_customer_reading(br#"["c-1"]"#, fields).unwrap_err();
+            assert!(err.contains("expected a customer record"), "{err}");
+        }
+        let full = parse_customer(RECORD).unwrap();
+        let fields = Fields::of(&[Field::Transactions, Field::Contacts]);
+        let mut kept = full.clone();
+        kept.keep_only(fields);
+        assert_eq!(parse_customer_reading(RECORD.as_bytes(), fields), Ok(kept));
+        let err = parse_customer_reading(br#"{"id":"a","id":"b"}"#, fields).unwrap_err();
+        assert!(err.contains("duplicate field `id`"), "{err}");
     }
 
     #[test]

@@ -15,10 +15,11 @@ fn lapsed_batch(input: &str) -> Vec<Value> {
     lines
 }
 
-/// A batch of `welcome`, a journey rule that reads every part of the record.
+/// A batch of `inactivity-offer`, a journey rule that reads every part of the record.
 fn whole_record_batch(input: &str) -> Vec<Value> {
-    let welcome = eval(&load(&engine(), "welcome"), "{}");
-    let (lines, summary) = run_batch(&[welcome], input, 2);
+    let rule = load(&engine(), "inactivity-offer");
+    assert_eq!(rule.meta.reads, regua_sdk::Field::ALL, "a rule that reads everything");
+    let (lines, summary) = run_batch(&[eval(&rule, "{}")], input, 2);
     assert_eq!(lines.len() as u64, summary.lines);
     lines
 }
