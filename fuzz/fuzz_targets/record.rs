@@ -7,16 +7,31 @@ use libfuzzer_sys::fuzz_target;
 use regua_sdk::record::{parse_customer_bytes, parse_customer_reading};
 use regua_sdk::{Customer, Field, Fields};
 
+const MEMBERS: &[Field] = &[
+    Field::TransactionId,
+    Field::TransactionAt,
+    Field::TransactionKind,
+    Field::TransactionAmount,
+    Field::TransactionCurrency,
+    Field::TransactionBusinessUnit,
+    Field::TransactionCategory,
+    Field::EventName,
+    Field::EventAt,
+];
+
 fuzz_target!(|input: &[u8]| {
-    // The first byte picks the parts a batch's plugins read; the rest is the line.
-    let Some((&pick, line)) = input.split_first() else {
+    // The first two bytes pick the parts and members a batch's plugins read; the rest is the
+    // line.
+    let [a, b, line @ ..] = input else {
         return;
     };
-    let reads: Vec<Field> = Field::ALL
-        .iter()
+    let pick = u16::from_le_bytes([*a, *b]);
+    let reads: Vec<Field> = [Field::ALL, MEMBERS]
+        .concat()
+        .into_iter()
         .enumerate()
         .filter(|(i, _)| pick & 1 << i != 0)
-        .map(|(_, f)| *f)
+        .map(|(_, f)| f)
         .collect();
     let fields = Fields::of(&reads);
     let projected = parse_customer_reading(line, fields);
@@ -28,7 +43,7 @@ fuzz_target!(|input: &[u8]| {
     kept.keep_only(fields);
     assert_eq!(projected.as_ref(), Ok(&kept), "reading {reads:?} differs");
     let mut bin = Vec::new();
-    regua_sdk::wire::encode_customer_reading(&customer, fields, &mut bin);
+    regua_sdk::wire::encode_customer_reading(&kept, fields.parts(), &mut bin);
     let back: Customer = postcard::from_bytes(&bin).expect("an encoded record always decodes");
     assert_eq!(back, kept, "the ABI changed the record read for {reads:?}");
     let bin = postcard::to_allocvec(&customer).expect("a record always encodes");

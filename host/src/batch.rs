@@ -153,11 +153,13 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk, format: 
     let mut slots = Vec::with_capacity(chunk.ends.len());
     // Each record is read once, for the parts the plugins read between them, and encoded once
     // for each set of parts some plugin reads: a plugin decodes only what it reads.
+    let reads = evals.iter().fold(Fields::default(), |all, e| {
+        all.union(Fields::of(&e.plugin.meta.reads))
+    });
     let wants: Vec<Fields> = evals
         .iter()
-        .map(|e| Fields::of(&e.plugin.meta.reads))
+        .map(|e| Fields::of(&e.plugin.meta.reads).parts())
         .collect();
-    let reads = wants.iter().fold(Fields::default(), |all, w| all.union(*w));
     let mut sets: Vec<Fields> = Vec::new();
     for w in &wants {
         if !sets.contains(w) {
@@ -165,7 +167,7 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk, format: 
         }
     }
     if sets.is_empty() {
-        sets.push(reads); // no plugins: the ids still go through
+        sets.push(reads.parts()); // no plugins: the ids still go through
     }
     let mut batches: Vec<EncodedBatch> = sets.iter().map(|_| EncodedBatch::new()).collect();
     let mut start = 0;

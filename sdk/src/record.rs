@@ -457,28 +457,66 @@ fn profile<'de, D: Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
     Profile::deserialize(d)
 }
 
-/// A part of the record a rule reads. `id` and `tz` are always read.
+/// A part of the record a rule reads (`id` and `tz` always are): a whole part such as
+/// `transactions`, or some members of every transaction or event (`transactions.amount`), which
+/// leaves the others empty (`""`, `0`, the epoch, `null`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Field {
     /// `profile`.
+    #[serde(rename = "profile")]
     Profile,
     /// `consents`.
+    #[serde(rename = "consents")]
     Consents,
-    /// `transactions`.
+    /// `transactions`, every member.
+    #[serde(rename = "transactions")]
     Transactions,
-    /// `events`.
+    /// `events`, every member.
+    #[serde(rename = "events")]
     Events,
     /// `inbound`.
+    #[serde(rename = "inbound")]
     Inbound,
     /// `contacts`.
+    #[serde(rename = "contacts")]
     Contacts,
     /// `journeys`.
+    #[serde(rename = "journeys")]
     Journeys,
+    /// Each transaction's `id`.
+    #[serde(rename = "transactions.id")]
+    TransactionId,
+    /// Each transaction's `at`.
+    #[serde(rename = "transactions.at")]
+    TransactionAt,
+    /// Each transaction's `kind`.
+    #[serde(rename = "transactions.kind")]
+    TransactionKind,
+    /// Each transaction's `amount`.
+    #[serde(rename = "transactions.amount")]
+    TransactionAmount,
+    /// Each transaction's `currency`.
+    #[serde(rename = "transactions.currency")]
+    TransactionCurrency,
+    /// Each transaction's `business_unit`.
+    #[serde(rename = "transactions.business_unit")]
+    TransactionBusinessUnit,
+    /// Each transaction's `category`.
+    #[serde(rename = "transactions.category")]
+    TransactionCategory,
+    /// Each event's `name`.
+    #[serde(rename = "events.name")]
+    EventName,
+    /// Each event's `at`.
+    #[serde(rename = "events.at")]
+    EventAt,
+    /// Each event's `props`.
+    #[serde(rename = "events.props")]
+    EventProps,
 }
 
 impl Field {
-    /// Every part: what a rule reads unless it says otherwise.
+    /// Every part, whole: what a rule reads unless it says otherwise.
     pub const ALL: &'static [Field] = &[
         Field::Profile,
         Field::Consents,
@@ -489,42 +527,89 @@ impl Field {
         Field::Journeys,
     ];
 
-    /// The field's key in a record.
+    /// The part's key in a record (for a member, its list's).
     pub fn key(self) -> &'static str {
-        match self {
+        match self.part() {
             Field::Profile => "profile",
             Field::Consents => "consents",
             Field::Transactions => "transactions",
             Field::Events => "events",
             Field::Inbound => "inbound",
             Field::Contacts => "contacts",
-            Field::Journeys => "journeys",
+            _ => "journeys",
+        }
+    }
+
+    /// The whole part a member belongs to (a part is its own).
+    pub fn part(self) -> Field {
+        use Field::*;
+        match self {
+            TransactionId
+            | TransactionAt
+            | TransactionKind
+            | TransactionAmount
+            | TransactionCurrency
+            | TransactionBusinessUnit
+            | TransactionCategory => Transactions,
+            EventName | EventAt | EventProps => Events,
+            whole => whole,
         }
     }
 
     fn of_key(key: &str) -> Option<Field> {
         Field::ALL.iter().copied().find(|f| f.key() == key)
     }
+
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
 }
 
 /// A set of [`Field`]s: what a batch's rules read between them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Fields(u8);
+pub struct Fields(u32);
 
 impl Fields {
-    /// Every field.
+    /// Every part, whole.
     pub fn all() -> Fields {
         Fields::of(Field::ALL)
     }
 
     /// These fields.
     pub fn of(fields: &[Field]) -> Fields {
-        Fields(fields.iter().fold(0, |bits, f| bits | 1 << *f as u8))
+        Fields(fields.iter().fold(0, |bits, f| bits | f.bit()))
     }
 
-    /// Whether `field` is in the set.
-    pub fn contains(self, field: Field) -> bool {
-        self.0 & 1 << field as u8 != 0
+    /// Whether any of `part` is read (`part` whole or some of its members).
+    pub fn contains(self, part: Field) -> bool {
+        self.has(part)
+            || self.0
+                & MEMBERS
+                    .iter()
+                    .filter(|m| m.part() == part)
+                    .fold(0, |b, m| b | m.bit())
+                != 0
+    }
+
+    /// Whether `part` is read whole.
+    fn has(self, field: Field) -> bool {
+        self.0 & field.bit() != 0
+    }
+
+    /// Whether `member` is read: itself or its whole part.
+    pub fn reads(self, member: Field) -> bool {
+        self.has(member) || self.has(member.part())
+    }
+
+    /// The parts read, each whole.
+    pub fn parts(self) -> Fields {
+        Fields::of(
+            &Field::ALL
+                .iter()
+                .copied()
+                .filter(|p| self.contains(*p))
+                .collect::<Vec<_>>(),
+        )
     }
 
     /// Both sets.
@@ -532,14 +617,28 @@ impl Fields {
         Fields(self.0 | other.0)
     }
 
-    /// Whether every field is in.
+    /// Whether every part is read whole.
     pub fn is_all(self) -> bool {
-        self == Fields::all()
+        Field::ALL.iter().all(|f| self.has(*f))
     }
 }
 
+const MEMBERS: &[Field] = &[
+    Field::TransactionId,
+    Field::TransactionAt,
+    Field::TransactionKind,
+    Field::TransactionAmount,
+    Field::TransactionCurrency,
+    Field::TransactionBusinessUnit,
+    Field::TransactionCategory,
+    Field::EventName,
+    Field::EventAt,
+    Field::EventProps,
+];
+
 impl Customer {
-    /// The customer as a rule that reads only `fields` receives it: the other parts empty.
+    /// The customer as a rule that reads only `fields` receives it: the other parts and members
+    /// empty.
     pub fn keep_only(&mut self, fields: Fields) {
         let keep = |f| fields.contains(f);
         if !keep(Field::Profile) {
@@ -551,8 +650,14 @@ impl Customer {
         if !keep(Field::Transactions) {
             self.transactions = Vec::new();
         }
+        for t in &mut self.transactions {
+            t.keep_only(fields);
+        }
         if !keep(Field::Events) {
             self.events = Vec::new();
+        }
+        for e in &mut self.events {
+            e.keep_only(fields);
         }
         if !keep(Field::Inbound) {
             self.inbound = Vec::new();
@@ -563,6 +668,193 @@ impl Customer {
         if !keep(Field::Journeys) {
             self.journeys = Vec::new();
         }
+    }
+}
+
+impl Transaction {
+    fn keep_only(&mut self, fields: Fields) {
+        let keep = |f| fields.reads(f);
+        if !keep(Field::TransactionId) {
+            self.id = String::new();
+        }
+        if !keep(Field::TransactionAt) {
+            self.at = Timestamp::default();
+        }
+        if !keep(Field::TransactionKind) {
+            self.kind = String::new();
+        }
+        if !keep(Field::TransactionAmount) {
+            self.amount = 0.0;
+        }
+        if !keep(Field::TransactionCurrency) {
+            self.currency = String::new();
+        }
+        if !keep(Field::TransactionBusinessUnit) {
+            self.business_unit = None;
+        }
+        if !keep(Field::TransactionCategory) {
+            self.category = None;
+        }
+    }
+}
+
+impl Event {
+    fn keep_only(&mut self, fields: Fields) {
+        if !fields.reads(Field::EventName) {
+            self.name = String::new();
+        }
+        if !fields.reads(Field::EventAt) {
+            self.at = Timestamp::default();
+        }
+        if !fields.reads(Field::EventProps) {
+            self.props = Value::Null;
+        }
+    }
+}
+
+/// Reads a list (`null` or missing: empty) whose items are read by `item`.
+#[derive(Clone, Copy)]
+struct ListOf<S>(S);
+
+impl<'de, S: serde::de::DeserializeSeed<'de> + Copy> serde::de::DeserializeSeed<'de> for ListOf<S> {
+    type Value = Vec<S::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, S: serde::de::DeserializeSeed<'de> + Copy> Visitor<'de> for ListOf<S> {
+    type Value = Vec<S::Value>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(item) = seq.next_element_seed(self.0)? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// Reads the members of a transaction that `fields` names; the others are only checked to be
+/// JSON. A member that is read is checked as when the whole record is read.
+#[derive(Clone, Copy)]
+struct TransactionMembers(Fields);
+
+impl<'de> serde::de::DeserializeSeed<'de> for TransactionMembers {
+    type Value = Transaction;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Transaction, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TransactionMembers {
+    type Value = Transaction;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a transaction (an object)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Transaction, A::Error> {
+        use serde::de::Error as _;
+        let want = |f| self.0.reads(f);
+        let mut t = Transaction {
+            id: String::new(),
+            at: Timestamp::default(),
+            kind: String::new(),
+            amount: 0.0,
+            currency: String::new(),
+            business_unit: None,
+            category: None,
+        };
+        let mut seen = [false; 4]; // id, at, kind, amount: required when read
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "id" if want(Field::TransactionId) => (t.id, seen[0]) = (map.next_value()?, true),
+                "at" if want(Field::TransactionAt) => (t.at, seen[1]) = (map.next_value()?, true),
+                "kind" if want(Field::TransactionKind) => {
+                    (t.kind, seen[2]) = (map.next_value()?, true);
+                }
+                "amount" if want(Field::TransactionAmount) => {
+                    (t.amount, seen[3]) = (map.next_value()?, true);
+                }
+                "currency" if want(Field::TransactionCurrency) => t.currency = map.next_value()?,
+                "business_unit" if want(Field::TransactionBusinessUnit) => {
+                    t.business_unit = map.next_value()?;
+                }
+                "category" if want(Field::TransactionCategory) => t.category = map.next_value()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let required = [
+            (Field::TransactionId, "id"),
+            (Field::TransactionAt, "at"),
+            (Field::TransactionKind, "kind"),
+            (Field::TransactionAmount, "amount"),
+        ];
+        for ((field, name), seen) in required.into_iter().zip(seen) {
+            if want(field) && !seen {
+                return Err(A::Error::missing_field(name));
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// [`TransactionMembers`] for events.
+#[derive(Clone, Copy)]
+struct EventMembers(Fields);
+
+impl<'de> serde::de::DeserializeSeed<'de> for EventMembers {
+    type Value = Event;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventMembers {
+    type Value = Event;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event (an object)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+        use serde::de::Error as _;
+        let want = |f| self.0.reads(f);
+        let mut e = Event {
+            name: String::new(),
+            at: Timestamp::default(),
+            props: Value::Null,
+        };
+        let mut seen = [false; 2];
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "name" if want(Field::EventName) => (e.name, seen[0]) = (map.next_value()?, true),
+                "at" if want(Field::EventAt) => (e.at, seen[1]) = (map.next_value()?, true),
+                "props" if want(Field::EventProps) => e.props = map.next_value()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        for ((field, name), seen) in [(Field::EventName, "name"), (Field::EventAt, "at")]
+            .into_iter()
+            .zip(seen)
+        {
+            if want(field) && !seen {
+                return Err(A::Error::missing_field(name));
+            }
+        }
+        Ok(e)
     }
 }
 
@@ -625,11 +917,20 @@ impl<'de> Visitor<'de> for Reading {
                 Some(f) if self.0.contains(f) => match f {
                     Field::Profile => c.profile = map.next_value::<ReadProfile>()?.0,
                     Field::Consents => c.consents = map.next_value::<ReadConsents>()?.0,
-                    Field::Transactions => c.transactions = map.next_value::<ReadTransactions>()?.0,
-                    Field::Events => c.events = map.next_value::<ReadEvents>()?.0,
+                    Field::Transactions if self.0.has(f) => {
+                        c.transactions = map.next_value::<ReadTransactions>()?.0;
+                    }
+                    Field::Transactions => {
+                        c.transactions = map.next_value_seed(ListOf(TransactionMembers(self.0)))?;
+                    }
+                    Field::Events if self.0.has(f) => c.events = map.next_value::<ReadEvents>()?.0,
+                    Field::Events => {
+                        c.events = map.next_value_seed(ListOf(EventMembers(self.0)))?
+                    }
                     Field::Inbound => c.inbound = map.next_value::<ReadInbound>()?.0,
                     Field::Contacts => c.contacts = map.next_value::<ReadContacts>()?.0,
                     Field::Journeys => c.journeys = map.next_value::<ReadJourneys>()?.0,
+                    _ => unreachable!("of_key gives whole parts"),
                 },
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;

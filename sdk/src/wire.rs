@@ -44,9 +44,9 @@ pub fn encode_customer(customer: &Customer, out: &mut Vec<u8>) {
     *out = postcard::to_extend(customer, taken).expect("encoding into a Vec cannot fail");
 }
 
-/// [`encode_customer`] for a rule that reads only `fields`: the other parts are encoded empty,
-/// so the plugin decodes only what it reads. The same bytes as encoding the customer after
-/// [`Customer::keep_only`].
+/// [`encode_customer`] for a rule that reads only `fields`: the parts it does not read are
+/// encoded empty, so the plugin decodes only what it reads (members of the parts it reads go as
+/// they are; a batch reads only the members its rules read between them).
 pub fn encode_customer_reading(customer: &Customer, fields: Fields, out: &mut Vec<u8>) {
     if fields.is_all() {
         return encode_customer(customer, out);

@@ -55,7 +55,12 @@ impl Default for Params {
 
 impl JourneyRule for AppActivation {
     type Params = Params;
-    const READS: &'static [Field] = &[Field::Events, Field::Contacts, Field::Journeys];
+    const READS: &'static [Field] = &[
+        Field::EventName,
+        Field::EventAt,
+        Field::Contacts,
+        Field::Journeys,
+    ];
 
     fn evaluate(
         c: &Customer,

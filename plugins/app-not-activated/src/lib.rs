@@ -31,7 +31,7 @@ impl Default for Params {
 
 impl Segment for AppNotActivated {
     type Params = Params;
-    const READS: &'static [Field] = &[Field::Events, Field::Contacts];
+    const READS: &'static [Field] = &[Field::EventName, Field::EventAt, Field::Contacts];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let p = ctx.params;

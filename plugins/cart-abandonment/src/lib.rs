@@ -57,7 +57,14 @@ impl Default for Params {
 
 impl JourneyRule for CartAbandonment {
     type Params = Params;
-    const READS: &'static [Field] = &[Field::Transactions, Field::Events, Field::Journeys];
+    const READS: &'static [Field] = &[
+        Field::TransactionAt,
+        Field::TransactionKind,
+        Field::EventName,
+        Field::EventAt,
+        Field::EventProps,
+        Field::Journeys,
+    ];
 
     fn evaluate(
         c: &Customer,

@@ -16,7 +16,12 @@ pub struct Params {
 
 impl Segment for FirstCashoutPending {
     type Params = Params;
-    const READS: &'static [Field] = &[Field::Transactions];
+    const READS: &'static [Field] = &[
+        Field::TransactionAt,
+        Field::TransactionKind,
+        Field::TransactionAmount,
+        Field::TransactionBusinessUnit,
+    ];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let unit = ctx.params.business_unit.as_deref();

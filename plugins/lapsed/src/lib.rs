@@ -22,7 +22,7 @@ impl Default for Params {
 
 impl Segment for Lapsed {
     type Params = Params;
-    const READS: &'static [Field] = &[Field::Transactions];
+    const READS: &'static [Field] = &[Field::TransactionAt, Field::TransactionKind];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let Some(last) = c.last_purchase(ctx.now) else {

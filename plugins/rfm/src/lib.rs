@@ -26,7 +26,11 @@ impl Default for Params {
 
 impl Segment for RfmSegmentRule {
     type Params = Params;
-    const READS: &'static [Field] = &[Field::Transactions];
+    const READS: &'static [Field] = &[
+        Field::TransactionAt,
+        Field::TransactionKind,
+        Field::TransactionAmount,
+    ];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         ctx.params.cuts.validate()?;

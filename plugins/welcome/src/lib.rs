@@ -88,8 +88,10 @@ impl JourneyRule for Welcome {
     type Params = Params;
     const READS: &'static [Field] = &[
         Field::Profile,
-        Field::Transactions,
-        Field::Events,
+        Field::TransactionAt,
+        Field::TransactionKind,
+        Field::EventName,
+        Field::EventAt,
         Field::Journeys,
     ];
 

@@ -18,7 +18,11 @@ fn lapsed_batch(input: &str) -> Vec<Value> {
 /// A batch of `inactivity-offer`, a journey rule that reads every part of the record.
 fn whole_record_batch(input: &str) -> Vec<Value> {
     let rule = load(&engine(), "inactivity-offer");
-    assert_eq!(rule.meta.reads, regua_sdk::Field::ALL, "a rule that reads everything");
+    assert_eq!(
+        rule.meta.reads,
+        regua_sdk::Field::ALL,
+        "a rule that reads everything"
+    );
     let (lines, summary) = run_batch(&[eval(&rule, "{}")], input, 2);
     assert_eq!(lines.len() as u64, summary.lines);
     lines
