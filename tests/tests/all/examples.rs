@@ -95,6 +95,36 @@ fn two_threads_give_the_same_lines_in_the_same_order_as_one() {
 }
 
 #[test]
+fn a_batch_reading_only_the_declared_parts_answers_as_the_whole_record_does() {
+    // Batches hand each plugin only what it declares it reads; evaluated on whole records, every
+    // example plugin must give the same answers, reasons included.
+    let input = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let evals = all_examples();
+    let (lines, _) = run_batch(&evals, &input, 2);
+    let mut whole = regua_host::EncodedBatch::new();
+    for line in input.lines() {
+        whole.push(&regua_sdk::record::parse_customer(line).unwrap());
+    }
+    let mut worker = regua_host::Worker::new();
+    let mut narrowed = 0;
+    for eval in &evals {
+        narrowed += usize::from(eval.plugin.meta.reads != regua_sdk::Field::ALL);
+        let answers = worker.evaluate(eval, &whole).unwrap();
+        for (line, answer) in lines.iter().zip(&answers) {
+            let want = regua_host::output::result_value(&eval.plugin, answer);
+            assert_eq!(
+                line["results"][eval.plugin.name()],
+                want,
+                "{} on {}",
+                eval.plugin.name(),
+                line["id"]
+            );
+        }
+    }
+    assert!(narrowed >= 10, "the example plugins declare what they read");
+}
+
+#[test]
 fn a_malformed_record_gets_an_error_line_and_the_batch_goes_on() {
     let engine = engine();
     let lapsed = crate::eval(&load(&engine, "lapsed"), "{}");
