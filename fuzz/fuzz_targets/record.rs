@@ -7,26 +7,14 @@ use libfuzzer_sys::fuzz_target;
 use regua_sdk::record::{parse_customer_bytes, parse_customer_reading};
 use regua_sdk::{Customer, Field, Fields};
 
-const MEMBERS: &[Field] = &[
-    Field::TransactionId,
-    Field::TransactionAt,
-    Field::TransactionKind,
-    Field::TransactionAmount,
-    Field::TransactionCurrency,
-    Field::TransactionBusinessUnit,
-    Field::TransactionCategory,
-    Field::EventName,
-    Field::EventAt,
-];
-
 fuzz_target!(|input: &[u8]| {
-    // The first two bytes pick the parts and members a batch's plugins read; the rest is the
-    // line.
+    // The first two bytes pick the parts and members a batch's plugins read (all but the
+    // last member fit); the rest is the line.
     let [a, b, line @ ..] = input else {
         return;
     };
-    let pick = u16::from_le_bytes([*a, *b]);
-    let reads: Vec<Field> = [Field::ALL, MEMBERS]
+    let pick = u32::from(u16::from_le_bytes([*a, *b]));
+    let reads: Vec<Field> = [Field::ALL, Field::MEMBERS]
         .concat()
         .into_iter()
         .enumerate()

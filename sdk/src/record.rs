@@ -623,6 +623,11 @@ impl Fields {
     }
 }
 
+impl Field {
+    /// The members of transactions and events a rule can read one by one.
+    pub const MEMBERS: &'static [Field] = MEMBERS;
+}
+
 const MEMBERS: &[Field] = &[
     Field::TransactionId,
     Field::TransactionAt,

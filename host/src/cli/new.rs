@@ -176,6 +176,9 @@ impl Default for Params {
 
 impl Segment for Rule {
     type Params = Params;
+    // What the rule reads of a record: batches read and hand over only this. Leave it out to get
+    // everything; `reads_only_what_it_declares` below checks it.
+    const READS: &'static [Field] = &[Field::TransactionAt, Field::TransactionKind];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let window = Duration::days(ctx.params.days);
@@ -192,7 +195,16 @@ export_segment!(Rule);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, customer};
+    use regua_sdk::testing::{at, check_reads, customer};
+
+    #[test]
+    fn reads_only_what_it_declares() {
+        let c = customer(r#"{"id":"c-1","profile":{"first_name":"Ana"},"transactions":[
+            {"id":"t1","at":"2025-03-01T10:00:00Z","kind":"purchase","amount":50,"currency":"BRL"},
+            {"id":"t2","at":"2025-03-05T10:00:00Z","kind":"refund","amount":50}]}"#);
+        let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &Params::default(), default_tz: "UTC" };
+        check_reads(Rule::READS, &c, |c| Rule::evaluate(c, &ctx));
+    }
 
     #[test]
     fn two_recent_purchases_match() {
