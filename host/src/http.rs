@@ -253,6 +253,10 @@ pub struct PluginInfo {
     /// Parameter defaults.
     #[schema(value_type = Object)]
     params: serde_json::Value,
+    /// The parts of the record the plugin reads (`transactions`, `transactions.amount`, …); a
+    /// batch reads only what its plugins read.
+    #[schema(value_type = Vec<String>)]
+    reads: Vec<regua_sdk::Field>,
     /// When this version was loaded.
     loaded_at: String,
     /// The file it was loaded from.
@@ -292,6 +296,7 @@ fn info(slot: &Slot) -> PluginInfo {
         abi: p.meta.abi,
         description: p.meta.description.clone(),
         params: p.meta.params.clone(),
+        reads: p.meta.reads.clone(),
         loaded_at: slot.loaded_at.to_string(),
         source: p.source.as_ref().map(|s| s.display().to_string()),
         last_error: slot.last_error.as_ref().map(FailureInfo::from),

@@ -35,6 +35,7 @@ impl InspectArgs {
             "abi": m.abi,
             "description": m.description,
             "params": m.params,
+            "reads": m.reads,
             "file": path,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);

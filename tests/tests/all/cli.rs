@@ -237,6 +237,14 @@ fn inspect_prints_metadata() {
     assert_eq!(v["kind"], "segment");
     assert_eq!(v["abi"], 1);
     assert_eq!(v["params"]["segment"], "Champions");
+    assert_eq!(
+        v["reads"],
+        serde_json::json!([
+            "transactions.at",
+            "transactions.kind",
+            "transactions.amount"
+        ])
+    );
 }
 
 #[test]

@@ -173,6 +173,7 @@ async fn every_endpoint_answers_with_the_right_status_and_shape() {
         (status, v["params"]["days"].as_i64()),
         (StatusCode::OK, Some(30))
     );
+    assert_eq!(v["reads"], json!(["transactions.at", "transactions.kind"]));
     let (status, v) = s.get("/v1/plugins/nope").await;
     assert_eq!(
         (status, error_code(&v)),
