@@ -557,7 +557,16 @@ impl Field {
     }
 
     fn of_key(key: &str) -> Option<Field> {
-        Field::ALL.iter().copied().find(|f| f.key() == key)
+        Some(match key {
+            "profile" => Field::Profile,
+            "consents" => Field::Consents,
+            "transactions" => Field::Transactions,
+            "events" => Field::Events,
+            "inbound" => Field::Inbound,
+            "contacts" => Field::Contacts,
+            "journeys" => Field::Journeys,
+            _ => return None,
+        })
     }
 
     fn bit(self) -> u32 {
