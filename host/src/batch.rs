@@ -148,28 +148,51 @@ enum Slot {
     Bad(Option<String>, String),
 }
 
+/// How a chunk is read and encoded for its plugins: each record is read once, for what the
+/// plugins read between them, and encoded once for each set of parts some plugin reads, so a
+/// plugin decodes only its own parts.
+struct Plan {
+    /// What is read of each record.
+    reads: Fields,
+    /// The distinct sets of parts, one encoding each (at least one, so ids go through).
+    sets: Vec<Fields>,
+    /// For each evaluation, its set.
+    set_of: Vec<usize>,
+}
+
+impl Plan {
+    fn of(evals: &[Evaluation]) -> Plan {
+        let reads_of = |e: &Evaluation| Fields::of(&e.plugin.meta.reads);
+        let reads = evals
+            .iter()
+            .fold(Fields::default(), |all, e| all.union(reads_of(e)));
+        let mut sets = vec![];
+        let set_of = evals
+            .iter()
+            .map(|e| {
+                let parts = reads_of(e).parts();
+                sets.iter().position(|s| *s == parts).unwrap_or_else(|| {
+                    sets.push(parts);
+                    sets.len() - 1
+                })
+            })
+            .collect();
+        if sets.is_empty() {
+            sets.push(reads);
+        }
+        Plan {
+            reads,
+            sets,
+            set_of,
+        }
+    }
+}
+
 /// Parses, encodes and evaluates one chunk: the one evaluation path of the CLI and the service.
 pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk, format: Format) -> Done {
     let mut slots = Vec::with_capacity(chunk.ends.len());
-    // Each record is read once, for the parts the plugins read between them, and encoded once
-    // for each set of parts some plugin reads: a plugin decodes only what it reads.
-    let reads = evals.iter().fold(Fields::default(), |all, e| {
-        all.union(Fields::of(&e.plugin.meta.reads))
-    });
-    let wants: Vec<Fields> = evals
-        .iter()
-        .map(|e| Fields::of(&e.plugin.meta.reads).parts())
-        .collect();
-    let mut sets: Vec<Fields> = Vec::new();
-    for w in &wants {
-        if !sets.contains(w) {
-            sets.push(*w);
-        }
-    }
-    if sets.is_empty() {
-        sets.push(reads.parts()); // no plugins: the ids still go through
-    }
-    let mut batches: Vec<EncodedBatch> = sets.iter().map(|_| EncodedBatch::new()).collect();
+    let plan = Plan::of(evals);
+    let mut batches: Vec<EncodedBatch> = plan.sets.iter().map(|_| EncodedBatch::new()).collect();
     let mut start = 0;
     for (i, &end) in chunk.ends.iter().enumerate() {
         let line = trim_line(&chunk.data[start..end]);
@@ -180,10 +203,10 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk, format: 
             slots.push(Slot::Bad(None, error.into()));
             continue;
         }
-        match regua_sdk::record::parse_customer_reading(line, reads) {
+        match regua_sdk::record::parse_customer_reading(line, plan.reads) {
             Ok(customer) => {
                 slots.push(Slot::Good(batches[0].len()));
-                for (batch, fields) in batches.iter_mut().zip(&sets) {
+                for (batch, fields) in batches.iter_mut().zip(&plan.sets) {
                     batch.push_reading(&customer, *fields);
                 }
             }
@@ -192,13 +215,9 @@ pub fn process(worker: &mut Worker, evals: &[Evaluation], chunk: Chunk, format: 
     }
     let mut results: Vec<Vec<RecordResult>> = evals
         .iter()
-        .zip(&wants)
-        .map(|(eval, want)| {
-            let set = sets
-                .iter()
-                .position(|s| s == want)
-                .expect("every want has a set");
-            let batch = &batches[set];
+        .zip(&plan.set_of)
+        .map(|(eval, set)| {
+            let batch = &batches[*set];
             worker
                 .evaluate(eval, batch)
                 .unwrap_or_else(|e| vec![Err(e.to_string()); batch.len()])
