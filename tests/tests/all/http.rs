@@ -101,6 +101,12 @@ impl Service {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The Prometheus text of `/metrics`.
+    async fn metrics(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     fn plugin_path(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.wasm"))
     }
@@ -278,15 +284,7 @@ async fn every_endpoint_answers_with_the_right_status_and_shape() {
     );
 
     // Metrics and the OpenAPI document.
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     for name in [
         "regua_http_requests_total",
         "regua_http_request_duration_seconds",
@@ -377,15 +375,7 @@ async fn a_ten_thousand_line_batch_streams_back_in_order() {
             assert_eq!(line["results"]["cross-sell"]["match"], true);
         }
     }
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(r#"regua_evaluations_total{plugin="cross-sell",outcome="ok"} 9998"#),
         "repeats and bad lines are not counted as evaluated:\n{metrics}"
@@ -591,15 +581,7 @@ async fn a_broken_build_leaves_the_last_good_version_serving_with_the_error_list
         (status, v["version"].as_str()),
         (StatusCode::OK, Some(good.as_str()))
     );
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(r#"regua_reloads_total{result="failed"} 1"#),
         "{metrics}"
