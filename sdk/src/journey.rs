@@ -374,18 +374,20 @@ impl<'a> Sequence<'a> {
         None
     }
 
-    /// The customer's next move. `eligible` is asked only when the customer could enter: `Ok`
-    /// with the reason to enter, or `Err` with why not. `product` fills `{product}`.
-    pub fn run(
+    /// The customer's next move at `ctx.now`, with waits for a local time in the customer's zone.
+    /// `eligible` is asked only when the customer could enter: `Ok` with the reason to enter, or
+    /// `Err` with why not. `product` fills `{product}`.
+    pub fn run<P>(
         &self,
         c: &Customer,
         trigger: Option<&crate::Event>,
-        now: Timestamp,
-        zone: &Zone,
+        ctx: &crate::Context<'_, P>,
         product: &str,
         eligible: impl FnOnce() -> Result<(), String>,
     ) -> crate::Result<crate::JourneyOutcome> {
         use crate::{Action, JourneyOutcome};
+        let (zone, _) = c.zone(ctx.default_tz)?;
+        let (now, zone) = (ctx.now, &zone);
         let first = self
             .steps
             .first()

@@ -68,13 +68,12 @@ impl JourneyRule for AppActivation {
         ctx: &Context<'_, Params>,
     ) -> Result<JourneyOutcome> {
         let p = ctx.params;
-        let (zone, _) = c.zone(ctx.default_tz)?;
         let exit_events = [p.activation_event.clone()];
         let sequence = Sequence {
             exit_events: &exit_events,
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx.now, &zone, "", || {
+        sequence.run(c, event, ctx, "", || {
             if event.is_some_and(|e| e.name == p.activation_event)
                 || c.first_event(&p.activation_event, ctx.now).is_some()
             {

@@ -72,13 +72,12 @@ impl JourneyRule for CartAbandonment {
         ctx: &Context<'_, Params>,
     ) -> Result<JourneyOutcome> {
         let p = ctx.params;
-        let (zone, _) = c.zone(ctx.default_tz)?;
         let sequence = Sequence {
             entry: p.entry,
             exit_on_purchase: true,
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx.now, &zone, "", || {
+        sequence.run(c, event, ctx, "", || {
             let cart = event
                 .filter(|e| e.name == p.event)
                 .or_else(|| c.events_named(&p.event, ctx.now).max_by_key(|e| e.at))

@@ -60,14 +60,13 @@ impl JourneyRule for InactivityOffer {
         ctx: &Context<'_, Params>,
     ) -> Result<JourneyOutcome> {
         let p = ctx.params;
-        let (zone, _) = c.zone(ctx.default_tz)?;
         let sequence = Sequence {
             entry: p.entry,
             exit_on_purchase: true,
             funnel_stage: Some("at_risk"),
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx.now, &zone, "", || {
+        sequence.run(c, event, ctx, "", || {
             let last = c
                 .last_purchase(ctx.now)
                 .ok_or("no purchase yet: a prospect")?;

@@ -142,7 +142,6 @@ impl JourneyRule for Lifecycle {
     ) -> Result<JourneyOutcome> {
         let p = ctx.params;
         p.cuts.validate()?;
-        let (zone, _) = c.zone(ctx.default_tz)?;
         let (channel, template) = p.stage.default_message();
         let steps = [Step {
             id: "message".into(),
@@ -163,7 +162,7 @@ impl JourneyRule for Lifecycle {
             funnel_stage: Some(p.stage.name()),
             ..Sequence::new(&journey, &p.campaign, &steps)
         };
-        sequence.run(c, event, ctx.now, &zone, "", || eligible(p.stage, c, ctx))
+        sequence.run(c, event, ctx, "", || eligible(p.stage, c, ctx))
     }
 }
 

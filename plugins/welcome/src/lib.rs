@@ -101,7 +101,6 @@ impl JourneyRule for Welcome {
         ctx: &Context<'_, Params>,
     ) -> Result<JourneyOutcome> {
         let p = ctx.params;
-        let (zone, _) = c.zone(ctx.default_tz)?;
         let product = c
             .profile
             .attributes
@@ -115,7 +114,7 @@ impl JourneyRule for Welcome {
             funnel_stage: Some("onboarding"),
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx.now, &zone, product, || {
+        sequence.run(c, event, ctx, product, || {
             let created = c
                 .profile
                 .created_at
