@@ -326,42 +326,27 @@ impl Generator {
                 Archetype::Champion => (80.0, 900.0),
                 _ => (15.0, 450.0),
             };
-            c.transactions.push(Transaction {
-                id: format!("{}-t{i:02}", c.id),
-                at,
-                kind: if refund { "refund" } else { "purchase" }.into(),
-                amount: self.amount(low, high),
-                currency: "BRL".into(),
-                business_unit: Some("card".into()),
-                category: Some((*CATEGORIES.choose(&mut self.rng).expect("non-empty")).into()),
-            });
+            let amount = self.amount(low, high);
+            let category = *CATEGORIES.choose(&mut self.rng).expect("non-empty");
+            let kind = if refund { "refund" } else { "purchase" };
+            let id = format!("{}-t{i:02}", c.id);
+            c.transactions
+                .push(brl(id, at, kind, amount, "card", Some(category)));
         }
         if matches!(archetype, Archetype::BenefitsHolder) {
             for i in 0..self.rng.random_range(1..4) {
                 let at = self.ago(Duration::days(2), Duration::days(120));
                 let amount = self.amount(200.0, 1200.0);
-                c.transactions.push(Transaction {
-                    id: format!("{}-cin{i}", c.id),
-                    at,
-                    kind: "cashin".into(),
-                    amount,
-                    currency: "BRL".into(),
-                    business_unit: Some("benefits".into()),
-                    category: Some("vale-refeicao".into()),
-                });
+                let id = format!("{}-cin{i}", c.id);
+                let cashin = brl(id, at, "cashin", amount, "benefits", Some("vale-refeicao"));
+                c.transactions.push(cashin);
             }
             if self.rng.random_bool(0.4) {
                 let at = self.ago(Duration::days(1), Duration::days(30));
                 let amount = self.amount(20.0, 300.0);
-                c.transactions.push(Transaction {
-                    id: format!("{}-cout", c.id),
-                    at,
-                    kind: "cashout".into(),
-                    amount,
-                    currency: "BRL".into(),
-                    business_unit: Some("benefits".into()),
-                    category: None,
-                });
+                let id = format!("{}-cout", c.id);
+                c.transactions
+                    .push(brl(id, at, "cashout", amount, "benefits", None));
             }
         }
         c.transactions.sort_by_key(|t| t.at);
@@ -490,6 +475,26 @@ fn ascii(name: &str) -> String {
             other => other.to_ascii_lowercase(),
         })
         .collect()
+}
+
+/// A transaction in reais.
+fn brl(
+    id: String,
+    at: Timestamp,
+    kind: &str,
+    amount: f64,
+    unit: &str,
+    category: Option<&str>,
+) -> Transaction {
+    Transaction {
+        id,
+        at,
+        kind: kind.into(),
+        amount,
+        currency: "BRL".into(),
+        business_unit: Some(unit.into()),
+        category: category.map(Into::into),
+    }
 }
 
 #[cfg(test)]
