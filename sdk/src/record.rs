@@ -778,7 +778,6 @@ impl<'de> Visitor<'de> for TransactionMembers {
         f.write_str("a transaction (an object)")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Transaction, A::Error> {
-        use serde::de::Error as _;
         let want = |f| self.0.reads(f);
         let mut t = Transaction {
             id: String::new(),
@@ -816,12 +815,24 @@ impl<'de> Visitor<'de> for TransactionMembers {
             (Field::TransactionKind, "kind"),
             (Field::TransactionAmount, "amount"),
         ];
-        for ((field, name), seen) in required.into_iter().zip(seen) {
-            if want(field) && !seen {
-                return Err(A::Error::missing_field(name));
-            }
-        }
+        check_required(self.0, &required, &seen)?;
         Ok(t)
+    }
+}
+
+/// A member the whole record requires (no serde default) is required when it is read.
+fn check_required<E: serde::de::Error>(
+    fields: Fields,
+    required: &[(Field, &'static str)],
+    seen: &[bool],
+) -> Result<(), E> {
+    match required
+        .iter()
+        .zip(seen)
+        .find(|((f, _), seen)| fields.reads(*f) && !**seen)
+    {
+        Some(((_, name), _)) => Err(E::missing_field(name)),
+        None => Ok(()),
     }
 }
 
@@ -842,7 +853,6 @@ impl<'de> Visitor<'de> for EventMembers {
         f.write_str("an event (an object)")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
-        use serde::de::Error as _;
         let want = |f| self.0.reads(f);
         let mut e = Event {
             name: String::new(),
@@ -860,14 +870,8 @@ impl<'de> Visitor<'de> for EventMembers {
                 }
             }
         }
-        for ((field, name), seen) in [(Field::EventName, "name"), (Field::EventAt, "at")]
-            .into_iter()
-            .zip(seen)
-        {
-            if want(field) && !seen {
-                return Err(A::Error::missing_field(name));
-            }
-        }
+        let required = [(Field::EventName, "name"), (Field::EventAt, "at")];
+        check_required(self.0, &required, &seen)?;
         Ok(e)
     }
 }
@@ -1170,6 +1174,24 @@ mod tests {
         assert_eq!(parse_customer_reading(RECORD.as_bytes(), fields), Ok(kept));
         let err = parse_customer_reading(br#"{"id":"a","id":"b"}"#, fields).unwrap_err();
         assert!(err.contains("duplicate field `id`"), "{err}");
+    }
+
+    #[test]
+    fn a_member_is_required_only_when_read() {
+        let line = br#"{"id":"c","transactions":[{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase"}]}"#;
+        let amounts = Fields::of(&[Field::TransactionAmount]);
+        let err = parse_customer_reading(line, amounts).unwrap_err();
+        assert!(
+            err.contains("field `transactions[0]`: missing field `amount`"),
+            "{err}"
+        );
+        let when = Fields::of(&[Field::TransactionAt, Field::TransactionKind]);
+        let c = parse_customer_reading(line, when).unwrap();
+        assert_eq!(
+            (&*c.transactions[0].kind, c.transactions[0].amount),
+            ("purchase", 0.0)
+        );
+        assert_eq!(c.transactions[0].id, "", "an unread member arrives empty");
     }
 
     #[test]
