@@ -996,12 +996,7 @@ pub fn parse_customer_at(text: &str, at: Option<&str>) -> Result<Customer, Strin
 
 /// Parses one record given as raw bytes (a line of NDJSON).
 pub fn parse_customer_bytes(bytes: &[u8]) -> Result<Customer, String> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))?;
-    if text.trim().is_empty() {
-        return Err("empty line: expected a customer record (a JSON object)".into());
-    }
-    parse_customer(text)
+    parse_customer_reading(bytes, Fields::all())
 }
 
 /// Where the zone used for a customer came from.
