@@ -527,19 +527,6 @@ impl Field {
         Field::Journeys,
     ];
 
-    /// The part's key in a record (for a member, its list's).
-    pub fn key(self) -> &'static str {
-        match self.part() {
-            Field::Profile => "profile",
-            Field::Consents => "consents",
-            Field::Transactions => "transactions",
-            Field::Events => "events",
-            Field::Inbound => "inbound",
-            Field::Contacts => "contacts",
-            _ => "journeys",
-        }
-    }
-
     /// The whole part a member belongs to (a part is its own).
     pub fn part(self) -> Field {
         use Field::*;
@@ -576,7 +563,13 @@ impl Field {
 
 /// A set of [`Field`]s: what a batch's rules read between them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Fields(u32);
+pub struct Fields {
+    /// The fields named, a bit each.
+    named: u32,
+    /// The parts any of which is read (whole or some members), by their bits: asked for every
+    /// key of every record, so kept rather than worked out each time.
+    touched: u32,
+}
 
 impl Fields {
     /// Every part, whole.
@@ -586,23 +579,20 @@ impl Fields {
 
     /// These fields.
     pub fn of(fields: &[Field]) -> Fields {
-        Fields(fields.iter().fold(0, |bits, f| bits | f.bit()))
+        fields.iter().fold(Fields::default(), |set, f| Fields {
+            named: set.named | f.bit(),
+            touched: set.touched | f.part().bit(),
+        })
     }
 
     /// Whether any of `part` is read (`part` whole or some of its members).
     pub fn contains(self, part: Field) -> bool {
-        self.has(part)
-            || self.0
-                & MEMBERS
-                    .iter()
-                    .filter(|m| m.part() == part)
-                    .fold(0, |b, m| b | m.bit())
-                != 0
+        self.touched & part.bit() != 0
     }
 
-    /// Whether `part` is read whole.
+    /// Whether `field` is named (for a part: read whole).
     fn has(self, field: Field) -> bool {
-        self.0 & field.bit() != 0
+        self.named & field.bit() != 0
     }
 
     /// Whether `member` is read: itself or its whole part.
@@ -612,18 +602,18 @@ impl Fields {
 
     /// The parts read, each whole.
     pub fn parts(self) -> Fields {
-        Fields::of(
-            &Field::ALL
-                .iter()
-                .copied()
-                .filter(|p| self.contains(*p))
-                .collect::<Vec<_>>(),
-        )
+        Fields {
+            named: self.touched,
+            touched: self.touched,
+        }
     }
 
     /// Both sets.
     pub fn union(self, other: Fields) -> Fields {
-        Fields(self.0 | other.0)
+        Fields {
+            named: self.named | other.named,
+            touched: self.touched | other.touched,
+        }
     }
 
     /// Whether every part is read whole.
