@@ -600,7 +600,7 @@ pub struct BatchQuery {
 #[utoipa::path(post, path = "/v1/batch", params(BatchQuery),
     request_body(content = String, content_type = "application/x-ndjson", description = "one customer record per line"),
     responses((status = 200, content_type = "application/x-ndjson",
-        description = "one line per input line, in order: `{\"id\":…,\"results\":{…}}` or `{\"line\":N,\"id\":…,\"error\":\"…\"}`", body = String),
+        description = "one line per input line, in order: `{\"id\":…,\"results\":{…}}` or `{\"line\":N,\"id\":…,\"error\":\"…\"}`; with `format=csv`, text/csv: a header, then a row per input line", body = String),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn batch_many(
     State(state): State<AppState>,
@@ -643,7 +643,7 @@ async fn batch_many(
 
 #[utoipa::path(post, path = "/v1/plugins/{name}/batch", params(BatchQuery),
     request_body(content = String, content_type = "application/x-ndjson", description = "one customer record per line"),
-    responses((status = 200, content_type = "application/x-ndjson", description = "one line per input line, in order", body = String),
+    responses((status = 200, content_type = "application/x-ndjson", description = "one line per input line, in order (text/csv with `format=csv`)", body = String),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn batch_one(
     State(state): State<AppState>,
