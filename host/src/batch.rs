@@ -301,8 +301,9 @@ impl Hasher for PassThrough {
 }
 
 impl Collator {
-    /// A collator for `plugins` answers per record, written in `format`.
-    pub fn new(plugins: usize, allow_repeated_ids: bool, format: Format) -> Self {
+    /// A collator for the answers of `evals`, written in `format`.
+    pub fn new(evals: &[Evaluation], allow_repeated_ids: bool, format: Format) -> Self {
+        let plugins = evals.len();
         Collator {
             seen: (!allow_repeated_ids).then(HashSet::default),
             format,
@@ -311,6 +312,15 @@ impl Collator {
                 ..Summary::default()
             },
         }
+    }
+
+    /// What the output starts with, before any chunk: the CSV header, nothing for NDJSON.
+    pub fn header(&self, evals: &[Evaluation]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.format == Format::Csv {
+            output::write_csv_header(&mut out, evals.iter().map(|e| e.plugin.name()));
+        }
+        out
     }
 
     /// Counts the next chunk's answers and returns its output, with repeats turned into error
@@ -391,12 +401,10 @@ pub fn run(
     let format = options.format;
     let (work_tx, work_rx) = bounded::<Chunk>(threads * 2);
     let (done_tx, done_rx) = bounded::<Done>(threads * 2);
-    let mut collator = Collator::new(evals.len(), options.allow_repeated_ids, options.format);
-    if options.format == Format::Csv {
-        let mut header = Vec::new();
-        output::write_csv_header(&mut header, evals.iter().map(|e| e.plugin.name()));
-        output.write_all(&header).context("cannot write output")?;
-    }
+    let mut collator = Collator::new(evals, options.allow_repeated_ids, options.format);
+    output
+        .write_all(&collator.header(evals))
+        .context("cannot write output")?;
     let written = std::thread::scope(|scope| -> anyhow::Result<()> {
         let reader = scope.spawn(move || read_chunks(input, chunk_lines, work_tx));
         for n in 0..threads {

@@ -24,7 +24,7 @@ use crate::batch::{self, Chunk};
 use crate::error::CallError;
 use crate::evaluate::{Evaluation, Inputs, RecordResult};
 use crate::metrics::Metrics;
-use crate::output::{self, Format};
+use crate::output::Format;
 use crate::plugin::Plugin;
 use crate::pool::Pool;
 use crate::record::EncodedBatch;
@@ -820,13 +820,10 @@ fn stream_batch(
 
     let writer_metrics = state.metrics().clone();
     tokio::spawn(async move {
-        let mut collator = batch::Collator::new(evals.len(), allow_repeated_ids, format);
-        if format == Format::Csv {
-            let mut header = Vec::new();
-            output::write_csv_header(&mut header, evals.iter().map(|e| e.plugin.name()));
-            if out_tx.send(Ok(Bytes::from(header))).await.is_err() {
-                return;
-            }
+        let mut collator = batch::Collator::new(&evals, allow_repeated_ids, format);
+        let header = collator.header(&evals);
+        if !header.is_empty() && out_tx.send(Ok(Bytes::from(header))).await.is_err() {
+            return;
         }
         while let Some(rx) = pending_rx.recv().await {
             let Ok(done) = rx.await else {
