@@ -200,3 +200,31 @@ pub mod testing {
         crate::guest::parse_params(json).unwrap_or_else(|e| panic!("{e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{check_reads, customer};
+    use crate::{Customer, Field};
+
+    fn spent(c: &Customer) -> f64 {
+        c.transactions.iter().map(|t| t.amount).sum()
+    }
+
+    const RICH: &str = r#"{"id":"c","profile":{"first_name":"Ana"},"transactions":[
+        {"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":10}]}"#;
+
+    #[test]
+    fn check_reads_accepts_a_rule_that_declares_what_it_reads() {
+        check_reads(&[Field::TransactionAmount], &customer(RICH), spent);
+    }
+
+    #[test]
+    #[should_panic(expected = "it reads a part it does not declare")]
+    fn check_reads_catches_a_rule_that_reads_more_than_it_declares() {
+        check_reads(
+            &[Field::Profile, Field::TransactionAt],
+            &customer(RICH),
+            spent,
+        );
+    }
+}
