@@ -358,7 +358,7 @@ fn regua_batch(evals: &[Evaluation], input: &[u8], out: &mut Vec<u8>, threads: u
         chunk_lines: 1000,
         ..BatchOptions::default()
     };
-    let s = batch::run(evals, input, &mut *out, &options, &|_, _| {}).unwrap();
+    let s = batch::run(&mut evals.to_vec(), input, &mut *out, &options, &|_, _| {}).unwrap();
     assert_eq!(s.bad_lines, 0);
 }
 

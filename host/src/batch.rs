@@ -385,7 +385,7 @@ impl Collator {
 /// order. `progress` is called with (lines, bytes) done after each chunk. Parameters are checked
 /// before the first line is read.
 pub fn run(
-    evals: &[Evaluation],
+    evals: &mut [Evaluation],
     input: impl BufRead + Send,
     mut output: impl Write,
     options: &BatchOptions,
@@ -393,9 +393,8 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let mut probe = Worker::new();
-    for eval in evals {
-        probe.check(eval)?;
-    }
+    probe.check_all(evals)?;
+    let evals = &*evals;
     let threads = options.threads.max(1);
     let chunk_lines = options.chunk_lines.max(1);
     let format = options.format;

@@ -55,6 +55,28 @@ impl Cli {
     }
 }
 
+/// Writes `value` as pretty JSON and a newline to standard output; a closed pipe is an error
+/// that `main` ends quietly on.
+pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush())
+        .context("cannot write to standard output")
+}
+
+/// Whether `error` comes from writing to a pipe whose reader is gone (`regua … | head`): the
+/// command then ends quietly, as the reader wanted.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Sandbox limits, shared by the commands that run plugins.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct LimitArgs {

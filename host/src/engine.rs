@@ -1,37 +1,80 @@
 //! The Wasm engine every plugin is compiled for, with the sandbox's limits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 
-/// How much a plugin may use. Every limit is on by default.
+/// How much a plugin may use. Every limit is on by default, and every example plugin fits well
+/// within each default (the largest has about 980 functions, 900 KiB of code, a 37 KiB function
+/// and 77 locals in one function).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock time a plugin may spend on one record (reset at each record of a batch).
+    /// Wall-clock time a plugin may spend on one customer. A call over `n` customers may take at
+    /// most `n` times this (once, for a call over none), and `regua.item` moves the budget on
+    /// only once per customer, in order.
     pub time_per_record: Duration,
-    /// Linear memory a plugin instance may grow to, in bytes.
+    /// Wall-clock time for loading: instantiating (data segments and the `start` function) and
+    /// `regua_metadata`. Nothing extends it.
+    pub time_to_load: Duration,
+    /// Memory a plugin instance may hold, in bytes: its linear memory and its table together.
     pub memory_bytes: usize,
     /// Output a plugin may return per record of a call, in bytes (averaged over the call).
     pub output_bytes_per_record: usize,
     /// Wasm stack a call may use, in bytes (deep recursion traps past it).
     pub stack_bytes: usize,
+    /// Largest `.wasm` accepted, in bytes.
+    pub module_bytes: usize,
+    /// Most functions a module may define.
+    pub functions: usize,
+    /// Largest function body, in bytes of code.
+    pub function_bytes: usize,
+    /// Most locals one function may declare.
+    pub locals_per_function: usize,
+    /// Longest a module may take to compile; past it the load fails (the compiler finishes in
+    /// the background, bounded by the size limits above).
+    pub compile_time: Duration,
+    /// Log lines a plugin may write per call; past them, one "log truncated" line.
+    pub log_lines_per_call: usize,
+    /// Log bytes a plugin may write per call.
+    pub log_bytes_per_call: usize,
+    /// Instances alive at once in the whole process (every call has its own).
+    pub instances: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             time_per_record: Duration::from_millis(100),
+            time_to_load: Duration::from_secs(1),
             memory_bytes: 64 << 20,
             output_bytes_per_record: 64 << 10,
             stack_bytes: 512 << 10,
+            module_bytes: 8 << 20,
+            functions: 10_000,
+            function_bytes: 256 << 10,
+            locals_per_function: 512,
+            compile_time: Duration::from_secs(10),
+            log_lines_per_call: 100,
+            log_bytes_per_call: 16 << 10,
+            instances: 256,
         }
     }
 }
 
 /// How often the epoch advances; time budgets are rounded up to whole ticks.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
+
+/// Bytes a table element is counted as against the memory cap (a function reference).
+pub(crate) const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// Most elements a table may hold (also counted against the memory cap).
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Most modules compiling at once in one process: a module whose compilation ran past the time
+/// limit keeps its slot until the compiler is done, so such modules cannot pile up.
+const MAX_COMPILING: usize = 4;
 
 struct Ticker {
     stop: Arc<AtomicBool>,
@@ -48,6 +91,7 @@ impl Drop for Ticker {
 pub struct Engine {
     pub(crate) wasm: wasmtime::Engine,
     pub(crate) limits: Arc<Limits>,
+    pub(crate) compiling: Arc<AtomicUsize>,
     _ticker: Arc<Ticker>,
 }
 
@@ -59,6 +103,12 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Ticks covering `time`, plus one, so a tick that lands just after a budget starts cannot cut
+/// it short.
+pub(crate) fn ticks(time: Duration) -> u64 {
+    (time.as_nanos().div_ceil(TICK.as_nanos()) as u64).max(1) + 1
+}
+
 impl Engine {
     /// An engine enforcing `limits`.
     pub fn new(limits: Limits) -> anyhow::Result<Engine> {
@@ -67,13 +117,29 @@ impl Engine {
         config.epoch_interruption(true);
         config.max_wasm_stack(limits.stack_bytes);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // One linear memory per plugin: the memory cap is then the instance's total.
+        config.wasm_multi_memory(false);
+        config.wasm_memory64(false);
         // For profiling plugins with `perf`: names the compiled plugin functions in /tmp/perf-*.map.
         if std::env::var_os("REGUA_PERF_MAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        // The default on-demand allocator rather than the pooling one: each worker keeps a warm
-        // instance per plugin, so instantiation happens once per worker (and after a trap), not
-        // per call, and pooling would only reserve address space for slots we never cycle.
+        // Every call gets a fresh instance, so no state crosses customers or callers. The pooling
+        // allocator with copy-on-write memory images makes that cost microseconds (BENCHMARKS.md),
+        // and returns a slot's memory to the system when the instance goes, so an unloaded
+        // plugin keeps nothing resident.
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_core_instances(limits.instances)
+            .total_memories(limits.instances)
+            .total_tables(limits.instances)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .max_memory_size(limits.memory_bytes)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .linear_memory_keep_resident(0)
+            .table_keep_resident(0);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        config.memory_init_cow(true);
         let wasm = wasmtime::Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot set up the Wasm engine: {e:#}"))?;
 
@@ -91,6 +157,7 @@ impl Engine {
         Ok(Engine {
             wasm,
             limits: Arc::new(limits),
+            compiling: Arc::new(AtomicUsize::new(0)),
             _ticker: Arc::new(Ticker { stop }),
         })
     }
@@ -100,14 +167,40 @@ impl Engine {
         &self.limits
     }
 
-    /// The time budget per record, in epoch ticks (at least two, so a tick that lands just after
-    /// the deadline is set cannot cut a record short).
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let ticks = self
-            .limits
-            .time_per_record
-            .as_nanos()
-            .div_ceil(TICK.as_nanos());
-        (ticks as u64).max(1) + 1
+    /// Compiles `bytes` on a thread of its own, waiting at most the compile-time limit, so a
+    /// module that is slow to compile fails its load instead of holding up its caller.
+    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<wasmtime::Module, String> {
+        struct Slot(Arc<AtomicUsize>);
+        impl Drop for Slot {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        if self.compiling.fetch_add(1, Ordering::SeqCst) >= MAX_COMPILING {
+            self.compiling.fetch_sub(1, Ordering::SeqCst);
+            return Err(format!(
+                "{MAX_COMPILING} modules are compiling already; try again once they are done"
+            ));
+        }
+        let slot = Slot(self.compiling.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (engine, bytes) = (self.wasm.clone(), bytes.to_vec());
+        std::thread::Builder::new()
+            .name("regua-compile".into())
+            .spawn(move || {
+                let result = wasmtime::Module::new(&engine, &bytes).map_err(|e| format!("{e:#}"));
+                drop(slot);
+                let _ = tx.send(result);
+            })
+            .map_err(|e| format!("cannot start a compiler thread: {e}"))?;
+        let limit = self.limits.compile_time;
+        match rx.recv_timeout(limit) {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "compiling took longer than the limit of {} s (a module this slow to compile is \
+                 refused; make its functions smaller)",
+                limit.as_secs_f64()
+            )),
+        }
     }
 }

@@ -79,6 +79,14 @@ pub enum LoadError {
         /// What is wrong.
         detail: String,
     },
+    /// Over a loading limit: size, functions, function body, locals.
+    #[error("plugin `{what}` is over a loading limit: {detail}")]
+    TooLarge {
+        /// The file or name.
+        what: String,
+        /// Which limit, and by how much.
+        detail: String,
+    },
     /// Compilation failed.
     #[error("cannot compile plugin `{what}`: {detail}")]
     Compile {

@@ -51,6 +51,8 @@ pub struct Evaluation {
     /// The plugin.
     pub plugin: Arc<Plugin>,
     ctx: Vec<u8>,
+    /// Why the plugin failed its check ([`Worker::check_all`]): every customer gets this error.
+    failed_check: Option<CallError>,
 }
 
 impl Evaluation {
@@ -73,30 +75,34 @@ impl Evaluation {
         Ok(Evaluation {
             plugin,
             ctx: postcard::to_allocvec(&ctx).expect("encoding into a Vec cannot fail"),
+            failed_check: None,
         })
+    }
+
+    /// Why the plugin failed its check, if it did: every customer then gets this error.
+    pub fn failed_check(&self) -> Option<&CallError> {
+        self.failed_check.as_ref()
     }
 }
 
-/// Most warm instances a worker keeps; past it, the least recently used goes (a service that
-/// hot-reloads plugins would otherwise keep every old version's instance).
-const MAX_INSTANCES: usize = 64;
-
-/// Evaluates plugins on one thread, keeping a warm instance per plugin version.
+/// Evaluates plugins on one thread. Every call runs on a fresh instance, so nothing a plugin
+/// keeps in memory reaches another call (docs/ABI.md, "State").
 #[derive(Default)]
 pub struct Worker {
-    instances: HashMap<String, (Instance, u64)>,
-    clock: u64,
+    /// Reuse one warm instance per plugin version: for the benchmark that measures what fresh
+    /// instances cost, never in the product.
+    warm: Option<HashMap<String, Instance>>,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
-            .field("instances", &self.instances.len())
+            .field("warm", &self.warm.as_ref().map(HashMap::len))
             .finish()
     }
 }
 
-fn decode(kind: Kind, bytes: &[u8]) -> Result<wire::CallOutput<Outcome>, postcard::Error> {
+fn decode(kind: Kind, bytes: &[u8]) -> Result<wire::CallOutput<Outcome>, wire::AnswerError> {
     fn map<O>(out: wire::CallOutput<O>, f: fn(O) -> Outcome) -> wire::CallOutput<Outcome> {
         out.map(|items| items.into_iter().map(|r| r.map(f)).collect())
     }
@@ -111,37 +117,44 @@ fn decode(kind: Kind, bytes: &[u8]) -> Result<wire::CallOutput<Outcome>, postcar
 }
 
 impl Worker {
-    /// A worker with no instances yet.
+    /// A worker.
     pub fn new() -> Self {
         Worker::default()
     }
 
-    fn instance(&mut self, plugin: &Plugin) -> Result<&mut Instance, CallError> {
-        self.clock += 1;
-        if !self.instances.contains_key(&plugin.version) {
-            let instance = Instance::new(plugin).map_err(|message| CallError::Host {
-                plugin: plugin.name().to_owned(),
-                version: plugin.version.clone(),
-                message,
-            })?;
-            if self.instances.len() >= MAX_INSTANCES
-                && let Some(oldest) = self
-                    .instances
-                    .iter()
-                    .min_by_key(|(_, (_, used))| *used)
-                    .map(|(v, _)| v.clone())
-            {
-                self.instances.remove(&oldest);
-            }
-            self.instances
-                .insert(plugin.version.clone(), (instance, self.clock));
+    /// A worker that keeps one warm instance per plugin and reuses it for every call, as hosts
+    /// without per-call isolation do. For benchmarks only: state then crosses calls.
+    #[doc(hidden)]
+    pub fn reusing_instances_for_benchmarks() -> Self {
+        Worker {
+            warm: Some(HashMap::new()),
         }
-        let (instance, used) = self
-            .instances
-            .get_mut(&plugin.version)
-            .expect("inserted above");
-        *used = self.clock;
-        Ok(instance)
+    }
+
+    /// One call of `plugin` over `records` customers on an instance of its own (or the warm
+    /// one); a trapped instance is never used again.
+    fn call(
+        &mut self,
+        plugin: &Plugin,
+        ctx: &[u8],
+        batch: &[&[u8]],
+        records: usize,
+    ) -> Result<Vec<u8>, Failure> {
+        let Some(warm) = &mut self.warm else {
+            return Instance::for_call(plugin, records)?.call(ctx, batch, records);
+        };
+        let mut instance = match warm.remove(&plugin.version) {
+            Some(mut instance) => {
+                instance.begin(records);
+                instance
+            }
+            None => Instance::for_call(plugin, records)?,
+        };
+        let result = instance.call(ctx, batch, records);
+        if !matches!(&result, Err(f) if f.trapped) {
+            warm.insert(plugin.version.clone(), instance);
+        }
+        result
     }
 
     /// Checks the inputs with a call over no customers, so bad parameters are reported once,
@@ -155,18 +168,15 @@ impl Worker {
         };
         let mut header = Vec::new();
         wire::encode_count(0, &mut header);
-        let outcome = self.instance(plugin)?.call(&eval.ctx, &[&header], 0);
-        let raw = match outcome {
-            Ok(raw) => raw,
-            Err(f) => {
-                if f.trapped {
-                    self.instances.remove(&plugin.version);
-                }
-                return Err(failed(f.cause));
-            }
-        };
+        let raw = self
+            .call(plugin, &eval.ctx, &[&header], 0)
+            .map_err(|f| failed(f.cause))?;
         match decode(plugin.kind(), &raw) {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(items)) if items.is_empty() => Ok(()),
+            Ok(Ok(items)) => Err(failed(format!(
+                "returned {} answers for a call over no customers",
+                items.len()
+            ))),
             Ok(Err(message)) => Err(CallError::Refused {
                 plugin: plugin.name().to_owned(),
                 version: plugin.version.clone(),
@@ -178,6 +188,20 @@ impl Worker {
         }
     }
 
+    /// Checks every evaluation of a batch with [`Worker::check`]. One that fails keeps the
+    /// error, and [`Worker::evaluate`] answers it for every customer, so a bad plugin fails alone
+    /// and the others answer every line. Fails only when every evaluation fails its check, since
+    /// then no line could carry an answer.
+    pub fn check_all(&mut self, evals: &mut [Evaluation]) -> Result<(), CallError> {
+        for eval in evals.iter_mut() {
+            eval.failed_check = self.check(eval).err();
+        }
+        match evals.iter().all(|e| e.failed_check.is_some()) {
+            true if !evals.is_empty() => Err(evals[0].failed_check.clone().expect("checked")),
+            _ => Ok(()),
+        }
+    }
+
     /// Evaluates `eval` over every customer of `batch`: one answer per customer, in order. The
     /// call as a whole fails only when the plugin refuses it (e.g. invalid parameters) or cannot
     /// be instantiated; a failure on a record is that record's error.
@@ -186,6 +210,9 @@ impl Worker {
         eval: &Evaluation,
         batch: &EncodedBatch,
     ) -> Result<Vec<RecordResult>, CallError> {
+        if let Some(e) = &eval.failed_check {
+            return Err(e.clone());
+        }
         let plugin = &*eval.plugin;
         let n = batch.len();
         let _span = tracing::debug_span!(
@@ -204,7 +231,6 @@ impl Worker {
             let mut header = Vec::with_capacity(5);
             wire::encode_count((hi - lo) as u32, &mut header);
             let body = batch.slice(lo..hi);
-            let instance = self.instance(plugin)?;
             let failed = |cause: &str, i: usize| {
                 format!(
                     "plugin `{}` version {} failed on customer `{}`: {cause}",
@@ -213,7 +239,7 @@ impl Worker {
                     batch.id(i)
                 )
             };
-            match instance.call(&eval.ctx, &[&header, body], hi - lo) {
+            match self.call(plugin, &eval.ctx, &[&header, body], hi - lo) {
                 Ok(raw) => match decode(plugin.kind(), &raw) {
                     Ok(Ok(items)) if items.len() == hi - lo => {
                         for (i, item) in items.into_iter().enumerate() {
@@ -242,10 +268,6 @@ impl Worker {
                     cause,
                     trapped,
                 }) => {
-                    if trapped {
-                        // Its memory may be in any state: start the next call afresh.
-                        self.instances.remove(&plugin.version);
-                    }
                     match index.map(|i| lo + i as usize) {
                         Some(at) if at < hi => {
                             out[at] = Some(Err(failed(&cause, at)));

@@ -228,7 +228,14 @@ fn parse_now(now: Option<&str>) -> Result<Timestamp, ApiError> {
     }
 }
 
+/// A plugin name from a URL or a request, checked before it is used for anything.
+fn valid_name(name: &str) -> Result<(), ApiError> {
+    crate::plugin::check_name(name)
+        .map_err(|detail| ApiError::bad(format!("the plugin name {detail}")))
+}
+
 fn plugin(state: &AppState, name: &str) -> Result<Arc<Plugin>, ApiError> {
+    valid_name(name)?;
     state
         .registry()
         .get(name)
@@ -345,6 +352,7 @@ async fn get_plugin(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PluginInfo>, ApiError> {
+    valid_name(&name)?;
     let slots = state.registry().slots();
     let slot = slots
         .iter()
@@ -556,16 +564,18 @@ async fn evaluate_many(State(state): State<AppState>, body: Body) -> Result<Resp
         .0
         .pool
         .run(move |w| {
-            let out: Result<Vec<_>, CallError> = evals
+            // A plugin that refuses the call fails alone: its entry carries the error.
+            evals
                 .iter()
                 .map(|e| {
-                    w.evaluate(e, &batch)
-                        .map(|mut r| (e.plugin.clone(), r.remove(0)))
+                    let result = w
+                        .evaluate(e, &batch)
+                        .map_or_else(|err| Err(err.to_string()), |mut r| r.remove(0));
+                    (e.plugin.clone(), result)
                 })
-                .collect();
-            out
+                .collect::<Vec<_>>()
         })
-        .await??;
+        .await?;
     let mut map = serde_json::Map::new();
     for (p, r) in &results {
         state.metrics().evaluated_one(p.name(), r);
@@ -721,17 +731,15 @@ async fn prepare_batch(
             &inputs_for(state, p, now, params, &x),
         )?);
     }
-    let evals = Arc::new(evals);
-    // Bad parameters are a 400 before any line is read.
-    {
-        let evals = evals.clone();
-        state
-            .0
-            .pool
-            .run(move |w| evals.iter().try_for_each(|e| w.check(e)))
-            .await??;
-    }
-    Ok(evals)
+    // A plugin that fails its check (bad parameters, a trap) answers its error on every line
+    // while the others answer; when every plugin fails, the request is refused before any line
+    // is read.
+    let evals = state
+        .0
+        .pool
+        .run(move |w| w.check_all(&mut evals).map(|()| evals))
+        .await??;
+    Ok(Arc::new(evals))
 }
 
 /// Streams a batch: lines are cut into chunks as they arrive, each chunk is evaluated on the
@@ -899,6 +907,7 @@ async fn put_plugin(
     // client is still sending would reset the connection instead of delivering the 401 or 403.
     let bytes = read_body(&state, body).await?;
     authorize(&state, &headers)?;
+    valid_name(&name)?;
     let registry = state.registry().clone();
     let engine = registry.engine().clone();
     let checked = {
@@ -951,6 +960,7 @@ async fn delete_plugin(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers)?;
+    valid_name(&name)?;
     let registry = state.registry().clone();
     let n = name.clone();
     let deleted = tokio::task::spawn_blocking(move || registry.delete(&n))

@@ -1,30 +1,151 @@
-//! One live plugin instance: its store, limits, host functions, and the call protocol of
-//! `docs/ABI.md`. A worker keeps one warm instance per plugin and replaces it after a trap.
+//! One plugin instance: its store, limits, host functions, and the call protocol of
+//! `docs/ABI.md`. Every call gets a fresh instance, so nothing a plugin keeps in memory reaches
+//! another call, customer or caller.
 
 use std::sync::Arc;
 
 use regua_sdk::Metadata;
 use wasmtime::{
-    AsContextMut, Caller, InstancePre, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc,
+    Caller, InstancePre, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
 };
 
-use crate::engine::Engine;
+use crate::engine::{self, Engine, Limits, TABLE_ELEMENT_BYTES};
 use crate::error::LoadError;
 use crate::plugin::Plugin;
 
-/// Longest panic or log message kept from a plugin, in bytes.
-const MAX_MESSAGE: usize = 16 << 10;
+/// Longest panic message kept from a plugin, in bytes.
+const MAX_PANIC: usize = 4 << 10;
+
+/// Longest single log line kept from a plugin, in bytes.
+const MAX_LOG_LINE: usize = 4 << 10;
+
+/// What a stretch of plugin code may spend: loading, or one call over `customers` customers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budget {
+    /// Ticks for each customer (from the call's start to the first `regua.item`, then from each
+    /// `regua.item` to the next).
+    record_ticks: u64,
+    /// Ticks for everything, whatever `regua.item` says.
+    call_ticks: u64,
+    /// How many customers the call has: `regua.item` takes 0, 1, … up to this, once each.
+    customers: u32,
+    /// Loading rather than a call, for the error's words.
+    loading: bool,
+}
+
+impl Budget {
+    /// Instantiating and reading the metadata.
+    pub(crate) fn load(limits: &Limits) -> Budget {
+        let ticks = engine::ticks(limits.time_to_load);
+        Budget {
+            record_ticks: ticks,
+            call_ticks: ticks,
+            customers: 0,
+            loading: true,
+        }
+    }
+
+    /// A call over `customers` customers (instantiation included).
+    pub(crate) fn call(limits: &Limits, customers: usize) -> Budget {
+        let per = limits.time_per_record;
+        let all = per.saturating_mul(u32::try_from(customers.max(1)).unwrap_or(u32::MAX));
+        Budget {
+            record_ticks: engine::ticks(per),
+            call_ticks: engine::ticks(all),
+            customers: u32::try_from(customers).unwrap_or(u32::MAX),
+            loading: false,
+        }
+    }
+}
 
 /// What a store knows about its plugin and the call in progress.
 pub(crate) struct StoreState {
     plugin: Arc<str>,
-    memory_cap: usize,
+    limits: Arc<Limits>,
+    budget: Budget,
+    used_record: u64,
+    used_call: u64,
+    /// Which budget ran out, if one did.
+    out_of_time: Option<&'static str>,
+    memory_bytes: usize,
+    table_bytes: usize,
     memory_hit: bool,
-    deadline_ticks: u64,
     /// The record the plugin said it was evaluating (`regua.item`).
     cursor: Option<u32>,
+    /// The next index `regua.item` may take.
+    next_item: u32,
+    /// A misuse of the host functions that ended the call.
+    misuse: Option<String>,
     /// The message of the plugin's last panic (`regua.panic`).
     panic: Option<String>,
+    log_lines: usize,
+    log_bytes: usize,
+    log_truncated: bool,
+}
+
+impl StoreState {
+    fn begin(&mut self, budget: Budget) {
+        self.budget = budget;
+        self.used_record = 0;
+        self.used_call = 0;
+        self.out_of_time = None;
+        self.memory_hit = false;
+        self.cursor = None;
+        self.next_item = 0;
+        self.misuse = None;
+        self.panic = None;
+        self.log_lines = 0;
+        self.log_bytes = 0;
+        self.log_truncated = false;
+    }
+
+    fn over_cap(&mut self, total: usize) -> wasmtime::Result<bool> {
+        if total > self.limits.memory_bytes {
+            self.memory_hit = true;
+            return Err(wasmtime::Error::msg("memory cap reached"));
+        }
+        Ok(true)
+    }
+
+    /// One epoch tick passed while the plugin ran.
+    fn tick(&mut self) -> UpdateDeadline {
+        self.used_record += 1;
+        self.used_call += 1;
+        if self.used_record >= self.budget.record_ticks {
+            self.out_of_time = Some(if self.budget.loading {
+                "load"
+            } else {
+                "record"
+            });
+            UpdateDeadline::Interrupt
+        } else if self.used_call >= self.budget.call_ticks {
+            self.out_of_time = Some("call");
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Continue(1)
+        }
+    }
+
+    /// `regua.item(index)`: the next customer, once each and in order.
+    fn item(&mut self, index: u32) -> wasmtime::Result<()> {
+        if index == self.next_item && index < self.budget.customers {
+            self.next_item += 1;
+            self.used_record = 0;
+            self.cursor = Some(index);
+            return Ok(());
+        }
+        let why = if self.budget.customers == 0 {
+            format!("called regua.item({index}) in a call over no customers")
+        } else {
+            format!(
+                "called regua.item({index}) out of order: the next customer is {} of {} \
+                 (each customer once, in order, from 0)",
+                self.next_item, self.budget.customers
+            )
+        };
+        self.misuse = Some(why.clone());
+        Err(wasmtime::Error::msg(why))
+    }
 }
 
 impl ResourceLimiter for StoreState {
@@ -34,11 +155,9 @@ impl ResourceLimiter for StoreState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
-            self.memory_hit = true;
-            return Err(wasmtime::Error::msg("memory cap reached"));
-        }
-        Ok(true)
+        let ok = self.over_cap(desired.saturating_add(self.table_bytes))?;
+        self.memory_bytes = desired;
+        Ok(ok)
     }
 
     fn table_growing(
@@ -47,21 +166,93 @@ impl ResourceLimiter for StoreState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        if desired > engine::MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let bytes = desired.saturating_mul(TABLE_ELEMENT_BYTES);
+        let ok = self.over_cap(bytes.saturating_add(self.memory_bytes))?;
+        self.table_bytes = bytes;
+        Ok(ok)
     }
 }
 
-fn guest_text(caller: &mut Caller<'_, StoreState>, ptr: u32, len: u32) -> String {
+/// Copies at most `max` bytes of guest text, lossily decoded, with control characters escaped
+/// so a plugin cannot forge a log line or a terminal sequence.
+fn guest_text(caller: &mut Caller<'_, StoreState>, ptr: u32, len: u32, max: usize) -> String {
     let Some(memory) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
         return String::from("<no memory>");
     };
     let data = memory.data(&*caller);
     let start = ptr as usize;
-    let end = start.saturating_add((len as usize).min(MAX_MESSAGE));
+    let end = start.saturating_add((len as usize).min(max));
     match data.get(start..end.min(data.len())) {
-        Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Some(bytes) => escape_controls(&String::from_utf8_lossy(bytes)),
         None => String::from("<message out of bounds>"),
     }
+}
+
+/// `text` with every control character written as an escape (`\n`, `\u{1b}`, …).
+pub(crate) fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether plugin log lines of `level` are written at all (nothing is copied otherwise).
+fn log_enabled(level: u32) -> bool {
+    use tracing::Level;
+    match level {
+        1 => tracing::enabled!(target: "regua::plugin", Level::ERROR),
+        2 => tracing::enabled!(target: "regua::plugin", Level::WARN),
+        3 => tracing::enabled!(target: "regua::plugin", Level::INFO),
+        4 => tracing::enabled!(target: "regua::plugin", Level::DEBUG),
+        _ => tracing::enabled!(target: "regua::plugin", Level::TRACE),
+    }
+}
+
+fn emit_log(level: u32, plugin: &str, text: &str) {
+    match level {
+        1 => tracing::error!(target: "regua::plugin", plugin, "{text}"),
+        2 => tracing::warn!(target: "regua::plugin", plugin, "{text}"),
+        3 => tracing::info!(target: "regua::plugin", plugin, "{text}"),
+        4 => tracing::debug!(target: "regua::plugin", plugin, "{text}"),
+        _ => tracing::trace!(target: "regua::plugin", plugin, "{text}"),
+    }
+}
+
+/// `regua.log`: within the call's budget of lines and bytes, then one "log truncated" line.
+fn log(caller: &mut Caller<'_, StoreState>, level: u32, ptr: u32, len: u32) {
+    if !log_enabled(level) || caller.data().log_truncated {
+        return;
+    }
+    let state = caller.data();
+    let (max_lines, max_bytes) = (
+        state.limits.log_lines_per_call,
+        state.limits.log_bytes_per_call,
+    );
+    let room = max_bytes.saturating_sub(state.log_bytes);
+    if state.log_lines >= max_lines || room == 0 {
+        let plugin = state.plugin.clone();
+        caller.data_mut().log_truncated = true;
+        tracing::warn!(
+            target: "regua::plugin",
+            plugin = &*plugin,
+            "log truncated: the plugin wrote more than {max_lines} lines or {max_bytes} bytes of \
+             log in one call; the rest of this call's log is dropped"
+        );
+        return;
+    }
+    let text = guest_text(caller, ptr, len, room.min(MAX_LOG_LINE));
+    let state = caller.data_mut();
+    state.log_lines += 1;
+    state.log_bytes += (len as usize).min(room.min(MAX_LOG_LINE));
+    emit_log(level, &state.plugin.clone(), &text);
 }
 
 /// Defines `regua.log`, `regua.item` and `regua.panic`.
@@ -70,33 +261,20 @@ pub(crate) fn define_host_functions(linker: &mut Linker<StoreState>) -> wasmtime
         "regua",
         "log",
         |mut caller: Caller<'_, StoreState>, level: u32, ptr: u32, len: u32| {
-            let text = guest_text(&mut caller, ptr, len);
-            let plugin = caller.data().plugin.clone();
-            match level {
-                1 => tracing::error!(target: "regua::plugin", plugin = %plugin, "{text}"),
-                2 => tracing::warn!(target: "regua::plugin", plugin = %plugin, "{text}"),
-                3 => tracing::info!(target: "regua::plugin", plugin = %plugin, "{text}"),
-                4 => tracing::debug!(target: "regua::plugin", plugin = %plugin, "{text}"),
-                _ => tracing::trace!(target: "regua::plugin", plugin = %plugin, "{text}"),
-            }
+            log(&mut caller, level, ptr, len)
         },
     )?;
     linker.func_wrap(
         "regua",
         "item",
-        |mut caller: Caller<'_, StoreState>, index: u32| {
-            // Each record gets the whole time budget.
-            let ticks = caller.data().deadline_ticks;
-            caller.data_mut().cursor = Some(index);
-            caller.as_context_mut().set_epoch_deadline(ticks);
-        },
+        |mut caller: Caller<'_, StoreState>, index: u32| caller.data_mut().item(index),
     )?;
     linker.func_wrap(
         "regua",
         "panic",
         |mut caller: Caller<'_, StoreState>, ptr: u32, len: u32| {
-            let text = guest_text(&mut caller, ptr, len);
-            caller.data_mut().panic = Some(text.replace('\n', " "));
+            let text = guest_text(&mut caller, ptr, len, MAX_PANIC);
+            caller.data_mut().panic = Some(text);
         },
     )?;
     Ok(())
@@ -113,89 +291,90 @@ pub(crate) struct Failure {
     pub trapped: bool,
 }
 
-/// A warm instance of one plugin.
+/// A live instance of one plugin.
 pub(crate) struct Instance {
     store: Store<StoreState>,
     memory: Memory,
     alloc: TypedFunc<u32, u32>,
     evaluate: TypedFunc<(u32, u32, u32, u32), u64>,
     metadata: TypedFunc<(), u64>,
-    output_per_record: usize,
 }
 
 impl Instance {
+    /// A fresh instance whose start-up (data segments and `start` function) runs within
+    /// `budget`, which also covers what the instance is then used for.
     fn create(
         engine: &Engine,
         pre: &InstancePre<StoreState>,
         name: &str,
-    ) -> wasmtime::Result<Self> {
-        let limits = &engine.limits;
+        budget: Budget,
+    ) -> Result<Self, Failure> {
         let state = StoreState {
             plugin: Arc::from(name),
-            memory_cap: limits.memory_bytes,
+            limits: engine.limits.clone(),
+            budget,
+            used_record: 0,
+            used_call: 0,
+            out_of_time: None,
+            memory_bytes: 0,
+            table_bytes: 0,
             memory_hit: false,
-            deadline_ticks: engine.deadline_ticks(),
             cursor: None,
+            next_item: 0,
+            misuse: None,
             panic: None,
+            log_lines: 0,
+            log_bytes: 0,
+            log_truncated: false,
         };
         let mut store = Store::new(&engine.wasm, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.set_epoch_deadline(engine.deadline_ticks());
-        let instance = pre.instantiate(&mut store)?;
-        let memory = instance
-            .get_memory(&mut store, "memory")
-            .ok_or_else(|| wasmtime::Error::msg("no memory export"))?;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().tick()));
+        let instance = match pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) => {
+                let mut failure = failure(&store, e);
+                failure.cause = format!("cannot instantiate: {}", failure.cause);
+                return Err(failure);
+            }
+        };
+        let exports = (|| -> wasmtime::Result<_> {
+            Ok((
+                instance
+                    .get_memory(&mut store, "memory")
+                    .ok_or_else(|| wasmtime::Error::msg("no memory export"))?,
+                instance.get_typed_func::<u32, u32>(&mut store, "regua_alloc")?,
+                instance
+                    .get_typed_func::<(u32, u32, u32, u32), u64>(&mut store, "regua_evaluate")?,
+                instance.get_typed_func::<(), u64>(&mut store, "regua_metadata")?,
+            ))
+        })();
+        let (memory, alloc, evaluate, metadata) = exports.map_err(|e| Failure {
+            index: None,
+            cause: format!("cannot instantiate: {e:#}"),
+            trapped: true,
+        })?;
         Ok(Instance {
-            alloc: instance.get_typed_func(&mut store, "regua_alloc")?,
-            evaluate: instance.get_typed_func(&mut store, "regua_evaluate")?,
-            metadata: instance.get_typed_func(&mut store, "regua_metadata")?,
-            memory,
             store,
-            output_per_record: limits.output_bytes_per_record,
+            memory,
+            alloc,
+            evaluate,
+            metadata,
         })
     }
 
-    /// A fresh instance of `plugin`.
-    pub(crate) fn new(plugin: &Plugin) -> Result<Self, String> {
-        Instance::create(&plugin.engine, &plugin.pre, plugin.name())
-            .map_err(|e| format!("cannot instantiate: {e:#}"))
+    /// A fresh instance of `plugin` for one call over `customers` customers.
+    pub(crate) fn for_call(plugin: &Plugin, customers: usize) -> Result<Self, Failure> {
+        let budget = Budget::call(&plugin.engine.limits, customers);
+        Instance::create(&plugin.engine, &plugin.pre, plugin.name(), budget)
     }
 
-    fn reset(&mut self) {
-        let ticks = self.store.data().deadline_ticks;
-        let state = self.store.data_mut();
-        state.cursor = None;
-        state.panic = None;
-        state.memory_hit = false;
-        self.store.set_epoch_deadline(ticks);
-    }
-
-    fn failure(&self, error: wasmtime::Error) -> Failure {
-        let state = self.store.data();
-        let cause = if state.memory_hit {
-            format!(
-                "exceeded the memory cap of {} MiB",
-                state.memory_cap as f64 / (1 << 20) as f64
-            )
-        } else if let Some(message) = &state.panic {
-            message.clone()
-        } else {
-            match error.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => format!(
-                    "exceeded its time budget of {} ticks of {} ms per record (infinite loop?)",
-                    state.deadline_ticks,
-                    crate::engine::TICK.as_millis()
-                ),
-                Some(Trap::StackOverflow) => "exhausted its stack (recursion too deep)".into(),
-                Some(trap) => format!("trapped: {trap}"),
-                None => format!("failed: {error}"),
-            }
-        };
-        Failure {
-            index: state.cursor,
-            cause,
-            trapped: true,
-        }
+    /// Gives a reused instance a new call's budget (benchmarks only: the product never reuses
+    /// an instance).
+    pub(crate) fn begin(&mut self, customers: usize) {
+        let budget = Budget::call(&self.store.data().limits, customers);
+        self.store.data_mut().begin(budget);
     }
 
     fn write(&mut self, parts: &[&[u8]]) -> Result<(u32, u32), Failure> {
@@ -208,7 +387,7 @@ impl Instance {
         let ptr = self
             .alloc
             .call(&mut self.store, len32)
-            .map_err(|e| self.failure(e))?;
+            .map_err(|e| failure(&self.store, e))?;
         let mut at = ptr as usize;
         for part in parts {
             self.memory
@@ -225,7 +404,8 @@ impl Instance {
 
     fn read_output(&mut self, packed: u64, records: usize) -> Result<Vec<u8>, Failure> {
         let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
-        let cap = self.output_per_record.saturating_mul(records.max(1)) + 64;
+        let per = self.store.data().limits.output_bytes_per_record;
+        let cap = per.saturating_mul(records.max(1)) + 64;
         if len > cap {
             return Err(Failure {
                 index: None,
@@ -254,27 +434,69 @@ impl Instance {
         batch: &[&[u8]],
         records: usize,
     ) -> Result<Vec<u8>, Failure> {
-        self.reset();
         let (cp, cl) = self.write(&[ctx])?;
         let (bp, bl) = self.write(batch)?;
         let packed = self
             .evaluate
             .call(&mut self.store, (cp, cl, bp, bl))
-            .map_err(|e| self.failure(e))?;
+            .map_err(|e| failure(&self.store, e))?;
         self.read_output(packed, records)
     }
 
     fn call_metadata(&mut self) -> Result<Vec<u8>, Failure> {
-        self.reset();
         let packed = self
             .metadata
             .call(&mut self.store, ())
-            .map_err(|e| self.failure(e))?;
+            .map_err(|e| failure(&self.store, e))?;
         self.read_output(packed, 1)
     }
 }
 
-/// Instantiates a plugin once and reads its metadata.
+/// What went wrong in a store, in words.
+fn failure(store: &Store<StoreState>, error: wasmtime::Error) -> Failure {
+    let state = store.data();
+    let ms = |d: std::time::Duration| d.as_millis();
+    let cause = if state.memory_hit {
+        format!(
+            "exceeded the memory cap of {} MiB (linear memory and table together)",
+            state.limits.memory_bytes as f64 / (1 << 20) as f64
+        )
+    } else if let Some(misuse) = &state.misuse {
+        misuse.clone()
+    } else if let Some(budget) = state.out_of_time {
+        match budget {
+            "load" => format!(
+                "exceeded its loading time of {} ms (data segments, start function and \
+                 regua_metadata; infinite loop?)",
+                ms(state.limits.time_to_load)
+            ),
+            "call" => format!(
+                "exceeded the call's time budget of {} customer(s) × {} ms",
+                state.budget.customers.max(1),
+                ms(state.limits.time_per_record)
+            ),
+            _ => format!(
+                "exceeded its time budget of {} ms per customer (infinite loop?)",
+                ms(state.limits.time_per_record)
+            ),
+        }
+    } else if let Some(message) = &state.panic {
+        message.clone()
+    } else {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::StackOverflow) => "exhausted its stack (recursion too deep)".into(),
+            Some(trap) => format!("trapped: {trap}"),
+            None => format!("failed: {error:#}"),
+        }
+    };
+    Failure {
+        index: state.cursor,
+        cause,
+        trapped: true,
+    }
+}
+
+/// Instantiates a plugin once and reads its metadata, all within the loading time.
 pub(crate) fn read_metadata(
     engine: &Engine,
     pre: &InstancePre<StoreState>,
@@ -284,8 +506,8 @@ pub(crate) fn read_metadata(
         what: what.to_owned(),
         detail,
     };
-    let mut instance = Instance::create(engine, pre, what)
-        .map_err(|e| bad(format!("cannot instantiate: {e:#}")))?;
+    let budget = Budget::load(&engine.limits);
+    let mut instance = Instance::create(engine, pre, what, budget).map_err(|f| bad(f.cause))?;
     let bytes = instance.call_metadata().map_err(|f| bad(f.cause))?;
     serde_json::from_slice(&bytes).map_err(|e| bad(format!("not metadata JSON: {e}")))
 }

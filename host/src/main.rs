@@ -15,6 +15,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = regua_host::cli::Cli::parse().run() {
+        if regua_host::cli::is_broken_pipe(&e) {
+            return;
+        }
         eprintln!("error: {e}");
         for cause in e.chain().skip(1) {
             eprintln!("  caused by: {cause}");

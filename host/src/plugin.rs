@@ -8,6 +8,8 @@ use regua_sdk::{Kind, Metadata};
 use sha2::{Digest, Sha256};
 use wasmtime::{ExternType, InstancePre, Linker, Module, ValType};
 
+use crate::engine::Limits;
+
 use crate::engine::Engine;
 use crate::error::LoadError;
 use crate::instance::{self, StoreState};
@@ -77,10 +79,10 @@ impl Plugin {
 
     /// Loads a plugin from its bytes; `what` names it in errors.
     pub fn from_bytes(engine: &Engine, what: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
-        let kind = check_abi(what, bytes)?;
-        let module = Module::new(&engine.wasm, bytes).map_err(|e| LoadError::Compile {
+        let kind = check_module(what, bytes, engine.limits())?;
+        let module = engine.compile(bytes).map_err(|detail| LoadError::Compile {
             what: what.to_owned(),
-            detail: format!("{e:#}"),
+            detail,
         })?;
         check_imports(what, &module)?;
         check_exports(what, &module)?;
@@ -114,12 +116,10 @@ impl Plugin {
                 supported: ABI_VERSION,
             });
         }
-        if meta.name.is_empty() {
-            return Err(LoadError::BadMetadata {
-                what: what.to_owned(),
-                detail: "its name is empty".into(),
-            });
-        }
+        check_name(&meta.name).map_err(|detail| LoadError::BadMetadata {
+            what: what.to_owned(),
+            detail: format!("its name {detail}"),
+        })?;
         Ok(Plugin {
             meta,
             version,
@@ -135,28 +135,116 @@ pub fn version_of(bytes: &[u8]) -> String {
     hex::encode(&Sha256::digest(bytes)[..8])
 }
 
-/// Reads the `regua-abi` custom section without compiling or running anything.
-fn check_abi(what: &str, bytes: &[u8]) -> Result<Kind, LoadError> {
+/// Longest plugin name.
+pub const MAX_NAME: usize = 64;
+
+/// Checks a plugin name: a short slug, `[a-z0-9][a-z0-9-_]*`, at most [`MAX_NAME`] characters.
+/// Names key results, log lines, metric labels, files and URLs, so nothing else is accepted.
+/// The error completes a sentence that starts with the name's role ("its name …").
+pub fn check_name(name: &str) -> Result<(), String> {
+    let shown = crate::instance::escape_controls(name);
+    let allowed = "is a short slug: a lowercase letter or digit, then lowercase letters, digits, \
+                   `-` or `_`, at most 64 characters";
+    if name.is_empty() {
+        return Err(format!("is empty; a plugin name {allowed}"));
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "is {} characters long; a plugin name {allowed}",
+            name.len()
+        ));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` is not allowed; a plugin name {allowed}"))
+    }
+}
+
+/// Checks what can be checked without compiling or running anything: the magic, the size and
+/// shape limits, one memory and at most one table, and the `regua-abi` custom section, whose
+/// kind it returns.
+fn check_module(what: &str, bytes: &[u8], limits: &Limits) -> Result<Kind, LoadError> {
     let not_wasm = |detail: String| LoadError::NotWasm {
+        what: what.to_owned(),
+        detail,
+    };
+    let too_big = |detail: String| LoadError::TooLarge {
         what: what.to_owned(),
         detail,
     };
     if !bytes.starts_with(b"\0asm") {
         return Err(not_wasm("it does not start with the `\\0asm` magic".into()));
     }
+    if bytes.len() > limits.module_bytes {
+        return Err(too_big(format!(
+            "it is {} bytes; the limit is {} bytes",
+            bytes.len(),
+            limits.module_bytes
+        )));
+    }
     let mut found = None;
+    let (mut memories, mut tables) = (0usize, 0usize);
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| not_wasm(e.to_string()))?;
-        if let wasmparser::Payload::CustomSection(section) = payload
-            && section.name() == ABI_SECTION
-        {
-            if found.is_some() {
-                return Err(LoadError::BadAbiSection {
-                    what: what.to_owned(),
-                    detail: "it appears more than once".into(),
-                });
+        use wasmparser::{Payload, TypeRef};
+        match payload.map_err(|e| not_wasm(e.to_string()))? {
+            Payload::CustomSection(section) if section.name() == ABI_SECTION => {
+                if found.is_some() {
+                    return Err(LoadError::BadAbiSection {
+                        what: what.to_owned(),
+                        detail: "it appears more than once".into(),
+                    });
+                }
+                found = Some(section.data().to_vec());
             }
-            found = Some(section.data().to_vec());
+            Payload::ImportSection(imports) => {
+                for import in imports.into_imports() {
+                    match import.map_err(|e| not_wasm(e.to_string()))?.ty {
+                        TypeRef::Memory(_) => memories += 1,
+                        TypeRef::Table(_) => tables += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Payload::MemorySection(section) => memories += section.count() as usize,
+            Payload::TableSection(section) => tables += section.count() as usize,
+            Payload::FunctionSection(section) => {
+                let functions = section.count() as usize;
+                if functions > limits.functions {
+                    return Err(too_big(format!(
+                        "it defines {functions} functions; the limit is {}",
+                        limits.functions
+                    )));
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let size = body.range().len();
+                if size > limits.function_bytes {
+                    return Err(too_big(format!(
+                        "a function's body is {size} bytes; the limit is {}",
+                        limits.function_bytes
+                    )));
+                }
+                let mut locals = 0u64;
+                for group in body
+                    .get_locals_reader()
+                    .map_err(|e| not_wasm(e.to_string()))?
+                {
+                    locals += u64::from(group.map_err(|e| not_wasm(e.to_string()))?.0);
+                }
+                if locals > limits.locals_per_function as u64 {
+                    return Err(too_big(format!(
+                        "a function declares {locals} locals; the limit is {}",
+                        limits.locals_per_function
+                    )));
+                }
+            }
+            _ => {}
         }
     }
     let data = found.ok_or_else(|| LoadError::NoAbiSection {
@@ -176,10 +264,25 @@ fn check_abi(what: &str, bytes: &[u8]) -> Result<Kind, LoadError> {
             supported: ABI_VERSION,
         });
     }
-    Kind::from_code(kind).ok_or_else(|| LoadError::BadAbiSection {
+    let kind = Kind::from_code(kind).ok_or_else(|| LoadError::BadAbiSection {
         what: what.to_owned(),
         detail: format!("kind byte {kind} is not 1 (segment), 2 (journey) or 3 (rest)"),
-    })
+    })?;
+    if memories != 1 {
+        return Err(LoadError::BadExport {
+            what: what.to_owned(),
+            detail: format!(
+                "has {memories} memories; a plugin has exactly one (the exported `memory`)"
+            ),
+        });
+    }
+    if tables > 1 {
+        return Err(LoadError::BadExport {
+            what: what.to_owned(),
+            detail: format!("has {tables} tables; a plugin has at most one"),
+        });
+    }
+    Ok(kind)
 }
 
 fn check_imports(what: &str, module: &Module) -> Result<(), LoadError> {

@@ -155,6 +155,10 @@ impl Registry {
 
     /// Loads `bytes` as the content of `path` (which the caller has written or will write).
     pub fn install(&self, path: &Path, bytes: &[u8]) -> Change {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        if let Err(detail) = crate::plugin::check_name(stem.as_deref().unwrap_or_default()) {
+            return self.fail(path, None, format!("the file name {detail}"));
+        }
         let version = crate::plugin::version_of(bytes);
         {
             let mut guard = self.state.write().expect("registry lock");

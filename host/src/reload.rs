@@ -53,12 +53,29 @@ pub fn apply(registry: &Registry, metrics: &Metrics, path: &Path) {
 
 /// Loads every plugin of the registry's folder, with logs and metrics (at start).
 pub fn load_all(registry: &Registry, metrics: &Metrics) {
-    for file in registry.wasm_files() {
-        apply(registry, metrics, &file);
-    }
+    load_files(registry, metrics, registry.wasm_files());
 }
 
-/// Watches the registry's folder.
+/// How many files load at once: a module slow to compile holds up one loader, not the rest.
+const LOADERS: usize = 2;
+
+/// Applies the changes of `files`, on [`LOADERS`] threads.
+fn load_files(registry: &Registry, metrics: &Metrics, files: Vec<PathBuf>) {
+    let queue = std::sync::Mutex::new(files.into_iter());
+    let next = || queue.lock().expect("load queue").next();
+    std::thread::scope(|scope| {
+        for _ in 0..LOADERS {
+            scope.spawn(|| {
+                while let Some(file) = next() {
+                    apply(registry, metrics, &file);
+                }
+            });
+        }
+    });
+}
+
+/// Watches the registry's folder. Each burst of changes loads on threads of its own, so the
+/// watcher never waits for a compiler and a later change is not held up by an earlier one.
 fn watch_plugins(
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
@@ -67,8 +84,20 @@ fn watch_plugins(
     let mut debouncer =
         new_debouncer(PLUGIN_DEBOUNCE, move |res: DebounceEventResult| match res {
             Ok(events) => {
-                for event in events.iter().filter(|e| is_wasm(&e.path)) {
-                    apply(&registry, &metrics, &event.path);
+                let files: Vec<PathBuf> = events
+                    .iter()
+                    .filter(|e| is_wasm(&e.path))
+                    .map(|e| e.path.clone())
+                    .collect();
+                if files.is_empty() {
+                    return;
+                }
+                let (registry, metrics) = (registry.clone(), metrics.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("regua-load".into())
+                    .spawn(move || load_files(&registry, &metrics, files));
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start a thread to load changed plugins: {e}");
                 }
             }
             Err(e) => tracing::warn!("watching the plugins folder: {e}"),

@@ -103,11 +103,33 @@ pub fn encode_count(count: u32, out: &mut Vec<u8>) {
 /// or one result per customer, in order.
 pub type CallOutput<O> = Result<Vec<Result<O, String>>, String>;
 
-/// Reads a call's answer.
+/// Why an answer is not exactly what the ABI says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerError {
+    /// It does not decode as the kind's answer.
+    Decode(postcard::Error),
+    /// It decodes, but bytes are left after it.
+    Trailing(usize),
+}
+
+impl std::fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerError::Decode(e) => write!(f, "{e}"),
+            AnswerError::Trailing(n) => write!(f, "{n} byte(s) left over after the answer"),
+        }
+    }
+}
+
+/// Reads a call's answer: exactly one answer of type `O` per customer and nothing after it.
 pub fn decode_output<O: for<'de> Deserialize<'de>>(
     bytes: &[u8],
-) -> Result<CallOutput<O>, postcard::Error> {
-    postcard::from_bytes(bytes)
+) -> Result<CallOutput<O>, AnswerError> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((output, [])) => Ok(output),
+        Ok((_, rest)) => Err(AnswerError::Trailing(rest.len())),
+        Err(e) => Err(AnswerError::Decode(e)),
+    }
 }
 
 /// Encodes a call's answer (used by the guest side and by tests).

@@ -145,12 +145,17 @@ impl BatchArgs {
             allow_repeated_ids: self.allow_repeated_ids,
             format: self.format,
         };
-        let summary = batch::run(&evals, input, output, &options, &|lines, bytes| {
+        let summary = batch::run(&mut evals, input, output, &options, &|lines, bytes| {
             bar.set_position(bytes);
             bar.set_message(format!("{lines} customers"));
         })?;
         bar.finish_and_clear();
 
+        for eval in &evals {
+            if let Some(e) = eval.failed_check() {
+                eprintln!("warning: {e}; its column carries this error on every line");
+            }
+        }
         let failed: u64 = summary.tallies.iter().map(|t| t.failed).sum();
         if !self.quiet {
             let secs = summary.elapsed.as_secs_f64();

@@ -45,7 +45,7 @@ impl EvalArgs {
         let mut worker = Worker::new();
         let result = worker.evaluate(&eval, &batch)?.remove(0);
         let json = crate::output::result_value(&plugin, &result);
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        super::print_json(&json)?;
         if let Err(e) = result {
             bail!("{e}");
         }

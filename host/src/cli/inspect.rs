@@ -38,7 +38,7 @@ impl InspectArgs {
             "reads": m.reads,
             "file": path,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        super::print_json(&out)?;
         Ok(())
     }
 }

@@ -77,7 +77,7 @@ fn invalid_utf8_and_empty_lines_are_error_lines() {
         chunk_lines: 2,
         ..Default::default()
     };
-    regua_host::batch::run(&[lapsed], input, &mut out, &options, &|_, _| {}).unwrap();
+    regua_host::batch::run(&mut [lapsed], input, &mut out, &options, &|_, _| {}).unwrap();
     let lines: Vec<Value> = String::from_utf8(out)
         .unwrap()
         .lines()
@@ -222,7 +222,7 @@ fn a_repeated_id_gets_an_error_line_unless_repeats_are_allowed() {
         ..Default::default()
     };
     let summary = regua_host::batch::run(
-        &[lapsed()],
+        &mut [lapsed()],
         input.join("\n").as_bytes(),
         &mut out,
         &options,
