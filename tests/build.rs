@@ -17,6 +17,7 @@ fn main() {
         "sdk/src",
         "sdk/Cargo.toml",
         "tests/plugins",
+        "tests/wat",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -31,6 +32,26 @@ fn main() {
     if let Err(e) = wasm_build::build(&crates, &out, Some(&target)) {
         panic!("building the plugins for the tests failed: {e}");
     }
+    build_wat(&root.join("tests/wat"), &out);
     println!("cargo:rustc-env=REGUA_TEST_PLUGINS={}", out.display());
     println!("cargo:rustc-env=REGUA_TEST_TARGET={}", target.display());
+}
+
+/// Assembles the hand-written plugins of `tests/wat`: each file is wrapped in `(module …)` after
+/// `prelude.wat`, with `@NAME@` standing for the file's name.
+fn build_wat(dir: &Path, out: &Path) {
+    let prelude = std::fs::read_to_string(dir.join("prelude.wat")).expect("tests/wat/prelude.wat");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("tests/wat")
+        .map(|e| e.expect("tests/wat entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wat") && !p.ends_with("prelude.wat"))
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let body = std::fs::read_to_string(&file).unwrap();
+        let text = format!("(module\n{}\n{body})", prelude.replace("@NAME@", &name));
+        let bytes = wat::parse_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        std::fs::write(out.join(format!("{name}.wasm")), bytes).unwrap();
+    }
 }

@@ -70,10 +70,14 @@ pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 /// Whether `error` comes from writing to a pipe whose reader is gone (`regua … | head`): the
 /// command then ends quietly, as the reader wanted.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
     error.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(BrokenPipe))
     })
 }
 

@@ -13,6 +13,8 @@ fn main() {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,regua=info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = regua_host::cli::Cli::parse().run() {
         if regua_host::cli::is_broken_pipe(&e) {

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use regua_tests::{plugin_target_dir, regua_bin, repo, wasm};
 
-fn regua(args: &[&str], stdin: &str) -> Output {
+pub(crate) fn regua(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(regua_bin())
         .args(args)
         .current_dir(repo())
@@ -23,7 +23,7 @@ fn regua(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

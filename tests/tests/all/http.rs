@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 
 const NOW: &str = "2025-03-11T12:00:00Z";
 
-struct Service {
+pub(crate) struct Service {
     base: String,
-    dir: tempfile::TempDir,
-    client: reqwest::Client,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) client: reqwest::Client,
     _watchers: reload::Watchers,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -32,7 +32,7 @@ impl Drop for Service {
 }
 
 /// Starts a service over a folder holding `plugins`.
-async fn start(plugins: &[&str], admin_token: Option<&str>) -> Service {
+pub(crate) async fn start(plugins: &[&str], admin_token: Option<&str>) -> Service {
     start_with(plugins, admin_token, None, tempfile::tempdir().unwrap()).await
 }
 
@@ -42,14 +42,25 @@ async fn start_with(
     dev: Option<reload::DevSources>,
     dir: tempfile::TempDir,
 ) -> Service {
+    let limits = Limits {
+        time_per_record: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    start_limited(plugins, admin_token, dev, dir, limits).await
+}
+
+/// Starts a service over a folder holding `plugins`, with the sandbox's `limits`.
+pub(crate) async fn start_limited(
+    plugins: &[&str],
+    admin_token: Option<&str>,
+    dev: Option<reload::DevSources>,
+    dir: tempfile::TempDir,
+    limits: Limits,
+) -> Service {
     for p in plugins {
         std::fs::copy(wasm(p), dir.path().join(format!("{p}.wasm"))).unwrap();
     }
-    let engine = Engine::new(Limits {
-        time_per_record: Duration::from_millis(50),
-        ..Limits::default()
-    })
-    .unwrap();
+    let engine = Engine::new(limits).unwrap();
     let registry = Arc::new(Registry::new(engine, dir.path()));
     let metrics = Arc::new(Metrics::new());
     reload::load_all(&registry, &metrics);
@@ -79,17 +90,21 @@ async fn start_with(
 }
 
 impl Service {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         let r = self.client.get(self.url(path)).send().await.unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
         let r = self
             .client
             .post(self.url(path))
@@ -102,18 +117,18 @@ impl Service {
     }
 
     /// The Prometheus text of `/metrics`.
-    async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         let r = self.client.get(self.url("/metrics")).send().await.unwrap();
         r.text().await.unwrap()
     }
 
-    fn plugin_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn plugin_path(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.wasm"))
     }
 }
 
 /// Writes `bytes` into `path` the way a build does: a temporary file, then a rename.
-fn land(path: &Path, bytes: &[u8]) {
+pub(crate) fn land(path: &Path, bytes: &[u8]) {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name().unwrap().to_string_lossy()
@@ -471,7 +486,7 @@ async fn a_ten_thousand_line_batch_streams_back_in_order() {
 }
 
 /// Waits until `done` holds, polling; fails with `what` after `within`.
-async fn eventually(within: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+pub(crate) async fn eventually(within: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
     let started = Instant::now();
     while !done().await {
         assert!(started.elapsed() < within, "{what}");
@@ -480,7 +495,7 @@ async fn eventually(within: Duration, what: &str, mut done: impl AsyncFnMut() ->
 }
 
 /// `GET /v1/plugins/{name}` once it lists a load or build failure.
-async fn listed_failure(s: &Service, name: &str, within: Duration) -> Value {
+pub(crate) async fn listed_failure(s: &Service, name: &str, within: Duration) -> Value {
     let started = Instant::now();
     loop {
         let (_, v) = s.get(&format!("/v1/plugins/{name}")).await;
@@ -495,14 +510,14 @@ async fn listed_failure(s: &Service, name: &str, within: Duration) -> Value {
     }
 }
 
-async fn version_serving(s: &Service, name: &str) -> Option<String> {
+pub(crate) async fn version_serving(s: &Service, name: &str) -> Option<String> {
     let (status, v) = s.get(&format!("/v1/plugins/{name}")).await;
     (status == StatusCode::OK).then(|| v["version"].as_str().unwrap().to_owned())
 }
 
 /// Lands `bytes` and waits for the first evaluation answered by their version (failing after a
 /// generous timeout that only catches a hang).
-async fn time_to_serve(s: &Service, name: &str, bytes: &[u8]) {
+pub(crate) async fn time_to_serve(s: &Service, name: &str, bytes: &[u8]) {
     let version = regua_host::plugin::version_of(bytes);
     let body = json!({"customer": customer(), "now": NOW}).to_string();
     let started = Instant::now();
@@ -916,7 +931,7 @@ async fn hostile_plugins_fail_only_their_records_over_http_too() {
     assert!(text.lines().all(|l| l.contains("\"match\":true")), "{text}");
 }
 
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),

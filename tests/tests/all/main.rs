@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod examples;
+mod hostile;
 mod http;
 mod sandbox;
 
@@ -34,7 +35,14 @@ pub fn run_batch(
         chunk_lines: 7,
         ..BatchOptions::default()
     };
-    let summary = batch::run(&mut evals.to_vec(), input.as_bytes(), &mut out, &options, &|_, _| {}).unwrap();
+    let summary = batch::run(
+        &mut evals.to_vec(),
+        input.as_bytes(),
+        &mut out,
+        &options,
+        &|_, _| {},
+    )
+    .unwrap();
     let text = String::from_utf8(out).unwrap();
     let lines = text
         .lines()

@@ -31,6 +31,8 @@ pub enum Mode {
     Remember,
     /// Return an error.
     Fail,
+    /// Report the id of the customer this instance saw before (data crossing customers).
+    Leak,
 }
 
 /// Parameters.
@@ -57,6 +59,7 @@ impl Default for Params {
 
 thread_local! {
     static CALLS: Cell<u64> = const { Cell::new(0) };
+    static LAST_ID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// Recurses until the stack runs out: that is the point.
@@ -77,6 +80,8 @@ impl Segment for Hostile {
             n.set(n.get() + 1);
             n.get()
         });
+        let previous =
+            LAST_ID.with(|last| std::mem::replace(&mut *last.borrow_mut(), c.id.clone()));
         if !c.id.contains(&ctx.params.victims) {
             return Ok(Match::yes("behaved"));
         }
@@ -108,6 +113,7 @@ impl Segment for Hostile {
             Mode::Flood => Ok(Match::yes("x".repeat(1 << 20))),
             Mode::Remember => Ok(Match::yes(format!("call {calls}"))),
             Mode::Fail => Err(Error::new(format!("cannot judge customer {}", c.id))),
+            Mode::Leak => Ok(Match::yes(format!("previous customer: [{previous}]"))),
         }
     }
 }
