@@ -43,9 +43,33 @@ struct State {
     files: BTreeMap<PathBuf, String>,
     /// Failures of files (or crates) that hold no serving plugin.
     orphan_errors: BTreeMap<String, LoadFailure>,
+    /// What each file was when last read.
+    stamps: BTreeMap<PathBuf, Stamp>,
     /// The content that last failed to load from each file, so the same bytes seen again (a
     /// watcher reports one write as several events) are not compiled and reported twice.
     failed_versions: BTreeMap<PathBuf, String>,
+}
+
+/// A file's identity and content marks: a file replaced by a rename or rewritten gets new ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Stamp {
+            inode,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
 }
 
 /// What a reload did.
@@ -142,9 +166,21 @@ impl Registry {
 
     /// Loads (or unloads) the plugin in `path` after it changed. Compilation happens before the
     /// lock is taken, so lookups never wait for it.
+    ///
+    /// A file whose identity (inode, size, modification time) is what it was when last read is
+    /// not read again: reading a file makes the watcher report it once more, and the same bytes
+    /// must not be compiled again, least of all while their first compilation runs.
     pub fn reload(&self, path: &Path) -> Change {
-        if !path.exists() {
+        let Ok(meta) = std::fs::metadata(path) else {
             return self.remove_file(path);
+        };
+        let stamp = Stamp::of(&meta);
+        {
+            let mut state = self.state.write().expect("registry lock");
+            if state.stamps.get(path) == Some(&stamp) {
+                return Change::Unchanged;
+            }
+            state.stamps.insert(path.to_owned(), stamp);
         }
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -277,6 +313,7 @@ impl Registry {
         let mut state = self.state.write().expect("registry lock");
         state.orphan_errors.remove(&path.display().to_string());
         state.failed_versions.remove(path);
+        state.stamps.remove(path);
         match state.files.remove(path) {
             Some(name) => {
                 state.plugins.remove(&name);
@@ -307,6 +344,7 @@ impl Registry {
         state.plugins.remove(name);
         state.orphan_errors.remove(&file.display().to_string());
         state.failed_versions.remove(&file);
+        state.stamps.remove(&file);
         Ok(true)
     }
 }
