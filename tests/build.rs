@@ -23,8 +23,9 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("plugins");
-    // A target folder of its own: the outer cargo holds the workspace's.
-    let target = root.join("target/test-plugins");
+    // A target folder of its own (the outer cargo holds the workspace's), the one `cargo xtask
+    // serve` builds the plugins in too, so after it the tests build no plugin again.
+    let target = root.join("target/plugins");
     let mut crates =
         wasm_build::find_plugin_crates(&root.join("plugins")).expect("example plugins");
     crates

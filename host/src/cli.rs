@@ -38,6 +38,25 @@ enum Command {
     Build(build::BuildArgs),
     Serve(serve::ServeArgs),
     Generate(generate::GenerateArgs),
+    Completions(CompletionsArgs),
+}
+
+/// Print a shell completion script: `regua completions bash > ~/.local/share/bash-completion/completions/regua`,
+/// `regua completions zsh > ~/.zfunc/_regua`, `regua completions fish > ~/.config/fish/completions/regua.fish`.
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
+}
+
+impl CompletionsArgs {
+    fn run(self) -> anyhow::Result<()> {
+        use clap::CommandFactory as _;
+        let mut out = Vec::new();
+        clap_complete::generate(self.shell, &mut Cli::command(), "regua", &mut out);
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
+            .context("cannot write to standard output")
+    }
 }
 
 impl Cli {
@@ -51,6 +70,7 @@ impl Cli {
             Command::Build(a) => a.run(),
             Command::Serve(a) => a.run(),
             Command::Generate(a) => a.run(),
+            Command::Completions(a) => a.run(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `cargo xtask demo` and `cargo xtask test`: everything set up from a machine with only rustup
-//! and cargo. Standard library only, so it builds in a second.
+//! `cargo xtask serve`, `demo`, `test` and `fuzz`: everything set up from a machine with only
+//! rustup and cargo. Standard library only, so it builds in a second.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -12,9 +12,13 @@ commands:
          (builds them into dist/plugins first); hot-reloads dist/plugins, Ctrl-C stops
   demo   build the host and the example plugins, then evaluate every example plugin over
          examples/customers.ndjson and print a summary (results in dist/results.ndjson)
-  test   run the whole test suite: the doc tests, a short run of each fuzz target, then
-         the tests (installs the wasm32 target and cargo-fuzz when missing; uses
-         cargo-nextest when installed, cargo test otherwise)
+  test   run the whole test suite: the doc tests, then the tests (installs the wasm32 target
+         when missing; uses cargo-nextest when installed, cargo test otherwise)
+  fuzz   a short run of each fuzz target (installs cargo-fuzz when missing; CI runs it too)
+
+Every command builds in the release profile with the workspace's one feature set, so after
+`serve` or `demo`, `test` compiles only test code, and the plugins are built once, in
+target/plugins, for all of them.
 ";
 
 /// The instant the examples are evaluated at, so the demo's figures never drift.
@@ -76,19 +80,29 @@ fn ensure_wasm_target() -> Result<(), String> {
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
 }
 
+/// The one build of the workspace every command shares: release profile, every member's
+/// features unified (`--workspace`), so no command builds the dependencies again for another
+/// feature set. Returns the `regua` binary.
+fn build_host() -> Result<PathBuf, String> {
+    ensure_wasm_target()?;
+    run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    Ok(root().join("target/release/regua"))
+}
+
+/// Where every command builds the plugins (the test crate's build script included).
+const PLUGIN_TARGET: &str = "target/plugins";
+
 /// Builds the release `regua` and the example plugins into dist/plugins; returns the binary.
 fn build_host_and_plugins() -> Result<PathBuf, String> {
-    ensure_wasm_target()?;
-    run(cargo().args([
+    let regua = build_host()?;
+    run(Command::new(&regua).args([
         "build",
-        "--release",
-        "--package",
-        "regua-host",
-        "--bin",
-        "regua",
+        "plugins",
+        "--out",
+        "dist/plugins",
+        "--target-dir",
+        PLUGIN_TARGET,
     ]))?;
-    let regua = root().join("target/release/regua");
-    run(Command::new(&regua).args(["build", "plugins", "--out", "dist/plugins"]))?;
     Ok(regua)
 }
 
@@ -146,21 +160,26 @@ fn fuzz_smoke() -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
-    ensure_wasm_target()?;
     // The CLI tests run the `regua` binary itself.
-    run(cargo().args(["build", "--package", "regua-host", "--bin", "regua"]))?;
-    // Doc tests and the fuzz smoke runs first, so the suite's own summary closes the output.
-    run(cargo().args(["test", "--workspace", "--doc"]))?;
-    fuzz_smoke()?;
+    build_host()?;
+    // The doc tests first, so the suite's own summary closes the output.
+    run(cargo().args(["test", "--release", "--workspace", "--doc"]))?;
     let nextest = cargo()
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if nextest {
-        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))
+        run(cargo().args([
+            "nextest",
+            "run",
+            "--release",
+            "--workspace",
+            "--no-fail-fast",
+        ]))
     } else {
         run(cargo().args([
             "test",
+            "--release",
             "--workspace",
             "--no-fail-fast",
             "--lib",
@@ -175,6 +194,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(),
         Some("demo") => demo(),
         Some("test") => test(),
+        Some("fuzz") => fuzz_smoke(),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

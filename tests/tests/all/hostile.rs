@@ -599,9 +599,18 @@ async fn modules_over_the_loading_limits_are_refused_everywhere() {
     let s = http::start(&["lapsed"], None).await;
     let attack = async {
         http::land(&s.plugin_path("many"), &std::fs::read(&many).unwrap());
+        for plugin in ["wat-memories", "wat-tables"] {
+            http::land(
+                &s.plugin_path(plugin),
+                &std::fs::read(wasm(plugin)).unwrap(),
+            );
+        }
         http::eventually(Duration::from_secs(60), "never listed", async || {
             let (_, list) = s.get("/v1/plugins").await;
-            list.to_string().contains("the limit is 10000")
+            let list = list.to_string();
+            list.contains("the limit is 10000")
+                && list.contains("has 21 memories")
+                && list.contains("has 99 tables")
         })
         .await;
     };
