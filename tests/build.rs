@@ -26,12 +26,14 @@ fn main() {
     // A target folder of its own (the outer cargo holds the workspace's), the one `cargo xtask
     // serve` builds the plugins in too, so after it the tests build no plugin again.
     let target = root.join("target/plugins");
-    let mut crates =
-        wasm_build::find_plugin_crates(&root.join("plugins")).expect("example plugins");
-    crates
-        .extend(wasm_build::find_plugin_crates(&root.join("tests/plugins")).expect("test plugins"));
-    if let Err(e) = wasm_build::build(&crates, &out, Some(&target)) {
-        panic!("building the plugins for the tests failed: {e}");
+    // The examples in one cargo invocation of exactly the crates `regua build plugins` names, so
+    // what `cargo xtask serve` built is fresh here; the test plugins in another.
+    for folder in ["plugins", "tests/plugins"] {
+        let crates = wasm_build::find_plugin_crates(&root.join(folder))
+            .unwrap_or_else(|e| panic!("the plugin crates of {folder}: {e}"));
+        if let Err(e) = wasm_build::build(&crates, &out, Some(&target)) {
+            panic!("building the plugins of {folder} for the tests failed: {e}");
+        }
     }
     build_wat(&root.join("tests/wat"), &out);
     println!("cargo:rustc-env=REGUA_TEST_PLUGINS={}", out.display());

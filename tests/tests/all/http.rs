@@ -554,7 +554,7 @@ async fn a_new_build_is_served_once_it_lands() {
     // A deleted file unloads its plugin.
     std::fs::remove_file(s.plugin_path("cross-sell")).unwrap();
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         "cross-sell still served",
         async || version_serving(&s, "cross-sell").await.is_none(),
     )
@@ -568,7 +568,7 @@ async fn a_broken_build_leaves_the_last_good_version_serving_with_the_error_list
     let mut broken = std::fs::read(wasm("lapsed")).unwrap();
     broken.truncate(broken.len() / 2);
     land(&s.plugin_path("lapsed"), &broken);
-    let listed = listed_failure(&s, "lapsed", Duration::from_secs(10)).await;
+    let listed = listed_failure(&s, "lapsed", Duration::from_secs(60)).await;
     assert_eq!(
         listed["version"],
         good.as_str(),
@@ -602,13 +602,13 @@ async fn a_broken_build_leaves_the_last_good_version_serving_with_the_error_list
         &std::fs::read(wasm("lapsed")).unwrap(),
     );
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         "the error stayed listed",
         async || s.get("/v1/plugins/lapsed").await.1["last_error"].is_null(),
     )
     .await;
     land(&s.plugin_path("lapsed"), &broken);
-    listed_failure(&s, "lapsed", Duration::from_secs(10)).await;
+    listed_failure(&s, "lapsed", Duration::from_secs(60)).await;
     time_to_serve(&s, "lapsed", &rebuilt("lapsed", 9)).await;
     let (_, v) = s.get("/v1/plugins/lapsed").await;
     assert!(v["last_error"].is_null(), "{v}");
@@ -678,7 +678,7 @@ async fn requests_during_swaps_all_succeed_and_batches_keep_one_version() {
         swaps += 1;
         if n % 3 == 2 {
             land(&s.plugin_path("lapsed"), &broken);
-            listed_failure(&s, "lapsed", Duration::from_secs(10)).await;
+            listed_failure(&s, "lapsed", Duration::from_secs(60)).await;
             assert_eq!(
                 version_serving(&s, "lapsed").await.as_deref(),
                 Some(versions[n + 1].as_str())
@@ -859,7 +859,7 @@ async fn shutdown_finishes_the_requests_in_flight() {
         "the request was not in flight at shutdown"
     );
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         "still accepting after shutdown",
         async || s.client.get(s.url("/healthz")).send().await.is_err(),
     )
@@ -1026,14 +1026,14 @@ async fn plugins_that_break_the_abi_are_refused_or_fail_over_http_too() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(60),
             "failures never listed: {v}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     land(&s.plugin_path("liar"), &crate::sandbox::liar_wasm());
-    eventually(Duration::from_secs(10), "liar never loaded", async || {
+    eventually(Duration::from_secs(60), "liar never loaded", async || {
         version_serving(&s, "liar").await.is_some()
     })
     .await;

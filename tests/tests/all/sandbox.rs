@@ -64,8 +64,8 @@ fn an_infinite_loop_is_stopped_by_the_time_budget() {
     let started = Instant::now();
     let results = hostile(&engine, r#"{"mode":"loop"}"#);
     assert_only_victims_failed(&results, "exceeded its time budget");
-    // Bounded: two loops of 20 ms each, not forever (generous for a loaded machine).
-    assert!(started.elapsed() < Duration::from_secs(30));
+    // Bounded: two loops of 20 ms each, not forever (a timeout that only catches a hang).
+    assert!(started.elapsed() < Duration::from_secs(120));
 }
 
 #[test]
