@@ -1,7 +1,7 @@
 //! The Wasm engine every plugin is compiled for, with the sandbox's limits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -75,9 +75,9 @@ pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// Bytes of a pooled memory slot kept resident between instances (zeroed on reuse).
 const KEEP_RESIDENT: usize = 2 << 20;
 
-/// Most modules compiling at once in one process: a module whose compilation ran past the time
-/// limit keeps its slot until the compiler is done, so such modules cannot pile up.
-const MAX_COMPILING: usize = 4;
+/// Most compilations that ran past the compile-time limit and are still running, in one
+/// process: past it, loads are refused, so such modules cannot pile up.
+const MAX_RUNAWAY: usize = 4;
 
 struct Ticker {
     stop: Arc<AtomicBool>,
@@ -94,7 +94,8 @@ impl Drop for Ticker {
 pub struct Engine {
     pub(crate) wasm: wasmtime::Engine,
     pub(crate) limits: Arc<Limits>,
-    pub(crate) compiling: Arc<AtomicUsize>,
+    /// Compilations past the time limit still running.
+    pub(crate) runaway: Arc<AtomicUsize>,
     _ticker: Arc<Ticker>,
 }
 
@@ -163,7 +164,7 @@ impl Engine {
         Ok(Engine {
             wasm,
             limits: Arc::new(limits),
-            compiling: Arc::new(AtomicUsize::new(0)),
+            runaway: Arc::new(AtomicUsize::new(0)),
             _ticker: Arc::new(Ticker { stop }),
         })
     }
@@ -174,39 +175,56 @@ impl Engine {
     }
 
     /// Compiles `bytes` on a thread of its own, waiting at most the compile-time limit, so a
-    /// module that is slow to compile fails its load instead of holding up its caller.
+    /// module that is slow to compile fails its load instead of holding up its caller. The
+    /// compiler cannot be stopped: a compilation past the limit goes on in the background, and
+    /// while [`MAX_RUNAWAY`] of them do, loads are refused rather than piling up more.
     pub(crate) fn compile(&self, bytes: &[u8]) -> Result<wasmtime::Module, String> {
-        struct Slot(Arc<AtomicUsize>);
-        impl Drop for Slot {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        if self.compiling.fetch_add(1, Ordering::SeqCst) >= MAX_COMPILING {
-            self.compiling.fetch_sub(1, Ordering::SeqCst);
+        const RUNNING: u8 = 0;
+        const DONE: u8 = 1;
+        const ABANDONED: u8 = 2;
+        if self.runaway.load(Ordering::SeqCst) >= MAX_RUNAWAY {
             return Err(format!(
-                "{MAX_COMPILING} modules are compiling already; try again once they are done"
+                "{MAX_RUNAWAY} modules that ran past the compile-time limit are still compiling; \
+                 try again once they are done"
             ));
         }
-        let slot = Slot(self.compiling.clone());
+        let status = Arc::new(AtomicU8::new(RUNNING));
         let (tx, rx) = std::sync::mpsc::channel();
         let (engine, bytes) = (self.wasm.clone(), bytes.to_vec());
+        let (thread_status, runaway) = (status.clone(), self.runaway.clone());
         std::thread::Builder::new()
             .name("regua-compile".into())
             .spawn(move || {
                 let result = wasmtime::Module::new(&engine, &bytes).map_err(|e| format!("{e:#}"));
-                drop(slot);
+                let swapped = thread_status.compare_exchange(
+                    RUNNING,
+                    DONE,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                if swapped == Err(ABANDONED) {
+                    runaway.fetch_sub(1, Ordering::SeqCst);
+                }
                 let _ = tx.send(result);
             })
             .map_err(|e| format!("cannot start a compiler thread: {e}"))?;
         let limit = self.limits.compile_time;
         match rx.recv_timeout(limit) {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "compiling took longer than the limit of {} s (a module this slow to compile is \
-                 refused; make its functions smaller)",
-                limit.as_secs_f64()
-            )),
+            Err(_) => {
+                self.runaway.fetch_add(1, Ordering::SeqCst);
+                let swapped =
+                    status.compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst);
+                if swapped.is_err() {
+                    // It finished just now: not a runaway after all.
+                    self.runaway.fetch_sub(1, Ordering::SeqCst);
+                }
+                Err(format!(
+                    "compiling took longer than the limit of {} s (a module this slow to compile \
+                     is refused; make its functions smaller)",
+                    limit.as_secs_f64()
+                ))
+            }
         }
     }
 }

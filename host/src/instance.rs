@@ -134,7 +134,9 @@ impl StoreState {
             self.cursor = Some(index);
             return Ok(());
         }
-        let why = if self.budget.customers == 0 {
+        let why = if self.budget.loading {
+            format!("called regua.item({index}) while loading")
+        } else if self.budget.customers == 0 {
             format!("called regua.item({index}) in a call over no customers")
         } else {
             format!(
