@@ -781,3 +781,40 @@ fn a_warm_instance_is_only_for_benchmarks() {
     };
     assert_eq!(m.reasons[0], "previous customer: [c-1]");
 }
+
+#[test]
+fn runaway_compilations_cannot_pile_up() {
+    // Every compile here runs past its 1 ms limit and goes on in the background: four at once
+    // are allowed, a fifth load is refused until one of them ends.
+    let engine = Engine::new(Limits {
+        compile_time: Duration::from_millis(1),
+        ..Limits::default()
+    })
+    .unwrap();
+    let bytes = std::fs::read(wasm("welcome")).unwrap();
+    let load = || {
+        Plugin::from_bytes(&engine, "welcome", &bytes)
+            .unwrap_err()
+            .to_string()
+    };
+    for _ in 0..4 {
+        let err = load();
+        assert!(
+            err.contains("compiling took longer than the limit"),
+            "{err}"
+        );
+    }
+    let err = load();
+    assert!(
+        err.contains("4 modules that ran past the compile-time limit are still compiling"),
+        "{err}"
+    );
+    let started = std::time::Instant::now();
+    while load().contains("still compiling") {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the runaway count never drained"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
