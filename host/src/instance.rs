@@ -99,7 +99,7 @@ impl StoreState {
         self.log_truncated = false;
     }
 
-    fn over_cap(&mut self, total: usize) -> wasmtime::Result<bool> {
+    fn within_cap(&mut self, total: usize) -> wasmtime::Result<bool> {
         if total > self.limits.memory_bytes {
             self.memory_hit = true;
             return Err(wasmtime::Error::msg("memory cap reached"));
@@ -157,7 +157,7 @@ impl ResourceLimiter for StoreState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = self.over_cap(desired.saturating_add(self.table_bytes))?;
+        let ok = self.within_cap(desired.saturating_add(self.table_bytes))?;
         self.memory_bytes = desired;
         Ok(ok)
     }
@@ -172,7 +172,7 @@ impl ResourceLimiter for StoreState {
             return Ok(false);
         }
         let bytes = desired.saturating_mul(TABLE_ELEMENT_BYTES);
-        let ok = self.over_cap(bytes.saturating_add(self.memory_bytes))?;
+        let ok = self.within_cap(bytes.saturating_add(self.memory_bytes))?;
         self.table_bytes = bytes;
         Ok(ok)
     }
