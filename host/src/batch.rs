@@ -382,8 +382,9 @@ impl Collator {
 }
 
 /// Runs `evals` over every line of `input`, writing one line per input line to `output` in input
-/// order. `progress` is called with (lines, bytes) done after each chunk. Parameters are checked
-/// before the first line is read.
+/// order. `progress` is called with (lines, bytes) done after each chunk. Every plugin is checked
+/// before the first line is read ([`Worker::check_all`]): one that fails its check answers its
+/// error on every line, and the batch fails only when every plugin does.
 pub fn run(
     evals: &mut [Evaluation],
     input: impl BufRead + Send,

@@ -58,6 +58,17 @@ impl Budget {
     }
 }
 
+/// Which time budget ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutOfTime {
+    /// Loading's deadline.
+    Loading,
+    /// One customer's budget.
+    Customer,
+    /// The whole call's budget.
+    Call,
+}
+
 /// What a store knows about its plugin and the call in progress.
 pub(crate) struct StoreState {
     plugin: Arc<str>,
@@ -66,7 +77,7 @@ pub(crate) struct StoreState {
     used_record: u64,
     used_call: u64,
     /// Which budget ran out, if one did.
-    out_of_time: Option<&'static str>,
+    out_of_time: Option<OutOfTime>,
     memory_bytes: usize,
     table_bytes: usize,
     memory_hit: bool,
@@ -84,19 +95,34 @@ pub(crate) struct StoreState {
 }
 
 impl StoreState {
+    fn new(plugin: Arc<str>, limits: Arc<Limits>, budget: Budget) -> StoreState {
+        StoreState {
+            plugin,
+            limits,
+            budget,
+            used_record: 0,
+            used_call: 0,
+            out_of_time: None,
+            memory_bytes: 0,
+            table_bytes: 0,
+            memory_hit: false,
+            cursor: None,
+            next_item: 0,
+            misuse: None,
+            panic: None,
+            log_lines: 0,
+            log_bytes: 0,
+            log_truncated: false,
+        }
+    }
+
+    /// A new call on a reused instance: a fresh state but for the memory it already holds.
     fn begin(&mut self, budget: Budget) {
-        self.budget = budget;
-        self.used_record = 0;
-        self.used_call = 0;
-        self.out_of_time = None;
-        self.memory_hit = false;
-        self.cursor = None;
-        self.next_item = 0;
-        self.misuse = None;
-        self.panic = None;
-        self.log_lines = 0;
-        self.log_bytes = 0;
-        self.log_truncated = false;
+        *self = StoreState {
+            memory_bytes: self.memory_bytes,
+            table_bytes: self.table_bytes,
+            ..StoreState::new(self.plugin.clone(), self.limits.clone(), budget)
+        };
     }
 
     fn within_cap(&mut self, total: usize) -> wasmtime::Result<bool> {
@@ -113,13 +139,13 @@ impl StoreState {
         self.used_call += 1;
         if self.used_record >= self.budget.record_ticks {
             self.out_of_time = Some(if self.budget.loading {
-                "load"
+                OutOfTime::Loading
             } else {
-                "record"
+                OutOfTime::Customer
             });
             UpdateDeadline::Interrupt
         } else if self.used_call >= self.budget.call_ticks {
-            self.out_of_time = Some("call");
+            self.out_of_time = Some(OutOfTime::Call);
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Continue(1)
@@ -311,24 +337,7 @@ impl Instance {
         name: &str,
         budget: Budget,
     ) -> Result<Self, Failure> {
-        let state = StoreState {
-            plugin: Arc::from(name),
-            limits: engine.limits.clone(),
-            budget,
-            used_record: 0,
-            used_call: 0,
-            out_of_time: None,
-            memory_bytes: 0,
-            table_bytes: 0,
-            memory_hit: false,
-            cursor: None,
-            next_item: 0,
-            misuse: None,
-            panic: None,
-            log_lines: 0,
-            log_bytes: 0,
-            log_truncated: false,
-        };
+        let state = StoreState::new(Arc::from(name), engine.limits.clone(), budget);
         let mut store = Store::new(&engine.wasm, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(1);
@@ -467,17 +476,17 @@ fn failure(store: &Store<StoreState>, error: wasmtime::Error) -> Failure {
         misuse.clone()
     } else if let Some(budget) = state.out_of_time {
         match budget {
-            "load" => format!(
+            OutOfTime::Loading => format!(
                 "exceeded its loading time of {} ms (data segments, start function and \
                  regua_metadata; infinite loop?)",
                 ms(state.limits.time_to_load)
             ),
-            "call" => format!(
+            OutOfTime::Call => format!(
                 "exceeded the call's time budget of {} customer(s) × {} ms",
                 state.budget.customers.max(1),
                 ms(state.limits.time_per_record)
             ),
-            _ => format!(
+            OutOfTime::Customer => format!(
                 "exceeded its time budget of {} ms per customer (infinite loop?)",
                 ms(state.limits.time_per_record)
             ),
