@@ -1,7 +1,7 @@
 //! Builds every example plugin and every test plugin to wasm once, exactly as `regua build`
 //! does, for all the integration tests to share.
 
-#[path = "../host/src/wasm_build.rs"]
+#[path = "../host/src/authoring/build.rs"]
 #[allow(dead_code)]
 mod wasm_build;
 

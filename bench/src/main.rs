@@ -23,8 +23,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail, ensure};
 use clap::Parser;
-use regua_host::batch::{self, BatchOptions};
-use regua_host::synth::Generator;
+use regua_host::pipeline::batch::{self, BatchOptions};
+use regua_host::authoring::generate::Generator;
 use regua_host::{Engine, Evaluation, Inputs, Limits, Plugin};
 use regua_sdk::{Context, Customer, JourneyRule, Segment, Timestamp};
 use serde::Deserialize;
@@ -344,7 +344,7 @@ fn build_regua_plugins(root: &Path, engine: &Engine) -> anyhow::Result<Vec<Arc<P
     let crates: Vec<PathBuf> = PLUGINS.iter().map(|p| root.join("plugins").join(p)).collect();
     let out = root.join("target/bench-plugins");
     eprintln!("building the Régua plugins…");
-    let built = regua_host::wasm_build::build(&crates, &out, Some(&out.join("target")))
+    let built = regua_host::authoring::build::build(&crates, &out, Some(&out.join("target")))
         .map_err(anyhow::Error::msg)?;
     built
         .iter()

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use regua_host::synth::Generator;
+use regua_host::authoring::generate::Generator;
 use regua_host::{EncodedBatch, Engine, Evaluation, Inputs, Limits, Worker};
 use regua_sdk::Timestamp;
 
@@ -21,7 +21,7 @@ fn main() {
         .unwrap_or(2_000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    regua_host::wasm_build::build(
+    regua_host::authoring::build::build(
         &[root.join("plugins/rfm"), root.join("plugins/welcome")],
         dir.path(),
         Some(&root.join("target/bench-plugins/target")),

@@ -11,11 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use regua_host::http::{AppState, ServiceConfig};
-use regua_host::metrics::Metrics;
-use regua_host::pool::Pool;
-use regua_host::registry::Registry;
-use regua_host::{EncodedBatch, Engine, Evaluation, Inputs, Limits, Worker, reload};
+use regua_host::pipeline::pool::Pool;
+use regua_host::service::http::{AppState, ServiceConfig};
+use regua_host::service::metrics::Metrics;
+use regua_host::service::registry::Registry;
+use regua_host::service::reload;
+use regua_host::{EncodedBatch, Engine, Evaluation, Inputs, Limits, Worker};
 
 const CLIENTS: usize = 8;
 
@@ -34,7 +35,7 @@ fn main() {
         .unwrap_or(10_000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    regua_host::wasm_build::build(
+    regua_host::authoring::build::build(
         &[root.join("plugins/rfm"), root.join("plugins/standard-rest")],
         dir.path(),
         Some(&root.join("target/bench-plugins/target")),
@@ -58,11 +59,14 @@ fn main() {
     let mut direct = Vec::with_capacity(requests);
     for _ in 0..requests {
         let t = Instant::now();
-        let c = regua_host::record::parse_customer(&customer).unwrap();
+        let c = regua_host::pipeline::record::parse_customer(&customer).unwrap();
         let mut batch = EncodedBatch::new();
         batch.push(&c);
         let r = worker.evaluate(&eval, &batch).unwrap();
-        std::hint::black_box(regua_host::output::result_value(&eval.plugin, &r[0]));
+        std::hint::black_box(regua_host::pipeline::output::result_value(
+            &eval.plugin,
+            &r[0],
+        ));
         direct.push(t.elapsed());
     }
     direct.sort();
@@ -80,7 +84,7 @@ fn main() {
         let state = AppState::new(registry, Pool::new(2).unwrap(), metrics, ServiceConfig::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/plugins/rfm/evaluate", listener.local_addr().unwrap());
-        tokio::spawn(regua_host::http::serve(listener, state, std::future::pending()));
+        tokio::spawn(regua_host::service::http::serve(listener, state, std::future::pending()));
         let client = reqwest::Client::new();
 
         // Warm up connections and instances.
@@ -126,7 +130,7 @@ fn main() {
             for n in 0..10u8 {
                 let mut bytes = wasm.clone();
                 bytes.extend_from_slice(&[0, 3, 1, b'x', n]); // a custom section: same rule, new version
-                let version = regua_host::plugin::version_of(&bytes);
+                let version = regua_host::runtime::plugin::version_of(&bytes);
                 let tmp = dir.path().join(".reload.tmp");
                 let t = Instant::now();
                 std::fs::write(&tmp, &bytes).unwrap();

@@ -5,32 +5,25 @@
 //!   interruption), a memory cap, an output cap and a stack limit, all on by default.
 //! - [`Plugin::load`] reads a `.wasm`, checks its `regua-abi` section, imports and exports
 //!   **before** anything runs, compiles it once and reads the metadata the plugin exports.
-//! - [`record::parse_customer`] reads a customer record once, naming the field at fault;
+//! - [`pipeline::record::parse_customer`] reads a customer record once, naming the field at fault;
 //!   [`EncodedBatch`] encodes records once for every plugin.
 //! - [`Worker`] keeps a warm instance per plugin and evaluates an [`Evaluation`] over a batch;
 //!   a trap or panic becomes that record's error, naming plugin, version, customer and cause.
-//! - [`batch::run`] streams NDJSON through a pool of workers, one output line per input line.
+//! - [`pipeline::batch::run`] streams NDJSON through a pool of workers, one output line per input line.
 //! - [`cli`] is the `regua` command line.
+//!
+//! The folders are the layers: [`runtime`] (the wasm sandbox), [`pipeline`] (evaluation over
+//! records), [`service`] (HTTP, registry, reload, metrics), [`authoring`] (build, generate) and
+//! [`cli`].
 
-pub mod batch;
+pub mod authoring;
 pub mod cli;
-pub mod engine;
-pub mod error;
-pub mod evaluate;
-pub mod http;
-mod instance;
-pub mod metrics;
-pub mod output;
-pub mod plugin;
-pub mod pool;
-pub mod record;
-pub mod registry;
-pub mod reload;
-pub mod synth;
-pub mod wasm_build;
+pub mod pipeline;
+pub mod runtime;
+pub mod service;
 
-pub use engine::{Engine, Limits};
-pub use error::{CallError, LoadError};
-pub use evaluate::{Evaluation, Inputs, Outcome, RecordResult, Worker};
-pub use plugin::Plugin;
-pub use record::EncodedBatch;
+pub use pipeline::record::EncodedBatch;
+pub use runtime::engine::{Engine, Limits};
+pub use runtime::error::{CallError, LoadError};
+pub use runtime::plugin::Plugin;
+pub use runtime::worker::{Evaluation, Inputs, Outcome, RecordResult, Worker};

@@ -7,9 +7,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{InputArgs, LimitArgs};
-use crate::batch::{self, BatchOptions};
-use crate::evaluate::Evaluation;
-use crate::output::Format;
+use crate::pipeline::batch::{self, BatchOptions};
+use crate::pipeline::output::Format;
+use crate::runtime::worker::Evaluation;
 
 /// Evaluate plugins over NDJSON customers: one output line per input line, in order.
 ///

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::wasm_build;
+use crate::authoring::build as wasm_build;
 
 /// Build plugin crates to .wasm, written as <plugin-name>.wasm into one folder.
 ///

@@ -4,8 +4,8 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use super::{InputArgs, LimitArgs};
-use crate::evaluate::{Evaluation, Worker};
-use crate::record::{self, EncodedBatch};
+use crate::pipeline::record::{self, EncodedBatch};
+use crate::runtime::worker::{Evaluation, Worker};
 
 /// Evaluate one plugin for one customer and print the result as JSON.
 ///
@@ -44,7 +44,7 @@ impl EvalArgs {
         batch.push(&customer);
         let mut worker = Worker::new();
         let result = worker.evaluate(&eval, &batch)?.remove(0);
-        let json = crate::output::result_value(&plugin, &result);
+        let json = crate::pipeline::output::result_value(&plugin, &result);
         super::print_json(&json)?;
         if let Err(e) = result {
             bail!("{e}");

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Args;
 use regua_sdk::Timestamp;
 
-use crate::synth::Generator;
+use crate::authoring::generate::Generator;
 
 /// Write N synthetic customers as NDJSON: realistic, deterministic for a seed (for benchmarks
 /// and load tests).

@@ -6,11 +6,12 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::LimitArgs;
-use crate::http::{AppState, ServiceConfig};
-use crate::metrics::Metrics;
-use crate::pool::Pool;
-use crate::registry::Registry;
-use crate::{reload, wasm_build};
+use crate::authoring::build as wasm_build;
+use crate::pipeline::pool::Pool;
+use crate::service::http::{AppState, ServiceConfig};
+use crate::service::metrics::Metrics;
+use crate::service::registry::Registry;
+use crate::service::reload;
 
 /// Serve the plugins of a folder over HTTP, reloading each plugin the moment a new build lands.
 ///
@@ -88,7 +89,7 @@ impl ServeArgs {
         })?;
         let empty = !std::fs::read_dir(&self.plugins)?
             .filter_map(|e| e.ok())
-            .any(|e| crate::registry::is_wasm(&e.path()));
+            .any(|e| crate::service::registry::is_wasm(&e.path()));
         if (empty || self.dev) && self.sources.is_dir() {
             tracing::info!(sources = %self.sources.display(), "building the plugin crates into {}", self.plugins.display());
             let crates =
@@ -135,7 +136,7 @@ impl ServeArgs {
                 if self.dev { "on" } else { "off" }
             );
             eprintln!("regua: serving {} on http://{addr}", self.plugins.display());
-            crate::http::serve(listener, state, shutdown_signal())
+            crate::service::http::serve(listener, state, shutdown_signal())
                 .await
                 .context("the server failed")
         })

@@ -72,12 +72,12 @@ fn invalid_utf8_and_empty_lines_are_error_lines() {
     let lapsed = eval(&load(&engine(), "lapsed"), "{}");
     let input: &[u8] = b"{\"id\":\"a\"}\n{\"id\":\"\xff\xfe\"}\n\n{\"id\":\"b\"}";
     let mut out = Vec::new();
-    let options = regua_host::batch::BatchOptions {
+    let options = regua_host::pipeline::batch::BatchOptions {
         threads: 1,
         chunk_lines: 2,
         ..Default::default()
     };
-    regua_host::batch::run(&mut [lapsed], input, &mut out, &options, &|_, _| {}).unwrap();
+    regua_host::pipeline::batch::run(&mut [lapsed], input, &mut out, &options, &|_, _| {}).unwrap();
     let lines: Vec<Value> = String::from_utf8(out)
         .unwrap()
         .lines()
@@ -215,13 +215,13 @@ fn a_repeated_id_gets_an_error_line_unless_repeats_are_allowed() {
     assert_eq!(summary.tallies[0].unmatched, 37, "repeats are not counted");
 
     let mut out = Vec::new();
-    let options = regua_host::batch::BatchOptions {
+    let options = regua_host::pipeline::batch::BatchOptions {
         threads: 2,
         chunk_lines: 7,
         allow_repeated_ids: true,
         ..Default::default()
     };
-    let summary = regua_host::batch::run(
+    let summary = regua_host::pipeline::batch::run(
         &mut [lapsed()],
         input.join("\n").as_bytes(),
         &mut out,

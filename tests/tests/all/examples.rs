@@ -111,7 +111,7 @@ fn a_batch_reading_only_the_declared_parts_answers_as_the_whole_record_does() {
         narrowed += usize::from(eval.plugin.meta.reads != regua_sdk::Field::ALL);
         let answers = worker.evaluate(eval, &whole).unwrap();
         for (line, answer) in lines.iter().zip(&answers) {
-            let want = regua_host::output::result_value(&eval.plugin, answer);
+            let want = regua_host::pipeline::output::result_value(&eval.plugin, answer);
             assert_eq!(
                 line["results"][eval.plugin.name()],
                 want,
@@ -187,7 +187,7 @@ fn the_rest_policy_cases_hold_through_the_host() {
             .evaluate(&e, &batch)
             .unwrap()
             .remove(0);
-        let got = regua_host::output::result_value(&plugin, &result);
+        let got = regua_host::pipeline::output::result_value(&plugin, &result);
         for (field, want) in case["expected"].as_object().unwrap() {
             assert_eq!(&got[field], want, "{}: `{field}` in {got}", path.display());
         }

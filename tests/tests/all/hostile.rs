@@ -650,7 +650,7 @@ fn plugin_names_are_short_slugs() {
     );
     assert!(!err.contains("\nregua_injected_metric"), "{err}");
     for ok in ["rfm", "welcome-v2", "a_b", "0day"] {
-        assert!(regua_host::plugin::check_name(ok).is_ok(), "{ok}");
+        assert!(regua_host::runtime::plugin::check_name(ok).is_ok(), "{ok}");
     }
     for bad in [
         "",
@@ -663,7 +663,10 @@ fn plugin_names_are_short_slugs() {
         "x\"y",
         &"a".repeat(65),
     ] {
-        assert!(regua_host::plugin::check_name(bad).is_err(), "{bad:?}");
+        assert!(
+            regua_host::runtime::plugin::check_name(bad).is_err(),
+            "{bad:?}"
+        );
     }
 }
 

@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use regua_host::http::{AppState, ServiceConfig};
-use regua_host::metrics::Metrics;
-use regua_host::pool::Pool;
-use regua_host::registry::Registry;
-use regua_host::{Engine, Limits, reload};
+use regua_host::pipeline::pool::Pool;
+use regua_host::service::http::{AppState, ServiceConfig};
+use regua_host::service::metrics::Metrics;
+use regua_host::service::registry::Registry;
+use regua_host::service::reload;
+use regua_host::{Engine, Limits};
 use regua_tests::wasm;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -74,9 +75,13 @@ pub(crate) async fn start_limited(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(regua_host::http::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(regua_host::service::http::serve(
+        listener,
+        state,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Service {
         base,
         dir,
@@ -518,7 +523,7 @@ pub(crate) async fn version_serving(s: &Service, name: &str) -> Option<String> {
 /// Lands `bytes` and waits for the first evaluation answered by their version (failing after a
 /// generous timeout that only catches a hang).
 pub(crate) async fn time_to_serve(s: &Service, name: &str, bytes: &[u8]) {
-    let version = regua_host::plugin::version_of(bytes);
+    let version = regua_host::runtime::plugin::version_of(bytes);
     let body = json!({"customer": customer(), "now": NOW}).to_string();
     let started = Instant::now();
     land(&s.plugin_path(name), bytes);
@@ -623,7 +628,7 @@ async fn requests_during_swaps_all_succeed_and_batches_keep_one_version() {
     broken.truncate(broken.len() / 3);
     let versions: Vec<String> = std::iter::once(std::fs::read(wasm("lapsed")).unwrap())
         .chain(builds.iter().cloned())
-        .map(|b| regua_host::plugin::version_of(&b))
+        .map(|b| regua_host::runtime::plugin::version_of(&b))
         .collect();
 
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -741,7 +746,7 @@ async fn admin_endpoints_need_the_token() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(
         v["version"],
-        regua_host::plugin::version_of(&bytes).as_str()
+        regua_host::runtime::plugin::version_of(&bytes).as_str()
     );
     assert!(
         s.plugin_path("cross-sell").is_file(),
@@ -780,7 +785,8 @@ async fn dev_mode_rebuilds_a_saved_crate_and_shows_compile_errors() {
     );
     let dir = tempfile::tempdir().unwrap();
     let target = regua_tests::plugin_target_dir().to_owned();
-    regua_host::wasm_build::build(std::slice::from_ref(&krate), dir.path(), Some(&target)).unwrap();
+    regua_host::authoring::build::build(std::slice::from_ref(&krate), dir.path(), Some(&target))
+        .unwrap();
     let dev = reload::DevSources {
         root: sources.path().to_owned(),
         target_dir: Some(target),

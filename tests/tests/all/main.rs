@@ -7,7 +7,7 @@ mod hostile;
 mod http;
 mod sandbox;
 
-use regua_host::batch::{self, BatchOptions, Summary};
+use regua_host::pipeline::batch::{self, BatchOptions, Summary};
 use regua_host::{Evaluation, Inputs, Plugin};
 use regua_sdk::Timestamp;
 use std::sync::Arc;

@@ -518,7 +518,7 @@ mod tests {
         for c in Generator::new(1, now).take(500) {
             let line = serde_json::to_string(&c).unwrap();
             total += line.len();
-            assert_eq!(crate::record::parse_customer(&line).unwrap(), c);
+            assert_eq!(crate::pipeline::record::parse_customer(&line).unwrap(), c);
         }
         let avg = total / 500;
         assert!((2000..8000).contains(&avg), "average record is {avg} bytes");

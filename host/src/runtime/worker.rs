@@ -9,10 +9,10 @@ use regua_sdk::wire::{self, CallContext};
 use regua_sdk::{Decision, Event, JourneyOutcome, Kind, Match, Message, Timestamp};
 use serde::Serialize;
 
-use crate::error::CallError;
-use crate::instance::{Failure, Instance};
-use crate::plugin::Plugin;
-use crate::record::EncodedBatch;
+use crate::pipeline::record::EncodedBatch;
+use crate::runtime::error::CallError;
+use crate::runtime::instance::{Failure, Instance};
+use crate::runtime::plugin::Plugin;
 
 /// A plugin's answer for one customer.
 #[derive(Clone, Debug, PartialEq, Serialize)]

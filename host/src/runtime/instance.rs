@@ -9,9 +9,9 @@ use wasmtime::{
     Caller, InstancePre, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
 };
 
-use crate::engine::{self, Engine, Limits, TABLE_ELEMENT_BYTES};
-use crate::error::LoadError;
-use crate::plugin::Plugin;
+use crate::runtime::engine::{self, Engine, Limits, TABLE_ELEMENT_BYTES};
+use crate::runtime::error::LoadError;
+use crate::runtime::plugin::Plugin;
 
 /// Longest panic message kept from a plugin, in bytes.
 const MAX_PANIC: usize = 4 << 10;

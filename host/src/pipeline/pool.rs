@@ -3,7 +3,7 @@
 
 use crossbeam_channel::{Sender, unbounded};
 
-use crate::evaluate::Worker;
+use crate::runtime::worker::Worker;
 
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 

@@ -3,8 +3,8 @@
 use regua_sdk::{Action, Verdict};
 use serde::Serialize;
 
-use crate::evaluate::{Outcome, RecordResult};
-use crate::plugin::Plugin;
+use crate::runtime::plugin::Plugin;
+use crate::runtime::worker::{Outcome, RecordResult};
 
 #[derive(Serialize)]
 struct Tagged<'a> {

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 
-use crate::metrics::Metrics;
-pub use crate::registry::Change;
-use crate::registry::{Registry, is_wasm};
-use crate::wasm_build;
+use crate::authoring::build as wasm_build;
+use crate::service::metrics::Metrics;
+pub use crate::service::registry::Change;
+use crate::service::registry::{Registry, is_wasm};
 
 /// How long a file must be quiet before it is loaded, so a file still being written is not.
 pub const PLUGIN_DEBOUNCE: Duration = Duration::from_millis(25);

@@ -11,8 +11,8 @@ use std::sync::{Arc, RwLock};
 use regua_sdk::Timestamp;
 use serde::Serialize;
 
-use crate::engine::Engine;
-use crate::plugin::Plugin;
+use crate::runtime::engine::Engine;
+use crate::runtime::plugin::Plugin;
 
 /// A served plugin and its history.
 #[derive(Clone, Debug)]
@@ -192,10 +192,11 @@ impl Registry {
     /// Loads `bytes` as the content of `path` (which the caller has written or will write).
     pub fn install(&self, path: &Path, bytes: &[u8]) -> Change {
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-        if let Err(detail) = crate::plugin::check_name(stem.as_deref().unwrap_or_default()) {
+        if let Err(detail) = crate::runtime::plugin::check_name(stem.as_deref().unwrap_or_default())
+        {
             return self.fail(path, None, format!("the file name {detail}"));
         }
-        let version = crate::plugin::version_of(bytes);
+        let version = crate::runtime::plugin::version_of(bytes);
         {
             let mut guard = self.state.write().expect("registry lock");
             let state = &mut *guard;
@@ -224,7 +225,7 @@ impl Registry {
                 let mut state = self.state.write().expect("registry lock");
                 // Deleted or rewritten while it compiled (`delete` removes files under this lock):
                 // stale, and the event of the newer change will follow.
-                let current = std::fs::read(path).map(|b| crate::plugin::version_of(&b));
+                let current = std::fs::read(path).map(|b| crate::runtime::plugin::version_of(&b));
                 if current.ok().as_deref() != Some(version.as_str()) {
                     return Change::Unchanged;
                 }

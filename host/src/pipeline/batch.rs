@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 use crossbeam_channel::bounded;
 
-use crate::evaluate::{Evaluation, RecordResult, Worker};
-use crate::output::{self, Class, Format, Tally};
+use crate::pipeline::output::{self, Class, Format, Tally};
+use crate::runtime::worker::{Evaluation, RecordResult, Worker};
 use regua_sdk::Fields;
 
-use crate::record::{self, EncodedBatch};
+use crate::pipeline::record::{self, EncodedBatch};
 
 /// How a batch runs.
 #[derive(Clone, Debug)]

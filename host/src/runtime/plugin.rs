@@ -8,11 +8,11 @@ use regua_sdk::{Kind, Metadata};
 use sha2::{Digest, Sha256};
 use wasmtime::{ExternType, InstancePre, Linker, Module, ValType};
 
-use crate::engine::Limits;
+use crate::runtime::engine::Limits;
 
-use crate::engine::Engine;
-use crate::error::LoadError;
-use crate::instance::{self, StoreState};
+use crate::runtime::engine::Engine;
+use crate::runtime::error::LoadError;
+use crate::runtime::instance::{self, StoreState};
 
 /// Imports the host provides: name and (params, results) as wasm types.
 const HOST_IMPORTS: [(&str, &[ValType], &[ValType]); 3] = [
@@ -142,7 +142,7 @@ pub const MAX_NAME: usize = 64;
 /// Names key results, log lines, metric labels, files and URLs, so nothing else is accepted.
 /// The error completes a sentence that starts with the name's role ("its name …").
 pub fn check_name(name: &str) -> Result<(), String> {
-    let shown = crate::instance::escape_controls(name);
+    let shown = crate::runtime::instance::escape_controls(name);
     let allowed = "is a short slug: a lowercase letter or digit, then lowercase letters, digits, \
                    `-` or `_`, at most 64 characters";
     if name.is_empty() {

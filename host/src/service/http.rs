@@ -1,5 +1,5 @@
 //! The HTTP rules service: `regua serve`. Built on the same core as the CLI: plugins come from
-//! the [`Registry`], records are parsed by [`crate::record`], and every evaluation runs through
+//! the [`Registry`], records are parsed by [`crate::pipeline::record`], and every evaluation runs through
 //! [`crate::Worker::evaluate`] (batches through [`batch::process`]) on the evaluation [`Pool`].
 
 use std::collections::BTreeMap;
@@ -20,15 +20,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::batch::{self, Chunk};
-use crate::error::CallError;
-use crate::evaluate::{Evaluation, Inputs, RecordResult};
-use crate::metrics::Metrics;
-use crate::output::Format;
-use crate::plugin::Plugin;
-use crate::pool::Pool;
-use crate::record::EncodedBatch;
-use crate::registry::{LoadFailure, Registry, Slot};
+use crate::pipeline::batch::{self, Chunk};
+use crate::pipeline::output::Format;
+use crate::pipeline::pool::Pool;
+use crate::pipeline::record::EncodedBatch;
+use crate::runtime::error::CallError;
+use crate::runtime::plugin::Plugin;
+use crate::runtime::worker::{Evaluation, Inputs, RecordResult};
+use crate::service::metrics::Metrics;
+use crate::service::registry::{LoadFailure, Registry, Slot};
 
 /// How the service runs.
 #[derive(Clone, Debug)]
@@ -163,8 +163,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::pool::Panicked> for ApiError {
-    fn from(e: crate::pool::Panicked) -> Self {
+impl From<crate::pipeline::pool::Panicked> for ApiError {
+    fn from(e: crate::pipeline::pool::Panicked) -> Self {
         ApiError::internal(e)
     }
 }
@@ -230,7 +230,7 @@ fn parse_now(now: Option<&str>) -> Result<Timestamp, ApiError> {
 
 /// A plugin name from a URL or a request, checked before it is used for anything.
 fn valid_name(name: &str) -> Result<(), ApiError> {
-    crate::plugin::check_name(name)
+    crate::runtime::plugin::check_name(name)
         .map_err(|detail| ApiError::bad(format!("the plugin name {detail}")))
 }
 
@@ -491,7 +491,7 @@ async fn evaluate(
     let result = evaluate_one(&state, eval, batch).await?;
     state.metrics().evaluated_one(plugin.name(), &result);
     match &result {
-        Ok(_) => Ok(Json(crate::output::result_value(&plugin, &result)).into_response()),
+        Ok(_) => Ok(Json(crate::pipeline::output::result_value(&plugin, &result)).into_response()),
         Err(e) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "plugin_failed",
@@ -579,7 +579,10 @@ async fn evaluate_many(State(state): State<AppState>, body: Body) -> Result<Resp
     let mut map = serde_json::Map::new();
     for (p, r) in &results {
         state.metrics().evaluated_one(p.name(), r);
-        map.insert(p.name().to_owned(), crate::output::result_value(p, r));
+        map.insert(
+            p.name().to_owned(),
+            crate::pipeline::output::result_value(p, r),
+        );
     }
     Ok(Json(serde_json::json!({"id": id, "results": map})).into_response())
 }
@@ -939,7 +942,7 @@ async fn put_plugin(
     let change = tokio::task::spawn_blocking(move || registry.install(&path, &bytes))
         .await
         .map_err(ApiError::internal)?;
-    if let crate::registry::Change::Failed(e) = change {
+    if let crate::service::registry::Change::Failed(e) = change {
         return Err(ApiError::bad(e));
     }
     state.metrics().reload("loaded");

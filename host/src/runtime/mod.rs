@@ -1,0 +1,8 @@
+//! The wasm runtime: the sandbox ([`engine`]), loading and checking a plugin ([`plugin`]), one
+//! call on a fresh instance (`instance`), and the [`worker`] that evaluates a plugin over a batch.
+
+pub mod engine;
+pub mod error;
+pub(crate) mod instance;
+pub mod plugin;
+pub mod worker;
