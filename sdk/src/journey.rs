@@ -36,12 +36,30 @@ impl EntryPolicy {
         journey: &str,
         now: Timestamp,
     ) -> Result<u32, String> {
-        let Some(last) = customer.journey(journey) else {
+        let instances: Vec<&JourneyState> = customer
+            .journeys
+            .iter()
+            .filter(|j| j.journey == journey)
+            .collect();
+        self.next_instance_among(&instances, journey, now)
+    }
+
+    /// [`EntryPolicy::next_instance`] over the journey's `instances`, in any order:
+    /// `no_reentry` refuses once any instance exists, `reentry_after_exit` while one is active,
+    /// `reentry_anytime` never; the minimum interval counts from the latest entry, and an entry at
+    /// exactly `latest + min_interval` is allowed.
+    pub fn next_instance_among(
+        &self,
+        instances: &[&JourneyState],
+        journey: &str,
+        now: Timestamp,
+    ) -> Result<u32, String> {
+        let Some(last) = instances.iter().max_by_key(|j| (j.entered_at, j.instance)) else {
             return Ok(1);
         };
         match self.reentry {
             Reentry::NoReentry => return Err(format!("already entered `{journey}` once")),
-            Reentry::ReentryAfterExit if last.status == JourneyStatus::Active => {
+            Reentry::ReentryAfterExit if instances.iter().any(|j| j.is_active()) => {
                 return Err(format!("already active in `{journey}`"));
             }
             _ => {}
@@ -52,7 +70,7 @@ impl EntryPolicy {
                 last.entered_at, self.min_interval
             ));
         }
-        Ok(last.instance + 1)
+        Ok(instances.iter().map(|j| j.instance).max().unwrap_or(0) + 1)
     }
 }
 
@@ -65,6 +83,10 @@ pub enum Wait {
     /// Until the next local wall-clock time after entering the step ("next 09:00"), in the
     /// customer's zone.
     NextLocal(#[serde(with = "wall_time")] CivilTime),
+    /// Until a fixed instant (a campaign date). A customer who reaches the step after that
+    /// instant exits the journey instead (`wait date passed`); at exactly the instant the wait is
+    /// over at once.
+    Until(Timestamp),
 }
 
 mod wall_time {
@@ -97,6 +119,7 @@ impl Wait {
         match self {
             Wait::For(d) => from + d,
             Wait::NextLocal(t) => zone.next_wall_time(from, t),
+            Wait::Until(t) => t,
         }
     }
 }
@@ -157,6 +180,425 @@ impl JourneyState {
     }
 }
 
+/// The event a host gives a journey rule when the rest policy denied a step's message, so the
+/// customer moves on: its `props` name the `journey`, the `instance` and the `step` whose message
+/// was not sent. [`Sequence`] answers it by moving that instance to the next step at once.
+pub const MESSAGE_DENIED: &str = "regua.message_denied";
+
+/// A message a step sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepMessage {
+    /// The channel.
+    pub channel: crate::Channel,
+    /// The template id; `{product}` and `{variant}` are replaced per customer.
+    pub template: String,
+}
+
+/// What the event a step waits for does when it arrives in time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnEvent {
+    /// The customer leaves the journey (a conversion): the default.
+    #[default]
+    Exit,
+    /// The customer moves to the next step at once.
+    Next,
+}
+
+/// One step of a linear journey: send (or not), then wait.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// The step's id, kept in the journey state.
+    pub id: String,
+    /// What the step sends when entered; none for a pure wait.
+    #[serde(default)]
+    pub send: Option<StepMessage>,
+    /// How long the step lasts.
+    pub wait: Wait,
+    /// An event the step waits for, with the wait as its timeout. The event counts when it
+    /// happens in `[step entered, step entered + wait)`: at exactly the end it is too late and
+    /// the step times out as usual.
+    #[serde(default)]
+    pub wait_for: Option<String>,
+    /// What the awaited event does: `exit` (default) or `next`.
+    #[serde(default)]
+    pub on_event: OnEvent,
+}
+
+impl Step {
+    /// A step that sends `template` on `channel`, then waits `wait`.
+    pub fn send(id: &str, channel: crate::Channel, template: &str, wait: Wait) -> Step {
+        Step {
+            send: Some(StepMessage {
+                channel,
+                template: template.to_owned(),
+            }),
+            ..Step::pause(id, wait)
+        }
+    }
+
+    /// A step that sends nothing and waits `wait`.
+    pub fn pause(id: &str, wait: Wait) -> Step {
+        Step {
+            id: id.to_owned(),
+            send: None,
+            wait,
+            wait_for: None,
+            on_event: OnEvent::Exit,
+        }
+    }
+
+    /// This step, waiting for `event` (which exits the customer) at most for its wait.
+    pub fn until_event(self, event: &str) -> Step {
+        Step {
+            wait_for: Some(event.to_owned()),
+            ..self
+        }
+    }
+
+    /// This step, waiting for `event` (which moves the customer to the next step at once) at
+    /// most for its wait.
+    pub fn next_on_event(self, event: &str) -> Step {
+        Step {
+            on_event: OnEvent::Next,
+            ..self.until_event(event)
+        }
+    }
+}
+
+/// A linear journey, as ../DOMAIN §4 defines one: enter when eligible (by the entry policy, one
+/// or several instances), walk the steps as their waits end, exit on conversion, complete after
+/// the last step. Control variants walk the same steps without messages, so their conversions
+/// can be compared.
+///
+/// Each evaluation, every active instance moves at most one step, in this order: a conversion
+/// (an exit event or, if asked, a purchase since the instance was entered) exits it; the
+/// [`MESSAGE_DENIED`] event for its current step moves it on; the awaited event of the step, if
+/// it came in time, exits it or moves it on; a step whose wait has ended moves it on. Moving on
+/// past the last step completes the instance; entering a step that waits until an instant
+/// already past exits it. Then a new instance enters when the entry policy and the rule's
+/// eligibility allow.
+#[derive(Clone, Debug)]
+pub struct Sequence<'a> {
+    /// The journey's name in the state.
+    pub journey: &'a str,
+    /// The campaign code on every message.
+    pub campaign: &'a str,
+    /// The steps, in order.
+    pub steps: &'a [Step],
+    /// Entry and re-entry.
+    pub entry: EntryPolicy,
+    /// A/B variants (empty: no test).
+    pub variants: &'a [crate::ab::Variant],
+    /// Events that exit the customer when they happen after entry (conversions).
+    pub exit_events: &'a [String],
+    /// Whether a purchase after entry exits the customer.
+    pub exit_on_purchase: bool,
+    /// The funnel stage to set on entry, if any.
+    pub funnel_stage: Option<&'a str>,
+}
+
+/// What happened to one instance in one evaluation.
+struct Moved {
+    actions: Vec<crate::Action>,
+    state: JourneyState,
+    reason: String,
+}
+
+impl<'a> Sequence<'a> {
+    /// A journey of `steps`: entered once ever, no A/B test, no conversion exits, no funnel
+    /// stage. Change what differs with struct update syntax:
+    /// `Sequence { exit_on_purchase: true, ..Sequence::new(journey, campaign, &steps) }`.
+    pub fn new(journey: &'a str, campaign: &'a str, steps: &'a [Step]) -> Self {
+        Sequence {
+            journey,
+            campaign,
+            steps,
+            entry: EntryPolicy {
+                reentry: Reentry::NoReentry,
+                min_interval: Duration::ZERO,
+            },
+            variants: &[],
+            exit_events: &[],
+            exit_on_purchase: false,
+            funnel_stage: None,
+        }
+    }
+
+    fn render(
+        &self,
+        template: &str,
+        product: &str,
+        variant: Option<&crate::ab::Variant>,
+    ) -> String {
+        template
+            .replace("{product}", product)
+            .replace("{variant}", variant.map_or("", |v| v.name.as_str()))
+    }
+
+    fn variant_of(&self, state: &JourneyState) -> Option<&crate::ab::Variant> {
+        let name = state.variant.as_deref()?;
+        self.variants.iter().find(|v| v.name == name)
+    }
+
+    /// `state` enters `steps[index]` at `now`: its message (unless a control variant), then its
+    /// wait; or an exit when the step waits until an instant already past.
+    fn enter_step(
+        &self,
+        index: usize,
+        state: JourneyState,
+        product: &str,
+        now: Timestamp,
+        zone: &Zone,
+    ) -> (Vec<crate::Action>, JourneyState, Option<String>) {
+        let step = &self.steps[index];
+        if let Wait::Until(t) = step.wait
+            && t < now
+        {
+            let reason = format!("wait date passed: step `{}` waits until {t}", step.id);
+            let exited = state.exited(&reason, now);
+            return (
+                vec![crate::Action::Exit {
+                    reason: reason.clone(),
+                }],
+                exited,
+                Some(reason),
+            );
+        }
+        let mut actions = Vec::new();
+        let variant = self.variant_of(&state);
+        if let Some(m) = &step.send
+            && !variant.is_some_and(|v| v.control)
+        {
+            actions.push(crate::Action::Send {
+                channel: m.channel,
+                template: self.render(&m.template, product, variant),
+                campaign: self.campaign.to_owned(),
+                journey: Some(self.journey.to_owned()),
+                instance: Some(state.instance),
+                step: Some(step.id.clone()),
+            });
+        }
+        let until = step.wait.ends(now, zone);
+        actions.push(match &step.wait_for {
+            Some(event) => crate::Action::WaitForEvent {
+                event: event.clone(),
+                timeout_at: until,
+            },
+            None => crate::Action::WaitUntil { until },
+        });
+        (actions, state, None)
+    }
+
+    /// Moves `state` from `steps[index]` to the next step (or completes it), because `why`.
+    fn next(
+        &self,
+        index: usize,
+        state: &JourneyState,
+        why: String,
+        product: &str,
+        now: Timestamp,
+        zone: &Zone,
+    ) -> Moved {
+        let Some(next) = self.steps.get(index + 1) else {
+            return Moved {
+                actions: vec![crate::Action::Complete],
+                state: state.completed(now),
+                reason: format!("{why}; last step `{}` done", state.step),
+            };
+        };
+        let mut actions = vec![crate::Action::MoveTo {
+            step: next.id.clone(),
+        }];
+        let (more, state, exit) =
+            self.enter_step(index + 1, state.moved_to(&next.id, now), product, now, zone);
+        actions.extend(more);
+        Moved {
+            actions,
+            state,
+            reason: exit.map_or(why, |e| format!("moved to `{}`: {e}", next.id)),
+        }
+    }
+
+    /// The first event named one of `names` at or after `from`, before `before` and not after
+    /// `now`: the triggering event or one in the record.
+    fn event_in<'e>(
+        c: &'e Customer,
+        trigger: Option<&'e crate::Event>,
+        names: &mut dyn FnMut(&str) -> bool,
+        from: Timestamp,
+        before: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Option<&'e crate::Event> {
+        let within =
+            |e: &crate::Event| e.at >= from && e.at <= now && before.is_none_or(|b| e.at < b);
+        trigger
+            .into_iter()
+            .chain(&c.events)
+            .filter(|e| within(e))
+            .find(|e| names(&e.name))
+    }
+
+    /// One evaluation of the active instance `state`.
+    fn advance(
+        &self,
+        c: &Customer,
+        trigger: Option<&crate::Event>,
+        state: &JourneyState,
+        product: &str,
+        now: Timestamp,
+        zone: &Zone,
+    ) -> crate::Result<Moved> {
+        let exit = |reason: String| Moved {
+            actions: vec![crate::Action::Exit {
+                reason: reason.clone(),
+            }],
+            state: state.exited(&reason, now),
+            reason,
+        };
+        let mut converts = |name: &str| self.exit_events.iter().any(|e| e == name);
+        if let Some(e) = Self::event_in(c, trigger, &mut converts, state.entered_at, None, now) {
+            return Ok(exit(format!("converted: {}", e.name)));
+        }
+        if self.exit_on_purchase && c.purchases(now).any(|t| t.at >= state.entered_at) {
+            return Ok(exit("converted: purchase".into()));
+        }
+        let index = self
+            .steps
+            .iter()
+            .position(|s| s.id == state.step)
+            .ok_or_else(|| {
+                crate::Error::new(format!(
+                    "journey state names step `{}`, which `{}` does not have",
+                    state.step, self.journey
+                ))
+            })?;
+        let step = &self.steps[index];
+        if let Some(e) = trigger
+            && e.name == MESSAGE_DENIED
+            && e.props.get("journey").and_then(|v| v.as_str()) == Some(self.journey)
+            && e.props.get("step").and_then(|v| v.as_str()) == Some(step.id.as_str())
+            && e.props.get("instance").and_then(|v| v.as_f64()) == Some(f64::from(state.instance))
+        {
+            let why = format!("the message of step `{}` was denied", step.id);
+            return Ok(self.next(index, state, why, product, now, zone));
+        }
+        let due = step.wait.ends(state.step_entered_at, zone);
+        if let Some(awaited) = &step.wait_for {
+            let mut is = |name: &str| name == awaited;
+            if Self::event_in(c, trigger, &mut is, state.step_entered_at, Some(due), now).is_some()
+            {
+                let why = format!("`{awaited}` came before {due}");
+                return Ok(match step.on_event {
+                    OnEvent::Exit => exit(format!("converted: {awaited}")),
+                    OnEvent::Next => self.next(index, state, why, product, now, zone),
+                });
+            }
+        }
+        if now < due {
+            return Ok(Moved {
+                actions: Vec::new(),
+                state: state.clone(),
+                reason: format!("waiting at step `{}` until {due}", state.step),
+            });
+        }
+        let why = match &step.wait_for {
+            Some(e) => format!("step `{}` timed out at {due} without `{e}`", step.id),
+            None => format!("step `{}` ended at {due}", step.id),
+        };
+        Ok(self.next(index, state, why, product, now, zone))
+    }
+
+    /// The customer's next move at `ctx.now`, with waits for a local time in the customer's zone.
+    /// `eligible` is asked, with the triggering event, only when a new instance could enter: `Ok`
+    /// to enter, or `Err` with why not. `product` fills `{product}`.
+    ///
+    /// The answer's `states` are every instance of the journey after this evaluation, oldest
+    /// first: they replace the record's entries for the journey.
+    pub fn run<P>(
+        &self,
+        c: &Customer,
+        trigger: Option<&crate::Event>,
+        ctx: &crate::Context<'_, P>,
+        product: &str,
+        eligible: impl FnOnce(Option<&crate::Event>) -> Result<(), String>,
+    ) -> crate::Result<crate::JourneyOutcome> {
+        use crate::{Action, JourneyOutcome};
+        let (zone, _) = c.zone(ctx.default_tz)?;
+        let (now, zone) = (ctx.now, &zone);
+        if self.steps.is_empty() {
+            return Err(crate::Error::new("the journey has no steps"));
+        }
+        let mut out = JourneyOutcome::none();
+        let mut instances: Vec<JourneyState> = c
+            .journeys
+            .iter()
+            .filter(|j| j.journey == self.journey)
+            .cloned()
+            .collect();
+        instances.sort_by_key(|j| (j.instance, j.entered_at));
+        for state in &mut instances {
+            if !state.is_active() {
+                continue;
+            }
+            let moved = self.advance(c, trigger, state, product, now, zone)?;
+            out.actions.extend(moved.actions);
+            out.reasons.push(match instances_label(state.instance) {
+                Some(label) => format!("{label}: {}", moved.reason),
+                None => moved.reason,
+            });
+            *state = moved.state;
+        }
+        let denied_feedback = trigger.is_some_and(|e| e.name == MESSAGE_DENIED);
+        if !denied_feedback {
+            let refs: Vec<&JourneyState> = instances.iter().collect();
+            let entry = self
+                .entry
+                .next_instance_among(&refs, self.journey, now)
+                .and_then(|instance| eligible(trigger).map(|()| instance));
+            match entry {
+                Err(why) if out.reasons.is_empty() => out.reasons.push(why),
+                Err(_) => {}
+                Ok(instance) => {
+                    let variant = crate::ab::assign(self.variants, self.journey, &c.id);
+                    let name = variant.map(|v| v.name.clone());
+                    out.actions.push(Action::Enter {
+                        journey: self.journey.to_owned(),
+                        instance,
+                        variant: name.clone(),
+                    });
+                    if let Some(stage) = self.funnel_stage {
+                        out.actions.push(Action::SetFunnelStage {
+                            stage: stage.to_owned(),
+                        });
+                    }
+                    let fresh = entered(self.journey, instance, &self.steps[0].id, now, name);
+                    let (more, state, exit) = self.enter_step(0, fresh, product, now, zone);
+                    out.actions.extend(more);
+                    out.reasons.push(match exit {
+                        Some(e) => format!("entered `{}` and left: {e}", self.journey),
+                        None if instance > 1 => {
+                            format!("entered `{}` (instance {instance})", self.journey)
+                        }
+                        None => format!("entered `{}`", self.journey),
+                    });
+                    instances.push(state);
+                }
+            }
+        }
+        out.states = instances;
+        Ok(out)
+    }
+}
+
+/// How a reason names an instance: only from the second one on, so a journey entered once reads
+/// as before.
+fn instances_label(instance: u32) -> Option<String> {
+    (instance > 1).then(|| format!("instance {instance}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,280 +646,5 @@ mod tests {
         assert_eq!(w.ends(from, &sp), at("2025-03-12T12:00:00Z"));
         let bin = postcard::to_allocvec(&w).unwrap();
         assert_eq!(postcard::from_bytes::<Wait>(&bin).unwrap(), w);
-    }
-}
-
-/// A message a step sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepMessage {
-    /// The channel.
-    pub channel: crate::Channel,
-    /// The template id; `{product}` and `{variant}` are replaced per customer.
-    pub template: String,
-}
-
-/// One step of a linear journey: send (or not), then wait.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    /// The step's id, kept in the journey state.
-    pub id: String,
-    /// What the step sends when entered; none for a pure wait.
-    #[serde(default)]
-    pub send: Option<StepMessage>,
-    /// How long the step lasts.
-    pub wait: Wait,
-    /// Wait for this event (it exits the customer) rather than only for time.
-    #[serde(default)]
-    pub wait_for: Option<String>,
-}
-
-impl Step {
-    /// A step that sends `template` on `channel`, then waits `wait`.
-    pub fn send(id: &str, channel: crate::Channel, template: &str, wait: Wait) -> Step {
-        Step {
-            id: id.to_owned(),
-            send: Some(StepMessage {
-                channel,
-                template: template.to_owned(),
-            }),
-            wait,
-            wait_for: None,
-        }
-    }
-
-    /// A step that sends nothing and waits `wait`.
-    pub fn pause(id: &str, wait: Wait) -> Step {
-        Step {
-            id: id.to_owned(),
-            send: None,
-            wait,
-            wait_for: None,
-        }
-    }
-
-    /// This step, waiting for `event` (which exits the customer) rather than only for time.
-    pub fn until_event(self, event: &str) -> Step {
-        Step {
-            wait_for: Some(event.to_owned()),
-            ..self
-        }
-    }
-}
-
-/// A linear journey: enter when eligible, walk the steps one per evaluation as their waits end,
-/// exit on conversion, complete after the last step. Control variants walk the same steps
-/// without messages, so their conversions can be compared.
-#[derive(Clone, Debug)]
-pub struct Sequence<'a> {
-    /// The journey's name in the state.
-    pub journey: &'a str,
-    /// The campaign code on every message.
-    pub campaign: &'a str,
-    /// The steps, in order.
-    pub steps: &'a [Step],
-    /// Entry and re-entry.
-    pub entry: EntryPolicy,
-    /// A/B variants (empty: no test).
-    pub variants: &'a [crate::ab::Variant],
-    /// Events that exit the customer when they happen after entry (conversions).
-    pub exit_events: &'a [String],
-    /// Whether a purchase after entry exits the customer.
-    pub exit_on_purchase: bool,
-    /// The funnel stage to set on entry, if any.
-    pub funnel_stage: Option<&'a str>,
-}
-
-impl<'a> Sequence<'a> {
-    /// A journey of `steps`: entered once ever, no A/B test, no conversion exits, no funnel
-    /// stage. Change what differs with struct update syntax:
-    /// `Sequence { exit_on_purchase: true, ..Sequence::new(journey, campaign, &steps) }`.
-    pub fn new(journey: &'a str, campaign: &'a str, steps: &'a [Step]) -> Self {
-        Sequence {
-            journey,
-            campaign,
-            steps,
-            entry: EntryPolicy {
-                reentry: Reentry::NoReentry,
-                min_interval: Duration::ZERO,
-            },
-            variants: &[],
-            exit_events: &[],
-            exit_on_purchase: false,
-            funnel_stage: None,
-        }
-    }
-
-    fn render(
-        &self,
-        template: &str,
-        product: &str,
-        variant: Option<&crate::ab::Variant>,
-    ) -> String {
-        template
-            .replace("{product}", product)
-            .replace("{variant}", variant.map_or("", |v| v.name.as_str()))
-    }
-
-    fn step_actions(
-        &self,
-        step: &Step,
-        product: &str,
-        variant: Option<&crate::ab::Variant>,
-        now: Timestamp,
-        zone: &Zone,
-    ) -> Vec<crate::Action> {
-        let mut actions = Vec::new();
-        if let Some(m) = &step.send
-            && !variant.is_some_and(|v| v.control)
-        {
-            actions.push(crate::Action::Send {
-                channel: m.channel,
-                template: self.render(&m.template, product, variant),
-                campaign: self.campaign.to_owned(),
-            });
-        }
-        let until = step.wait.ends(now, zone);
-        actions.push(match &step.wait_for {
-            Some(event) => crate::Action::WaitForEvent {
-                event: event.clone(),
-                timeout_at: until,
-            },
-            None => crate::Action::WaitUntil { until },
-        });
-        actions
-    }
-
-    fn conversion(
-        &self,
-        c: &Customer,
-        trigger: Option<&crate::Event>,
-        since: Timestamp,
-        now: Timestamp,
-    ) -> Option<String> {
-        if let Some(e) = trigger
-            && self.exit_events.contains(&e.name)
-        {
-            return Some(e.name.clone());
-        }
-        if let Some(e) = c
-            .events
-            .iter()
-            .find(|e| e.at >= since && e.at <= now && self.exit_events.contains(&e.name))
-        {
-            return Some(e.name.clone());
-        }
-        if self.exit_on_purchase && c.purchases(now).any(|t| t.at >= since) {
-            return Some("purchase".into());
-        }
-        None
-    }
-
-    /// The customer's next move at `ctx.now`, with waits for a local time in the customer's zone.
-    /// `eligible` is asked only when the customer could enter: `Ok` with the reason to enter, or
-    /// `Err` with why not. `product` fills `{product}`.
-    pub fn run<P>(
-        &self,
-        c: &Customer,
-        trigger: Option<&crate::Event>,
-        ctx: &crate::Context<'_, P>,
-        product: &str,
-        eligible: impl FnOnce() -> Result<(), String>,
-    ) -> crate::Result<crate::JourneyOutcome> {
-        use crate::{Action, JourneyOutcome};
-        let (zone, _) = c.zone(ctx.default_tz)?;
-        let (now, zone) = (ctx.now, &zone);
-        let first = self
-            .steps
-            .first()
-            .ok_or_else(|| crate::Error::new("the journey has no steps"))?;
-        let current = c.journey(self.journey).filter(|j| j.is_active());
-        let Some(state) = current else {
-            // Not entering leaves the latest instance, if any, as it was.
-            let unchanged = |why: String| JourneyOutcome {
-                state: c.journey(self.journey).cloned(),
-                ..JourneyOutcome::because(why)
-            };
-            let instance = match self.entry.next_instance(c, self.journey, now) {
-                Ok(i) => i,
-                Err(why) => return Ok(unchanged(why)),
-            };
-            if let Err(why) = eligible() {
-                return Ok(unchanged(why));
-            }
-            let variant = crate::ab::assign(self.variants, self.journey, &c.id);
-            let mut actions = vec![Action::Enter {
-                journey: self.journey.to_owned(),
-                instance,
-                variant: variant.map(|v| v.name.clone()),
-            }];
-            if let Some(stage) = self.funnel_stage {
-                actions.push(Action::SetFunnelStage {
-                    stage: stage.to_owned(),
-                });
-            }
-            actions.extend(self.step_actions(first, product, variant, now, zone));
-            return Ok(JourneyOutcome {
-                actions,
-                reasons: vec![format!("entered `{}`", self.journey)],
-                state: Some(entered(
-                    self.journey,
-                    instance,
-                    &first.id,
-                    now,
-                    variant.map(|v| v.name.clone()),
-                )),
-            });
-        };
-
-        if let Some(what) = self.conversion(c, trigger, state.entered_at, now) {
-            let reason = format!("converted: {what}");
-            return Ok(JourneyOutcome {
-                actions: vec![Action::Exit {
-                    reason: reason.clone(),
-                }],
-                reasons: vec![reason.clone()],
-                state: Some(state.exited(&reason, now)),
-            });
-        }
-        let index = self
-            .steps
-            .iter()
-            .position(|s| s.id == state.step)
-            .ok_or_else(|| {
-                crate::Error::new(format!(
-                    "journey state names step `{}`, which `{}` does not have",
-                    state.step, self.journey
-                ))
-            })?;
-        let due = self.steps[index].wait.ends(state.step_entered_at, zone);
-        if now < due {
-            return Ok(JourneyOutcome {
-                actions: Vec::new(),
-                reasons: vec![format!("waiting at step `{}` until {due}", state.step)],
-                state: Some(state.clone()),
-            });
-        }
-        let Some(next) = self.steps.get(index + 1) else {
-            return Ok(JourneyOutcome {
-                actions: vec![Action::Complete],
-                reasons: vec![format!("last step `{}` done", state.step)],
-                state: Some(state.completed(now)),
-            });
-        };
-        let variant = state
-            .variant
-            .as_deref()
-            .and_then(|name| self.variants.iter().find(|v| v.name == name));
-        let mut actions = vec![Action::MoveTo {
-            step: next.id.clone(),
-        }];
-        actions.extend(self.step_actions(next, product, variant, now, zone));
-        Ok(JourneyOutcome {
-            actions,
-            reasons: vec![format!("step `{}` ended at {due}", state.step)],
-            state: Some(state.moved_to(&next.id, now)),
-        })
     }
 }

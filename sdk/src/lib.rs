@@ -195,6 +195,61 @@ pub mod testing {
         );
     }
 
+    /// Where `got` differs from `expected`, which may leave things out: an object matches when
+    /// every key it has matches, a list when it has as many entries and each matches, anything
+    /// else when equal. `None` when it matches; else the path and both values.
+    pub fn mismatch(expected: &serde_json::Value, got: &serde_json::Value) -> Option<String> {
+        fn at(path: &str, e: &serde_json::Value, g: &serde_json::Value) -> Option<String> {
+            use serde_json::Value::{Array, Object};
+            match (e, g) {
+                (Object(e), Object(g)) => e.iter().find_map(|(k, v)| {
+                    at(
+                        &format!("{path}.{k}"),
+                        v,
+                        g.get(k).unwrap_or(&serde_json::Value::Null),
+                    )
+                }),
+                (Array(e), Array(g)) if e.len() == g.len() => e
+                    .iter()
+                    .zip(g)
+                    .enumerate()
+                    .find_map(|(i, (e, g))| at(&format!("{path}[{i}]"), e, g)),
+                _ if e == g => None,
+                _ => Some(format!("`{path}`: expected {e}, got {g}")),
+            }
+        }
+        at("", expected, got)
+    }
+
+    /// Checks a journey rule's answer (as JSON) against a case's expectation: `actions`, the
+    /// list of action names in order (`enter`, `send`, `wait_until`, …); `states`, the instances
+    /// after the answer, each with the fields that matter; `reason`, text one of the reasons
+    /// contains; `send_templates`, the templates of the messages in order. `None` when it holds.
+    pub fn journey_mismatch(
+        expect: &serde_json::Value,
+        outcome: &serde_json::Value,
+    ) -> Option<String> {
+        let actions = outcome["actions"].as_array().cloned().unwrap_or_default();
+        let name = |a: &serde_json::Value| match a {
+            serde_json::Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+            other => other.as_str().unwrap_or_default().to_owned(),
+        };
+        let summary = serde_json::json!({
+            "actions": actions.iter().map(name).collect::<Vec<_>>(),
+            "states": outcome["states"],
+            "send_templates": actions.iter().filter_map(|a| a.get("send")).map(|s| s["template"].clone()).collect::<Vec<_>>(),
+        });
+        let mut wanted = expect.clone();
+        let reason = wanted.as_object_mut().and_then(|m| m.remove("reason"));
+        if let Some(text) = reason.as_ref().and_then(|r| r.as_str()) {
+            let reasons = outcome["reasons"].to_string();
+            if !reasons.contains(text) {
+                return Some(format!("no reason contains {text:?}: {reasons}"));
+            }
+        }
+        mismatch(&wanted, &summary).map(|m| format!("{m} in {outcome}"))
+    }
+
     /// Parameters from JSON text over the rule's defaults; panics on bad input (tests only).
     pub fn params<P: crate::Params>(json: &str) -> P {
         crate::guest::parse_params(json).unwrap_or_else(|e| panic!("{e}"))

@@ -192,6 +192,15 @@ pub enum Action {
         template: String,
         /// Campaign code, from the briefing.
         campaign: String,
+        /// The journey sending it, if a journey does.
+        #[serde(default)]
+        journey: Option<String>,
+        /// The journey's instance.
+        #[serde(default)]
+        instance: Option<u32>,
+        /// The step whose message it is.
+        #[serde(default)]
+        step: Option<String>,
     },
     /// Wait until a time, then evaluate again.
     WaitUntil {
@@ -230,13 +239,21 @@ pub enum Action {
 pub struct JourneyOutcome {
     /// What to do, in order.
     pub actions: Vec<Action>,
-    /// The new journey state.
-    pub state: Option<JourneyState>,
+    /// The customer's instances of the journey after this answer, oldest first: they replace
+    /// the record's entries for the journeys they name (empty when the customer is not, and does
+    /// not become, part of the journey).
+    #[serde(default)]
+    pub states: Vec<JourneyState>,
     /// Why, for people reading the result.
     pub reasons: Vec<String>,
 }
 
 impl JourneyOutcome {
+    /// The newest instance after this answer, if any.
+    pub fn state(&self) -> Option<&JourneyState> {
+        self.states.last()
+    }
+
     /// Nothing to do; the customer is not in the journey.
     pub fn none() -> Self {
         JourneyOutcome::default()

@@ -219,8 +219,10 @@ mod tests {
 }
 "##;
 
-const JOURNEY: &str = r##"//! A two-step welcome: an e-mail on entry, a push one day later, then done.
+const JOURNEY: &str = r##"//! A two-step welcome: an e-mail on entry, a push one day later, then done. Built on
+//! `Sequence`, which does entry and re-entry, waits, exits and A/B variants as DOMAIN §4 says.
 
+use regua_sdk::journey::{Sequence, Step};
 use regua_sdk::prelude::*;
 
 /// The journey rule.
@@ -234,46 +236,44 @@ pub struct Params {
     pub journey: String,
     /// The campaign code sent with each message.
     pub campaign: String,
+    /// The steps: what each sends, and how long it waits.
+    pub steps: Vec<Step>,
+    /// Who may enter again, and how often.
+    pub entry: EntryPolicy,
+    /// Events that end the journey early (conversions).
+    pub exit_events: Vec<String>,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { journey: "{crate}".into(), campaign: "WELCOME".into() }
+        Params {
+            journey: "{crate}".into(),
+            campaign: "WELCOME".into(),
+            steps: vec![
+                Step::send("email", Channel::Email, "welcome-email", Wait::For(Duration::days(1))),
+                Step::send("push", Channel::Push, "welcome-push", Wait::For(Duration::ZERO)),
+            ],
+            entry: EntryPolicy { reentry: Reentry::NoReentry, min_interval: Duration::ZERO },
+            exit_events: vec!["app_activated".into()],
+        }
     }
 }
 
 impl JourneyRule for Rule {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Profile, Field::Events, Field::Journeys];
 
-    fn evaluate(c: &Customer, _event: Option<&Event>, ctx: &Context<'_, Params>) -> Result<JourneyOutcome> {
+    fn evaluate(c: &Customer, event: Option<&Event>, ctx: &Context<'_, Params>) -> Result<JourneyOutcome> {
         let p = ctx.params;
-        let send = |channel, template: &str| Action::Send {
-            channel,
-            template: template.into(),
-            campaign: p.campaign.clone(),
+        let sequence = Sequence {
+            entry: p.entry,
+            exit_events: &p.exit_events,
+            ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        let state = |step: &str, status, entered_at| JourneyState {
-            journey: p.journey.clone(),
-            instance: 1,
-            status,
-            entered_at,
-            step: step.into(),
-            step_entered_at: ctx.now,
-            variant: None,
-            exit_reason: None,
-        };
-        Ok(match c.journey(&p.journey) {
-            None => JourneyOutcome {
-                actions: vec![send(Channel::Email, "welcome-email"), Action::WaitUntil { until: ctx.now + Duration::days(1) }],
-                state: Some(state("email-sent", JourneyStatus::Active, ctx.now)),
-                reasons: vec!["new customer: welcome e-mail".into()],
-            },
-            Some(j) if j.status == JourneyStatus::Active && ctx.now >= j.step_entered_at + Duration::days(1) => JourneyOutcome {
-                actions: vec![send(Channel::Push, "welcome-push"), Action::Complete],
-                state: Some(state("done", JourneyStatus::Completed, j.entered_at)),
-                reasons: vec!["a day after the e-mail: push".into()],
-            },
-            Some(j) => JourneyOutcome::because(format!("at step `{}`: nothing due", j.step)),
+        // Who may enter: customers created in the last week (the trigger event is given too).
+        sequence.run(c, event, ctx, "", |_trigger| match c.profile.created_at {
+            Some(at) if at > ctx.now - Duration::days(7) => Ok(()),
+            _ => Err("not created in the last 7 days".into()),
         })
     }
 }
@@ -286,11 +286,17 @@ mod tests {
     use regua_sdk::testing::{at, customer};
 
     #[test]
-    fn a_new_customer_gets_the_welcome_email() {
-        let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &Params::default(), default_tz: "UTC" };
-        let out = Rule::evaluate(&customer(r#"{"id":"c-1"}"#), None, &ctx).unwrap();
-        assert!(matches!(&out.actions[0], Action::Send { channel: Channel::Email, .. }));
-        assert_eq!(out.state.unwrap().step, "email-sent");
+    fn a_new_customer_gets_the_welcome_email_then_the_push() {
+        let params = Params::default();
+        let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &params, default_tz: "UTC" };
+        let mut c = customer(r#"{"id":"c-1","profile":{"created_at":"2025-03-10T12:00:00Z"}}"#);
+        let out = Rule::evaluate(&c, None, &ctx).unwrap();
+        assert!(out.actions.iter().any(|a| matches!(a, Action::Send { channel: Channel::Email, .. })));
+        c.journeys = out.states;
+        let a_day_later = Context { now: at("2025-03-12T12:00:00Z"), ..ctx };
+        let out = Rule::evaluate(&c, None, &a_day_later).unwrap();
+        assert!(out.actions.iter().any(|a| matches!(a, Action::Send { channel: Channel::Push, .. })));
+        assert_eq!(out.state().unwrap().step, "push");
     }
 }
 "##;

@@ -73,7 +73,7 @@ impl JourneyRule for AppActivation {
             exit_events: &exit_events,
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx, "", || {
+        sequence.run(c, event, ctx, "", |event| {
             if event.is_some_and(|e| e.name == p.activation_event)
                 || c.first_event(&p.activation_event, ctx.now).is_some()
             {
@@ -128,7 +128,7 @@ mod tests {
                 timeout_at: at("2025-03-12T12:00:00Z")
             }
         );
-        c.journeys.push(out.state.unwrap());
+        c.journeys.push(out.state().cloned().unwrap());
         let next = eval(&c, None, "2025-03-12T12:00:00Z");
         assert!(
             matches!(
@@ -145,8 +145,12 @@ mod tests {
     #[test]
     fn activation_exits_whether_in_the_record_or_as_the_trigger() {
         let mut c = customer(CONTACTED);
-        c.journeys
-            .push(eval(&c, None, "2025-03-11T12:00:00Z").state.unwrap());
+        c.journeys.push(
+            eval(&c, None, "2025-03-11T12:00:00Z")
+                .state()
+                .cloned()
+                .unwrap(),
+        );
         let activated: Event =
             serde_json::from_str(r#"{"name":"app_activated","at":"2025-03-11T15:00:00Z"}"#)
                 .unwrap();
@@ -159,7 +163,7 @@ mod tests {
         );
         c.events.push(activated);
         let out = eval(&c, None, "2025-03-11T16:00:00Z");
-        assert_eq!(out.state.unwrap().status, JourneyStatus::Exited);
+        assert_eq!(out.state().cloned().unwrap().status, JourneyStatus::Exited);
     }
 
     #[test]
@@ -169,7 +173,7 @@ mod tests {
             serde_json::from_str(r#"{"name":"app_activated","at":"2025-03-10T13:00:00Z"}"#)
                 .unwrap(),
         );
-        assert!(eval(&c, None, "2025-03-12T12:00:00Z").state.is_none());
+        assert!(eval(&c, None, "2025-03-12T12:00:00Z").state().is_none());
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl JourneyRule for CartAbandonment {
             exit_on_purchase: true,
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx, "", || {
+        sequence.run(c, event, ctx, "", |event| {
             let cart = event
                 .filter(|e| e.name == p.event)
                 .or_else(|| c.events_named(&p.event, ctx.now).max_by_key(|e| e.at))
@@ -122,7 +122,7 @@ mod tests {
             !out.actions.iter().any(|a| matches!(a, Action::Send { .. })),
             "{out:?}"
         );
-        c.journeys.push(out.state.unwrap());
+        c.journeys.push(out.state().cloned().unwrap());
         let push = eval(&c, "2025-03-11T11:05:00Z");
         assert!(
             matches!(
@@ -134,7 +134,7 @@ mod tests {
             ),
             "{push:?}"
         );
-        c.journeys[0] = push.state.unwrap();
+        c.journeys[0] = push.state().cloned().unwrap();
         let email = eval(&c, "2025-03-12T10:05:00Z");
         assert!(
             matches!(
@@ -146,21 +146,24 @@ mod tests {
             ),
             "{email:?}"
         );
-        c.journeys[0] = email.state.unwrap();
+        c.journeys[0] = email.state().cloned().unwrap();
         let done = eval(&c, "2025-03-14T10:05:00Z");
         assert_eq!(done.actions, vec![Action::Complete]);
-        c.journeys[0] = done.state.unwrap();
+        c.journeys[0] = done.state().cloned().unwrap();
         // The same cart does not start the journey again.
         let again = eval(&c, "2025-03-14T12:00:00Z");
         assert!(again.actions.is_empty(), "{again:?}");
-        assert_eq!(again.state.unwrap().status, JourneyStatus::Completed);
+        assert_eq!(
+            again.state().cloned().unwrap().status,
+            JourneyStatus::Completed
+        );
     }
 
     #[test]
     fn a_purchase_after_the_cart_exits() {
         let mut c = customer(CART);
         c.journeys
-            .push(eval(&c, "2025-03-11T10:05:00Z").state.unwrap());
+            .push(eval(&c, "2025-03-11T10:05:00Z").state().cloned().unwrap());
         c.transactions.push(
             serde_json::from_str(
                 r#"{"id":"t","at":"2025-03-11T10:30:00Z","kind":"purchase","amount":320.5}"#,
@@ -180,7 +183,7 @@ mod tests {
     fn stale_carts_are_left_alone() {
         assert!(
             eval(&customer(CART), "2025-03-15T10:00:00Z")
-                .state
+                .state()
                 .is_none()
         );
     }

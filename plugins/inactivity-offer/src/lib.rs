@@ -66,7 +66,7 @@ impl JourneyRule for InactivityOffer {
             funnel_stage: Some("at_risk"),
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx, "", || {
+        sequence.run(c, event, ctx, "", |_| {
             let last = c
                 .last_purchase(ctx.now)
                 .ok_or("no purchase yet: a prospect")?;
@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn enters_one_second_after_thirty_days() {
         let c = customer(BUYER);
-        assert!(eval(&c, "2025-03-11T12:00:00Z").state.is_none());
+        assert!(eval(&c, "2025-03-11T12:00:00Z").state().is_none());
         let out = eval(&c, "2025-03-11T12:00:01Z");
         assert!(
             matches!(
@@ -114,7 +114,7 @@ mod tests {
     fn a_purchase_exits_and_prospects_never_enter() {
         let mut c = customer(BUYER);
         c.journeys
-            .push(eval(&c, "2025-03-12T12:00:00Z").state.unwrap());
+            .push(eval(&c, "2025-03-12T12:00:00Z").state().cloned().unwrap());
         c.transactions.push(
             serde_json::from_str(
                 r#"{"id":"t2","at":"2025-03-13T12:00:00Z","kind":"purchase","amount":50}"#,
@@ -122,12 +122,16 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(
-            eval(&c, "2025-03-13T13:00:00Z").state.unwrap().status,
+            eval(&c, "2025-03-13T13:00:00Z")
+                .state()
+                .cloned()
+                .unwrap()
+                .status,
             JourneyStatus::Exited
         );
         assert!(
             eval(&customer(r#"{"id":"p"}"#), "2025-03-13T13:00:00Z")
-                .state
+                .state()
                 .is_none()
         );
     }

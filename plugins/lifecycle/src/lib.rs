@@ -144,13 +144,11 @@ impl JourneyRule for Lifecycle {
         p.cuts.validate()?;
         let (channel, template) = p.stage.default_message();
         let steps = [Step {
-            id: "message".into(),
             send: Some(p.send.clone().unwrap_or(StepMessage {
                 channel,
                 template: template.into(),
             })),
-            wait: Wait::For(Duration::days(3)),
-            wait_for: None,
+            ..Step::pause("message", Wait::For(Duration::days(3)))
         }];
         let journey = format!("lifecycle-{}", p.stage.name());
         let sequence = Sequence {
@@ -162,7 +160,7 @@ impl JourneyRule for Lifecycle {
             funnel_stage: Some(p.stage.name()),
             ..Sequence::new(&journey, &p.campaign, &steps)
         };
-        sequence.run(c, event, ctx, "", || eligible(p.stage, c, ctx))
+        sequence.run(c, event, ctx, "", |_| eligible(p.stage, c, ctx))
     }
 }
 
@@ -193,7 +191,7 @@ mod tests {
         let p: Params = params(&format!(r#"{{"stage":"{stage}"}}"#));
         Lifecycle::evaluate(c, None, &context("2025-03-11T12:00:00Z", &p))
             .unwrap()
-            .state
+            .state()
             .is_some()
     }
 
@@ -232,9 +230,12 @@ mod tests {
             Action::Send {
                 channel: Channel::Whatsapp,
                 template: "come-back-offer".into(),
-                campaign: "RET-01".into()
+                campaign: "RET-01".into(),
+                journey: Some("lifecycle-retention".into()),
+                instance: Some(1),
+                step: Some("message".into()),
             }
         );
-        assert_eq!(out.state.unwrap().journey, "lifecycle-retention");
+        assert_eq!(out.state().cloned().unwrap().journey, "lifecycle-retention");
     }
 }

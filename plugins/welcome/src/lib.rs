@@ -114,7 +114,7 @@ impl JourneyRule for Welcome {
             funnel_stage: Some("onboarding"),
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx, product, || {
+        sequence.run(c, event, ctx, product, |_| {
             let created = c
                 .profile
                 .created_at
@@ -174,7 +174,10 @@ mod tests {
                 Action::Send {
                     channel: Channel::Email,
                     template: format!("welcome-gold-{variant}"),
-                    campaign: "BRF-2025-001".into()
+                    campaign: "BRF-2025-001".into(),
+                    journey: Some("welcome".into()),
+                    instance: Some(1),
+                    step: Some("welcome".into()),
                 }
             );
         }
@@ -184,20 +187,21 @@ mod tests {
                 until: at("2025-03-12T12:00:00Z")
             })
         );
-        assert_eq!(out.state.unwrap().step, "welcome");
+        assert_eq!(out.state().cloned().unwrap().step, "welcome");
     }
 
     #[test]
     fn steps_advance_as_waits_end_and_the_last_completes() {
         let c = customer(NEW);
-        let s0 = eval(&c, "2025-03-11T12:00:00Z").state.unwrap();
+        let s0 = eval(&c, "2025-03-11T12:00:00Z").state().cloned().unwrap();
         let waiting = eval(&with_state(NEW, &s0), "2025-03-12T11:59:59Z");
         assert!(waiting.actions.is_empty(), "{waiting:?}");
         let s1 = eval(&with_state(NEW, &s0), "2025-03-12T12:00:00Z");
         assert_eq!(s1.actions[0], Action::MoveTo { step: "app".into() });
-        let s1 = s1.state.unwrap();
+        let s1 = s1.state().cloned().unwrap();
         let s2 = eval(&with_state(NEW, &s1), "2025-03-14T12:00:00Z")
-            .state
+            .state()
+            .cloned()
             .unwrap();
         assert_eq!(s2.step, "first-purchase");
         // The last step waits until the next 09:00 in São Paulo (12:00Z).
@@ -205,12 +209,18 @@ mod tests {
         assert!(early.actions.is_empty());
         let done = eval(&with_state(NEW, &s2), "2025-03-15T12:00:00Z");
         assert_eq!(done.actions, vec![Action::Complete]);
-        assert_eq!(done.state.unwrap().status, JourneyStatus::Completed);
+        assert_eq!(
+            done.state().cloned().unwrap().status,
+            JourneyStatus::Completed
+        );
     }
 
     #[test]
     fn a_purchase_exits_and_there_is_no_reentry() {
-        let s0 = eval(&customer(NEW), "2025-03-11T12:00:00Z").state.unwrap();
+        let s0 = eval(&customer(NEW), "2025-03-11T12:00:00Z")
+            .state()
+            .cloned()
+            .unwrap();
         let bought = NEW.replace(
             r#""profile""#,
             r#""transactions":[{"id":"t","at":"2025-03-11T18:00:00Z","kind":"purchase","amount":80}],"profile""#,
@@ -222,11 +232,10 @@ mod tests {
                 reason: "converted: purchase".into()
             }]
         );
-        let exited = out.state.unwrap();
+        let exited = out.state().cloned().unwrap();
         let again = eval(&with_state(NEW, &exited), "2025-03-12T20:00:00Z");
         assert!(
-            again.actions.is_empty()
-                && again.state.as_ref().unwrap().status == JourneyStatus::Exited,
+            again.actions.is_empty() && again.state().unwrap().status == JourneyStatus::Exited,
             "{again:?}"
         );
     }
@@ -247,10 +256,20 @@ mod tests {
         for i in 0..400 {
             let c = customer(&NEW.replace("cus-1", &format!("cus-{i}")));
             let out = eval(&c, "2025-03-11T12:00:00Z");
-            *seen.entry(out.state.unwrap().variant.unwrap()).or_insert(0) += 1;
+            *seen
+                .entry(out.state().cloned().unwrap().variant.unwrap())
+                .or_insert(0) += 1;
             assert_eq!(
-                eval(&c, "2025-03-11T12:00:00Z").state.unwrap().variant,
-                eval(&c, "2025-03-11T13:00:00Z").state.unwrap().variant
+                eval(&c, "2025-03-11T12:00:00Z")
+                    .state()
+                    .cloned()
+                    .unwrap()
+                    .variant,
+                eval(&c, "2025-03-11T13:00:00Z")
+                    .state()
+                    .cloned()
+                    .unwrap()
+                    .variant
             );
         }
         assert_eq!(seen.len(), 3, "{seen:?}");

@@ -6,7 +6,7 @@ use regua_tests::{engine, load, repo};
 
 use crate::{inputs, run_batch};
 
-const EXAMPLES: [(&str, Kind); 14] = [
+const EXAMPLES: [(&str, Kind); 15] = [
     ("rfm", Kind::Segment),
     ("lapsed", Kind::Segment),
     ("birthday-today", Kind::Segment),
@@ -19,6 +19,7 @@ const EXAMPLES: [(&str, Kind); 14] = [
     ("cart-abandonment", Kind::Journey),
     ("inactivity-offer", Kind::Journey),
     ("lifecycle", Kind::Journey),
+    ("sequence", Kind::Journey),
     ("standard-rest", Kind::Rest),
     ("promo-per-unit", Kind::Rest),
 ];
@@ -232,5 +233,42 @@ fn worked_example_five_through_the_host_is_a_champion() {
             "last purchase 10 days ago, 12 purchases, R$ 6200.00 in all",
             "segment Champions"
         ]
+    );
+}
+
+/// The table of DOMAIN §4 journey cases holds through the wasm `sequence` plugin as it does
+/// natively (`cargo test -p sequence`).
+#[test]
+fn the_journey_cases_hold_through_the_host() {
+    let engine = engine();
+    let plugin = load(&engine, "sequence");
+    let path = repo().join("plugins/sequence/tests/cases.json");
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut failed = Vec::new();
+    for case in &cases {
+        let mut batch = regua_host::EncodedBatch::new();
+        batch.push(&serde_json::from_value(case["customer"].clone()).unwrap());
+        let mut inp = inputs(&case["params"].to_string(), None);
+        inp.now = serde_json::from_value(case["now"].clone()).unwrap();
+        inp.event = case
+            .get("event")
+            .map(|e| serde_json::from_value(e.clone()).unwrap());
+        let e = Evaluation::new(plugin.clone(), &inp).unwrap();
+        let result = regua_host::Worker::new()
+            .evaluate(&e, &batch)
+            .unwrap()
+            .remove(0);
+        let got = serde_json::to_value(result.unwrap()).unwrap();
+        if let Some(m) = regua_sdk::testing::journey_mismatch(&case["expect"], &got) {
+            failed.push(format!("{}: {m}", case["about"]));
+        }
+    }
+    assert!(cases.len() >= 30);
+    assert!(
+        failed.is_empty(),
+        "{} cases fail:\n{}",
+        failed.len(),
+        failed.join("\n")
     );
 }
