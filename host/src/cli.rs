@@ -2,6 +2,7 @@
 
 mod batch;
 mod build;
+mod campaign;
 mod eval;
 mod generate;
 mod inspect;
@@ -33,6 +34,7 @@ pub struct Cli {
 enum Command {
     Eval(eval::EvalArgs),
     Batch(batch::BatchArgs),
+    Campaign(campaign::CampaignArgs),
     Inspect(inspect::InspectArgs),
     New(new::NewArgs),
     Build(build::BuildArgs),
@@ -65,6 +67,7 @@ impl Cli {
         match self.command {
             Command::Eval(a) => a.run(),
             Command::Batch(a) => a.run(),
+            Command::Campaign(a) => a.run(),
             Command::Inspect(a) => a.run(),
             Command::New(a) => a.run(),
             Command::Build(a) => a.run(),

@@ -68,6 +68,16 @@ pub enum Category {
     Transactional,
 }
 
+impl Category {
+    /// The category's name as written in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Marketing => "marketing",
+            Category::Transactional => "transactional",
+        }
+    }
+}
+
 /// The state of one consent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -133,7 +133,8 @@ fn read_chunks(
     Ok(())
 }
 
-fn trim_line(mut line: &[u8]) -> &[u8] {
+/// A line without its line ending.
+pub fn trim_line(mut line: &[u8]) -> &[u8] {
     if let [rest @ .., b'\n'] = line {
         line = rest;
     }
@@ -396,27 +397,54 @@ pub fn run(
     let mut probe = Worker::new();
     probe.check_all(evals)?;
     let evals = &*evals;
-    let threads = options.threads.max(1);
-    let chunk_lines = options.chunk_lines.max(1);
     let format = options.format;
-    let (work_tx, work_rx) = bounded::<Chunk>(threads * 2);
-    let (done_tx, done_rx) = bounded::<Done>(threads * 2);
     let mut collator = Collator::new(evals, options.allow_repeated_ids, options.format);
     output
         .write_all(&collator.header(evals))
         .context("cannot write output")?;
-    let written = std::thread::scope(|scope| -> anyhow::Result<()> {
+    run_chunks(
+        input,
+        &mut output,
+        options,
+        probe,
+        &|worker, chunk| process(worker, evals, chunk, format),
+        &mut |done| {
+            let (out, _) = collator.take(done);
+            progress(collator.summary.lines, collator.summary.bytes);
+            out
+        },
+    )?;
+    let mut summary = collator.summary;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// The one chunked, ordered, parallel loop under every streamed plan (plugins side by side, or
+/// campaigns): cuts `input` into chunks of `options.chunk_lines` lines, answers each on one of
+/// `options.threads` workers with `process`, and hands the answers to `take` in input order,
+/// writing what it returns. Memory is bounded by the chunk size and the queue depth.
+pub fn run_chunks<D: Send>(
+    input: impl BufRead + Send,
+    output: &mut impl Write,
+    options: &BatchOptions,
+    first_worker: Worker,
+    process: &(dyn Fn(&mut Worker, Chunk) -> D + Sync),
+    take: &mut dyn FnMut(D) -> Vec<u8>,
+) -> anyhow::Result<()> {
+    let threads = options.threads.max(1);
+    let chunk_lines = options.chunk_lines.max(1);
+    let (work_tx, work_rx) = bounded::<Chunk>(threads * 2);
+    let (done_tx, done_rx) = bounded::<(u64, D)>(threads * 2);
+    let mut first_worker = Some(first_worker);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
         let reader = scope.spawn(move || read_chunks(input, chunk_lines, work_tx));
-        for n in 0..threads {
+        for _ in 0..threads {
             let (rx, tx) = (work_rx.clone(), done_tx.clone());
-            let mut worker = if n == 0 {
-                std::mem::take(&mut probe)
-            } else {
-                Worker::new()
-            };
+            let mut worker = first_worker.take().unwrap_or_default();
             scope.spawn(move || {
                 for chunk in rx {
-                    if tx.send(process(&mut worker, evals, chunk, format)).is_err() {
+                    let seq = chunk.seq;
+                    if tx.send((seq, process(&mut worker, chunk))).is_err() {
                         return;
                     }
                 }
@@ -427,15 +455,14 @@ pub fn run(
         let mut pending = BTreeMap::new();
         let mut next = 0u64;
         let mut write_result = Ok(());
-        for done in done_rx {
-            pending.insert(done.seq, done);
+        for (seq, done) in done_rx {
+            pending.insert(seq, done);
             while let Some(done) = pending.remove(&next) {
                 next += 1;
-                let (out, _) = collator.take(done);
+                let out = take(done);
                 if write_result.is_ok() {
                     write_result = output.write_all(&out);
                 }
-                progress(collator.summary.lines, collator.summary.bytes);
             }
             if write_result.is_err() {
                 break; // dropping the receiver stops the workers and the reader
@@ -446,10 +473,6 @@ pub fn run(
             .join()
             .map_err(|_| anyhow!("the input reader panicked"))??;
         Ok(())
-    });
-    written?;
-    output.flush().context("cannot write output")?;
-    let mut summary = collator.summary;
-    summary.elapsed = started.elapsed();
-    Ok(summary)
+    })?;
+    output.flush().context("cannot write output")
 }

@@ -3,6 +3,7 @@
 //! ([`output`]).
 
 pub mod batch;
+pub mod campaign;
 pub mod output;
 pub mod pool;
 pub mod record;

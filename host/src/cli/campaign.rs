@@ -1,0 +1,294 @@
+//! `regua campaign`: check a campaigns folder, or run its campaigns over customer records.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use regua_sdk::{Event, Timestamp};
+
+use super::LimitArgs;
+use crate::pipeline::batch::BatchOptions;
+use crate::pipeline::campaign::{self, Campaigns, Plan, RunInputs, SendList, SendListFormat};
+use crate::runtime::plugin::Plugin;
+use crate::runtime::worker::Worker;
+use crate::Engine;
+
+/// Check or run campaigns: audience → holdout → variant → journey or message → rest policy →
+/// send list (docs/CAMPAIGNS.md).
+#[derive(Debug, Args)]
+pub(crate) struct CampaignArgs {
+    #[command(subcommand)]
+    command: CampaignCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CampaignCommand {
+    Check(CheckArgs),
+    Run(RunArgs),
+}
+
+/// Where campaigns and their plugins are, and the instant.
+#[derive(Debug, Args, Clone)]
+struct Setup {
+    /// The plugins folder: campaign files name plugins in it.
+    #[arg(long, value_name = "DIR", default_value = super::DEFAULT_PLUGINS_DIR)]
+    plugins_dir: PathBuf,
+    /// The company's default IANA time zone, for customers without one.
+    #[arg(long, value_name = "IANA", default_value = "America/Sao_Paulo")]
+    tz: String,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Check every campaign file of a folder: fields, codes, bucket ranges, plugins and their
+/// parameters. Prints the campaigns in run order and every problem; fails if there is one.
+///
+/// Example: regua campaign check examples/campaigns
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The campaigns folder: one TOML file per campaign, and company.toml.
+    dir: PathBuf,
+    /// The instant to report active campaigns at (RFC 3339); default: now.
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<String>,
+    #[command(flatten)]
+    setup: Setup,
+}
+
+/// Run every active campaign over customer records (NDJSON), streaming one answer line per
+/// input line, in input order: the customer's planned messages, every campaign's decision and
+/// the journey states after the run, or an error line. The funnel of every campaign goes to
+/// standard error at the end (and to --funnel as JSON).
+///
+/// Example: regua campaign run --campaigns examples/campaigns --input examples/customers.ndjson
+///   --now 2025-03-11T12:00:00Z --send-list send.csv --send-list-format csv -o /dev/null
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The campaigns folder.
+    #[arg(long, value_name = "DIR")]
+    campaigns: PathBuf,
+    /// Customer records, one JSON object per line; - for standard input.
+    #[arg(long, short, value_name = "FILE|-")]
+    input: PathBuf,
+    /// Where the answers go; - for standard output.
+    #[arg(long, short, value_name = "FILE|-", default_value = "-")]
+    output: PathBuf,
+    /// The instant of the run (RFC 3339): campaigns, journeys and rest policies are judged at it.
+    #[arg(long, value_name = "RFC3339")]
+    now: String,
+    /// Write just the planned messages here.
+    #[arg(long, value_name = "FILE")]
+    send_list: Option<PathBuf>,
+    /// The send list's format.
+    #[arg(long, value_enum, default_value_t = SendListFormat::Ndjson)]
+    send_list_format: SendListFormat,
+    /// Write the funnel report here as JSON.
+    #[arg(long, value_name = "FILE")]
+    funnel: Option<PathBuf>,
+    /// A triggering event for the journeys (JSON, or @FILE).
+    #[arg(long, value_name = "JSON|@FILE")]
+    event: Option<String>,
+    /// Run the good campaigns even when some files fail their checks (default: refuse).
+    #[arg(long)]
+    keep_going: bool,
+    /// Decide every line even when its customer id was on an earlier line.
+    #[arg(long)]
+    allow_repeated_ids: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, default_value_t = 1000, hide = true)]
+    chunk_lines: usize,
+    /// No progress bar and no funnel on standard error.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    setup: Setup,
+}
+
+impl CampaignArgs {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            CampaignCommand::Check(a) => a.run(),
+            CampaignCommand::Run(a) => a.run(),
+        }
+    }
+}
+
+fn parse_now(now: Option<&str>) -> anyhow::Result<Timestamp> {
+    match now {
+        Some(t) => Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--now: {e}")),
+        None => Ok(Timestamp::from_millis(jiff::Timestamp::now().as_millisecond())),
+    }
+}
+
+/// The plugins a campaigns folder names, loaded from `dir`, or why each could not be.
+type Loaded = HashMap<String, Result<Arc<Plugin>, String>>;
+
+fn load_plugins(engine: &Engine, dir: &Path, campaigns: &Campaigns) -> Loaded {
+    campaigns
+        .plugin_names()
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(format!("{name}.wasm"));
+            let plugin = if crate::runtime::plugin::check_name(&name).is_err() || !path.is_file()
+            {
+                Err(format!(
+                    "no plugin `{name}`: `{}` does not exist (build plugins with `regua build`, \
+                     or fix the name)",
+                    path.display()
+                ))
+            } else {
+                Plugin::load(engine, &path).map_err(|e| format!("plugin `{name}`: {e}"))
+            };
+            (name, plugin)
+        })
+        .collect()
+}
+
+/// Loads and checks a campaigns folder: the campaigns in run order and every problem.
+fn load(setup: &Setup, dir: &Path, now: Timestamp) -> anyhow::Result<(Campaigns, Loaded)> {
+    regua_sdk::Zone::get(&setup.tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
+    let engine = setup.limits.engine()?;
+    let mut campaigns = Campaigns::load_dir(dir).map_err(anyhow::Error::msg)?;
+    let plugins = load_plugins(&engine, &setup.plugins_dir, &campaigns);
+    let lookup = |name: &str| {
+        plugins
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("no plugin `{name}`")))
+    };
+    campaigns.check_plugins(&lookup, &mut Worker::new(), now, &setup.tz);
+    Ok((campaigns, plugins))
+}
+
+fn print_errors(campaigns: &Campaigns) {
+    for e in &campaigns.errors {
+        eprintln!("error: {e}");
+    }
+}
+
+impl CheckArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let now = parse_now(self.now.as_deref())?;
+        let (campaigns, _) = load(&self.setup, &self.dir, now)?;
+        for c in &campaigns.campaigns {
+            let state = if c.active_at(now) { "active" } else { "inactive" };
+            println!(
+                "{:<20} priority {:<4} {:<8} {}  ({}, requested by {})",
+                c.def.code, c.def.priority, state, c.def.name, c.file, c.def.requester
+            );
+        }
+        print_errors(&campaigns);
+        if !campaigns.errors.is_empty() {
+            bail!(
+                "{} of the campaign files have problems (listed above)",
+                campaigns.errors.len()
+            );
+        }
+        if campaigns.campaigns.is_empty() {
+            bail!("no campaign files (*.toml) in `{}`", self.dir.display());
+        }
+        eprintln!("{} campaigns, all good", campaigns.campaigns.len());
+        Ok(())
+    }
+}
+
+fn create(path: &Path, what: &str) -> anyhow::Result<Box<dyn Write>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdout().lock()));
+    }
+    let file = File::create(path).with_context(|| format!("cannot create {what} `{}`", path.display()))?;
+    Ok(Box::new(BufWriter::with_capacity(1 << 20, file)))
+}
+
+impl RunArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let now = parse_now(Some(&self.now))?;
+        let event: Option<Event> = self
+            .event
+            .as_deref()
+            .map(|e| {
+                let text = super::inline_or_file(e, "--event")?;
+                regua_sdk::json::from_str(&text, None)
+                    .map_err(|e| anyhow::anyhow!("invalid --event: {e}"))
+            })
+            .transpose()?;
+        let (campaigns, plugins) = load(&self.setup, &self.campaigns, now)?;
+        print_errors(&campaigns);
+        if !campaigns.errors.is_empty() && !self.keep_going {
+            bail!(
+                "{} campaign files have problems (listed above): fix them, or pass --keep-going \
+                 to run the others",
+                campaigns.errors.len()
+            );
+        }
+        if campaigns.campaigns.is_empty() {
+            bail!("no campaign to run in `{}`", self.campaigns.display());
+        }
+        let resolved: HashMap<String, Arc<Plugin>> = plugins
+            .into_iter()
+            .filter_map(|(n, p)| p.ok().map(|p| (n, p)))
+            .collect();
+        let plan = Plan::new(
+            Arc::new(campaigns),
+            Arc::new(move |name: &str| resolved.get(name).cloned()),
+            RunInputs {
+                now,
+                default_tz: self.setup.tz.clone(),
+                event,
+            },
+        );
+
+        let (input, total): (Box<dyn BufRead + Send>, Option<u64>) =
+            if self.input.as_os_str() == "-" {
+                (Box::new(BufReader::new(std::io::stdin())), None)
+            } else {
+                let file = File::open(&self.input)
+                    .with_context(|| format!("cannot open input `{}`", self.input.display()))?;
+                let len = file.metadata().ok().map(|m| m.len());
+                (Box::new(BufReader::with_capacity(1 << 20, file)), len)
+            };
+        let output = create(&self.output, "output")?;
+        let mut send_list = self
+            .send_list
+            .as_deref()
+            .map(|p| create(p, "send list").map(|w| SendList::new(w, self.send_list_format)))
+            .transpose()?;
+        let bar = if self.quiet || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else if let Some(len) = total {
+            ProgressBar::new(len).with_style(
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
+                    .expect("valid template"),
+            )
+        } else {
+            ProgressBar::new_spinner()
+        };
+        let options = BatchOptions {
+            threads: self.threads.unwrap_or_else(|| BatchOptions::default().threads),
+            chunk_lines: self.chunk_lines,
+            allow_repeated_ids: self.allow_repeated_ids,
+            ..BatchOptions::default()
+        };
+        let report = campaign::run(&plan, input, output, send_list.as_mut(), &options, &|lines, bytes| {
+            bar.set_position(bytes);
+            bar.set_message(format!("{lines} customers"));
+        })?;
+        bar.finish_and_clear();
+        if let Some(path) = &self.funnel {
+            let text = serde_json::to_string_pretty(&report).expect("a report is JSON");
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("cannot write the funnel to `{}`", path.display()))?;
+        }
+        if !self.quiet {
+            eprint!("{}", report.describe());
+        }
+        Ok(())
+    }
+}

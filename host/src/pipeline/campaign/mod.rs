@@ -1,0 +1,481 @@
+//! Campaigns: the pipeline marketing runs, from audience to send list (DOMAIN §4a).
+//!
+//! [`definition`] reads and checks the campaign files; [`decide`] runs them for a group of
+//! customers; this module streams a run over NDJSON lines on the same chunked, ordered, parallel
+//! loop as plugin batches ([`crate::pipeline::batch::run_chunks`]), and counts the funnel.
+
+pub mod decide;
+pub mod definition;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, Write};
+
+use serde::Serialize;
+
+pub use decide::{CustomerRun, Decision, Kind, Plan, Planned, RunInputs};
+pub use definition::{Campaign, Campaigns, Company, Definition, FileError};
+
+use crate::pipeline::batch::{BatchOptions, Chunk, run_chunks, trim_line};
+use crate::pipeline::output::write_error_line;
+use crate::pipeline::record::salvage_id;
+use crate::runtime::worker::Worker;
+
+/// One message of the send list.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SendRow {
+    /// The customer.
+    pub customer: String,
+    /// The campaign's code.
+    pub campaign: String,
+    /// The variant, if the campaign has variants.
+    pub variant: Option<String>,
+    /// The channel.
+    #[schema(value_type = String)]
+    pub channel: regua_sdk::Channel,
+    /// The template.
+    pub template: String,
+    /// Marketing or transactional.
+    #[schema(value_type = String)]
+    pub category: regua_sdk::Category,
+    /// When to send it.
+    #[schema(value_type = String)]
+    pub send_at: regua_sdk::Timestamp,
+    /// The journey, if a journey sends it.
+    pub journey: Option<String>,
+    /// The journey's step.
+    pub step: Option<String>,
+}
+
+impl CustomerRun {
+    /// The customer's planned messages as send-list rows.
+    pub fn send_rows(&self) -> Vec<SendRow> {
+        self.planned()
+            .map(|(d, m)| SendRow {
+                customer: self.customer.id.clone(),
+                campaign: d.campaign.clone(),
+                variant: d.variant.clone(),
+                channel: m.channel,
+                template: m.template.clone(),
+                category: m.category,
+                send_at: m.send_at,
+                journey: m.journey.clone(),
+                step: m.step.clone(),
+            })
+            .collect()
+    }
+
+    /// The answer for this customer: its planned messages, every campaign's decision, and its
+    /// journey states after the run.
+    pub fn answer(&self) -> Answer<'_> {
+        Answer {
+            id: &self.customer.id,
+            messages: self.send_rows(),
+            decisions: &self.decisions,
+            journeys: &self.customer.journeys,
+        }
+    }
+}
+
+/// One customer's answer line.
+#[derive(Debug, Serialize)]
+pub struct Answer<'a> {
+    /// The customer.
+    pub id: &'a str,
+    /// The planned messages, in campaign order.
+    pub messages: Vec<SendRow>,
+    /// Every campaign's decision, in run order.
+    pub decisions: &'a [Decision],
+    /// The customer's journey states after the run.
+    pub journeys: &'a [regua_sdk::JourneyState],
+}
+
+/// One campaign's funnel over a run: customers read = inactive + in audience + not in
+/// audience; in audience = held out + planned + denied + nothing to do + errors (a deferred
+/// message is planned, with a later `send_at`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Funnel {
+    /// The campaign's code.
+    pub campaign: String,
+    /// Its name.
+    pub name: String,
+    /// Customers read.
+    pub read: u64,
+    /// Customers met outside the campaign's window.
+    pub inactive: u64,
+    /// Customers not in the audience.
+    pub not_in_audience: u64,
+    /// Customers in the audience.
+    pub in_audience: u64,
+    /// In the audience and held out (holdout or control variant).
+    pub held_out: u64,
+    /// Customers with at least one message planned.
+    pub planned: u64,
+    /// Of those, customers with a message deferred to a later `send_at`.
+    pub deferred: u64,
+    /// Customers whose every message was denied.
+    pub denied: u64,
+    /// Customers the journey had nothing for now.
+    pub nothing_to_do: u64,
+    /// Customers on whom a plugin failed.
+    pub errors: u64,
+    /// Denied messages by `rule/REASON`.
+    pub denials: BTreeMap<String, u64>,
+    /// Deferred messages by rule.
+    pub defers: BTreeMap<String, u64>,
+    /// Planned messages by variant (`-` without variants), then channel.
+    pub sent: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl Funnel {
+    fn count(&mut self, d: &Decision) {
+        self.read += 1;
+        match d.outcome {
+            Kind::Inactive => self.inactive += 1,
+            Kind::NotInAudience => self.not_in_audience += 1,
+            other => {
+                self.in_audience += 1;
+                match other {
+                    Kind::HeldOut => self.held_out += 1,
+                    Kind::Planned => self.planned += 1,
+                    Kind::Denied => self.denied += 1,
+                    Kind::NothingToDo => self.nothing_to_do += 1,
+                    _ => self.errors += 1,
+                }
+            }
+        }
+        if d.messages.iter().any(|m| m.deferred_by.is_some()) {
+            self.deferred += 1;
+        }
+        for x in &d.denied {
+            *self
+                .denials
+                .entry(format!("{}/{}", x.rule, x.reason))
+                .or_default() += 1;
+        }
+        for m in &d.messages {
+            if let Some(rule) = &m.deferred_by {
+                *self.defers.entry(rule.clone()).or_default() += 1;
+            }
+            let variant = d.variant.clone().unwrap_or_else(|| "-".into());
+            *self
+                .sent
+                .entry(variant)
+                .or_default()
+                .entry(m.channel.as_str().to_owned())
+                .or_default() += 1;
+        }
+    }
+}
+
+/// What a campaign run did: the funnel of every campaign, in run order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Report {
+    /// Input lines read.
+    pub lines: u64,
+    /// Customers read (lines that held a valid record with a new id).
+    pub customers: u64,
+    /// Lines answered with an error: not a valid record, or a repeated id.
+    pub bad_lines: u64,
+    /// Messages planned, over every campaign.
+    pub messages: u64,
+    /// Per campaign.
+    pub campaigns: Vec<Funnel>,
+}
+
+impl Report {
+    /// An empty report for `campaigns`.
+    pub fn new(campaigns: &Campaigns) -> Report {
+        Report {
+            campaigns: campaigns
+                .campaigns
+                .iter()
+                .map(|c| Funnel {
+                    campaign: c.def.code.clone(),
+                    name: c.def.name.clone(),
+                    ..Funnel::default()
+                })
+                .collect(),
+            ..Report::default()
+        }
+    }
+
+    /// Counts one customer's run.
+    pub fn count(&mut self, run: &CustomerRun) {
+        self.customers += 1;
+        for (f, d) in self.campaigns.iter_mut().zip(&run.decisions) {
+            f.count(d);
+            self.messages += d.messages.len() as u64;
+        }
+    }
+
+    /// The report as a table for people.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} customers read, {} messages planned, {} lines with an error\n",
+            self.customers, self.messages, self.bad_lines
+        );
+        s.push_str(&format!(
+            "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "campaign", "read", "audience", "held out", "planned", "deferred", "denied", "nothing", "errors"
+        ));
+        for f in &self.campaigns {
+            s.push_str(&format!(
+                "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+                f.campaign,
+                f.read,
+                f.in_audience,
+                f.held_out,
+                f.planned,
+                f.deferred,
+                f.denied,
+                f.nothing_to_do,
+                f.errors
+            ));
+            if f.inactive > 0 {
+                s.push_str("  inactive at this instant\n");
+            }
+            for (rule, n) in &f.denials {
+                s.push_str(&format!("  denied by {rule}: {n}\n"));
+            }
+            for (rule, n) in &f.defers {
+                s.push_str(&format!("  deferred by {rule}: {n}\n"));
+            }
+            for (variant, by_channel) in &f.sent {
+                let channels: Vec<String> =
+                    by_channel.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                s.push_str(&format!("  sent, variant {variant}: {}\n", channels.join(", ")));
+            }
+        }
+        s
+    }
+}
+
+/// One input line's answer.
+#[derive(Debug)]
+pub struct LineOut {
+    /// The line number (1-based).
+    pub line: u64,
+    /// The answer line, newline included.
+    pub text: Vec<u8>,
+    /// The run, for a valid record.
+    pub run: Option<CustomerRun>,
+}
+
+/// Decides one chunk of NDJSON lines: parses each record once, for what the plan's plugins read,
+/// runs the campaigns over the valid ones, and answers every line in order.
+pub fn process(worker: &mut Worker, plan: &Plan, chunk: Chunk) -> Vec<LineOut> {
+    let reads = plan.reads();
+    let mut lines = Vec::with_capacity(chunk.ends.len());
+    let mut customers = Vec::new();
+    let mut start = 0;
+    for (i, &end) in chunk.ends.iter().enumerate() {
+        let line = trim_line(&chunk.data[start..end]);
+        start = end;
+        let no = chunk.first_line + i as u64;
+        let error = if chunk.oversized.contains(&i) {
+            Err((None, "the line is longer than the limit for one record".to_owned()))
+        } else {
+            regua_sdk::record::parse_customer_reading(line, reads)
+                .map_err(|e| (salvage_id(line), e))
+        };
+        match error {
+            Ok(c) => {
+                customers.push(c);
+                lines.push(LineOut {
+                    line: no,
+                    text: Vec::new(),
+                    run: None,
+                });
+            }
+            Err((id, e)) => {
+                let mut text = Vec::new();
+                write_error_line(&mut text, no, id.as_deref(), &e);
+                lines.push(LineOut {
+                    line: no,
+                    text,
+                    run: None,
+                });
+            }
+        }
+    }
+    let mut runs = plan.run(worker, customers).into_iter();
+    for out in lines.iter_mut().filter(|l| l.text.is_empty()) {
+        let run = runs.next().expect("one run per valid record");
+        serde_json::to_writer(&mut out.text, &run.answer()).expect("writing to a Vec");
+        out.text.push(b'\n');
+        out.run = Some(run);
+    }
+    lines
+}
+
+/// How a campaign run writes its send list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendListFormat {
+    /// One JSON object per message.
+    #[default]
+    Ndjson,
+    /// A header, then a row per message.
+    Csv,
+}
+
+/// Writes send-list rows.
+pub struct SendList<W: Write> {
+    out: W,
+    format: SendListFormat,
+    header: bool,
+}
+
+impl<W: Write> SendList<W> {
+    /// A send list written to `out`.
+    pub fn new(out: W, format: SendListFormat) -> Self {
+        SendList {
+            out,
+            format,
+            header: false,
+        }
+    }
+
+    /// Writes `rows`.
+    pub fn write(&mut self, rows: &[SendRow]) -> std::io::Result<()> {
+        match self.format {
+            SendListFormat::Ndjson => {
+                for r in rows {
+                    serde_json::to_writer(&mut self.out, r)?;
+                    self.out.write_all(b"\n")?;
+                }
+            }
+            SendListFormat::Csv => {
+                let mut w = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(Vec::new());
+                if !self.header {
+                    w.write_record([
+                        "customer", "campaign", "variant", "channel", "template", "category",
+                        "send_at", "journey", "step",
+                    ])?;
+                    self.header = true;
+                }
+                for r in rows {
+                    w.write_record([
+                        r.customer.as_str(),
+                        &r.campaign,
+                        r.variant.as_deref().unwrap_or(""),
+                        r.channel.as_str(),
+                        &r.template,
+                        r.category.as_str(),
+                        &r.send_at.to_string(),
+                        r.journey.as_deref().unwrap_or(""),
+                        r.step.as_deref().unwrap_or(""),
+                    ])?;
+                }
+                let bytes = w.into_inner().map_err(|e| e.into_error())?;
+                self.out.write_all(&bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes what is written.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Puts chunks' answers in the stream: a repeated customer id gets an error line (its messages
+/// are not planned twice), the funnel counts, and `rows` gets each line's send-list rows.
+pub struct RunCollator {
+    seen: Option<HashSet<u64>>,
+    /// The funnel so far.
+    pub report: Report,
+}
+
+impl RunCollator {
+    /// A collator for a run of `campaigns`.
+    pub fn new(campaigns: &Campaigns, allow_repeated_ids: bool) -> Self {
+        RunCollator {
+            seen: (!allow_repeated_ids).then(HashSet::new),
+            report: Report::new(campaigns),
+        }
+    }
+
+    /// The output of a chunk's lines, and their send-list rows.
+    pub fn take(&mut self, lines: Vec<LineOut>) -> (Vec<u8>, Vec<SendRow>) {
+        let mut out = Vec::new();
+        let mut rows = Vec::new();
+        for l in lines {
+            self.report.lines += 1;
+            let Some(run) = l.run else {
+                self.report.bad_lines += 1;
+                out.extend_from_slice(&l.text);
+                continue;
+            };
+            let id = &run.customer.id;
+            let repeated = self
+                .seen
+                .as_mut()
+                .is_some_and(|s| !s.insert(xxhash_rust::xxh3::xxh3_64(id.as_bytes())));
+            if repeated {
+                self.report.bad_lines += 1;
+                write_error_line(
+                    &mut out,
+                    l.line,
+                    Some(id),
+                    "this customer id is on an earlier line; only the first is decided, so no \
+                     customer gets a campaign's messages twice (merge the records, or allow \
+                     repeated ids)",
+                );
+                continue;
+            }
+            self.report.count(&run);
+            rows.extend(run.send_rows());
+            out.extend_from_slice(&l.text);
+        }
+        (out, rows)
+    }
+}
+
+/// Runs `plan` over every line of `input`: one answer line per input line to `output`, in input
+/// order; the planned messages to `send_list`; `progress` with (lines, bytes) after each chunk.
+pub fn run(
+    plan: &Plan,
+    input: impl BufRead + Send,
+    mut output: impl Write,
+    mut send_list: Option<&mut SendList<Box<dyn Write>>>,
+    options: &BatchOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> anyhow::Result<Report> {
+    let mut collator = RunCollator::new(&plan.campaigns, options.allow_repeated_ids);
+    let mut bytes = 0u64;
+    let mut list_error: Option<std::io::Error> = None;
+    run_chunks(
+        input,
+        &mut output,
+        options,
+        Worker::new(),
+        &|worker, chunk| {
+            let n = chunk.data.len() as u64;
+            (n, process(worker, plan, chunk))
+        },
+        &mut |(n, lines)| {
+            bytes += n;
+            let (out, rows) = collator.take(lines);
+            if let Some(list) = send_list.as_deref_mut()
+                && list_error.is_none()
+                && let Err(e) = list.write(&rows)
+            {
+                list_error = Some(e);
+            }
+            progress(collator.report.lines, bytes);
+            out
+        },
+    )?;
+    if let Some(e) = list_error {
+        return Err(anyhow::Error::new(e).context("cannot write the send list"));
+    }
+    if let Some(list) = send_list {
+        list.flush()
+            .map_err(|e| anyhow::Error::new(e).context("cannot write the send list"))?;
+    }
+    Ok(collator.report)
+}
