@@ -12,11 +12,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use regua_sdk::{Event, Timestamp};
 
 use super::LimitArgs;
+use crate::Engine;
 use crate::pipeline::batch::BatchOptions;
 use crate::pipeline::campaign::{self, Campaigns, Plan, RunInputs, SendList, SendListFormat};
 use crate::runtime::plugin::Plugin;
 use crate::runtime::worker::Worker;
-use crate::Engine;
 
 /// Check or run campaigns: audience → holdout → variant → journey or message → rest policy →
 /// send list (docs/CAMPAIGNS.md).
@@ -123,7 +123,9 @@ impl CampaignArgs {
 fn parse_now(now: Option<&str>) -> anyhow::Result<Timestamp> {
     match now {
         Some(t) => Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--now: {e}")),
-        None => Ok(Timestamp::from_millis(jiff::Timestamp::now().as_millisecond())),
+        None => Ok(Timestamp::from_millis(
+            jiff::Timestamp::now().as_millisecond(),
+        )),
     }
 }
 
@@ -136,8 +138,7 @@ fn load_plugins(engine: &Engine, dir: &Path, campaigns: &Campaigns) -> Loaded {
         .into_iter()
         .map(|name| {
             let path = dir.join(format!("{name}.wasm"));
-            let plugin = if crate::runtime::plugin::check_name(&name).is_err() || !path.is_file()
-            {
+            let plugin = if crate::runtime::plugin::check_name(&name).is_err() || !path.is_file() {
                 Err(format!(
                     "no plugin `{name}`: `{}` does not exist (build plugins with `regua build`, \
                      or fix the name)",
@@ -178,7 +179,11 @@ impl CheckArgs {
         let now = parse_now(self.now.as_deref())?;
         let (campaigns, _) = load(&self.setup, &self.dir, now)?;
         for c in &campaigns.campaigns {
-            let state = if c.active_at(now) { "active" } else { "inactive" };
+            let state = if c.active_at(now) {
+                "active"
+            } else {
+                "inactive"
+            };
             println!(
                 "{:<20} priority {:<4} {:<8} {}  ({}, requested by {})",
                 c.def.code, c.def.priority, state, c.def.name, c.file, c.def.requester
@@ -203,7 +208,8 @@ fn create(path: &Path, what: &str) -> anyhow::Result<Box<dyn Write>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::stdout().lock()));
     }
-    let file = File::create(path).with_context(|| format!("cannot create {what} `{}`", path.display()))?;
+    let file =
+        File::create(path).with_context(|| format!("cannot create {what} `{}`", path.display()))?;
     Ok(Box::new(BufWriter::with_capacity(1 << 20, file)))
 }
 
@@ -271,15 +277,24 @@ impl RunArgs {
             ProgressBar::new_spinner()
         };
         let options = BatchOptions {
-            threads: self.threads.unwrap_or_else(|| BatchOptions::default().threads),
+            threads: self
+                .threads
+                .unwrap_or_else(|| BatchOptions::default().threads),
             chunk_lines: self.chunk_lines,
             allow_repeated_ids: self.allow_repeated_ids,
             ..BatchOptions::default()
         };
-        let report = campaign::run(&plan, input, output, send_list.as_mut(), &options, &|lines, bytes| {
-            bar.set_position(bytes);
-            bar.set_message(format!("{lines} customers"));
-        })?;
+        let report = campaign::run(
+            &plan,
+            input,
+            output,
+            send_list.as_mut(),
+            &options,
+            &|lines, bytes| {
+                bar.set_position(bytes);
+                bar.set_message(format!("{lines} customers"));
+            },
+        )?;
         bar.finish_and_clear();
         if let Some(path) = &self.funnel {
             let text = serde_json::to_string_pretty(&report).expect("a report is JSON");

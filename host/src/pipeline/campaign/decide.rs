@@ -167,12 +167,15 @@ pub struct RunInputs {
     pub event: Option<Event>,
 }
 
+/// Finds the plugin a campaign names, as loaded now.
+pub type Lookup = Arc<dyn Fn(&str) -> Option<Arc<Plugin>> + Send + Sync>;
+
 /// The campaigns with their plugins resolved, ready to run over many chunks.
 #[derive(Clone)]
 pub struct Plan {
     /// The campaigns.
     pub campaigns: Arc<Campaigns>,
-    lookup: Arc<dyn Fn(&str) -> Option<Arc<Plugin>> + Send + Sync>,
+    lookup: Lookup,
     /// Inputs.
     pub inputs: RunInputs,
 }
@@ -215,7 +218,7 @@ impl Plan {
     /// A plan over `campaigns`, finding plugins with `lookup` at run time.
     pub fn new(
         campaigns: Arc<Campaigns>,
-        lookup: Arc<dyn Fn(&str) -> Option<Arc<Plugin>> + Send + Sync>,
+        lookup: Lookup,
         inputs: RunInputs,
     ) -> Plan {
         Plan {
@@ -273,6 +276,7 @@ impl Plan {
     }
 
     /// One plugin call over the customers `idx` of `runs`; one answer each, in order.
+    #[allow(clippy::too_many_arguments)] // the call's inputs, spelled out at each of 3 callers
     fn call(
         &self,
         worker: &mut Worker,
@@ -347,7 +351,16 @@ impl Plan {
                 params: j.params.clone(),
             };
             let event = self.inputs.event.clone();
-            self.journey(worker, campaign, &journey, event, runs, &mut ds, &live, &mut queues);
+            self.journey(
+                worker,
+                campaign,
+                &journey,
+                event,
+                runs,
+                &mut ds,
+                &live,
+                &mut queues,
+            );
             for &i in &live {
                 if ds[i].outcome == Kind::Planned && queues[i].is_empty() {
                     ds[i].outcome = Kind::NothingToDo;
@@ -487,14 +500,23 @@ impl Plan {
             }
             let b = bucket(&def.code, id);
             if own > 0 && b >= BUCKETS - own {
-                d.ended(Kind::HeldOut, format!("in the campaign's holdout (bucket {b})"));
+                d.ended(
+                    Kind::HeldOut,
+                    format!("in the campaign's holdout (bucket {b})"),
+                );
                 return false;
             }
-            if let Some(v) = def.variants.iter().find(|v| v.buckets[0] <= b && b < v.buckets[1])
+            if let Some(v) = def
+                .variants
+                .iter()
+                .find(|v| v.buckets[0] <= b && b < v.buckets[1])
             {
                 d.variant = Some(v.name.clone());
                 if v.control {
-                    d.ended(Kind::HeldOut, format!("in the control variant `{}`", v.name));
+                    d.ended(
+                        Kind::HeldOut,
+                        format!("in the control variant `{}`", v.name),
+                    );
                     return false;
                 }
             }
@@ -606,23 +628,35 @@ impl Plan {
             for (_, (message, members)) in groups {
                 let idx: Vec<usize> = members.iter().map(|(i, _)| *i).collect();
                 let verdicts: Vec<Result<regua_sdk::Decision, String>> = match policy {
-                    None => vec![Ok(regua_sdk::Decision::allow().note("no rest policy")); idx.len()],
+                    None => {
+                        vec![Ok(regua_sdk::Decision::allow().note("no rest policy")); idx.len()]
+                    }
                     Some(p) => match self.plugin(&p.plugin, &mut ds[idx[0]]) {
-                        None => vec![Err(format!("plugin `{}` is not loaded", p.plugin)); idx.len()],
+                        None => {
+                            vec![Err(format!("plugin `{}` is not loaded", p.plugin)); idx.len()]
+                        }
                         Some(plugin) => {
                             for &i in &idx {
                                 ds[i]
                                     .versions
                                     .insert(plugin.name().to_owned(), plugin.version.clone());
                             }
-                            self.call(worker, &plugin, &p.params, Some(message.clone()), None, runs, &idx)
-                                .into_iter()
-                                .map(|r| match r {
-                                    Ok(Outcome::Rest(d)) => Ok(d),
-                                    Ok(_) => Err("the rest policy did not answer as one".into()),
-                                    Err(e) => Err(e),
-                                })
-                                .collect()
+                            self.call(
+                                worker,
+                                &plugin,
+                                &p.params,
+                                Some(message.clone()),
+                                None,
+                                runs,
+                                &idx,
+                            )
+                            .into_iter()
+                            .map(|r| match r {
+                                Ok(Outcome::Rest(d)) => Ok(d),
+                                Ok(_) => Err("the rest policy did not answer as one".into()),
+                                Err(e) => Err(e),
+                            })
+                            .collect()
                         }
                     },
                 };
@@ -707,7 +741,16 @@ impl Plan {
                 };
                 for ((name, instance, step), idx) in by_step {
                     let event = denied_event(&name, instance, &step, now);
-                    self.journey(worker, campaign, &journey, Some(event), runs, ds, &idx, queues);
+                    self.journey(
+                        worker,
+                        campaign,
+                        &journey,
+                        Some(event),
+                        runs,
+                        ds,
+                        &idx,
+                        queues,
+                    );
                 }
             }
         }

@@ -324,7 +324,12 @@ impl Campaign {
     /// A message like the ones the campaign sends, to check a rest policy's parameters with.
     pub fn sample_message(&self) -> Message {
         let (channel, template, category, tags) = match (&self.def.message, &self.def.journey) {
-            (Some(m), _) => (m.channel, Some(m.template.clone()), m.category, m.tags.clone()),
+            (Some(m), _) => (
+                m.channel,
+                Some(m.template.clone()),
+                m.category,
+                m.tags.clone(),
+            ),
             (_, Some(j)) => (Channel::Email, None, j.category, j.tags.clone()),
             _ => (Channel::Email, None, Category::Marketing, Vec::new()),
         };
@@ -768,16 +773,25 @@ all_of = [{ plugin = "lapsed", params = { days = 30 } }]
         let e = bad("[4500, 9000]", "[4000, 9000]");
         assert!(e[0].error.contains("`B` [4000, 9000) overlaps"), "{e:?}");
         let e = bad("[4500, 9000]", "[4600, 9000]");
-        assert!(e[0].error.contains("no variant owns buckets [4500, 4600)"), "{e:?}");
+        assert!(
+            e[0].error.contains("no variant owns buckets [4500, 4600)"),
+            "{e:?}"
+        );
         let e = bad("[4500, 9000]", "[4500, 9500]");
         assert!(e[0].error.contains("[0, 9000)"), "{e:?}");
         let e = bad("priority = 2", "priority = \"high\"");
-        assert!(e[0].error.contains("line ") && e[0].file == "x.toml", "{e:?}");
+        assert!(
+            e[0].error.contains("line ") && e[0].file == "x.toml",
+            "{e:?}"
+        );
         let e = bad("percent = 10", "percent = 10.005");
         assert!(e[0].error.contains("holdout.percent"), "{e:?}");
         let e = bad("owner = \"crm\"", "owner = \"crm\"\nowners = 1");
         assert!(e[0].error.contains("owners"), "{e:?}");
-        let e = bad("message = {", "journey = { plugin = \"welcome\" }\nmessage = {");
+        let e = bad(
+            "message = {",
+            "journey = { plugin = \"welcome\" }\nmessage = {",
+        );
         assert!(e[0].error.contains("not both"), "{e:?}");
         let e = bad("end = 2026", "end = 2024");
         assert!(e[0].error.contains("field `end`"), "{e:?}");
@@ -788,7 +802,11 @@ all_of = [{ plugin = "lapsed", params = { days = 30 } }]
         let second = GOOD.replace("priority = 2", "priority = 1");
         let c = load(&[("a.toml", GOOD), ("b.toml", &second)]);
         assert_eq!(c.campaigns.len(), 1);
-        assert!(c.errors[0].error.contains("already the code"), "{:?}", c.errors);
+        assert!(
+            c.errors[0].error.contains("already the code"),
+            "{:?}",
+            c.errors
+        );
         let c = load(&[
             ("a.toml", &GOOD.replace("BRF-1", "Z")),
             ("b.toml", &GOOD.replace("BRF-1", "A")),

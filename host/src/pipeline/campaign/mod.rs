@@ -216,7 +216,15 @@ impl Report {
         );
         s.push_str(&format!(
             "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-            "campaign", "read", "audience", "held out", "planned", "deferred", "denied", "nothing", "errors"
+            "campaign",
+            "read",
+            "audience",
+            "held out",
+            "planned",
+            "deferred",
+            "denied",
+            "nothing",
+            "errors"
         ));
         for f in &self.campaigns {
             s.push_str(&format!(
@@ -243,7 +251,10 @@ impl Report {
             for (variant, by_channel) in &f.sent {
                 let channels: Vec<String> =
                     by_channel.iter().map(|(c, n)| format!("{c} {n}")).collect();
-                s.push_str(&format!("  sent, variant {variant}: {}\n", channels.join(", ")));
+                s.push_str(&format!(
+                    "  sent, variant {variant}: {}\n",
+                    channels.join(", ")
+                ));
             }
         }
         s
@@ -273,7 +284,10 @@ pub fn process(worker: &mut Worker, plan: &Plan, chunk: Chunk) -> Vec<LineOut> {
         start = end;
         let no = chunk.first_line + i as u64;
         let error = if chunk.oversized.contains(&i) {
-            Err((None, "the line is longer than the limit for one record".to_owned()))
+            Err((
+                None,
+                "the line is longer than the limit for one record".to_owned(),
+            ))
         } else {
             regua_sdk::record::parse_customer_reading(line, reads)
                 .map_err(|e| (salvage_id(line), e))

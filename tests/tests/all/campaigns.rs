@@ -1,0 +1,349 @@
+//! Campaigns, run as a marketing engineer runs them: folders of TOML files through
+//! `regua campaign check|run`, over the example plugins built to wasm.
+
+use std::path::Path;
+
+use regua_tests::{plugins_dir, repo};
+
+use crate::cli::{regua, text};
+
+const NOW: &str = "2025-03-11T15:00:00Z"; // 12:00 in São Paulo
+
+/// A campaigns folder with `files` (name, TOML).
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    dir
+}
+
+/// A message campaign for everyone with `code`, `priority` and extra TOML.
+fn message_campaign(code: &str, priority: u32, extra: &str) -> String {
+    format!(
+        r#"code = "{code}"
+name = "Campaign {code}"
+requester = "ana"
+owner = "crm"
+priority = {priority}
+start = "2025-01-01T00:00:00Z"
+{extra}
+[message]
+channel = "email"
+template = "tpl-{code}"
+"#
+    )
+}
+
+const ONE_A_DAY: &str = r#"
+[rest]
+plugin = "standard-rest"
+params = { rules = [{ id = "one-a-day", type = "cap", channels = "any", max = 1, window = { calendar_days = 1 } }] }
+"#;
+
+/// Runs `regua campaign run` over `input`; the answer lines and the funnel report. Input and
+/// output go through files, so a large run never blocks on a pipe.
+fn run(dir: &Path, input: &str, extra: &[&str]) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let funnel = dir.join("funnel.json.out");
+    let (input_file, output_file) = (dir.join("input.ndjson.in"), dir.join("output.ndjson.out"));
+    std::fs::write(&input_file, input).unwrap();
+    let mut args = vec![
+        "campaign",
+        "run",
+        "--campaigns",
+        dir.to_str().unwrap(),
+        "--plugins-dir",
+        plugins_dir().to_str().unwrap(),
+        "--input",
+        input_file.to_str().unwrap(),
+        "--output",
+        output_file.to_str().unwrap(),
+        "--now",
+        NOW,
+        "--funnel",
+        funnel.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = regua(&args, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = std::fs::read_to_string(&output_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let report = serde_json::from_str(&std::fs::read_to_string(funnel).unwrap()).unwrap();
+    (lines, report)
+}
+
+#[test]
+fn under_a_one_a_day_cap_three_campaigns_send_one_message_the_most_important() {
+    let dir = folder(&[
+        ("company.toml", ONE_A_DAY),
+        ("b.toml", &message_campaign("B-2", 2, "")),
+        ("a.toml", &message_campaign("A-3", 3, "")),
+        ("c.toml", &message_campaign("C-1", 1, "")),
+    ]);
+    let (lines, report) = run(dir.path(), r#"{"id":"c-1","tz":"America/Sao_Paulo"}"#, &[]);
+    let line = &lines[0];
+    assert_eq!(line["messages"].as_array().unwrap().len(), 1, "{line}");
+    assert_eq!(line["messages"][0]["campaign"], "C-1");
+    assert_eq!(line["messages"][0]["send_at"], NOW);
+    let decisions = line["decisions"].as_array().unwrap();
+    let order: Vec<_> = decisions.iter().map(|d| d["campaign"].clone()).collect();
+    assert_eq!(order, ["C-1", "B-2", "A-3"]);
+    for d in &decisions[1..] {
+        assert_eq!(d["outcome"], "denied", "{d}");
+        assert_eq!(d["denied"][0]["rule"], "one-a-day");
+        assert_eq!(d["denied"][0]["reason"], "CAP_REACHED");
+        assert_eq!(d["versions"]["standard-rest"].as_str().unwrap().len(), 16);
+    }
+    assert_eq!(
+        report["campaigns"][1]["denials"]["one-a-day/CAP_REACHED"],
+        1
+    );
+    assert_eq!(report["messages"], 1);
+}
+
+#[test]
+fn a_ten_percent_holdout_over_100000_customers_holds_ten_percent_the_same_each_run() {
+    let dir = folder(&[(
+        "h.toml",
+        &message_campaign("HOLD-10", 1, "holdout = { percent = 10 }"),
+    )]);
+    let input: String = (0..100_000)
+        .map(|i| format!("{{\"id\":\"cus-{i:07}\"}}\n"))
+        .collect();
+    let held = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l["decisions"][0]["outcome"] == "held_out")
+            .map(|l| l["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (first, report) = run(dir.path(), &input, &[]);
+    let share = held(&first).len() as f64 / 100_000.0;
+    assert!((0.095..=0.105).contains(&share), "held out {share}");
+    assert_eq!(report["campaigns"][0]["held_out"], held(&first).len());
+    let (second, _) = run(dir.path(), &input, &["--threads", "1"]);
+    assert_eq!(held(&first), held(&second));
+}
+
+const SEQUENCE: &str = r#"code = "JRN-1"
+name = "Two steps"
+requester = "ana"
+owner = "crm"
+priority = 1
+start = "2025-01-01T00:00:00Z"
+
+[journey]
+plugin = "sequence"
+[journey.params]
+journey = "two-steps"
+enter_on = "signed_up"
+steps = [
+  { id = "email", send = { channel = "email", template = "first" }, wait = { for = "1d" } },
+  { id = "push", send = { channel = "push", template = "second" }, wait = { for = "1d" } },
+]
+
+[rest]
+plugin = "standard-rest"
+params = { rules = [{ id = "consent", type = "consent" }] }
+"#;
+
+#[test]
+fn a_journey_message_denied_by_rest_is_not_sent_and_the_customer_moves_on() {
+    let dir = folder(&[("j.toml", SEQUENCE)]);
+    let customer = r#"{"id":"c-1","tz":"America/Sao_Paulo",
+        "events":[{"name":"signed_up","at":"2025-03-11T14:00:00Z"}],
+        "consents":{"email":{"marketing":{"status":"revoked","at":"2025-03-01T00:00:00Z"}},
+                    "push":{"marketing":{"status":"granted","at":"2025-03-01T00:00:00Z"}}}}"#
+        .replace('\n', "");
+    let (lines, report) = run(dir.path(), &customer, &[]);
+    let line = &lines[0];
+    let d = &line["decisions"][0];
+    assert_eq!(d["outcome"], "planned", "{line}");
+    assert_eq!(d["denied"][0]["step"], "email");
+    assert_eq!(d["denied"][0]["reason"], "NO_CONSENT");
+    let sent: Vec<_> = line["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["template"].clone())
+        .collect();
+    assert_eq!(sent, ["second"], "the denied e-mail is not sent: {line}");
+    assert_eq!(line["messages"][0]["step"], "push");
+    let state = &line["journeys"][0];
+    assert_eq!(state["journey"], "two-steps");
+    assert_eq!(state["step"], "push", "the state moved on: {line}");
+    assert_eq!(state["status"], "active");
+    assert_eq!(
+        report["campaigns"][0]["denials"]["consent/NO_CONSENT"], 1,
+        "{report}"
+    );
+}
+
+#[test]
+fn the_example_campaigns_funnels_add_up_to_the_customers_read() {
+    let dir = repo().join("examples/campaigns");
+    let mut input = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let customers = input.lines().count() as u64;
+    input.push_str("{not json\n");
+    input.push_str(input.clone().lines().next().unwrap());
+    input.push('\n');
+    let send_list = tempfile::NamedTempFile::new().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let funnel = out_dir.path().join("funnel.json");
+    let out = regua(
+        &[
+            "campaign",
+            "run",
+            "--campaigns",
+            dir.to_str().unwrap(),
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--input",
+            "-",
+            "--now",
+            "2025-03-11T12:00:00Z",
+            "--funnel",
+            funnel.to_str().unwrap(),
+            "--send-list",
+            send_list.path().to_str().unwrap(),
+            "--send-list-format",
+            "csv",
+        ],
+        &input,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, customers + 2, "one line per input line");
+    assert!(lines[customers as usize]["error"].is_string());
+    assert!(
+        lines[customers as usize + 1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("earlier line")
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&funnel).unwrap()).unwrap();
+    assert_eq!(report["customers"], customers);
+    assert_eq!(report["bad_lines"], 2);
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let mut messages = 0;
+    for f in report["campaigns"].as_array().unwrap() {
+        assert_eq!(n(&f["read"]), customers, "{f}");
+        assert_eq!(
+            n(&f["read"]),
+            n(&f["inactive"]) + n(&f["in_audience"]) + n(&f["not_in_audience"]),
+            "{f}"
+        );
+        assert_eq!(
+            n(&f["in_audience"]),
+            n(&f["held_out"])
+                + n(&f["planned"])
+                + n(&f["denied"])
+                + n(&f["nothing_to_do"])
+                + n(&f["errors"]),
+            "{f}"
+        );
+        assert_eq!(n(&f["errors"]), 0, "{f}");
+        assert!(
+            n(&f["planned"]) > 0,
+            "every example campaign sends something: {f}"
+        );
+        let sent: u64 = f["sent"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|by_channel| by_channel.as_object().unwrap().values())
+            .map(n)
+            .sum();
+        messages += sent;
+    }
+    assert_eq!(n(&report["messages"]), messages);
+    let rows = std::fs::read_to_string(send_list.path()).unwrap();
+    let mut rows = rows.lines();
+    assert_eq!(
+        rows.next().unwrap(),
+        "customer,campaign,variant,channel,template,category,send_at,journey,step"
+    );
+    assert_eq!(rows.count() as u64, messages);
+    // No customer gets two messages on one local day: the company cap holds across campaigns.
+    for line in &lines[..customers as usize] {
+        let now_today = line["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["send_at"].as_str().unwrap() < "2025-03-12T03:00:00Z")
+            .count();
+        assert!(now_today <= 1, "{line}");
+    }
+}
+
+#[test]
+fn campaign_check_names_the_file_and_field_of_every_problem() {
+    let overlapping = message_campaign(
+        "AB-1",
+        1,
+        "variants = [{ name = \"A\", buckets = [0, 6000] }, { name = \"B\", buckets = [5000, 10000] }]",
+    );
+    let dir = folder(&[
+        ("good.toml", &message_campaign("OK-1", 1, "")),
+        ("twice.toml", &message_campaign("OK-1", 2, "")),
+        ("ab.toml", &overlapping),
+        (
+            "bad-kind.toml",
+            &message_campaign(
+                "K-1",
+                1,
+                "[audience]\nall_of = [{ plugin = \"standard-rest\" }]",
+            ),
+        ),
+        (
+            "bad-params.toml",
+            &message_campaign(
+                "P-1",
+                1,
+                "[audience]\nall_of = [{ plugin = \"lapsed\", params = { days = \"many\" } }]",
+            ),
+        ),
+        (
+            "missing.toml",
+            &message_campaign(
+                "M-1",
+                1,
+                "[audience]\nall_of = [{ plugin = \"no-such-segment\" }]",
+            ),
+        ),
+        ("broken.toml", "code = \"X\"\nname = "),
+    ]);
+    let out = regua(
+        &[
+            "campaign",
+            "check",
+            dir.path().to_str().unwrap(),
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    for wanted in [
+        "twice.toml: field `code`: `OK-1` is already the code",
+        "ab.toml: field `variants`: `B` [5000, 10000) overlaps",
+        "bad-kind.toml: field `audience.all_of[0]`: plugin `standard-rest` is a rest plugin",
+        "bad-params.toml: field `audience.all_of[0].params`",
+        "missing.toml: field `audience.all_of[0]`: no plugin `no-such-segment`",
+        "broken.toml: ",
+    ] {
+        assert!(err.contains(wanted), "{wanted:?} not in:\n{err}");
+    }
+    assert!(
+        text(&out.stdout).contains("OK-1"),
+        "the good campaign is listed"
+    );
+}
