@@ -8,10 +8,12 @@ const HELP: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  serve  build the host, then serve the example plugins over HTTP on 127.0.0.1:8080
-         (builds them into dist/plugins first); hot-reloads dist/plugins, Ctrl-C stops
-  demo   build the host and the example plugins, then evaluate every example plugin over
-         examples/customers.ndjson and print a summary (results in dist/results.ndjson)
+  serve  build the host, then serve the example plugins and examples/campaigns over HTTP on
+         127.0.0.1:8080 (builds them into dist/plugins first); hot-reloads both, Ctrl-C stops
+  demo   build the host and the example plugins, evaluate every example plugin over
+         examples/customers.ndjson (results in dist/results.ndjson), then run the example
+         campaigns over them and print each campaign's funnel (dist/campaigns.ndjson, the send
+         list in dist/send-list.csv, the funnels in dist/funnel.json)
   test   run the whole test suite: the doc tests, then the tests (installs the wasm32 target
          when missing; uses cargo-nextest when installed, cargo test otherwise)
   fuzz   a short run of each fuzz target (installs cargo-fuzz when missing; CI runs it too)
@@ -122,8 +124,29 @@ fn demo() -> Result<(), String> {
         "--message",
         EXAMPLE_MESSAGE,
     ]))?;
+    eprintln!("\nresults: dist/results.ndjson (one line per customer)\n\ncampaigns:");
+    run(Command::new(&regua).args([
+        "campaign",
+        "run",
+        "--campaigns",
+        "examples/campaigns",
+        "--plugins-dir",
+        "dist/plugins",
+        "--input",
+        "examples/customers.ndjson",
+        "--output",
+        "dist/campaigns.ndjson",
+        "--send-list",
+        "dist/send-list.csv",
+        "--send-list-format",
+        "csv",
+        "--funnel",
+        "dist/funnel.json",
+        "--now",
+        EXAMPLE_NOW,
+    ]))?;
     eprintln!(
-        "\nresults: dist/results.ndjson (one line per customer); try:\n  head -n 1 dist/results.ndjson"
+        "\ndecisions: dist/campaigns.ndjson; send list: dist/send-list.csv; funnels: dist/funnel.json"
     );
     Ok(())
 }
@@ -131,6 +154,12 @@ fn demo() -> Result<(), String> {
 fn serve() -> Result<(), String> {
     let regua = build_host_and_plugins()?;
     let mut args: Vec<String> = vec!["serve".into()];
+    if !std::env::args()
+        .skip(2)
+        .any(|a| a.starts_with("--campaigns"))
+    {
+        args.extend(["--campaigns".into(), "examples/campaigns".into()]);
+    }
     args.extend(std::env::args().skip(2));
     run(Command::new(&regua).args(&args))
 }

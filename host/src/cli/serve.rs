@@ -19,14 +19,19 @@ use crate::service::reload;
 /// first if the folder has none). A new or changed .wasm in the folder is loaded and swapped in
 /// without a restart; a file that fails to load leaves the last good version serving, with the
 /// error in GET /v1/plugins; a deleted file unloads its plugin. With --dev the plugin crates'
-/// sources are watched too, and a saved change is rebuilt and swapped in.
+/// sources are watched too, and a saved change is rebuilt and swapped in. With --campaigns the
+/// campaigns of that folder are served too (GET /v1/campaigns, POST /v1/decide, …) and reloaded
+/// as their files change; a file that breaks keeps its last good version serving.
 ///
-/// Example: regua serve --plugins dist/plugins --addr 127.0.0.1:8080 --dev
+/// Example: regua serve --plugins dist/plugins --campaigns examples/campaigns --dev
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// The folder of .wasm plugins to serve and watch.
     #[arg(long, value_name = "DIR", default_value = super::DEFAULT_PLUGINS_DIR)]
     plugins: PathBuf,
+    /// A folder of campaign files (TOML) to serve and watch.
+    #[arg(long, value_name = "DIR")]
+    campaigns: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -120,7 +125,22 @@ impl ServeArgs {
             ..ServiceConfig::default()
         };
         let admin = config.admin_token.is_some();
-        let state = AppState::new(registry, pool, metrics, config);
+        if let Some(dir) = &self.campaigns
+            && !dir.is_dir()
+        {
+            anyhow::bail!("--campaigns: `{}` is not a folder", dir.display());
+        }
+        let store = crate::service::campaigns::CampaignStore::new(
+            self.campaigns.clone(),
+            registry.clone(),
+            &config.default_tz,
+        );
+        store.reload();
+        for e in store.errors() {
+            tracing::warn!("campaign not served: {e}");
+        }
+        let _campaign_watcher = store.watch().context("cannot watch the campaigns folder")?;
+        let state = AppState::new(registry, pool, metrics, config).with_campaigns(store);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -30,6 +30,18 @@ struct EvalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CampaignLabels {
+    campaign: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    campaign: String,
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
     plugin: String,
 }
@@ -53,6 +65,8 @@ pub struct Metrics {
     failures: Family<PluginLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     last_load: Gauge<f64, AtomicU64>,
+    decisions: Family<CampaignLabels, Counter>,
+    messages: Family<MessageLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,7 +123,21 @@ impl Metrics {
             "Unix time of the last plugin load that succeeded",
             last_load.clone(),
         );
+        let decisions = Family::<CampaignLabels, Counter>::default();
+        registry.register(
+            "campaign_decisions",
+            "Customers decided, by campaign and outcome (planned, denied, held_out, …)",
+            decisions.clone(),
+        );
+        let messages = Family::<MessageLabels, Counter>::default();
+        registry.register(
+            "campaign_messages",
+            "Messages planned, by campaign and channel",
+            messages.clone(),
+        );
         Metrics {
+            decisions,
+            messages,
             registry,
             requests,
             latency,
@@ -172,6 +200,26 @@ impl Metrics {
             + tally.with_actions
             + tally.idle;
         self.evaluated(plugin, total, tally.failed);
+    }
+
+    /// Counts one customer's campaign decisions.
+    pub fn decided(&self, decisions: &[crate::pipeline::campaign::Decision]) {
+        for d in decisions {
+            self.decisions
+                .get_or_create(&CampaignLabels {
+                    campaign: d.campaign.clone(),
+                    outcome: d.outcome.as_str().to_owned(),
+                })
+                .inc();
+            for m in &d.messages {
+                self.messages
+                    .get_or_create(&MessageLabels {
+                        campaign: d.campaign.clone(),
+                        channel: m.channel.as_str().to_owned(),
+                    })
+                    .inc();
+            }
+        }
     }
 
     /// Counts a reload.

@@ -347,3 +347,174 @@ fn campaign_check_names_the_file_and_field_of_every_problem() {
         "the good campaign is listed"
     );
 }
+
+const EXAMPLE_PLUGINS: [&str; 8] = [
+    "welcome",
+    "app-activation",
+    "first-cashout-pending",
+    "cross-sell",
+    "birthday-today",
+    "lapsed",
+    "rfm",
+    "standard-rest",
+];
+
+/// A copy of examples/campaigns, to change while a service serves it.
+fn example_campaigns() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo().join("examples/campaigns")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_decides_and_streams_as_the_cli_does() {
+    let campaigns = example_campaigns();
+    let input: String = std::fs::read_to_string(repo().join("examples/customers.ndjson"))
+        .unwrap()
+        .lines()
+        .take(40)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let now = "2025-03-11T12:00:00Z";
+    let cli_dir = tempfile::tempdir().unwrap();
+    let (input_file, output_file) = (cli_dir.path().join("in"), cli_dir.path().join("out"));
+    std::fs::write(&input_file, &input).unwrap();
+    let out = regua(
+        &[
+            "campaign",
+            "run",
+            "--campaigns",
+            campaigns.path().to_str().unwrap(),
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--input",
+            input_file.to_str().unwrap(),
+            "--output",
+            output_file.to_str().unwrap(),
+            "--now",
+            now,
+            "-q",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cli: Vec<serde_json::Value> = std::fs::read_to_string(&output_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+
+    let s = crate::http::start_campaigns(&EXAMPLE_PLUGINS, campaigns.path()).await;
+    let (status, list) = s.get("/v1/campaigns").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["campaigns"].as_array().unwrap().len(), 7, "{list}");
+    assert_eq!(list["errors"], serde_json::json!([]));
+    let (status, one) = s.get("/v1/campaigns/RET-2025-030").await;
+    assert_eq!(status, 200);
+    assert_eq!(one["requester"], "julia.prado");
+    assert_eq!(one["holdout"]["percent"], 10.0);
+    assert_eq!(s.get("/v1/campaigns/NOPE-1").await.0, 404);
+
+    for (line, want) in input.lines().zip(&cli).take(12) {
+        let body = format!(r#"{{"customer":{line},"now":"{now}"}}"#);
+        let (status, got) = s.post("/v1/decide", body.clone()).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(
+            &got, want,
+            "POST /v1/decide answers as `regua campaign run`"
+        );
+        let (status, single) = s.post("/v1/campaigns/BRF-2025-019/decide", body).await;
+        assert_eq!(status, 200, "{single}");
+        assert_eq!(single["decisions"].as_array().unwrap().len(), 1);
+        assert_eq!(single["decisions"][0]["campaign"], "BRF-2025-019");
+    }
+    let streamed = s
+        .client
+        .post(s.url(&format!("/v1/campaigns/run?now={now}")))
+        .body(input.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let streamed: Vec<serde_json::Value> = streamed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(streamed, cli, "the streamed run answers as the CLI");
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains("regua_campaign_decisions_total{campaign=\"BRF-2025-001\""),
+        "{metrics}"
+    );
+    let (status, bad) = s.post("/v1/decide", r#"{"customer":{"id":3}}"#).await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("customer"),
+        "{bad}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_campaign_file_keeps_its_last_good_version_serving() {
+    let campaigns = example_campaigns();
+    let s = crate::http::start_campaigns(&EXAMPLE_PLUGINS, campaigns.path()).await;
+    let file = campaigns.path().join("lapsed-30.toml");
+    std::fs::write(&file, "code = \"RET-2025-030\"\npriority = \"soon\"\n").unwrap();
+    crate::http::eventually(
+        std::time::Duration::from_secs(20),
+        "the broken file is listed",
+        async || {
+            !s.get("/v1/campaigns").await.1["errors"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        },
+    )
+    .await;
+    let (_, list) = s.get("/v1/campaigns").await;
+    let error = &list["errors"][0];
+    assert!(
+        error["file"].as_str().unwrap().ends_with("lapsed-30.toml"),
+        "{list}"
+    );
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("last good version keeps serving"),
+        "{list}"
+    );
+    let codes: Vec<_> = list["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].clone())
+        .collect();
+    assert!(codes.contains(&serde_json::json!("RET-2025-030")), "{list}");
+    assert_eq!(s.get("/v1/campaigns/RET-2025-030").await.0, 200);
+
+    // A new campaign lands and is served; deleting the broken file ends its campaign.
+    std::fs::write(
+        campaigns.path().join("new.toml"),
+        message_campaign("NEW-1", 5, ""),
+    )
+    .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    crate::http::eventually(
+        std::time::Duration::from_secs(20),
+        "the new campaign is served and the deleted one is not",
+        async || {
+            s.get("/v1/campaigns/NEW-1").await.0 == 200
+                && s.get("/v1/campaigns/RET-2025-030").await.0 == 404
+        },
+    )
+    .await;
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use regua_host::pipeline::pool::Pool;
+use regua_host::service::campaigns::CampaignStore;
 use regua_host::service::http::{AppState, ServiceConfig};
 use regua_host::service::metrics::Metrics;
 use regua_host::service::registry::Registry;
@@ -21,6 +22,7 @@ pub(crate) struct Service {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) client: reqwest::Client,
     _watchers: reload::Watchers,
+    _campaigns: Option<Box<dyn std::any::Any + Send + Sync>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -58,6 +60,24 @@ pub(crate) async fn start_limited(
     dir: tempfile::TempDir,
     limits: Limits,
 ) -> Service {
+    start_full(plugins, admin_token, dev, dir, limits, None).await
+}
+
+/// Starts a service over `plugins` that serves (and watches) the campaigns of `campaigns`.
+pub(crate) async fn start_campaigns(plugins: &[&str], campaigns: &Path) -> Service {
+    let limits = Limits::default();
+    let dir = tempfile::tempdir().unwrap();
+    start_full(plugins, None, None, dir, limits, Some(campaigns.to_owned())).await
+}
+
+async fn start_full(
+    plugins: &[&str],
+    admin_token: Option<&str>,
+    dev: Option<reload::DevSources>,
+    dir: tempfile::TempDir,
+    limits: Limits,
+    campaigns: Option<PathBuf>,
+) -> Service {
     for p in plugins {
         std::fs::copy(wasm(p), dir.path().join(format!("{p}.wasm"))).unwrap();
     }
@@ -71,7 +91,14 @@ pub(crate) async fn start_limited(
         max_body: 1 << 20,
         ..ServiceConfig::default()
     };
-    let state = AppState::new(registry, Pool::new(2).unwrap(), metrics, config);
+    let store = CampaignStore::new(campaigns, registry.clone(), &config.default_tz);
+    store.reload();
+    let campaign_watcher = store
+        .watch()
+        .unwrap()
+        .map(|w| Box::new(w) as Box<dyn std::any::Any + Send + Sync>);
+    let state =
+        AppState::new(registry, Pool::new(2).unwrap(), metrics, config).with_campaigns(store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -90,6 +117,7 @@ pub(crate) async fn start_limited(
             .build()
             .unwrap(),
         _watchers: watchers,
+        _campaigns: campaign_watcher,
         stop: Some(stop),
     }
 }

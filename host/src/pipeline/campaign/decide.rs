@@ -216,11 +216,7 @@ struct Proposal {
 
 impl Plan {
     /// A plan over `campaigns`, finding plugins with `lookup` at run time.
-    pub fn new(
-        campaigns: Arc<Campaigns>,
-        lookup: Lookup,
-        inputs: RunInputs,
-    ) -> Plan {
+    pub fn new(campaigns: Arc<Campaigns>, lookup: Lookup, inputs: RunInputs) -> Plan {
         Plan {
             campaigns,
             lookup,

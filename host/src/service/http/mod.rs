@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{OpenApi, ToSchema};
 
+mod campaigns;
+
 use crate::pipeline::batch::{self, Chunk};
 use crate::pipeline::output::Format;
 use crate::pipeline::pool::Pool;
@@ -56,6 +58,7 @@ impl Default for ServiceConfig {
 
 struct Inner {
     registry: Arc<Registry>,
+    campaigns: Arc<crate::service::campaigns::CampaignStore>,
     pool: Pool,
     metrics: Arc<Metrics>,
     config: ServiceConfig,
@@ -81,7 +84,13 @@ impl AppState {
         metrics: Arc<Metrics>,
         config: ServiceConfig,
     ) -> Self {
+        let campaigns = crate::service::campaigns::CampaignStore::new(
+            None,
+            registry.clone(),
+            &config.default_tz,
+        );
         AppState(Arc::new(Inner {
+            campaigns,
             registry,
             pool,
             metrics,
@@ -90,6 +99,19 @@ impl AppState {
     }
 
     /// The registry.
+    /// This state, serving the campaigns of `store` (before the service starts).
+    pub fn with_campaigns(mut self, store: Arc<crate::service::campaigns::CampaignStore>) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("campaigns are set before the state is shared")
+            .campaigns = store;
+        self
+    }
+
+    /// The campaigns served.
+    pub fn campaigns(&self) -> &Arc<crate::service::campaigns::CampaignStore> {
+        &self.0.campaigns
+    }
+
     pub fn registry(&self) -> &Arc<Registry> {
         &self.0.registry
     }
@@ -745,9 +767,7 @@ async fn prepare_batch(
     Ok(Arc::new(evals))
 }
 
-/// Streams a batch: lines are cut into chunks as they arrive, each chunk is evaluated on the
-/// pool, and answers are written back in order with a bounded number of chunks in flight, so
-/// neither the request nor the response is ever held whole.
+/// Streams a batch of plugins: see [`stream_chunks`].
 fn stream_batch(
     state: AppState,
     evals: Arc<Vec<Evaluation>>,
@@ -755,22 +775,47 @@ fn stream_batch(
     allow_repeated_ids: bool,
     format: Format,
 ) -> Response {
+    let mut collator = batch::Collator::new(&evals, allow_repeated_ids, format);
+    let header = collator.header(&evals);
+    let metrics = state.metrics().clone();
+    let process_evals = evals.clone();
+    let process = Arc::new(move |w: &mut crate::Worker, chunk: Chunk| {
+        batch::process(w, &process_evals, chunk, format)
+    });
+    let take = move |done: batch::Done| {
+        let (out, tallies) = collator.take(done);
+        for (e, t) in evals.iter().zip(&tallies) {
+            metrics.evaluated_tally(e.plugin.name(), t);
+        }
+        out
+    };
+    stream_chunks(state, body, header, format.content_type(), process, take)
+}
+
+/// Streams NDJSON through a plan: lines are cut into chunks as they arrive, each chunk is
+/// answered on the pool with `process`, and `take` gets the answers in input order, with a
+/// bounded number of chunks in flight, so neither the request nor the response is ever held
+/// whole. The service's side of [`batch::run_chunks`].
+fn stream_chunks<D: Send + 'static>(
+    state: AppState,
+    body: Body,
+    header: Vec<u8>,
+    content_type: &'static str,
+    process: Arc<dyn Fn(&mut crate::Worker, Chunk) -> D + Send + Sync>,
+    mut take: impl FnMut(D) -> Vec<u8> + Send + 'static,
+) -> Response {
     const IN_FLIGHT: usize = 4;
     let (pending_tx, mut pending_rx) =
-        tokio::sync::mpsc::channel::<tokio::sync::oneshot::Receiver<batch::Done>>(IN_FLIGHT);
+        tokio::sync::mpsc::channel::<tokio::sync::oneshot::Receiver<D>>(IN_FLIGHT);
     let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(IN_FLIGHT);
     let chunk_lines = state.0.config.chunk_lines.max(1);
     let max_line = state.0.config.max_body;
 
     let reader_state = state.clone();
-    let reader_evals = evals.clone();
     tokio::spawn(async move {
         let submit = |chunk: Chunk| {
-            let evals = reader_evals.clone();
-            reader_state
-                .0
-                .pool
-                .submit(move |w| batch::process(w, &evals, chunk, format))
+            let process = process.clone();
+            reader_state.0.pool.submit(move |w| process(w, chunk))
         };
         let mut stream = body.into_data_stream();
         let mut chunk = Chunk {
@@ -829,10 +874,7 @@ fn stream_batch(
         }
     });
 
-    let writer_metrics = state.metrics().clone();
     tokio::spawn(async move {
-        let mut collator = batch::Collator::new(&evals, allow_repeated_ids, format);
-        let header = collator.header(&evals);
         if !header.is_empty() && out_tx.send(Ok(Bytes::from(header))).await.is_err() {
             return;
         }
@@ -843,11 +885,7 @@ fn stream_batch(
                     .await;
                 return;
             };
-            let (out, tallies) = collator.take(done);
-            for (e, t) in evals.iter().zip(&tallies) {
-                writer_metrics.evaluated_tally(e.plugin.name(), t);
-            }
-            if out_tx.send(Ok(Bytes::from(out))).await.is_err() {
+            if out_tx.send(Ok(Bytes::from(take(done)))).await.is_err() {
                 return;
             }
         }
@@ -857,10 +895,9 @@ fn stream_batch(
         rx.recv().await.map(|item| (item, rx))
     });
     let mut response = Response::new(Body::from_stream(stream));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -993,8 +1030,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Régua rules service", description = "Evaluate segments, journey rules and channel-rest policies, sandboxed in WebAssembly."),
-    paths(healthz, list_plugins, get_plugin, evaluate, evaluate_many, batch_many, batch_one, put_plugin, delete_plugin, metrics),
-    components(schemas(ErrorBody, ErrorDetail, PluginInfo, PluginList, FailureInfo, EvaluateRequest, MultiRequest, Health)),
+    paths(healthz, list_plugins, get_plugin, evaluate, evaluate_many, batch_many, batch_one, put_plugin, delete_plugin, metrics,
+        campaigns::list_campaigns, campaigns::get_campaign, campaigns::decide_all, campaigns::decide_one, campaigns::run_campaigns),
+    components(schemas(ErrorBody, ErrorDetail, PluginInfo, PluginList, FailureInfo, EvaluateRequest, MultiRequest, Health,
+        campaigns::CampaignList, campaigns::CampaignInfo, campaigns::DecideRequest)),
     modifiers(&AdminToken)
 )]
 struct ApiDoc;
@@ -1073,6 +1112,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/plugins/{name}/batch", post(batch_one))
         .route("/v1/evaluate", post(evaluate_many))
         .route("/v1/batch", post(batch_many))
+        .route("/v1/campaigns", get(campaigns::list_campaigns))
+        .route("/v1/campaigns/run", post(campaigns::run_campaigns))
+        .route("/v1/campaigns/{code}", get(campaigns::get_campaign))
+        .route("/v1/campaigns/{code}/decide", post(campaigns::decide_one))
+        .route("/v1/decide", post(campaigns::decide_all))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::disable())

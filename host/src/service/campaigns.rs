@@ -1,0 +1,155 @@
+//! The campaigns the service runs: loaded from a folder, checked against the plugins the
+//! registry serves, and reloaded when a file changes. A file that breaks keeps its last good
+//! version serving, with the error listed.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use regua_sdk::Timestamp;
+
+use crate::pipeline::campaign::definition::{is_campaign_file, is_company_file};
+use crate::pipeline::campaign::{Campaigns, FileError, Plan, RunInputs};
+use crate::runtime::worker::Worker;
+use crate::service::registry::Registry;
+
+/// The campaigns being served.
+pub struct CampaignStore {
+    dir: Option<PathBuf>,
+    registry: Arc<Registry>,
+    default_tz: String,
+    served: RwLock<Arc<Campaigns>>,
+}
+
+impl std::fmt::Debug for CampaignStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignStore")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl CampaignStore {
+    /// A store for the campaigns in `dir` (none: the service runs no campaigns), whose plugins
+    /// come from `registry`. Call [`CampaignStore::reload`] to load them.
+    pub fn new(dir: Option<PathBuf>, registry: Arc<Registry>, default_tz: &str) -> Arc<Self> {
+        Arc::new(CampaignStore {
+            dir,
+            registry,
+            default_tz: default_tz.to_owned(),
+            served: RwLock::new(Arc::new(Campaigns::default())),
+        })
+    }
+
+    /// The campaigns folder, if the service has one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The campaigns served now.
+    pub fn current(&self) -> Arc<Campaigns> {
+        self.served.read().expect("campaigns lock").clone()
+    }
+
+    /// Reads the folder again. A campaign whose file now fails keeps its last good version
+    /// serving (while the file exists), and the error says so.
+    pub fn reload(&self) {
+        let Some(dir) = &self.dir else { return };
+        let mut fresh = match Campaigns::load_dir(dir) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}");
+                return;
+            }
+        };
+        let now = Timestamp::from_millis(jiff::Timestamp::now().as_millisecond());
+        let registry = self.registry.clone();
+        let lookup = move |name: &str| {
+            registry
+                .get(name)
+                .ok_or_else(|| format!("no plugin `{name}` is loaded"))
+        };
+        fresh.check_plugins(&lookup, &mut Worker::new(), now, &self.default_tz);
+        let previous = self.current();
+        let mut kept = Vec::new();
+        let mut errors = std::mem::take(&mut fresh.errors);
+        for error in &mut errors {
+            let still_there = Path::new(&error.file).is_file();
+            let last_good = previous.campaigns.iter().find(|c| c.file == error.file);
+            if let Some(good) = last_good
+                && still_there
+                && fresh.get(&good.def.code).is_none()
+                && !fresh.campaigns.iter().any(|c| c.file == good.file)
+            {
+                error
+                    .error
+                    .push_str("; the last good version keeps serving");
+                kept.push(good.clone());
+            }
+        }
+        fresh.errors = errors;
+        for e in &fresh.errors {
+            tracing::warn!(file = %e.file, "campaign not loaded: {}", e.error);
+        }
+        fresh.campaigns.extend(kept);
+        fresh
+            .campaigns
+            .sort_by(|a, b| (a.def.priority, &a.def.code).cmp(&(b.def.priority, &b.def.code)));
+        tracing::info!(
+            campaigns = fresh.campaigns.len(),
+            errors = fresh.errors.len(),
+            "campaigns loaded"
+        );
+        *self.served.write().expect("campaigns lock") = Arc::new(fresh);
+    }
+
+    /// Problems of the campaigns served now.
+    pub fn errors(&self) -> Vec<FileError> {
+        self.current().errors.clone()
+    }
+
+    /// A plan over the campaigns served now (or only `code`), with plugins from the registry
+    /// as they are at each call.
+    pub fn plan(&self, only: Option<&str>, inputs: RunInputs) -> Option<Plan> {
+        let mut campaigns = (*self.current()).clone();
+        if let Some(code) = only {
+            campaigns.campaigns.retain(|c| c.def.code == code);
+            if campaigns.campaigns.is_empty() {
+                return None;
+            }
+        }
+        let registry = self.registry.clone();
+        Some(Plan::new(
+            Arc::new(campaigns),
+            Arc::new(move |name: &str| registry.get(name)),
+            inputs,
+        ))
+    }
+
+    /// Watches the campaigns folder, reloading when a campaign file or `company.toml` changes.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<Option<Debouncer<RecommendedWatcher>>> {
+        let Some(dir) = self.dir.clone() else {
+            return Ok(None);
+        };
+        let store = self.clone();
+        let mut debouncer = new_debouncer(
+            crate::service::reload::PLUGIN_DEBOUNCE,
+            move |res: DebounceEventResult| match res {
+                Ok(events) => {
+                    if events
+                        .iter()
+                        .any(|e| is_campaign_file(&e.path) || is_company_file(&e.path))
+                    {
+                        store.reload();
+                    }
+                }
+                Err(e) => tracing::warn!("watching the campaigns folder: {e}"),
+            },
+        )?;
+        debouncer
+            .watcher()
+            .watch(&dir, RecursiveMode::NonRecursive)?;
+        Ok(Some(debouncer))
+    }
+}

@@ -1,0 +1,205 @@
+//! The campaign endpoints: list and read campaigns, decide for one customer (one campaign or
+//! every active one), and run every campaign over a stream of customers as the CLI does.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::{ApiError, AppState, parse_body, parse_field, parse_now, read_body, stream_chunks};
+use crate::pipeline::batch::Chunk;
+use crate::pipeline::campaign::{self, Campaign, FileError, RunCollator, RunInputs};
+
+/// `GET /v1/campaigns`.
+#[derive(Serialize, ToSchema)]
+pub struct CampaignList {
+    /// The campaigns served, in run order.
+    campaigns: Vec<CampaignInfo>,
+    /// Files that did not load, or campaigns that failed a check.
+    errors: Vec<FileError>,
+}
+
+/// A campaign served, with whether it is active now.
+#[derive(Serialize, ToSchema)]
+pub struct CampaignInfo {
+    /// The definition and its file.
+    #[serde(flatten)]
+    campaign: Campaign,
+    /// Whether it is in its active window now.
+    active: bool,
+}
+
+fn info(c: &Campaign) -> CampaignInfo {
+    let now = regua_sdk::Timestamp::from_millis(jiff::Timestamp::now().as_millisecond());
+    CampaignInfo {
+        active: c.active_at(now),
+        campaign: c.clone(),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/campaigns",
+    responses((status = 200, description = "the campaigns in run order, and the files with problems", body = CampaignList)))]
+pub(super) async fn list_campaigns(State(state): State<AppState>) -> Json<CampaignList> {
+    let current = state.0.campaigns.current();
+    Json(CampaignList {
+        campaigns: current.campaigns.iter().map(info).collect(),
+        errors: current.errors.clone(),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/campaigns/{code}",
+    params(("code" = String, Path, description = "the campaign's briefing code")),
+    responses((status = 200, body = CampaignInfo), (status = 404, body = super::ErrorBody)))]
+pub(super) async fn get_campaign(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<CampaignInfo>, ApiError> {
+    state
+        .0
+        .campaigns
+        .current()
+        .get(&code)
+        .map(|c| Json(info(c)))
+        .ok_or_else(|| no_campaign(&code))
+}
+
+fn no_campaign(code: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no campaign `{code}` is served (see GET /v1/campaigns)"),
+    )
+}
+
+/// `POST /v1/decide` and `POST /v1/campaigns/{code}/decide`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    /// The customer record.
+    #[schema(value_type = Object)]
+    customer: Box<RawValue>,
+    /// The instant (RFC 3339); default: the service's clock.
+    now: Option<String>,
+    /// The event that triggered the decision, given to the journeys.
+    #[schema(value_type = Object)]
+    event: Option<Box<RawValue>>,
+}
+
+async fn decide(state: AppState, only: Option<String>, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let req: DecideRequest = parse_body(&bytes)?;
+    let now = parse_now(req.now.as_deref())?;
+    let event = req
+        .event
+        .as_deref()
+        .map(|e| parse_field(e, "event"))
+        .transpose()?;
+    let customer = regua_sdk::record::parse_customer_at(req.customer.get(), Some("customer"))
+        .map_err(ApiError::bad)?;
+    let inputs = RunInputs {
+        now,
+        default_tz: state.0.config.default_tz.clone(),
+        event,
+    };
+    let plan = match state.0.campaigns.plan(only.as_deref(), inputs) {
+        Some(plan) => plan,
+        None => return Err(no_campaign(only.as_deref().unwrap_or_default())),
+    };
+    let mut runs = state
+        .0
+        .pool
+        .run(move |w| plan.run(w, vec![customer]))
+        .await?;
+    let run = runs.pop().expect("one customer, one run");
+    state.metrics().decided(&run.decisions);
+    Ok(Json(serde_json::to_value(run.answer()).expect("an answer is JSON")).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/decide", request_body = DecideRequest,
+    responses((status = 200, description = "what to send this customer now: `{\"id\",\"messages\",\"decisions\",\"journeys\"}`, every active campaign in run order, as a line of `regua campaign run`", body = Object),
+        (status = 400, body = super::ErrorBody)))]
+pub(super) async fn decide_all(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    decide(state, None, body).await
+}
+
+#[utoipa::path(post, path = "/v1/campaigns/{code}/decide", request_body = DecideRequest,
+    params(("code" = String, Path, description = "the campaign's briefing code")),
+    responses((status = 200, description = "the campaign's decision for this customer, with the messages to send now or why not", body = Object),
+        (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub(super) async fn decide_one(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    decide(state, Some(code), body).await
+}
+
+/// Query parameters of `POST /v1/campaigns/run`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    /// The instant (RFC 3339); default: the service's clock.
+    now: Option<String>,
+    /// `true` to decide every line even when its customer id was on an earlier line.
+    allow_repeated_ids: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/v1/campaigns/run", params(RunQuery),
+    request_body(content = String, content_type = "application/x-ndjson", description = "one customer record per line"),
+    responses((status = 200, content_type = "application/x-ndjson",
+        description = "one line per input line, in order, as `regua campaign run` writes them", body = String),
+        (status = 400, body = super::ErrorBody)))]
+pub(super) async fn run_campaigns(
+    State(state): State<AppState>,
+    Query(q): Query<RunQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let inputs = match parse_now(q.now.as_deref()) {
+        Ok(now) => RunInputs {
+            now,
+            default_tz: state.0.config.default_tz.clone(),
+            event: None,
+        },
+        Err(e) => {
+            let _ = axum::body::to_bytes(body, state.0.config.max_body).await;
+            return Err(e);
+        }
+    };
+    let plan = Arc::new(
+        state
+            .0
+            .campaigns
+            .plan(None, inputs)
+            .expect("every campaign, even none"),
+    );
+    let mut collator = RunCollator::new(&plan.campaigns, q.allow_repeated_ids.unwrap_or(false));
+    let metrics = state.metrics().clone();
+    let process = Arc::new(move |w: &mut crate::Worker, chunk: Chunk| {
+        let lines = campaign::process(w, &plan, chunk);
+        for l in &lines {
+            if let Some(run) = &l.run {
+                metrics.decided(&run.decisions);
+            }
+        }
+        lines
+    });
+    let take = move |lines| collator.take(lines).0;
+    Ok(stream_chunks(
+        state,
+        body,
+        Vec::new(),
+        "application/x-ndjson",
+        process,
+        take,
+    ))
+}
