@@ -15,7 +15,8 @@ commands:
          campaigns over them and print each campaign's funnel (dist/campaigns.ndjson, the send
          list in dist/send-list.csv, the funnels in dist/funnel.json)
   test   run the whole test suite: the doc tests, then the tests (installs the wasm32 target
-         when missing; uses cargo-nextest when installed, cargo test otherwise)
+         and the OpenAPI validator from PyPI when missing; uses cargo-nextest when installed,
+         cargo test otherwise)
   fuzz   a short run of each fuzz target (installs cargo-fuzz when missing; CI runs it too)
 
 Every command builds in the release profile with the workspace's one feature set, so after
@@ -188,7 +189,28 @@ fn fuzz_smoke() -> Result<(), String> {
     Ok(())
 }
 
+/// The Python tools the tests use, from PyPI: the OpenAPI validator the service's document is
+/// checked with. Installed for the user when missing.
+fn python_tools() -> Result<(), String> {
+    let present = Command::new("python3")
+        .args(["-c", "import openapi_spec_validator"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "openapi-spec-validator==0.9.0",
+    ]))
+}
+
 fn test() -> Result<(), String> {
+    python_tools()?;
     // The CLI tests run the `regua` binary itself.
     build_host()?;
     // The doc tests first, so the suite's own summary closes the output.

@@ -518,3 +518,66 @@ async fn a_broken_campaign_file_keeps_its_last_good_version_serving() {
     )
     .await;
 }
+
+/// The service's OpenAPI document passes `openapi-spec-validator` (installed by
+/// `cargo xtask test`), and every operation declares its path and query parameters where they
+/// are, so a client generated from it calls the right URLs.
+#[test]
+fn the_openapi_document_passes_a_validator() {
+    let doc = serde_json::to_value(regua_host::service::http::openapi()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/v1/campaigns",
+        "/v1/campaigns/{code}",
+        "/v1/campaigns/{code}/decide",
+        "/v1/decide",
+        "/v1/campaigns/run",
+    ] {
+        assert!(paths.contains_key(path), "{path} is missing");
+    }
+    for (path, ops) in paths {
+        let wanted: Vec<&str> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|p| p.split('}').next())
+            .collect();
+        for (method, op) in ops.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for name in &wanted {
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == *name && p["in"] == "path"),
+                    "{method} {path} does not declare path parameter `{name}`"
+                );
+            }
+            for p in &params {
+                if p["in"] == "path" {
+                    assert!(
+                        wanted.contains(&p["name"].as_str().unwrap()),
+                        "{method} {path}: {p}"
+                    );
+                }
+            }
+        }
+    }
+    let batch = &paths["/v1/batch"]["post"]["parameters"];
+    assert!(
+        batch.as_array().unwrap().iter().all(|p| p["in"] == "query"),
+        "{batch}"
+    );
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(file.path())
+        .output()
+        .expect("python3 runs (cargo xtask test installs the validator)");
+    assert!(
+        out.status.success(),
+        "the OpenAPI document fails the validator (install it with `cargo xtask test`):\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

@@ -368,7 +368,7 @@ async fn list_plugins(State(state): State<AppState>) -> Json<PluginList> {
     })
 }
 
-#[utoipa::path(get, path = "/v1/plugins/{name}",
+#[utoipa::path(get, path = "/v1/plugins/{name}", params(("name" = String, Path, description = "the plugin's name")),
     responses((status = 200, body = PluginInfo), (status = 404, body = ErrorBody)))]
 async fn get_plugin(
     State(state): State<AppState>,
@@ -487,7 +487,7 @@ async fn evaluate_one(
         .expect("one customer, one answer"))
 }
 
-#[utoipa::path(post, path = "/v1/plugins/{name}/evaluate", request_body = EvaluateRequest,
+#[utoipa::path(post, path = "/v1/plugins/{name}/evaluate", params(("name" = String, Path, description = "the plugin's name")), request_body = EvaluateRequest,
     responses((status = 200, description = "the kind's result, with `plugin`, `version` and reasons", body = Object),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -611,6 +611,7 @@ async fn evaluate_many(State(state): State<AppState>, body: Body) -> Result<Resp
 
 /// Query parameters of the batch endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BatchQuery {
     /// Comma-separated plugin names (`/v1/batch` only).
@@ -676,7 +677,7 @@ async fn batch_many(
     respond_batch(state, prepared, body, &q).await
 }
 
-#[utoipa::path(post, path = "/v1/plugins/{name}/batch", params(BatchQuery),
+#[utoipa::path(post, path = "/v1/plugins/{name}/batch", params(("name" = String, Path, description = "the plugin's name"), BatchQuery),
     request_body(content = String, content_type = "application/x-ndjson", description = "one customer record per line"),
     responses((status = 200, content_type = "application/x-ndjson", description = "one line per input line, in order (text/csv with `format=csv`)", body = String),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -932,7 +933,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-#[utoipa::path(put, path = "/v1/plugins/{name}",
+#[utoipa::path(put, path = "/v1/plugins/{name}", params(("name" = String, Path, description = "the plugin's name")),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "the plugin's .wasm"),
     responses((status = 200, body = PluginInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)),
@@ -991,7 +992,7 @@ async fn put_plugin(
     Ok(Json(info(&slot.1)))
 }
 
-#[utoipa::path(delete, path = "/v1/plugins/{name}",
+#[utoipa::path(delete, path = "/v1/plugins/{name}", params(("name" = String, Path, description = "the plugin's name")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin_token" = [])))]
 async fn delete_plugin(
