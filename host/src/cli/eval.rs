@@ -40,8 +40,7 @@ impl EvalArgs {
         let engine = self.limits.engine()?;
         let plugin = self.inputs.load(&engine, &self.plugin)?;
         let eval = Evaluation::new(plugin.clone(), &self.inputs.inputs_for(&plugin, false)?)?;
-        let mut batch = EncodedBatch::new();
-        batch.push(&customer);
+        let batch = EncodedBatch::of_one(&customer, &plugin);
         let mut worker = Worker::new();
         let result = worker.evaluate(&eval, &batch)?.remove(0);
         let json = crate::pipeline::output::result_value(&plugin, &result);

@@ -403,12 +403,8 @@ pub struct EvaluateRequest {
     event: Option<Box<RawValue>>,
 }
 
-fn parse_customer_field(raw: &RawValue) -> Result<EncodedBatch, ApiError> {
-    let customer =
-        regua_sdk::record::parse_customer_at(raw.get(), Some("customer")).map_err(ApiError::bad)?;
-    let mut batch = EncodedBatch::new();
-    batch.push(&customer);
-    Ok(batch)
+fn parse_customer_field(raw: &RawValue) -> Result<regua_sdk::Customer, ApiError> {
+    regua_sdk::record::parse_customer_at(raw.get(), Some("customer")).map_err(ApiError::bad)
 }
 
 struct Extras {
@@ -502,7 +498,8 @@ async fn evaluate(
     let x = extras(req.message.as_deref(), req.event.as_deref())?;
     check_kind(&plugin, &x)?;
     let now = parse_now(req.now.as_deref())?;
-    let batch = parse_customer_field(&req.customer)?;
+    let customer = parse_customer_field(&req.customer)?;
+    let batch = EncodedBatch::of_one(&customer, &plugin);
     let params = req
         .params
         .map_or_else(|| "{}".to_owned(), |p| p.get().to_owned());
@@ -580,8 +577,8 @@ async fn evaluate_many(State(state): State<AppState>, body: Body) -> Result<Resp
             "field `params.{unknown}`: `{unknown}` is not among `plugins`"
         )));
     }
-    let batch = parse_customer_field(&req.customer)?;
-    let id = batch.id(0).to_owned();
+    let customer = parse_customer_field(&req.customer)?;
+    let id = customer.id.clone();
     let results = state
         .0
         .pool
@@ -590,6 +587,7 @@ async fn evaluate_many(State(state): State<AppState>, body: Body) -> Result<Resp
             evals
                 .iter()
                 .map(|e| {
+                    let batch = EncodedBatch::of_one(&customer, &e.plugin);
                     let result = w
                         .evaluate(e, &batch)
                         .map_or_else(|err| Err(err.to_string()), |mut r| r.remove(0));
