@@ -102,6 +102,34 @@ pub struct Consent {
 /// Consents by channel, then by purpose.
 pub type Consents = BTreeMap<Channel, BTreeMap<Category, Consent>>;
 
+/// An amount with its currency, as people read it: `R$ 12.50` for BRL, `US$`, `€`, `£` for
+/// USD, EUR and GBP, the ISO code before the amount for any other (`ARS 12.50`), and the bare
+/// amount when the record gives no currency.
+pub fn format_money(amount: f64, currency: &str) -> String {
+    let symbol = match currency {
+        "BRL" => "R$",
+        "USD" => "US$",
+        "EUR" => "€",
+        "GBP" => "£",
+        "" => return format!("{amount:.2}"),
+        other => other,
+    };
+    format!("{symbol} {amount:.2}")
+}
+
+impl Transaction {
+    /// Whether the amount is in `currency`; a transaction without a currency is taken to be in
+    /// the company's, so it counts for any `currency` asked.
+    pub fn in_currency(&self, currency: &str) -> bool {
+        self.currency.is_empty() || self.currency == currency
+    }
+
+    /// The amount with its currency ([`format_money`]).
+    pub fn money(&self) -> String {
+        format_money(self.amount, &self.currency)
+    }
+}
+
 /// A money movement. `kind` is open: `purchase`, `refund`, `cashin`, `cashout`, ….
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Transaction {

@@ -75,9 +75,21 @@ impl Rfm {
     /// Scores the customer's purchases up to `now`; `None` for a customer who never purchased
     /// (a prospect, in no RFM segment).
     pub fn of(customer: &Customer, now: Timestamp, cuts: &Cuts) -> Option<Rfm> {
+        Rfm::of_currency(customer, now, cuts, None)
+    }
+
+    /// [`Rfm::of`] over the purchases in `currency` only (and those without a currency, taken
+    /// to be in the company's); `None` sums amounts across every currency.
+    pub fn of_currency(
+        customer: &Customer,
+        now: Timestamp,
+        cuts: &Cuts,
+        currency: Option<&str>,
+    ) -> Option<Rfm> {
         let mut last = None::<Timestamp>;
         let (mut frequency, mut monetary) = (0u32, 0.0f64);
-        for t in customer.purchases(now) {
+        let counted = |t: &&crate::Transaction| currency.is_none_or(|c| t.in_currency(c));
+        for t in customer.purchases(now).filter(counted) {
             frequency += 1;
             monetary += t.amount;
             last = Some(last.map_or(t.at, |l| l.max(t.at)));

@@ -20,6 +20,7 @@ impl Segment for FirstCashoutPending {
         Field::TransactionAt,
         Field::TransactionKind,
         Field::TransactionAmount,
+        Field::TransactionCurrency,
         Field::TransactionBusinessUnit,
     ];
 
@@ -38,8 +39,9 @@ impl Segment for FirstCashoutPending {
             return Ok(Match::no(format!("cashed out on {}", out.at)));
         }
         Ok(Match::yes(format!(
-            "first cash-in of R$ {:.2} on {}, never cashed out",
-            first_in.amount, first_in.at
+            "first cash-in of {} on {}, never cashed out",
+            first_in.money(),
+            first_in.at
         )))
     }
 }
@@ -52,7 +54,7 @@ mod tests {
     use regua_sdk::testing::{check_reads, context, customer, params};
 
     const CASHIN: &str = r#"{"id":"c","transactions":[
-        {"id":"a","at":"2025-03-01T10:00:00Z","kind":"cashin","amount":400,"business_unit":"benefits"}]}"#;
+        {"id":"a","at":"2025-03-01T10:00:00Z","kind":"cashin","amount":400,"currency":"BRL","business_unit":"benefits"}]}"#;
 
     #[test]
     fn cash_in_without_cash_out_matches() {
@@ -63,6 +65,11 @@ mod tests {
         .unwrap();
         assert!(m.matched);
         assert!(m.reasons[0].contains("R$ 400.00"));
+        // The reason prints the record's own currency.
+        let usd = customer(&CASHIN.replace("BRL", "USD"));
+        let m = FirstCashoutPending::evaluate(&usd, &context("2025-03-11T12:00:00Z", &Params::default()))
+            .unwrap();
+        assert!(m.reasons[0].contains("US$ 400.00"), "{m:?}");
     }
 
     #[test]

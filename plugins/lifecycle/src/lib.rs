@@ -2,7 +2,8 @@
 //! - `acquisition`: prospects created in the last 30 days, nudged to a first purchase;
 //! - `usage_stimulus`: buyers with fewer than 2 purchases in the last 30 days (but one in 90);
 //! - `retention`: last purchase 31 to 90 days ago;
-//! - `profitability`: 3 or more purchases in 90 days, under R$ 1,500 in all: an upsell;
+//! - `profitability`: 3 or more purchases in 90 days, under 1,500 in all (in `currency`, default
+//!   BRL): an upsell;
 //! - `loyalty`: RFM Champions and Loyal Customers, thanked with rewards.
 //!
 //! Each sends one message, sets the funnel stage and completes; a customer may enter the same
@@ -66,6 +67,9 @@ pub struct Params {
     pub send: Option<StepMessage>,
     /// RFM cut-points (loyalty).
     pub cuts: Cuts,
+    /// The currency counted for profitability and loyalty: purchases in other currencies are
+    /// left out (those without a currency count as this one).
+    pub currency: String,
 }
 
 impl Default for Params {
@@ -76,6 +80,7 @@ impl Default for Params {
             cooldown: Duration::days(30),
             send: None,
             cuts: Cuts::default(),
+            currency: "BRL".into(),
         }
     }
 }
@@ -112,17 +117,23 @@ fn eligible(stage: Stage, c: &Customer, ctx: &Context<'_, Params>) -> Result<(),
         },
         Stage::Profitability => {
             let window = Duration::days(90);
+            let currency = &ctx.params.currency;
             let recent: Vec<_> = c
                 .purchases(now)
-                .filter(|t| t.at.within_last(window, now))
+                .filter(|t| t.at.within_last(window, now) && t.in_currency(currency))
                 .collect();
             let spent: f64 = recent.iter().map(|t| t.amount).sum();
             (recent.len() >= 3 && spent < 1500.0)
                 .then_some(())
-                .ok_or_else(|| format!("{} purchases, R$ {spent:.2} in 90 days", recent.len()))
+                .ok_or_else(|| {
+                    let money = regua_sdk::record::format_money(spent, currency);
+                    format!("{} purchases, {money} in 90 days", recent.len())
+                })
         }
         Stage::Loyalty => {
-            let segment = Rfm::of(c, now, &ctx.params.cuts).map(|r| r.segment());
+            let currency = Some(ctx.params.currency.as_str());
+            let segment =
+                Rfm::of_currency(c, now, &ctx.params.cuts, currency).map(|r| r.segment());
             match segment {
                 Some(RfmSegment::Champions | RfmSegment::LoyalCustomers) => Ok(()),
                 Some(s) => Err(format!("RFM segment {}", s.name())),

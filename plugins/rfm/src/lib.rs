@@ -13,6 +13,9 @@ pub struct Params {
     pub segment: RfmSegment,
     /// Score cut-points.
     pub cuts: Cuts,
+    /// The currency counted: purchases in other currencies are left out of R, F and M (those
+    /// without a currency count as this one). `null` sums amounts across currencies.
+    pub currency: Option<String>,
 }
 
 impl Default for Params {
@@ -20,6 +23,7 @@ impl Default for Params {
         Params {
             segment: RfmSegment::Champions,
             cuts: Cuts::default(),
+            currency: Some("BRL".into()),
         }
     }
 }
@@ -30,11 +34,13 @@ impl Segment for RfmSegmentRule {
         Field::TransactionAt,
         Field::TransactionKind,
         Field::TransactionAmount,
+        Field::TransactionCurrency,
     ];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         ctx.params.cuts.validate()?;
-        let Some(rfm) = Rfm::of(c, ctx.now, &ctx.params.cuts) else {
+        let currency = ctx.params.currency.as_deref();
+        let Some(rfm) = Rfm::of_currency(c, ctx.now, &ctx.params.cuts, currency) else {
             return Ok(Match::no("no purchase yet: a prospect, in no RFM segment"));
         };
         let segment = rfm.segment();
@@ -43,11 +49,14 @@ impl Segment for RfmSegmentRule {
             format!("R{} F{} M{}", rfm.r, rfm.f, rfm.m),
         )
         .and(format!(
-            "last purchase {} days ago, {} purchase{}, R$ {:.2} in all",
+            "last purchase {} days ago, {} purchase{}, {} in all",
             rfm.recency_days,
             rfm.frequency,
             if rfm.frequency == 1 { "" } else { "s" },
-            rfm.monetary
+            match currency {
+                Some(code) => regua_sdk::record::format_money(rfm.monetary, code),
+                None => format!("{:.2} summed across currencies", rfm.monetary),
+            }
         ))
         .and(format!("segment {}", segment.name())))
     }
@@ -77,6 +86,23 @@ mod tests {
         ));
         c.transactions[11].at = regua_sdk::testing::at("2025-03-01T12:00:00Z");
         c
+    }
+
+    #[test]
+    fn purchases_in_another_currency_are_not_counted_unless_asked() {
+        let mut c = twelve_purchases();
+        for t in &mut c.transactions[..6] {
+            t.currency = "USD".into();
+        }
+        let now = "2025-03-11T12:00:00Z";
+        let brl = RfmSegmentRule::evaluate(&c, &context(now, &Params::default())).unwrap();
+        assert!(brl.reasons[1].contains("6 purchases, R$ 3200.00 in all"), "{brl:?}");
+        let all: Params = params(r#"{"currency": null}"#);
+        let all = RfmSegmentRule::evaluate(&c, &context(now, &all)).unwrap();
+        assert!(all.reasons[1].contains("12 purchases, 6200.00 summed across currencies"), "{all:?}");
+        let usd: Params = params(r#"{"currency": "USD"}"#);
+        let usd = RfmSegmentRule::evaluate(&c, &context(now, &usd)).unwrap();
+        assert!(usd.reasons[1].contains("6 purchases, US$ 3000.00 in all"), "{usd:?}");
     }
 
     #[test]
