@@ -272,3 +272,22 @@ fn the_journey_cases_hold_through_the_host() {
         failed.join("\n")
     );
 }
+
+/// Every example plugin's README lists each of its parameters, so a rule author finds them
+/// without reading the source.
+#[test]
+fn every_example_readme_lists_its_parameters() {
+    let engine = engine();
+    for (name, _) in EXAMPLES {
+        let plugin = load(&engine, name);
+        let readme = std::fs::read_to_string(repo().join("plugins").join(name).join("README.md"))
+            .unwrap();
+        assert!(readme.contains("## Parameters") || name == "sequence", "{name}");
+        for key in plugin.meta.params.as_object().unwrap().keys() {
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "plugins/{name}/README.md does not list parameter `{key}`"
+            );
+        }
+    }
+}
