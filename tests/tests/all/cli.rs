@@ -242,7 +242,8 @@ fn inspect_prints_metadata() {
         serde_json::json!([
             "transactions.at",
             "transactions.kind",
-            "transactions.amount"
+            "transactions.amount",
+            "transactions.currency"
         ])
     );
 }
