@@ -419,6 +419,9 @@ pub fn run(
     Ok(summary)
 }
 
+/// Answers one chunk on a worker: the part of a plan the chunk loops run.
+pub type ProcessChunk<D> = dyn Fn(&mut Worker, Chunk) -> D + Send + Sync;
+
 /// The one chunked, ordered, parallel loop under every streamed plan (plugins side by side, or
 /// campaigns): cuts `input` into chunks of `options.chunk_lines` lines, answers each on one of
 /// `options.threads` workers with `process`, and hands the answers to `take` in input order,

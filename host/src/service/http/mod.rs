@@ -800,7 +800,7 @@ fn stream_chunks<D: Send + 'static>(
     body: Body,
     header: Vec<u8>,
     content_type: &'static str,
-    process: Arc<dyn Fn(&mut crate::Worker, Chunk) -> D + Send + Sync>,
+    process: Arc<batch::ProcessChunk<D>>,
     mut take: impl FnMut(D) -> Vec<u8> + Send + 'static,
 ) -> Response {
     const IN_FLIGHT: usize = 4;
