@@ -27,12 +27,8 @@ fn main() {
     let mut campaigns = Campaigns::load_dir(&root.join("examples/campaigns")).unwrap();
     let names: Vec<String> = campaigns.plugin_names().into_iter().collect();
     let crates: Vec<_> = names.iter().map(|n| root.join("plugins").join(n)).collect();
-    regua_host::authoring::build::build(
-        &crates,
-        tmp.path(),
-        Some(&root.join("target/plugins")),
-    )
-    .expect("building the plugins");
+    regua_host::authoring::build::build(&crates, tmp.path(), Some(&root.join("target/plugins")))
+        .expect("building the plugins");
     let engine = Engine::new(Limits::default()).unwrap();
     let plugins: HashMap<String, Arc<Plugin>> = names
         .iter()

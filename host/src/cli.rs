@@ -3,6 +3,7 @@
 mod batch;
 mod build;
 mod campaign;
+mod cases;
 mod eval;
 mod generate;
 mod inspect;
@@ -35,6 +36,7 @@ enum Command {
     Eval(eval::EvalArgs),
     Batch(batch::BatchArgs),
     Campaign(campaign::CampaignArgs),
+    Test(cases::TestArgs),
     Inspect(inspect::InspectArgs),
     New(new::NewArgs),
     Build(build::BuildArgs),
@@ -68,6 +70,7 @@ impl Cli {
             Command::Eval(a) => a.run(),
             Command::Batch(a) => a.run(),
             Command::Campaign(a) => a.run(),
+            Command::Test(a) => a.run(),
             Command::Inspect(a) => a.run(),
             Command::New(a) => a.run(),
             Command::Build(a) => a.run(),

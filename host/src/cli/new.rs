@@ -83,18 +83,21 @@ impl NewArgs {
         let abs = dir.canonicalize()?;
         let sdk_rel = relative(&abs, &sdk);
         let crate_name = self.name.replace('-', "_");
-        let (description, source) = match self.kind {
+        let (description, source, case) = match self.kind {
             KindArg::Segment => (
                 "Segment: customers with at least N purchases in the last D days",
                 SEGMENT,
+                SEGMENT_CASE,
             ),
             KindArg::Journey => (
                 "Journey rule: a two-step welcome by e-mail then push",
                 JOURNEY,
+                JOURNEY_CASE,
             ),
             KindArg::Rest => (
                 "Rest policy: at most N messages per channel per rolling day",
                 REST,
+                REST_CASE,
             ),
         };
         let toml = format!(
@@ -124,6 +127,9 @@ serde = {{ version = "1", features = ["derive"] }}
             dir.join("README.md"),
             format!("# {}\n\n{description}.\n", self.name),
         )?;
+        // A fixture case for `regua test`: an input beside the answer expected.
+        std::fs::create_dir_all(dir.join("tests/cases"))?;
+        std::fs::write(dir.join("tests/cases/01-example.json"), case)?;
         // Inside a workspace that does not list it, the crate becomes a workspace of its own.
         let member = Command::new("cargo")
             .args([
@@ -142,7 +148,7 @@ serde = {{ version = "1", features = ["derive"] }}
             std::fs::write(dir.join("Cargo.toml"), format!("{toml}\n[workspace]\n"))?;
         }
         eprintln!(
-            "created {kind} plugin `{name}` in {dir}\n  test it:  cargo test --manifest-path {dir}/Cargo.toml\n  build it: regua build {dir}",
+            "created {kind} plugin `{name}` in {dir}\n  test it:  cargo test --manifest-path {dir}/Cargo.toml\n  build it: regua build {dir}\n  then run its fixture cases (tests/cases/*.json): regua test {dir}",
             kind = format!("{:?}", self.kind).to_lowercase(),
             name = self.name,
             dir = dir.display()
@@ -150,6 +156,36 @@ serde = {{ version = "1", features = ["derive"] }}
         Ok(())
     }
 }
+
+const SEGMENT_CASE: &str = r#"{
+  "about": "two purchases in the last 30 days: in the segment",
+  "customer": {"id": "c-1", "transactions": [
+    {"id": "t1", "at": "2025-03-01T12:00:00Z", "kind": "purchase", "amount": 10, "currency": "BRL"},
+    {"id": "t2", "at": "2025-03-05T12:00:00Z", "kind": "purchase", "amount": 20, "currency": "BRL"}]},
+  "now": "2025-03-11T12:00:00Z",
+  "expected": {"match": true, "reasons": ["2 purchases in the last 30 days"]}
+}
+"#;
+
+const JOURNEY_CASE: &str = r#"{
+  "about": "a customer created yesterday enters and gets the welcome e-mail",
+  "customer": {"id": "c-1", "profile": {"created_at": "2025-03-10T12:00:00Z"}},
+  "now": "2025-03-11T12:00:00Z",
+  "expected": {"actions": [{"enter": {"instance": 1}}, {"send": {"channel": "email", "template": "welcome-email"}}, {"wait_until": {"until": "2025-03-12T12:00:00Z"}}],
+               "states": [{"step": "email", "status": "active"}]}
+}
+"#;
+
+const REST_CASE: &str = r#"{
+  "about": "a third push in a rolling day is denied",
+  "customer": {"id": "c-1", "contacts": [
+    {"channel": "push", "at": "2025-03-11T08:00:00Z", "category": "marketing"},
+    {"channel": "push", "at": "2025-03-11T10:00:00Z", "category": "marketing"}]},
+  "message": {"channel": "push", "category": "marketing"},
+  "now": "2025-03-11T12:00:00Z",
+  "expected": {"decision": "deny", "reason": "CAP_REACHED"}
+}
+"#;
 
 const SEGMENT: &str = r##"//! Customers with at least `min_purchases` purchases in the last `days` days.
 

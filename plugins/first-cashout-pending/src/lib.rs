@@ -67,8 +67,11 @@ mod tests {
         assert!(m.reasons[0].contains("R$ 400.00"));
         // The reason prints the record's own currency.
         let usd = customer(&CASHIN.replace("BRL", "USD"));
-        let m = FirstCashoutPending::evaluate(&usd, &context("2025-03-11T12:00:00Z", &Params::default()))
-            .unwrap();
+        let m = FirstCashoutPending::evaluate(
+            &usd,
+            &context("2025-03-11T12:00:00Z", &Params::default()),
+        )
+        .unwrap();
         assert!(m.reasons[0].contains("US$ 400.00"), "{m:?}");
     }
 

@@ -132,8 +132,7 @@ fn eligible(stage: Stage, c: &Customer, ctx: &Context<'_, Params>) -> Result<(),
         }
         Stage::Loyalty => {
             let currency = Some(ctx.params.currency.as_str());
-            let segment =
-                Rfm::of_currency(c, now, &ctx.params.cuts, currency).map(|r| r.segment());
+            let segment = Rfm::of_currency(c, now, &ctx.params.cuts, currency).map(|r| r.segment());
             match segment {
                 Some(RfmSegment::Champions | RfmSegment::LoyalCustomers) => Ok(()),
                 Some(s) => Err(format!("RFM segment {}", s.name())),

@@ -96,13 +96,22 @@ mod tests {
         }
         let now = "2025-03-11T12:00:00Z";
         let brl = RfmSegmentRule::evaluate(&c, &context(now, &Params::default())).unwrap();
-        assert!(brl.reasons[1].contains("6 purchases, R$ 3200.00 in all"), "{brl:?}");
+        assert!(
+            brl.reasons[1].contains("6 purchases, R$ 3200.00 in all"),
+            "{brl:?}"
+        );
         let all: Params = params(r#"{"currency": null}"#);
         let all = RfmSegmentRule::evaluate(&c, &context(now, &all)).unwrap();
-        assert!(all.reasons[1].contains("12 purchases, 6200.00 summed across currencies"), "{all:?}");
+        assert!(
+            all.reasons[1].contains("12 purchases, 6200.00 summed across currencies"),
+            "{all:?}"
+        );
         let usd: Params = params(r#"{"currency": "USD"}"#);
         let usd = RfmSegmentRule::evaluate(&c, &context(now, &usd)).unwrap();
-        assert!(usd.reasons[1].contains("6 purchases, US$ 3000.00 in all"), "{usd:?}");
+        assert!(
+            usd.reasons[1].contains("6 purchases, US$ 3000.00 in all"),
+            "{usd:?}"
+        );
     }
 
     #[test]

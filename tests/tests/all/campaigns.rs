@@ -581,3 +581,20 @@ fn the_openapi_document_passes_a_validator() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn regua_test_runs_the_fixture_cases_of_campaigns_and_plugins() {
+    let out = regua(
+        &[
+            "test",
+            "examples/campaigns",
+            "plugins/standard-rest",
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+        ],
+        "",
+    );
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    assert!(report.contains("17 passed, 0 failed"), "{report}");
+}

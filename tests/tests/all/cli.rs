@@ -259,7 +259,9 @@ fn generate_is_deterministic_for_a_seed() {
 
 #[test]
 fn help_explains_every_subcommand() {
-    for sub in ["eval", "batch", "inspect", "new", "build", "generate"] {
+    for sub in [
+        "eval", "batch", "inspect", "new", "build", "generate", "test",
+    ] {
         let out = regua(&[sub, "--help"], "");
         assert!(out.status.success());
         assert!(
@@ -317,5 +319,39 @@ fn a_scaffolded_plugin_builds_passes_its_test_and_runs() {
         let inspect = regua(&["inspect", plugin.to_str().unwrap()], "");
         let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
         assert_eq!(v["kind"], kind);
+
+        // Its scaffolded fixture case passes through the built plugin; a wrong expectation
+        // fails with the difference.
+        let cases = [
+            krate.to_str().unwrap(),
+            "--plugins-dir",
+            dist.to_str().unwrap(),
+        ];
+        let ok = regua(&[&["test"][..], &cases].concat(), "");
+        assert!(
+            ok.status.success(),
+            "{kind}: {}{}",
+            text(&ok.stdout),
+            text(&ok.stderr)
+        );
+        assert!(
+            text(&ok.stdout).contains("1 passed, 0 failed"),
+            "{}",
+            text(&ok.stdout)
+        );
+        let case = krate.join("tests/cases/01-example.json");
+        let body = std::fs::read_to_string(&case).unwrap();
+        let wrong = body
+            .replace("\"match\": true", "\"match\": false")
+            .replace("\"step\": \"email\"", "\"step\": \"push\"")
+            .replace("\"decision\": \"deny\"", "\"decision\": \"allow\"");
+        std::fs::write(&case, wrong).unwrap();
+        let bad = regua(&[&["test"][..], &cases].concat(), "");
+        assert!(!bad.status.success(), "{kind}");
+        let report = text(&bad.stdout);
+        assert!(
+            report.contains("FAIL") && report.contains("expected"),
+            "{kind}: {report}"
+        );
     }
 }

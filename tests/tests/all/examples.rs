@@ -280,9 +280,12 @@ fn every_example_readme_lists_its_parameters() {
     let engine = engine();
     for (name, _) in EXAMPLES {
         let plugin = load(&engine, name);
-        let readme = std::fs::read_to_string(repo().join("plugins").join(name).join("README.md"))
-            .unwrap();
-        assert!(readme.contains("## Parameters") || name == "sequence", "{name}");
+        let readme =
+            std::fs::read_to_string(repo().join("plugins").join(name).join("README.md")).unwrap();
+        assert!(
+            readme.contains("## Parameters") || name == "sequence",
+            "{name}"
+        );
         for key in plugin.meta.params.as_object().unwrap().keys() {
             assert!(
                 readme.contains(&format!("`{key}`")),
