@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::{ApiError, AppState, parse_body, parse_field, parse_now, read_body, stream_chunks};
+use super::batches::stream_chunks;
+use super::{ApiError, AppState, parse_body, parse_field, parse_now, read_body};
 use crate::pipeline::batch::Chunk;
 use crate::pipeline::campaign::{self, Campaign, FileError, RunCollator, RunInputs};
 

@@ -1,0 +1,352 @@
+//! The plugin endpoints: list and read the plugins served, evaluate one or several for one customer.
+
+use super::*;
+
+/// A plugin as `GET /v1/plugins` lists it.
+#[derive(Serialize, ToSchema)]
+pub struct PluginInfo {
+    /// The plugin's name.
+    name: String,
+    /// `segment`, `journey` or `rest`.
+    kind: String,
+    /// Content hash of the `.wasm` serving now.
+    version: String,
+    /// The author's version.
+    crate_version: String,
+    /// The ABI version.
+    abi: u32,
+    /// What business question it answers.
+    description: String,
+    /// Parameter defaults.
+    #[schema(value_type = Object)]
+    params: serde_json::Value,
+    /// The parts of the record the plugin reads (`transactions`, `transactions.amount`, …); a
+    /// batch reads only what its plugins read.
+    #[schema(value_type = Vec<String>)]
+    reads: Vec<regua_sdk::Field>,
+    /// When this version was loaded.
+    loaded_at: String,
+    /// The file it was loaded from.
+    source: Option<String>,
+    /// Why the newest file could not be loaded, if it could not (the version above keeps serving).
+    last_error: Option<FailureInfo>,
+}
+
+/// A load or build failure.
+#[derive(Serialize, ToSchema)]
+pub struct FailureInfo {
+    /// The file or crate.
+    source: String,
+    /// What went wrong.
+    error: String,
+    /// When.
+    at: String,
+}
+
+impl From<&LoadFailure> for FailureInfo {
+    fn from(f: &LoadFailure) -> Self {
+        FailureInfo {
+            source: f.source.clone(),
+            error: f.error.clone(),
+            at: f.at.to_string(),
+        }
+    }
+}
+
+pub(super) fn info(slot: &Slot) -> PluginInfo {
+    let p = &slot.plugin;
+    PluginInfo {
+        name: p.name().to_owned(),
+        kind: p.kind().to_string(),
+        version: p.version.clone(),
+        crate_version: p.meta.version.clone(),
+        abi: p.meta.abi,
+        description: p.meta.description.clone(),
+        params: p.meta.params.clone(),
+        reads: p.meta.reads.clone(),
+        loaded_at: slot.loaded_at.to_string(),
+        source: p.source.as_ref().map(|s| s.display().to_string()),
+        last_error: slot.last_error.as_ref().map(FailureInfo::from),
+    }
+}
+
+/// `GET /v1/plugins`.
+#[derive(Serialize, ToSchema)]
+pub struct PluginList {
+    /// The plugins serving.
+    plugins: Vec<PluginInfo>,
+    /// Files (or crates) that failed and hold no serving plugin.
+    failures: Vec<FailureInfo>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct Health {
+    status: String,
+    plugins: usize,
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+pub(super) async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        plugins: state.registry().slots().len(),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/plugins", responses((status = 200, body = PluginList)))]
+pub(super) async fn list_plugins(State(state): State<AppState>) -> Json<PluginList> {
+    let registry = state.registry();
+    Json(PluginList {
+        plugins: registry.slots().iter().map(|(_, s)| info(s)).collect(),
+        failures: registry
+            .orphan_errors()
+            .iter()
+            .map(FailureInfo::from)
+            .collect(),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/plugins/{name}", params(("name" = String, Path, description = "the plugin's name")),
+    responses((status = 200, body = PluginInfo), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_plugin(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PluginInfo>, ApiError> {
+    valid_name(&name)?;
+    let slots = state.registry().slots();
+    let slot = slots
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| ApiError::not_found(&name))?;
+    Ok(Json(info(&slot.1)))
+}
+
+/// `POST /v1/plugins/{name}/evaluate`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {
+    /// The customer record.
+    #[schema(value_type = Object)]
+    customer: Box<RawValue>,
+    /// The instant to evaluate at (RFC 3339); default: the service's clock.
+    now: Option<String>,
+    /// The plugin's parameters over its defaults.
+    #[schema(value_type = Object)]
+    params: Option<Box<RawValue>>,
+    /// The proposed message (rest policies only).
+    #[schema(value_type = Object)]
+    message: Option<Box<RawValue>>,
+    /// The triggering event (journey rules only).
+    #[schema(value_type = Object)]
+    event: Option<Box<RawValue>>,
+}
+
+pub(super) fn parse_customer_field(raw: &RawValue) -> Result<regua_sdk::Customer, ApiError> {
+    regua_sdk::record::parse_customer_at(raw.get(), Some("customer")).map_err(ApiError::bad)
+}
+
+pub(super) struct Extras {
+    pub(super) message: Option<Message>,
+    pub(super) event: Option<Event>,
+}
+
+pub(super) fn extras(
+    message: Option<&RawValue>,
+    event: Option<&RawValue>,
+) -> Result<Extras, ApiError> {
+    Ok(Extras {
+        message: message.map(|m| parse_field(m, "message")).transpose()?,
+        event: event.map(|e| parse_field(e, "event")).transpose()?,
+    })
+}
+
+pub(super) fn inputs_for(
+    state: &AppState,
+    plugin: &Plugin,
+    now: Timestamp,
+    params: String,
+    x: &Extras,
+) -> Inputs {
+    Inputs {
+        now,
+        default_tz: state.0.config.default_tz.clone(),
+        params,
+        message: (plugin.kind() == Kind::Rest)
+            .then(|| x.message.clone())
+            .flatten(),
+        event: (plugin.kind() == Kind::Journey)
+            .then(|| x.event.clone())
+            .flatten(),
+    }
+}
+
+pub(super) fn check_kind(plugin: &Plugin, x: &Extras) -> Result<(), ApiError> {
+    let wrong = |field: &str, expected: Kind| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong_kind",
+            format!(
+                "plugin `{}` is a {} plugin; `{field}` is for {} plugins",
+                plugin.name(),
+                plugin.kind(),
+                expected
+            ),
+        )
+    };
+    if x.message.is_some() && plugin.kind() != Kind::Rest {
+        return Err(wrong("message", Kind::Rest));
+    }
+    if x.event.is_some() && plugin.kind() != Kind::Journey {
+        return Err(wrong("event", Kind::Journey));
+    }
+    if plugin.kind() == Kind::Rest && x.message.is_none() {
+        return Err(ApiError::bad(format!(
+            "field `message` is missing: plugin `{}` is a rest policy and judges a proposed message",
+            plugin.name()
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn evaluate_one(
+    state: &AppState,
+    eval: Evaluation,
+    batch: EncodedBatch,
+) -> Result<RecordResult, ApiError> {
+    let results = state
+        .0
+        .pool
+        .run(move |w| w.evaluate(&eval, &batch))
+        .await??;
+    Ok(results
+        .into_iter()
+        .next()
+        .expect("one customer, one answer"))
+}
+
+#[utoipa::path(post, path = "/v1/plugins/{name}/evaluate", params(("name" = String, Path, description = "the plugin's name")), request_body = EvaluateRequest,
+    responses((status = 200, description = "the kind's result, with `plugin`, `version` and reasons", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn evaluate(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let plugin = plugin(&state, &name)?;
+    let req: EvaluateRequest = parse_body(&bytes)?;
+    let x = extras(req.message.as_deref(), req.event.as_deref())?;
+    check_kind(&plugin, &x)?;
+    let now = parse_now(req.now.as_deref())?;
+    let customer = parse_customer_field(&req.customer)?;
+    let batch = EncodedBatch::of_one(&customer, &plugin);
+    let params = req
+        .params
+        .map_or_else(|| "{}".to_owned(), |p| p.get().to_owned());
+    let eval = Evaluation::new(
+        plugin.clone(),
+        &inputs_for(&state, &plugin, now, params, &x),
+    )?;
+    let result = evaluate_one(&state, eval, batch).await?;
+    state.metrics().evaluated_one(plugin.name(), &result);
+    match &result {
+        Ok(_) => Ok(Json(crate::pipeline::output::result_value(&plugin, &result)).into_response()),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "plugin_failed",
+            e.clone(),
+        )),
+    }
+}
+
+/// `POST /v1/evaluate`: several plugins over one customer, parsed once.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MultiRequest {
+    /// The customer record.
+    #[schema(value_type = Object)]
+    customer: Box<RawValue>,
+    /// The plugins, by name.
+    plugins: Vec<String>,
+    /// The instant (RFC 3339); default: the service's clock.
+    now: Option<String>,
+    /// Parameters by plugin name.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    params: BTreeMap<String, Box<RawValue>>,
+    /// The proposed message, for the rest policies among the plugins.
+    #[schema(value_type = Object)]
+    message: Option<Box<RawValue>>,
+    /// The triggering event, for the journey rules among the plugins.
+    #[schema(value_type = Object)]
+    event: Option<Box<RawValue>>,
+}
+
+#[utoipa::path(post, path = "/v1/evaluate", request_body = MultiRequest,
+    responses((status = 200, description = "`{\"id\":…,\"results\":{\"<plugin>\":{…}}}`; a plugin that failed on the customer has `error` in its entry", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn evaluate_many(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let req: MultiRequest = parse_body(&bytes)?;
+    if req.plugins.is_empty() {
+        return Err(ApiError::bad(
+            "field `plugins` is empty: name at least one plugin",
+        ));
+    }
+    let x = extras(req.message.as_deref(), req.event.as_deref())?;
+    let now = parse_now(req.now.as_deref())?;
+    let mut evals = Vec::new();
+    for name in &req.plugins {
+        let p = plugin(&state, name)?;
+        if p.kind() == Kind::Rest && x.message.is_none() {
+            return Err(ApiError::bad(format!(
+                "field `message` is missing: plugin `{name}` is a rest policy"
+            )));
+        }
+        let params = req
+            .params
+            .get(name)
+            .map_or_else(|| "{}".to_owned(), |p| p.get().to_owned());
+        evals.push(Evaluation::new(
+            p.clone(),
+            &inputs_for(&state, &p, now, params, &x),
+        )?);
+    }
+    if let Some(unknown) = req.params.keys().find(|k| !req.plugins.contains(k)) {
+        return Err(ApiError::bad(format!(
+            "field `params.{unknown}`: `{unknown}` is not among `plugins`"
+        )));
+    }
+    let customer = parse_customer_field(&req.customer)?;
+    let id = customer.id.clone();
+    let results = state
+        .0
+        .pool
+        .run(move |w| {
+            // A plugin that refuses the call fails alone: its entry carries the error.
+            evals
+                .iter()
+                .map(|e| {
+                    let batch = EncodedBatch::of_one(&customer, &e.plugin);
+                    let result = w
+                        .evaluate(e, &batch)
+                        .map_or_else(|err| Err(err.to_string()), |mut r| r.remove(0));
+                    (e.plugin.clone(), result)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    let mut map = serde_json::Map::new();
+    for (p, r) in &results {
+        state.metrics().evaluated_one(p.name(), r);
+        map.insert(
+            p.name().to_owned(),
+            crate::pipeline::output::result_value(p, r),
+        );
+    }
+    Ok(Json(serde_json::json!({"id": id, "results": map})).into_response())
+}
