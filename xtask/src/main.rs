@@ -190,10 +190,11 @@ fn fuzz_smoke() -> Result<(), String> {
 }
 
 /// The Python tools the tests use, from PyPI: the OpenAPI validator the service's document is
-/// checked with. Installed for the user when missing.
+/// checked with, and the generator of the client the tests call the service through. Installed
+/// when missing.
 fn python_tools() -> Result<(), String> {
     let present = Command::new("python3")
-        .args(["-c", "import openapi_spec_validator"])
+        .args(["-c", "import openapi_spec_validator, openapi_python_client"])
         .output()
         .is_ok_and(|o| o.status.success());
     if present {
@@ -206,6 +207,7 @@ fn python_tools() -> Result<(), String> {
         "--quiet",
         "--disable-pip-version-check",
         "openapi-spec-validator==0.9.0",
+        "openapi-python-client==0.29.1",
     ]))
 }
 

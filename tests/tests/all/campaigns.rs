@@ -364,7 +364,9 @@ fn example_campaigns() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(repo().join("examples/campaigns")).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
     }
     dir
 }
@@ -597,4 +599,66 @@ fn regua_test_runs_the_fixture_cases_of_campaigns_and_plugins() {
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
     assert!(report.contains("17 passed, 0 failed"), "{report}");
+}
+
+/// A Python client generated from the service's own OpenAPI document (openapi-python-client,
+/// installed by `cargo xtask test`) calls the service: path parameters, bodies and answers as
+/// the document describes them, the same answers as direct calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_openapi_document_calls_the_service() {
+    let campaigns = example_campaigns();
+    let mut plugins = EXAMPLE_PLUGINS.to_vec();
+    plugins.push("sequence");
+    let s = crate::http::start_campaigns(&plugins, campaigns.path()).await;
+    let (_, doc) = s.get("/openapi.json").await;
+    let work = tempfile::tempdir().unwrap();
+    let doc_file = work.path().join("openapi.json");
+    std::fs::write(&doc_file, doc.to_string()).unwrap();
+    // Blocking commands on the blocking pool, so the service keeps answering meanwhile.
+    let run = |mut cmd: std::process::Command| {
+        tokio::task::spawn_blocking(move || cmd.output().expect("the command runs"))
+    };
+    let mut generate = std::process::Command::new("openapi-python-client");
+    generate
+        .args(["generate", "--meta", "none", "--path"])
+        .arg(&doc_file)
+        .arg("--output-path")
+        .arg(work.path().join("client"));
+    let generated = run(generate).await.unwrap();
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    let customer = repo().join("examples/customer.json");
+    let mut check = std::process::Command::new("python3");
+    check
+        .arg(repo().join("tests/client/check.py"))
+        .arg(work.path())
+        .arg(s.url(""))
+        .arg(&customer);
+    let out = run(check).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["lapsed"], "segment");
+    assert_eq!(got["campaign"], "RET-2025-030");
+    assert_eq!(got["campaigns"].as_array().unwrap().len(), 7);
+    let customer = std::fs::read_to_string(customer).unwrap();
+    let (_, direct) = s
+        .post(
+            "/v1/plugins/lapsed/evaluate",
+            format!(
+                r#"{{"customer":{customer},"now":"2025-03-11T12:00:00Z","params":{{"days":30}}}}"#
+            ),
+        )
+        .await;
+    assert_eq!(got["evaluate"], direct);
+    let (_, direct) = s
+        .post(
+            "/v1/decide",
+            format!(r#"{{"customer":{customer},"now":"2025-03-11T12:00:00Z"}}"#),
+        )
+        .await;
+    assert_eq!(got["decide"], direct);
 }

@@ -88,7 +88,7 @@ pub struct DecideRequest {
     /// The instant (RFC 3339); default: the service's clock.
     now: Option<String>,
     /// The event that triggered the decision, given to the journeys.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     event: Option<Box<RawValue>>,
 }
 

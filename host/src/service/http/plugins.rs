@@ -131,13 +131,13 @@ pub struct EvaluateRequest {
     /// The instant to evaluate at (RFC 3339); default: the service's clock.
     now: Option<String>,
     /// The plugin's parameters over its defaults.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     params: Option<Box<RawValue>>,
     /// The proposed message (rest policies only).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     message: Option<Box<RawValue>>,
     /// The triggering event (journey rules only).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     event: Option<Box<RawValue>>,
 }
 
@@ -273,13 +273,13 @@ pub struct MultiRequest {
     now: Option<String>,
     /// Parameters by plugin name.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     params: BTreeMap<String, Box<RawValue>>,
     /// The proposed message, for the rest policies among the plugins.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     message: Option<Box<RawValue>>,
     /// The triggering event, for the journey rules among the plugins.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     event: Option<Box<RawValue>>,
 }
 
