@@ -227,6 +227,12 @@ impl RunArgs {
             .transpose()?;
         let (campaigns, plugins) = load(&self.setup, &self.campaigns, now)?;
         print_errors(&campaigns);
+        if campaigns.company_failed {
+            bail!(
+                "company.toml has a problem (listed above): no campaign runs without the \
+                 company's rest policy and global holdout"
+            );
+        }
         if !campaigns.errors.is_empty() && !self.keep_going {
             bail!(
                 "{} campaign files have problems (listed above): fix them, or pass --keep-going \

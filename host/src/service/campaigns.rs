@@ -63,6 +63,17 @@ impl CampaignStore {
                 return;
             }
         };
+        let previous = self.current();
+        if fresh.company_failed {
+            // The company's rest policy and global holdout keep holding while the file is fixed.
+            fresh.company = previous.company.clone();
+            for e in &mut fresh.errors {
+                if is_company_file(Path::new(&e.file)) {
+                    e.error
+                        .push_str("; the last good company settings keep applying");
+                }
+            }
+        }
         let now = Timestamp::from_millis(jiff::Timestamp::now().as_millisecond());
         let registry = self.registry.clone();
         let lookup = move |name: &str| {
@@ -71,7 +82,6 @@ impl CampaignStore {
                 .ok_or_else(|| format!("no plugin `{name}` is loaded"))
         };
         fresh.check_plugins(&lookup, &mut Worker::new(), now, &self.default_tz);
-        let previous = self.current();
         let mut kept = Vec::new();
         let mut errors = std::mem::take(&mut fresh.errors);
         for error in &mut errors {

@@ -662,3 +662,34 @@ async fn a_client_generated_from_the_openapi_document_calls_the_service() {
         .await;
     assert_eq!(got["decide"], direct);
 }
+
+#[test]
+fn a_broken_company_file_stops_the_run_rather_than_dropping_the_rest_policy() {
+    let dir = folder(&[
+        ("company.toml", "[rest]\nplugin = 7\n"),
+        ("a.toml", &message_campaign("A-1", 1, "")),
+    ]);
+    let out = regua(
+        &[
+            "campaign",
+            "run",
+            "--campaigns",
+            dir.path().to_str().unwrap(),
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--input",
+            "-",
+            "--now",
+            NOW,
+            "--keep-going",
+        ],
+        "{\"id\":\"c-1\"}\n",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("company.toml") && err.contains("rest policy"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no line is decided");
+}

@@ -519,6 +519,9 @@ pub struct Campaigns {
     pub campaigns: Vec<Campaign>,
     /// Files that did not load, or campaigns that failed a check.
     pub errors: Vec<FileError>,
+    /// Whether `company.toml` failed: the company settings are then the defaults (no default
+    /// rest policy, no global holdout), which no run should silently use.
+    pub company_failed: bool,
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
@@ -561,24 +564,30 @@ impl Campaigns {
     pub fn from_sources(sources: Vec<(String, Result<String, String>)>) -> Campaigns {
         let mut out = Campaigns::default();
         let is_company = |f: &str| Path::new(f).file_name().is_some_and(|n| n == COMPANY_FILE);
+        let mut company_file = COMPANY_FILE.to_owned();
         for (file, text) in sources.iter().filter(|(f, _)| is_company(f)) {
+            company_file.clone_from(file);
             match text.as_deref().map_err(Clone::clone).and_then(parse_toml) {
                 Ok(company) => out.company = company,
-                Err(error) => out.errors.push(FileError {
-                    file: file.clone(),
-                    code: None,
-                    error,
-                }),
+                Err(error) => {
+                    out.company_failed = true;
+                    out.errors.push(FileError {
+                        file: file.clone(),
+                        code: None,
+                        error,
+                    });
+                }
             }
         }
         if let Some(g) = &out.company.global_holdout
             && let Err(error) = check_percent(g.percent, "global_holdout.percent")
         {
             out.errors.push(FileError {
-                file: COMPANY_FILE.into(),
+                file: company_file,
                 code: None,
                 error,
             });
+            out.company_failed = true;
             out.company.global_holdout = None;
         }
         let mut by_code: BTreeMap<String, String> = BTreeMap::new();
