@@ -158,6 +158,39 @@ pub(crate) struct InputArgs {
     plugins_dir: PathBuf,
 }
 
+/// Opens NDJSON input: a file (with its length, for progress) or `-` for standard input.
+pub(crate) fn open_input(
+    path: &Path,
+) -> anyhow::Result<(Box<dyn std::io::BufRead + Send>, Option<u64>)> {
+    if path.as_os_str() == "-" {
+        return Ok((Box::new(std::io::BufReader::new(std::io::stdin())), None));
+    }
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open input `{}`", path.display()))?;
+    let len = file.metadata().ok().map(|m| m.len());
+    Ok((
+        Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
+        len,
+    ))
+}
+
+/// A progress bar over `total` input bytes on a terminal (a spinner when the size is unknown);
+/// hidden when `quiet` or when standard error is not a terminal.
+pub(crate) fn progress_bar(quiet: bool, total: Option<u64>) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use std::io::IsTerminal as _;
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    match total {
+        Some(len) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
+                .expect("valid template"),
+        ),
+        None => ProgressBar::new_spinner(),
+    }
+}
+
 /// Reads `text` or, for `@FILE`, the file's contents.
 pub(crate) fn inline_or_file(text: &str, what: &str) -> anyhow::Result<String> {
     match text.strip_prefix('@') {

@@ -1,10 +1,9 @@
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{InputArgs, LimitArgs};
 use crate::pipeline::batch::{self, BatchOptions};
@@ -108,15 +107,7 @@ impl BatchArgs {
             evals.push(Evaluation::new(plugin, &inputs)?);
         }
 
-        let (input, total): (Box<dyn BufRead + Send>, Option<u64>) =
-            if self.input.as_os_str() == "-" {
-                (Box::new(BufReader::new(std::io::stdin())), None)
-            } else {
-                let file = File::open(&self.input)
-                    .with_context(|| format!("cannot open input `{}`", self.input.display()))?;
-                let len = file.metadata().ok().map(|m| m.len());
-                (Box::new(BufReader::with_capacity(1 << 20, file)), len)
-            };
+        let (input, total) = super::open_input(&self.input)?;
         let output: Box<dyn Write> = if self.output.as_os_str() == "-" {
             Box::new(std::io::stdout().lock())
         } else {
@@ -127,16 +118,7 @@ impl BatchArgs {
         };
         let output = BufWriter::with_capacity(1 << 20, output);
 
-        let bar = if self.quiet || !std::io::stderr().is_terminal() {
-            ProgressBar::hidden()
-        } else if let Some(len) = total {
-            ProgressBar::new(len).with_style(
-                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
-                    .expect("valid template"),
-            )
-        } else {
-            ProgressBar::new_spinner()
-        };
+        let bar = super::progress_bar(self.quiet, total);
         let options = BatchOptions {
             threads: self
                 .threads

@@ -2,13 +2,12 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use regua_sdk::{Event, Timestamp};
 
 use super::LimitArgs;
@@ -257,31 +256,14 @@ impl RunArgs {
             },
         );
 
-        let (input, total): (Box<dyn BufRead + Send>, Option<u64>) =
-            if self.input.as_os_str() == "-" {
-                (Box::new(BufReader::new(std::io::stdin())), None)
-            } else {
-                let file = File::open(&self.input)
-                    .with_context(|| format!("cannot open input `{}`", self.input.display()))?;
-                let len = file.metadata().ok().map(|m| m.len());
-                (Box::new(BufReader::with_capacity(1 << 20, file)), len)
-            };
+        let (input, total) = super::open_input(&self.input)?;
         let output = create(&self.output, "output")?;
         let mut send_list = self
             .send_list
             .as_deref()
             .map(|p| create(p, "send list").map(|w| SendList::new(w, self.send_list_format)))
             .transpose()?;
-        let bar = if self.quiet || !std::io::stderr().is_terminal() {
-            ProgressBar::hidden()
-        } else if let Some(len) = total {
-            ProgressBar::new(len).with_style(
-                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
-                    .expect("valid template"),
-            )
-        } else {
-            ProgressBar::new_spinner()
-        };
+        let bar = super::progress_bar(self.quiet, total);
         let options = BatchOptions {
             threads: self
                 .threads
