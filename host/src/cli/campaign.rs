@@ -31,17 +31,18 @@ enum CampaignCommand {
     Run(RunArgs),
 }
 
-/// Where campaigns and their plugins are, and the instant.
+/// Where the built plugins are, the company zone and the sandbox limits: what `campaign` and
+/// `test` share.
 #[derive(Debug, Args, Clone)]
-struct Setup {
-    /// The plugins folder: campaign files name plugins in it.
+pub(crate) struct Setup {
+    /// The plugins folder: the built plugins that campaign files and plugin crates name.
     #[arg(long, value_name = "DIR", default_value = super::DEFAULT_PLUGINS_DIR)]
-    plugins_dir: PathBuf,
+    pub(crate) plugins_dir: PathBuf,
     /// The company's default IANA time zone, for customers without one.
     #[arg(long, value_name = "IANA", default_value = "America/Sao_Paulo")]
-    tz: String,
+    pub(crate) tz: String,
     #[command(flatten)]
-    limits: LimitArgs,
+    pub(crate) limits: LimitArgs,
 }
 
 /// Check every campaign file of a folder: fields, codes, bucket ranges, plugins and their
@@ -152,7 +153,11 @@ fn load_plugins(engine: &Engine, dir: &Path, campaigns: &Campaigns) -> Loaded {
 }
 
 /// Loads and checks a campaigns folder: the campaigns in run order and every problem.
-fn load(setup: &Setup, dir: &Path, now: Timestamp) -> anyhow::Result<(Campaigns, Loaded)> {
+pub(crate) fn load(
+    setup: &Setup,
+    dir: &Path,
+    now: Timestamp,
+) -> anyhow::Result<(Campaigns, Loaded)> {
     regua_sdk::Zone::get(&setup.tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
     let engine = setup.limits.engine()?;
     let mut campaigns = Campaigns::load_dir(dir).map_err(anyhow::Error::msg)?;
@@ -165,6 +170,19 @@ fn load(setup: &Setup, dir: &Path, now: Timestamp) -> anyhow::Result<(Campaigns,
     };
     campaigns.check_plugins(&lookup, &mut Worker::new(), now, &setup.tz);
     Ok((campaigns, plugins))
+}
+
+/// A plan over checked `campaigns` with the plugins that loaded.
+pub(crate) fn plan(campaigns: Campaigns, plugins: Loaded, inputs: RunInputs) -> Plan {
+    let resolved: HashMap<String, Arc<Plugin>> = plugins
+        .into_iter()
+        .filter_map(|(n, p)| p.ok().map(|p| (n, p)))
+        .collect();
+    Plan::new(
+        Arc::new(campaigns),
+        Arc::new(move |name: &str| resolved.get(name).cloned()),
+        inputs,
+    )
 }
 
 fn print_errors(campaigns: &Campaigns) {
@@ -242,19 +260,12 @@ impl RunArgs {
         if campaigns.campaigns.is_empty() {
             bail!("no campaign to run in `{}`", self.campaigns.display());
         }
-        let resolved: HashMap<String, Arc<Plugin>> = plugins
-            .into_iter()
-            .filter_map(|(n, p)| p.ok().map(|p| (n, p)))
-            .collect();
-        let plan = Plan::new(
-            Arc::new(campaigns),
-            Arc::new(move |name: &str| resolved.get(name).cloned()),
-            RunInputs {
-                now,
-                default_tz: self.setup.tz.clone(),
-                event,
-            },
-        );
+        let inputs = RunInputs {
+            now,
+            default_tz: self.setup.tz.clone(),
+            event,
+        };
+        let plan = plan(campaigns, plugins, inputs);
 
         let (input, total) = super::open_input(&self.input)?;
         let output = create(&self.output, "output")?;

@@ -1,7 +1,6 @@
 //! `regua test`: fixture cases — an input beside the answer expected — run through a built
 //! plugin or a campaigns folder, with a readable difference for each case that fails.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,9 +9,9 @@ use clap::Args;
 use regua_sdk::{Event, Message, Timestamp};
 use serde::Deserialize;
 
-use super::LimitArgs;
+use super::campaign::Setup;
 use crate::authoring::build as wasm_build;
-use crate::pipeline::campaign::{Campaigns, Plan, RunInputs};
+use crate::pipeline::campaign::{Plan, RunInputs};
 use crate::pipeline::record::EncodedBatch;
 use crate::runtime::plugin::Plugin;
 use crate::runtime::worker::{Evaluation, Inputs, Worker};
@@ -32,14 +31,8 @@ pub(crate) struct TestArgs {
     /// Plugin crates or campaigns folders, each with tests/cases/*.json.
     #[arg(required = true)]
     dirs: Vec<PathBuf>,
-    /// Where the built plugins are.
-    #[arg(long, value_name = "DIR", default_value = super::DEFAULT_PLUGINS_DIR)]
-    plugins_dir: PathBuf,
-    /// The company's default time zone.
-    #[arg(long, value_name = "IANA", default_value = "America/Sao_Paulo")]
-    tz: String,
     #[command(flatten)]
-    limits: LimitArgs,
+    setup: Setup,
 }
 
 #[derive(Deserialize)]
@@ -65,7 +58,7 @@ enum Subject {
 
 impl TestArgs {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let engine = self.limits.engine()?;
+        let engine = self.setup.limits.engine()?;
         let (mut passed, mut failed) = (0, 0);
         for dir in &self.dirs {
             let subject = self.subject(&engine, dir)?;
@@ -120,7 +113,7 @@ impl TestArgs {
     fn subject(&self, engine: &crate::Engine, dir: &Path) -> anyhow::Result<Subject> {
         if wasm_build::is_plugin_crate(dir) {
             let name = wasm_build::package_name(dir).map_err(anyhow::Error::msg)?;
-            let path = self.plugins_dir.join(format!("{name}.wasm"));
+            let path = self.setup.plugins_dir.join(format!("{name}.wasm"));
             if !path.is_file() {
                 bail!(
                     "`{}` is not built: run `regua build {}` first",
@@ -130,40 +123,24 @@ impl TestArgs {
             }
             return Ok(Subject::Plugin(Plugin::load(engine, &path)?));
         }
-        let mut campaigns = Campaigns::load_dir(dir).map_err(anyhow::Error::msg)?;
+        let now = Timestamp::from_millis(jiff::Timestamp::now().as_millisecond());
+        let (campaigns, plugins) = super::campaign::load(&self.setup, dir, now)?;
         if campaigns.campaigns.is_empty() && campaigns.errors.is_empty() {
             bail!(
                 "`{}` is neither a plugin crate nor a campaigns folder",
                 dir.display()
             );
         }
-        let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
-        for name in campaigns.plugin_names() {
-            let path = self.plugins_dir.join(format!("{name}.wasm"));
-            if let Ok(p) = Plugin::load(engine, &path) {
-                plugins.insert(name, p);
-            }
-        }
-        let lookup = |n: &str| {
-            plugins
-                .get(n)
-                .cloned()
-                .ok_or_else(|| format!("no plugin `{n}` in `{}`", self.plugins_dir.display()))
-        };
-        let now = Timestamp::from_millis(jiff::Timestamp::now().as_millisecond());
-        campaigns.check_plugins(&lookup, &mut Worker::new(), now, &self.tz);
         if let Some(e) = campaigns.errors.first() {
             bail!("{e}");
         }
-        Ok(Subject::Campaigns(Box::new(Plan::new(
-            Arc::new(campaigns),
-            Arc::new(move |n: &str| plugins.get(n).cloned()),
-            RunInputs {
-                now,
-                default_tz: self.tz.clone(),
-                event: None,
-            },
-        ))))
+        let inputs = RunInputs {
+            now,
+            default_tz: self.setup.tz.clone(),
+            event: None,
+        };
+        let plan = super::campaign::plan(campaigns, plugins, inputs);
+        Ok(Subject::Campaigns(Box::new(plan)))
     }
 
     fn answer(
@@ -177,7 +154,7 @@ impl TestArgs {
             Subject::Plugin(plugin) => {
                 let inputs = Inputs {
                     now: case.now,
-                    default_tz: self.tz.clone(),
+                    default_tz: self.setup.tz.clone(),
                     params: case
                         .params
                         .as_ref()
