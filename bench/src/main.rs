@@ -23,7 +23,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail, ensure};
 use clap::Parser;
-use regua_host::pipeline::batch::{self, BatchOptions};
+use regua_host::pipeline::batch::{self, BatchOptions, Plugins};
+use regua_host::pipeline::evaluator::Evaluator;
 use regua_host::authoring::generate::Generator;
 use regua_host::{Engine, Evaluation, Inputs, Limits, Plugin};
 use regua_sdk::{Context, Customer, JourneyRule, Segment, Timestamp};
@@ -352,13 +353,14 @@ fn build_regua_plugins(root: &Path, engine: &Engine) -> anyhow::Result<Vec<Arc<P
         .collect()
 }
 
+/// One batch as `regua batch` runs it: the evaluator's threads started, the plugins checked,
+/// then the stream.
 fn regua_batch(evals: &[Evaluation], input: &[u8], out: &mut Vec<u8>, threads: usize) {
-    let options = BatchOptions {
-        threads,
-        chunk_lines: 1000,
-        ..BatchOptions::default()
-    };
-    let s = batch::run(&mut evals.to_vec(), input, &mut *out, &options, &|_, _| {}).unwrap();
+    let evaluator = Evaluator::new(Some(threads)).unwrap();
+    let plugins = Plugins::new(evals.to_vec());
+    let plugins = Arc::new(evaluator.run_blocking(|w| plugins.check(w)).unwrap().unwrap());
+    let options = BatchOptions::default();
+    let s = batch::run(&evaluator, plugins, input, &mut *out, &options, &|_, _| {}).unwrap();
     assert_eq!(s.bad_lines, 0);
 }
 

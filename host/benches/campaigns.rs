@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use regua_host::authoring::generate::Generator;
-use regua_host::pipeline::batch::{self, BatchOptions};
-use regua_host::pipeline::campaign::{self, Campaigns, Plan, RunInputs};
+use regua_host::pipeline::batch::{self, BatchOptions, Plugins};
+use regua_host::pipeline::campaign::{self, Campaigns, Plan, RunInputs, RunOptions};
+use regua_host::pipeline::evaluator::Evaluator;
 use regua_host::{Engine, Evaluation, Inputs, Limits, Plugin, Worker};
 use regua_sdk::Timestamp;
 
@@ -54,7 +55,8 @@ fn main() {
     }
     let bytes = std::fs::metadata(&input).unwrap().len();
     let open = || BufReader::with_capacity(1 << 20, std::fs::File::open(&input).unwrap());
-    let options = BatchOptions::default();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let evaluator = Evaluator::new(Some(threads)).unwrap();
 
     // The same plugins, with the campaigns' parameters, as one plain batch.
     let message = r#"{"channel":"email","category":"marketing","campaign":"BENCH"}"#;
@@ -73,7 +75,19 @@ fn main() {
     }
     let calls = evals.len();
     let started = Instant::now();
-    let summary = batch::run(&mut evals, open(), std::io::sink(), &options, &|_, _| {}).unwrap();
+    let side_by_side = Plugins::new(evals);
+    let side_by_side = evaluator.run_blocking(|w| side_by_side.check(w));
+    let side_by_side = Arc::new(side_by_side.unwrap().unwrap());
+    let options = BatchOptions::default();
+    let summary = batch::run(
+        &evaluator,
+        side_by_side,
+        open(),
+        std::io::sink(),
+        &options,
+        &|_, _| {},
+    )
+    .unwrap();
     let plain = started.elapsed().as_secs_f64();
     assert_eq!(summary.lines as usize, customers);
 
@@ -89,7 +103,18 @@ fn main() {
         },
     );
     let started = Instant::now();
-    let report = campaign::run(&plan, open(), std::io::sink(), None, &options, &|_, _| {}).unwrap();
+    let options = RunOptions::default();
+    let sink = std::io::sink();
+    let report = campaign::run(
+        &evaluator,
+        Arc::new(plan),
+        open(),
+        sink,
+        None,
+        &options,
+        &|_, _| {},
+    )
+    .unwrap();
     let run = started.elapsed().as_secs_f64();
     assert_eq!(report.customers as usize, customers);
 
@@ -97,7 +122,7 @@ fn main() {
     println!(
         "{customers} customers, {:.0} MiB NDJSON, {} threads",
         bytes as f64 / (1 << 20) as f64,
-        options.threads
+        threads
     );
     println!(
         "| plain batch: the campaigns' {calls} plugin evaluations side by side | {:.1} s | {:.0} customers/s | 1.00 |",

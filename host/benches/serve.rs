@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use regua_host::pipeline::pool::Pool;
+use regua_host::pipeline::evaluator::Evaluator;
 use regua_host::service::http::{AppState, ServiceConfig};
 use regua_host::service::metrics::Metrics;
 use regua_host::service::registry::Registry;
@@ -81,7 +81,12 @@ fn main() {
         let metrics = Arc::new(Metrics::new());
         reload::load_all(&registry, &metrics);
         let _watchers = reload::watch(registry.clone(), metrics.clone(), None).unwrap();
-        let state = AppState::new(registry, Pool::new(2).unwrap(), metrics, ServiceConfig::default());
+        let state = AppState::new(
+            registry,
+            Evaluator::new(Some(2)).unwrap(),
+            metrics,
+            ServiceConfig::default(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/plugins/rfm/evaluate", listener.local_addr().unwrap());
         tokio::spawn(regua_host::service::http::serve(listener, state, std::future::pending()));

@@ -17,6 +17,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use regua_sdk::Timestamp;
 
+use crate::pipeline::evaluator::{Chunking, Evaluator};
 use crate::{Engine, Limits, Plugin};
 
 /// Where `regua build` writes plugins, and where plugin names are looked up.
@@ -158,6 +159,35 @@ pub(crate) struct InputArgs {
     plugins_dir: PathBuf,
 }
 
+/// How a streamed command runs: its threads and the size of its chunks.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct StreamArgs {
+    /// Worker threads; default: one per core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Lines handed to a worker at a time.
+    #[arg(long, default_value_t = 1000, hide = true)]
+    chunk_lines: usize,
+}
+
+impl StreamArgs {
+    pub(crate) fn evaluator(&self) -> anyhow::Result<Evaluator> {
+        Evaluator::new(self.threads).context("cannot start the evaluation threads")
+    }
+
+    pub(crate) fn chunking(&self) -> Chunking {
+        Chunking {
+            lines: self.chunk_lines,
+            ..Chunking::default()
+        }
+    }
+}
+
+/// An evaluator of one thread, for commands that answer one record at a time.
+pub(crate) fn single_evaluator() -> anyhow::Result<Evaluator> {
+    Evaluator::new(Some(1)).context("cannot start the evaluation thread")
+}
+
 /// Opens NDJSON input: a file (with its length, for progress) or `-` for standard input.
 pub(crate) fn open_input(
     path: &Path,
@@ -188,6 +218,14 @@ pub(crate) fn progress_bar(quiet: bool, total: Option<u64>) -> indicatif::Progre
                 .expect("valid template"),
         ),
         None => ProgressBar::new_spinner(),
+    }
+}
+
+/// The progress callback of a stream drawing on `bar`: bytes read and customers so far.
+pub(crate) fn show_progress(bar: &indicatif::ProgressBar) -> impl Fn(u64, u64) + Sync + '_ {
+    |lines, bytes| {
+        bar.set_position(bytes);
+        bar.set_message(format!("{lines} customers"));
     }
 }
 

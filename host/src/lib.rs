@@ -7,9 +7,13 @@
 //!   **before** anything runs, compiles it once and reads the metadata the plugin exports.
 //! - [`pipeline::record::parse_customer`] reads a customer record once, naming the field at fault;
 //!   [`EncodedBatch`] encodes records once for every plugin.
-//! - [`Worker`] keeps a warm instance per plugin and evaluates an [`Evaluation`] over a batch;
-//!   a trap or panic becomes that record's error, naming plugin, version, customer and cause.
-//! - [`pipeline::batch::run`] streams NDJSON through a pool of workers, one output line per input line.
+//! - [`Worker`] evaluates an [`Evaluation`] over a batch, each call on a fresh instance; a trap
+//!   or panic becomes that record's error, naming plugin, version, customer and cause.
+//! - [`pipeline::evaluator::Evaluator`] is the one evaluator: it cuts input into chunks, answers
+//!   them on its threads and gives the answers back in input order, for the CLI directly and for
+//!   the service through its async side. Its plans are plugins side by side
+//!   ([`pipeline::batch::Plugins`]) or campaigns ([`pipeline::campaign::Plan`]); a single record
+//!   is a batch of one.
 //! - [`cli`] is the `regua` command line.
 //!
 //! The folders are the layers: [`runtime`] (the wasm sandbox), [`pipeline`] (evaluation over

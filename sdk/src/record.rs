@@ -1022,6 +1022,16 @@ pub fn parse_customer_at(text: &str, at: Option<&str>) -> Result<Customer, Strin
     read_customer(text, at, Fields::all())
 }
 
+/// [`parse_customer_reading`] for a record nested in a larger document, with errors naming fields
+/// under `at`: how a single record is read for what its plugins read, as a batch reads a line.
+pub fn parse_customer_reading_at(
+    text: &str,
+    at: Option<&str>,
+    fields: Fields,
+) -> Result<Customer, String> {
+    read_customer(text, at, fields)
+}
+
 /// Parses one record given as raw bytes (a line of NDJSON).
 pub fn parse_customer_bytes(bytes: &[u8]) -> Result<Customer, String> {
     parse_customer_reading(bytes, Fields::all())

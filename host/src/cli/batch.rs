@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use super::{InputArgs, LimitArgs};
-use crate::pipeline::batch::{self, BatchOptions};
+use super::{InputArgs, LimitArgs, StreamArgs};
+use crate::pipeline::batch::{self, BatchOptions, Plugins};
 use crate::pipeline::output::Format;
 use crate::runtime::worker::Evaluation;
 
@@ -41,12 +41,8 @@ pub(crate) struct BatchArgs {
     /// line,id, one column per plugin with its short answer, and error).
     #[arg(long, value_enum, default_value_t = Format::Ndjson)]
     format: Format,
-    /// Worker threads; default: one per core.
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Lines handed to a worker at a time.
-    #[arg(long, default_value_t = 1000, hide = true)]
-    chunk_lines: usize,
+    #[command(flatten)]
+    stream: StreamArgs,
     /// Evaluate every line even when its customer id was on an earlier line. By default a
     /// repeat gets an error line, and the ids seen are kept (about 15 bytes each).
     #[arg(long)]
@@ -107,6 +103,15 @@ impl BatchArgs {
             evals.push(Evaluation::new(plugin, &inputs)?);
         }
 
+        let evaluator = self.stream.evaluator()?;
+        let plugins = Plugins::new(evals);
+        let plugins = std::sync::Arc::new(evaluator.run_blocking(move |w| plugins.check(w))??);
+        for eval in plugins.evals() {
+            if let Some(e) = eval.failed_check() {
+                eprintln!("warning: {e}; its column carries this error on every line");
+            }
+        }
+
         let (input, total) = super::open_input(&self.input)?;
         let output: Box<dyn Write> = if self.output.as_os_str() == "-" {
             Box::new(std::io::stdout().lock())
@@ -120,24 +125,20 @@ impl BatchArgs {
 
         let bar = super::progress_bar(self.quiet, total);
         let options = BatchOptions {
-            threads: self
-                .threads
-                .unwrap_or_else(|| BatchOptions::default().threads),
-            chunk_lines: self.chunk_lines,
+            chunking: self.stream.chunking(),
             allow_repeated_ids: self.allow_repeated_ids,
             format: self.format,
         };
-        let summary = batch::run(&mut evals, input, output, &options, &|lines, bytes| {
-            bar.set_position(bytes);
-            bar.set_message(format!("{lines} customers"));
-        })?;
+        let summary = batch::run(
+            &evaluator,
+            plugins.clone(),
+            input,
+            output,
+            &options,
+            &super::show_progress(&bar),
+        )?;
         bar.finish_and_clear();
 
-        for eval in &evals {
-            if let Some(e) = eval.failed_check() {
-                eprintln!("warning: {e}; its column carries this error on every line");
-            }
-        }
         let failed: u64 = summary.tallies.iter().map(|t| t.failed).sum();
         if !self.quiet {
             let secs = summary.elapsed.as_secs_f64();
@@ -147,7 +148,7 @@ impl BatchArgs {
                 summary.lines as f64 / secs.max(1e-9),
                 summary.bad_lines
             );
-            for (eval, tally) in evals.iter().zip(&summary.tallies) {
+            for (eval, tally) in plugins.evals().iter().zip(&summary.tallies) {
                 let p = &eval.plugin;
                 eprintln!(
                     "  {:<24} {:<8} {}  {}",

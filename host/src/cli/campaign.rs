@@ -10,10 +10,11 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use regua_sdk::{Event, Timestamp};
 
-use super::LimitArgs;
+use super::{LimitArgs, StreamArgs};
 use crate::Engine;
-use crate::pipeline::batch::BatchOptions;
-use crate::pipeline::campaign::{self, Campaigns, Plan, RunInputs, SendList, SendListFormat};
+use crate::pipeline::campaign::{
+    self, Campaigns, Plan, RunInputs, RunOptions, SendList, SendListFormat,
+};
 use crate::runtime::plugin::Plugin;
 use crate::runtime::worker::Worker;
 
@@ -99,11 +100,8 @@ struct RunArgs {
     /// Decide every line even when its customer id was on an earlier line.
     #[arg(long)]
     allow_repeated_ids: bool,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    #[arg(long, default_value_t = 1000, hide = true)]
-    chunk_lines: usize,
+    #[command(flatten)]
+    stream: StreamArgs,
     /// No progress bar and no funnel on standard error.
     #[arg(long, short)]
     quiet: bool,
@@ -275,24 +273,18 @@ impl RunArgs {
             .map(|p| create(p, "send list").map(|w| SendList::new(w, self.send_list_format)))
             .transpose()?;
         let bar = super::progress_bar(self.quiet, total);
-        let options = BatchOptions {
-            threads: self
-                .threads
-                .unwrap_or_else(|| BatchOptions::default().threads),
-            chunk_lines: self.chunk_lines,
+        let options = RunOptions {
+            chunking: self.stream.chunking(),
             allow_repeated_ids: self.allow_repeated_ids,
-            ..BatchOptions::default()
         };
         let report = campaign::run(
-            &plan,
+            &self.stream.evaluator()?,
+            Arc::new(plan),
             input,
             output,
             send_list.as_mut(),
             &options,
-            &|lines, bytes| {
-                bar.set_position(bytes);
-                bar.set_message(format!("{lines} customers"));
-            },
+            &super::show_progress(&bar),
         )?;
         bar.finish_and_clear();
         if let Some(path) = &self.funnel {

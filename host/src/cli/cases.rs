@@ -11,10 +11,11 @@ use serde::Deserialize;
 
 use super::campaign::Setup;
 use crate::authoring::build as wasm_build;
+use crate::pipeline::batch::Plugins;
 use crate::pipeline::campaign::{Plan, RunInputs};
-use crate::pipeline::record::EncodedBatch;
+use crate::pipeline::evaluator::Evaluator;
 use crate::runtime::plugin::Plugin;
-use crate::runtime::worker::{Evaluation, Inputs, Worker};
+use crate::runtime::worker::{Evaluation, Inputs};
 
 /// Run fixture cases: each file of DIR/tests/cases/*.json holds an input and the answer
 /// expected, and `regua test` checks the built plugin (DIR is a plugin crate) or the campaigns
@@ -72,7 +73,7 @@ impl TestArgs {
             if files.is_empty() {
                 bail!("no cases (*.json) in `{}`", cases_dir.display());
             }
-            let mut worker = Worker::new();
+            let evaluator = super::single_evaluator()?;
             for file in files {
                 let shown = file.display();
                 let outcome = std::fs::read_to_string(&file)
@@ -81,7 +82,7 @@ impl TestArgs {
                         serde_json::from_str::<Case>(&text).map_err(|e| format!("not a case: {e}"))
                     })
                     .and_then(|case| {
-                        let got = self.answer(&subject, &mut worker, &case)?;
+                        let got = self.answer(&subject, &evaluator, &case)?;
                         match regua_sdk::testing::mismatch(&case.expected, &got) {
                             None => Ok(case.about),
                             Some(m) => Err(format!(
@@ -146,10 +147,17 @@ impl TestArgs {
     fn answer(
         &self,
         subject: &Subject,
-        worker: &mut Worker,
+        evaluator: &Evaluator,
         case: &Case,
     ) -> Result<serde_json::Value, String> {
-        let customer = regua_sdk::record::parse_customer_at(case.customer.get(), Some("customer"))?;
+        let read = |reads| {
+            regua_sdk::record::parse_customer_reading_at(
+                case.customer.get(),
+                Some("customer"),
+                reads,
+            )
+        };
+        let panicked = |e: crate::pipeline::evaluator::Panicked| e.to_string();
         match subject {
             Subject::Plugin(plugin) => {
                 let inputs = Inputs {
@@ -163,18 +171,24 @@ impl TestArgs {
                     event: case.event.clone(),
                 };
                 let eval = Evaluation::new(plugin.clone(), &inputs).map_err(|e| e.to_string())?;
-                let batch = EncodedBatch::of_one(&customer, plugin);
-                let result = worker
-                    .evaluate(&eval, &batch)
-                    .map_err(|e| e.to_string())?
+                let plugins = Plugins::new(vec![eval]);
+                let customer = read(plugins.reads())?;
+                let (_, result) = evaluator
+                    .run_blocking(move |w| plugins.evaluate_one(w, customer))
+                    .map_err(panicked)?
                     .remove(0);
+                let result = result.map_err(|e| e.to_string())?;
                 Ok(crate::pipeline::output::result_value(plugin, &result))
             }
             Subject::Campaigns(plan) => {
                 let mut plan = (**plan).clone();
                 plan.inputs.now = case.now;
                 plan.inputs.event = case.event.clone();
-                let run = plan.run(worker, vec![customer]).remove(0);
+                let customer = read(plan.reads())?;
+                let run = evaluator
+                    .run_blocking(move |w| plan.run(w, vec![customer]))
+                    .map_err(panicked)?
+                    .remove(0);
                 serde_json::to_value(run.answer()).map_err(|e| e.to_string())
             }
         }

@@ -4,8 +4,8 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use super::{InputArgs, LimitArgs};
-use crate::pipeline::record::{self, EncodedBatch};
-use crate::runtime::worker::{Evaluation, Worker};
+use crate::pipeline::batch::Plugins;
+use crate::runtime::worker::Evaluation;
 
 /// Evaluate one plugin for one customer and print the result as JSON.
 ///
@@ -35,14 +35,19 @@ impl EvalArgs {
             std::fs::read_to_string(&self.customer)
                 .with_context(|| format!("cannot read customer file `{}`", self.customer))?
         };
-        let customer = record::parse_customer(text.trim())
-            .map_err(|e| anyhow::anyhow!("customer `{}`: {e}", self.customer))?;
         let engine = self.limits.engine()?;
         let plugin = self.inputs.load(&engine, &self.plugin)?;
         let eval = Evaluation::new(plugin.clone(), &self.inputs.inputs_for(&plugin, false)?)?;
-        let batch = EncodedBatch::of_one(&customer, &plugin);
-        let mut worker = Worker::new();
-        let result = worker.evaluate(&eval, &batch)?.remove(0);
+        let plugins = Plugins::new(vec![eval]);
+        // Read for what the plugin reads, as a batch reads a line.
+        let customer =
+            regua_sdk::record::parse_customer_reading_at(text.trim(), None, plugins.reads())
+                .map_err(|e| anyhow::anyhow!("customer `{}`: {e}", self.customer))?;
+        let evaluator = super::single_evaluator()?;
+        let (_, result) = evaluator
+            .run_blocking(move |w| plugins.evaluate_one(w, customer))?
+            .remove(0);
+        let result = result?;
         let json = crate::pipeline::output::result_value(&plugin, &result);
         super::print_json(&json)?;
         if let Err(e) = result {

@@ -7,7 +7,6 @@ use clap::Args;
 
 use super::LimitArgs;
 use crate::authoring::build as wasm_build;
-use crate::pipeline::pool::Pool;
 use crate::service::http::{AppState, ServiceConfig};
 use crate::service::metrics::Metrics;
 use crate::service::registry::Registry;
@@ -114,10 +113,8 @@ impl ServeArgs {
         });
         let _watchers = reload::watch(registry.clone(), metrics.clone(), sources)
             .context("cannot watch the plugins folder")?;
-        let pool = Pool::new(
-            self.threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        )?;
+        let evaluator = crate::pipeline::evaluator::Evaluator::new(self.threads)
+            .context("cannot start the evaluation threads")?;
         let config = ServiceConfig {
             admin_token: self.admin_token.filter(|t| !t.is_empty()),
             default_tz: self.tz,
@@ -140,7 +137,7 @@ impl ServeArgs {
             tracing::warn!("campaign not served: {e}");
         }
         let _campaign_watcher = store.watch().context("cannot watch the campaigns folder")?;
-        let state = AppState::new(registry, pool, metrics, config).with_campaigns(store);
+        let state = AppState::new(registry, evaluator, metrics, config).with_campaigns(store);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -1,9 +1,11 @@
-//! The evaluation pipeline: records read once ([`record`]), lines cut into chunks and answered in
-//! order on a pool of workers ([`batch`], [`pool`]), answers written as NDJSON or CSV
-//! ([`output`]).
+//! The evaluation pipeline: one [`evaluator`] cuts input into chunks, answers them on a pool of
+//! workers ([`pool`]) and gives the answers back in order; records are read once ([`record`]);
+//! the plans it runs are plugins side by side ([`batch`]) or campaigns ([`campaign`]); answers
+//! are written as NDJSON or CSV ([`output`]).
 
 pub mod batch;
 pub mod campaign;
+pub mod evaluator;
 pub mod output;
-pub mod pool;
+mod pool;
 pub mod record;

@@ -1,5 +1,5 @@
-//! A fixed pool of evaluation threads for the service, each keeping its own warm instances, so
-//! plugin calls never block the async runtime and concurrency matches the cores.
+//! The evaluator's fixed pool of threads, each with its own [`Worker`]: plugin calls never block
+//! an async runtime, and concurrency matches the cores. Only [`super::evaluator`] uses it.
 
 use crossbeam_channel::{Sender, unbounded};
 
@@ -14,13 +14,13 @@ pub struct Panicked;
 
 /// Evaluation threads.
 #[derive(Clone, Debug)]
-pub struct Pool {
+pub(super) struct Pool {
     jobs: Sender<Job>,
 }
 
 impl Pool {
     /// A pool of `threads` threads (at least one).
-    pub fn new(threads: usize) -> std::io::Result<Pool> {
+    pub(super) fn new(threads: usize) -> std::io::Result<Pool> {
         let threads = threads.max(1);
         let (jobs, rx) = unbounded::<Job>();
         for n in 0..threads {
@@ -45,17 +45,8 @@ impl Pool {
         Ok(Pool { jobs })
     }
 
-    /// Runs `f` on a pool thread and waits for it without blocking the runtime. Fails only if
-    /// `f` panicked.
-    pub async fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Worker) -> R + Send + 'static,
-    ) -> Result<R, Panicked> {
-        self.submit(f).await.map_err(|_| Panicked)
-    }
-
     /// Queues `f` on a pool thread; the receiver gets its result (or is closed if `f` panicked).
-    pub fn submit<R: Send + 'static>(
+    pub(super) fn submit<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Worker) -> R + Send + 'static,
     ) -> tokio::sync::oneshot::Receiver<R> {

@@ -41,14 +41,6 @@ impl EncodedBatch {
         self.push_reading(customer, regua_sdk::Fields::all());
     }
 
-    /// One customer, encoded with just the parts `plugin` reads, as a batch hands them: a single
-    /// record is a batch of one, so a plugin sees the same input either way.
-    pub fn of_one(customer: &Customer, plugin: &crate::runtime::plugin::Plugin) -> Self {
-        let mut batch = EncodedBatch::new();
-        batch.push_reading(customer, regua_sdk::Fields::of(&plugin.meta.reads));
-        batch
-    }
-
     /// Adds a customer for plugins that read only `fields`.
     pub fn push_reading(&mut self, customer: &Customer, fields: regua_sdk::Fields) {
         let start = self.bytes.len();

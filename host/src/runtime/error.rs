@@ -110,6 +110,15 @@ pub enum CallError {
         /// The plugin's words.
         message: String,
     },
+    /// A rest policy was called without the message it judges.
+    #[error(
+        "the proposed `message` is missing: plugin `{plugin}` is a rest policy and judges a \
+         proposed message (channel, category, …)"
+    )]
+    NoMessage {
+        /// Plugin name.
+        plugin: String,
+    },
     /// The plugin is of another kind than the call needs.
     #[error("plugin `{plugin}` is a {found} plugin; this call needs a {expected} plugin")]
     WrongKind {

@@ -56,13 +56,12 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// Prepares `plugin` to be called with `inputs`; checks that a rest policy has its message.
+    /// Prepares `plugin` to be called with `inputs`. This is where every path checks that a
+    /// rest policy has the message it judges.
     pub fn new(plugin: Arc<Plugin>, inputs: &Inputs) -> Result<Self, CallError> {
         if plugin.kind() == Kind::Rest && inputs.message.is_none() {
-            return Err(CallError::Host {
+            return Err(CallError::NoMessage {
                 plugin: plugin.name().to_owned(),
-                version: plugin.version.clone(),
-                message: "a rest policy needs the proposed message (channel, category, …)".into(),
             });
         }
         let ctx = CallContext {

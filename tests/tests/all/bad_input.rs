@@ -4,7 +4,7 @@
 use regua_tests::{engine, load};
 use serde_json::Value;
 
-use crate::{eval, inputs, run_batch};
+use crate::{eval, inputs, run_batch, run_batch_with};
 
 fn lapsed_batch(input: &str) -> Vec<Value> {
     let lapsed = eval(&load(&engine(), "lapsed"), "{}");
@@ -71,15 +71,12 @@ fn wrong_types_and_values_name_the_field() {
 fn invalid_utf8_and_empty_lines_are_error_lines() {
     let lapsed = eval(&load(&engine(), "lapsed"), "{}");
     let input: &[u8] = b"{\"id\":\"a\"}\n{\"id\":\"\xff\xfe\"}\n\n{\"id\":\"b\"}";
-    let mut out = Vec::new();
     let options = regua_host::pipeline::batch::BatchOptions {
-        threads: 1,
-        chunk_lines: 2,
+        chunking: chunk_of(2),
         ..Default::default()
     };
-    regua_host::pipeline::batch::run(&mut [lapsed], input, &mut out, &options, &|_, _| {}).unwrap();
-    let lines: Vec<Value> = String::from_utf8(out)
-        .unwrap()
+    let (out, _) = run_batch_with(&[lapsed], input, 1, &options);
+    let lines: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -214,21 +211,19 @@ fn a_repeated_id_gets_an_error_line_unless_repeats_are_allowed() {
     assert_eq!(summary.bad_lines, 3);
     assert_eq!(summary.tallies[0].unmatched, 37, "repeats are not counted");
 
-    let mut out = Vec::new();
     let options = regua_host::pipeline::batch::BatchOptions {
-        threads: 2,
-        chunk_lines: 7,
+        chunking: chunk_of(7),
         allow_repeated_ids: true,
         ..Default::default()
     };
-    let summary = regua_host::pipeline::batch::run(
-        &mut [lapsed()],
-        input.join("\n").as_bytes(),
-        &mut out,
-        &options,
-        &|_, _| {},
-    )
-    .unwrap();
+    let (_, summary) = run_batch_with(&[lapsed()], input.join("\n").as_bytes(), 2, &options);
     assert_eq!(summary.bad_lines, 1);
     assert_eq!(summary.tallies[0].unmatched, 39);
+}
+
+fn chunk_of(lines: usize) -> regua_host::pipeline::evaluator::Chunking {
+    regua_host::pipeline::evaluator::Chunking {
+        lines,
+        ..Default::default()
+    }
 }

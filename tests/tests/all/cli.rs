@@ -100,7 +100,7 @@ fn eval_reports_bad_input_by_field() {
         r#"{"id":"c"}"#,
     );
     assert!(
-        text(&out.stderr).contains("needs the proposed message"),
+        text(&out.stderr).contains("the proposed `message` is missing"),
         "{}",
         text(&out.stderr)
     );

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use regua_host::pipeline::pool::Pool;
+use regua_host::pipeline::evaluator::Evaluator;
 use regua_host::service::campaigns::CampaignStore;
 use regua_host::service::http::{AppState, ServiceConfig};
 use regua_host::service::metrics::Metrics;
@@ -97,8 +97,8 @@ async fn start_full(
         .watch()
         .unwrap()
         .map(|w| Box::new(w) as Box<dyn std::any::Any + Send + Sync>);
-    let state =
-        AppState::new(registry, Pool::new(2).unwrap(), metrics, config).with_campaigns(store);
+    let state = AppState::new(registry, Evaluator::new(Some(2)).unwrap(), metrics, config)
+        .with_campaigns(store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -271,7 +271,7 @@ async fn every_endpoint_answers_with_the_right_status_and_shape() {
         ("/v1/plugins/lapsed/evaluate", json!({"customer": customer(), "now": "noon"}).to_string(), StatusCode::BAD_REQUEST, "bad_request", "field `now`"),
         ("/v1/plugins/lapsed/evaluate", json!({"customer": customer(), "params": {"dayz": 1}}).to_string(), StatusCode::BAD_REQUEST, "bad_request", "dayz"),
         ("/v1/plugins/lapsed/evaluate", json!({"customer": customer(), "extra": 1}).to_string(), StatusCode::BAD_REQUEST, "bad_request", "unknown field `extra`"),
-        ("/v1/plugins/standard-rest/evaluate", json!({"customer": customer()}).to_string(), StatusCode::BAD_REQUEST, "bad_request", "field `message` is missing"),
+        ("/v1/plugins/standard-rest/evaluate", json!({"customer": customer()}).to_string(), StatusCode::BAD_REQUEST, "bad_request", "`message` is missing: plugin `standard-rest` is a rest policy"),
         (
             "/v1/plugins/standard-rest/evaluate",
             json!({"customer": customer(), "message": {"channel": "fax", "category": "marketing"}}).to_string(),
@@ -1101,4 +1101,66 @@ async fn plugins_that_break_the_abi_are_refused_or_fail_over_http_too() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A single record is a batch of one: `regua eval`, `regua batch`, `POST …/evaluate` and
+/// `POST …/batch` read a record for what its plugin reads and give the same answer, or reject
+/// the same part of it, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_record_answers_the_same_on_every_path() {
+    let s = start(&["lapsed"], None).await;
+    let now = "2025-03-11T12:00:00Z";
+    let purchase = |at: &str, amount: Value| json!([{"id": "t", "at": at, "kind": "purchase", "amount": amount}]);
+    let records = [
+        json!({"id": "a", "transactions": purchase("2025-01-01T00:00:00Z", json!(10))}),
+        // Wrong in parts lapsed does not read (amount, events): only checked to be JSON.
+        json!({"id": "b", "transactions": purchase("2025-03-01T00:00:00Z", json!("ten")), "events": 5}),
+        // Wrong in a part it reads.
+        json!({"id": "c", "transactions": purchase("yesterday", json!(10))}),
+    ];
+    for record in &records {
+        let line = record.to_string();
+        let (status, http_one) = s
+            .post(
+                "/v1/plugins/lapsed/evaluate",
+                json!({"customer": record, "now": now}).to_string(),
+            )
+            .await;
+        let (_, http_batch) = s
+            .post(
+                &format!("/v1/plugins/lapsed/batch?now={now}"),
+                format!("{line}\n"),
+            )
+            .await;
+        let input = line.clone();
+        let (cli_one, cli_batch) = tokio::task::spawn_blocking(move || {
+            let wasm = regua_tests::wasm("lapsed");
+            let wasm = wasm.to_str().unwrap();
+            let one = crate::cli::regua(&["eval", wasm, "--customer", "-", "--now", now], &input);
+            let batch = crate::cli::regua(&["batch", "-p", wasm, "-i", "-", "--now", now], &input);
+            (one, batch)
+        })
+        .await
+        .unwrap();
+        let cli_batch: Value = serde_json::from_slice(&cli_batch.stdout).unwrap();
+        if record["id"] == "c" {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{http_one}");
+            let field = "transactions[0].at";
+            let texts = [
+                http_one["error"]["message"].to_string(),
+                http_batch["error"].to_string(),
+                crate::cli::text(&cli_one.stderr),
+                cli_batch["error"].to_string(),
+            ];
+            for t in &texts {
+                assert!(t.contains(field), "{field} not named in {t}");
+            }
+        } else {
+            assert_eq!(status, StatusCode::OK, "{http_one}");
+            let cli_one: Value = serde_json::from_slice(&cli_one.stdout).unwrap();
+            assert_eq!(http_batch["results"]["lapsed"], http_one, "{line}");
+            assert_eq!(cli_one, http_one, "{line}");
+            assert_eq!(cli_batch["results"]["lapsed"], http_one, "{line}");
+        }
+    }
 }

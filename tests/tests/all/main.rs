@@ -8,7 +8,8 @@ mod hostile;
 mod http;
 mod sandbox;
 
-use regua_host::pipeline::batch::{self, BatchOptions, Summary};
+use regua_host::pipeline::batch::{self, BatchOptions, Plugins, Summary};
+use regua_host::pipeline::evaluator::{Chunking, Evaluator};
 use regua_host::{Evaluation, Inputs, Plugin};
 use regua_sdk::Timestamp;
 use std::sync::Arc;
@@ -24,27 +25,47 @@ pub fn inputs(params: &str, message: Option<&str>) -> Inputs {
     }
 }
 
+/// Runs a batch in-process through the evaluator, as `regua batch` does: the output text and
+/// the summary.
+pub fn run_batch_with(
+    evals: &[Evaluation],
+    input: &[u8],
+    threads: usize,
+    options: &BatchOptions,
+) -> (String, Summary) {
+    let evaluator = Evaluator::new(Some(threads)).unwrap();
+    let plugins = Plugins::new(evals.to_vec());
+    let plugins = evaluator
+        .run_blocking(move |w| plugins.check(w))
+        .unwrap()
+        .unwrap();
+    let mut out = Vec::new();
+    let summary = batch::run(
+        &evaluator,
+        Arc::new(plugins),
+        input,
+        &mut out,
+        options,
+        &|_, _| {},
+    )
+    .unwrap();
+    (String::from_utf8(out).unwrap(), summary)
+}
+
 /// Runs a batch in-process and returns the output lines and the summary.
 pub fn run_batch(
     evals: &[Evaluation],
     input: &str,
     threads: usize,
 ) -> (Vec<serde_json::Value>, Summary) {
-    let mut out = Vec::new();
     let options = BatchOptions {
-        threads,
-        chunk_lines: 7,
+        chunking: Chunking {
+            lines: 7,
+            ..Chunking::default()
+        },
         ..BatchOptions::default()
     };
-    let summary = batch::run(
-        &mut evals.to_vec(),
-        input.as_bytes(),
-        &mut out,
-        &options,
-        &|_, _| {},
-    )
-    .unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let (text, summary) = run_batch_with(evals, input.as_bytes(), threads, &options);
     let lines = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

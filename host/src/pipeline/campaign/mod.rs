@@ -1,23 +1,24 @@
 //! Campaigns: the pipeline marketing runs, from audience to send list (DOMAIN §4a).
 //!
 //! [`definition`] reads and checks the campaign files; [`decide`] runs them for a group of
-//! customers; this module streams a run over NDJSON lines on the same chunked, ordered, parallel
-//! loop as plugin batches ([`crate::pipeline::batch::run_chunks`]), and counts the funnel.
+//! customers; this module streams a run over NDJSON lines on the same [`Evaluator`] as plugin
+//! batches, a chain of plugins per customer instead of plugins side by side, and counts the
+//! funnel.
 
 pub mod decide;
 pub mod definition;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 pub use decide::{CustomerRun, Decision, Kind, Plan, Planned, RunInputs};
 pub use definition::{Campaign, Campaigns, Company, Definition, FileError};
 
-use crate::pipeline::batch::{BatchOptions, Chunk, run_chunks, trim_line};
+use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, LineRead, SeenIds};
 use crate::pipeline::output::write_error_line;
-use crate::pipeline::record::salvage_id;
 use crate::runtime::worker::Worker;
 
 /// One message of the send list.
@@ -275,51 +276,29 @@ pub struct LineOut {
 /// Decides one chunk of NDJSON lines: parses each record once, for what the plan's plugins read,
 /// runs the campaigns over the valid ones, and answers every line in order.
 pub fn process(worker: &mut Worker, plan: &Plan, chunk: Chunk) -> Vec<LineOut> {
-    let reads = plan.reads();
-    let mut lines = Vec::with_capacity(chunk.ends.len());
-    let mut customers = Vec::new();
-    let mut start = 0;
-    for (i, &end) in chunk.ends.iter().enumerate() {
-        let line = trim_line(&chunk.data[start..end]);
-        start = end;
-        let no = chunk.first_line + i as u64;
-        let error = if chunk.oversized.contains(&i) {
-            Err((
-                None,
-                "the line is longer than the limit for one record".to_owned(),
-            ))
-        } else {
-            regua_sdk::record::parse_customer_reading(line, reads)
-                .map_err(|e| (salvage_id(line), e))
-        };
-        match error {
-            Ok(c) => {
-                customers.push(c);
-                lines.push(LineOut {
-                    line: no,
-                    text: Vec::new(),
-                    run: None,
-                });
-            }
-            Err((id, e)) => {
-                let mut text = Vec::new();
-                write_error_line(&mut text, no, id.as_deref(), &e);
-                lines.push(LineOut {
-                    line: no,
-                    text,
-                    run: None,
-                });
-            }
-        }
-    }
+    let (customers, reads) = chunk.read(plan.reads());
     let mut runs = plan.run(worker, customers).into_iter();
-    for out in lines.iter_mut().filter(|l| l.text.is_empty()) {
-        let run = runs.next().expect("one run per valid record");
-        serde_json::to_writer(&mut out.text, &run.answer()).expect("writing to a Vec");
-        out.text.push(b'\n');
-        out.run = Some(run);
-    }
-    lines
+    reads
+        .into_iter()
+        .enumerate()
+        .map(|(i, read)| {
+            let line = chunk.first_line + i as u64;
+            let mut text = Vec::new();
+            let run = match read {
+                LineRead::Record(_) => {
+                    let run = runs.next().expect("one run per valid record");
+                    serde_json::to_writer(&mut text, &run.answer()).expect("writing to a Vec");
+                    text.push(b'\n');
+                    Some(run)
+                }
+                LineRead::Bad(id, e) => {
+                    write_error_line(&mut text, line, id.as_deref(), &e);
+                    None
+                }
+            };
+            LineOut { line, text, run }
+        })
+        .collect()
 }
 
 /// How a campaign run writes its send list.
@@ -399,7 +378,7 @@ impl<W: Write> SendList<W> {
 /// Puts chunks' answers in the stream: a repeated customer id gets an error line (its messages
 /// are not planned twice), the funnel counts, and `rows` gets each line's send-list rows.
 pub struct RunCollator {
-    seen: Option<HashSet<u64>>,
+    seen: SeenIds,
     /// The funnel so far.
     pub report: Report,
 }
@@ -408,7 +387,7 @@ impl RunCollator {
     /// A collator for a run of `campaigns`.
     pub fn new(campaigns: &Campaigns, allow_repeated_ids: bool) -> Self {
         RunCollator {
-            seen: (!allow_repeated_ids).then(HashSet::new),
+            seen: SeenIds::new(allow_repeated_ids),
             report: Report::new(campaigns),
         }
     }
@@ -425,11 +404,7 @@ impl RunCollator {
                 continue;
             };
             let id = &run.customer.id;
-            let repeated = self
-                .seen
-                .as_mut()
-                .is_some_and(|s| !s.insert(xxhash_rust::xxh3::xxh3_64(id.as_bytes())));
-            if repeated {
+            if self.seen.repeated(id) {
                 self.report.bad_lines += 1;
                 write_error_line(
                     &mut out,
@@ -449,28 +424,37 @@ impl RunCollator {
     }
 }
 
+/// How a campaign run goes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// How the input is cut into chunks.
+    pub chunking: Chunking,
+    /// Decide every line even when its customer id was on an earlier line.
+    pub allow_repeated_ids: bool,
+}
+
 /// Runs `plan` over every line of `input`: one answer line per input line to `output`, in input
 /// order; the planned messages to `send_list`; `progress` with (lines, bytes) after each chunk.
 pub fn run(
-    plan: &Plan,
+    evaluator: &Evaluator,
+    plan: Arc<Plan>,
     input: impl BufRead + Send,
     mut output: impl Write,
     mut send_list: Option<&mut SendList<Box<dyn Write>>>,
-    options: &BatchOptions,
+    options: &RunOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Report> {
     let mut collator = RunCollator::new(&plan.campaigns, options.allow_repeated_ids);
     let mut bytes = 0u64;
     let mut list_error: Option<std::io::Error> = None;
-    run_chunks(
+    evaluator.run_lines(
         input,
         &mut output,
-        options,
-        Worker::new(),
-        &|worker, chunk| {
+        options.chunking,
+        Arc::new(move |worker: &mut Worker, chunk: Chunk| {
             let n = chunk.data.len() as u64;
-            (n, process(worker, plan, chunk))
-        },
+            (n, process(worker, &plan, chunk))
+        }),
         &mut |(n, lines)| {
             bytes += n;
             let (out, rows) = collator.take(lines);

@@ -1,8 +1,9 @@
-//! The batch endpoints: NDJSON streamed both ways through the evaluation pool, and the chunk
-//! loop that campaign runs share.
+//! The batch endpoints: NDJSON streamed both ways through the evaluator, with the adapter that
+//! campaign runs share.
 
 use super::plugins::{check_kind, extras, inputs_for};
 use super::*;
+use crate::pipeline::evaluator::ProcessChunk;
 
 /// Query parameters of the batch endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -100,7 +101,7 @@ pub(super) async fn batch_one(
 /// the client is sending (within the size limit) so it receives the error rather than a reset.
 pub(super) async fn respond_batch(
     state: AppState,
-    prepared: Result<Arc<Vec<Evaluation>>, ApiError>,
+    prepared: Result<Arc<Plugins>, ApiError>,
     body: Body,
     q: &BatchQuery,
 ) -> Result<Response, ApiError> {
@@ -109,7 +110,7 @@ pub(super) async fn respond_batch(
         q.format.unwrap_or_default(),
     );
     match prepared {
-        Ok(evals) => Ok(stream_batch(state, evals, body, repeats, format)),
+        Ok(plugins) => Ok(stream_batch(state, plugins, body, repeats, format)),
         Err(e) => {
             let _ = axum::body::to_bytes(body, state.0.config.max_body).await;
             Err(e)
@@ -123,7 +124,7 @@ pub(super) async fn prepare_batch(
     params_of: impl Fn(&str) -> Option<String>,
     q: &BatchQuery,
     strict_kind: bool,
-) -> Result<Arc<Vec<Evaluation>>, ApiError> {
+) -> Result<Arc<Plugins>, ApiError> {
     let query_json = |value: Option<&str>, name: &str| {
         value
             .map(|m| {
@@ -140,11 +141,6 @@ pub(super) async fn prepare_batch(
     for p in &plugins {
         if strict_kind {
             check_kind(p, &x)?;
-        } else if p.kind() == Kind::Rest && x.message.is_none() {
-            return Err(ApiError::bad(format!(
-                "query parameter `message` is missing: plugin `{}` is a rest policy",
-                p.name()
-            )));
         }
         let params = params_of(p.name()).unwrap_or_else(|| "{}".into());
         evals.push(Evaluation::new(
@@ -155,142 +151,72 @@ pub(super) async fn prepare_batch(
     // A plugin that fails its check (bad parameters, a trap) answers its error on every line
     // while the others answer; when every plugin fails, the request is refused before any line
     // is read.
-    let evals = state
-        .0
-        .pool
-        .run(move |w| w.check_all(&mut evals).map(|()| evals))
-        .await??;
-    Ok(Arc::new(evals))
+    let plugins = Plugins::new(evals);
+    let plugins = state.evaluator().run(move |w| plugins.check(w)).await??;
+    Ok(Arc::new(plugins))
 }
 
-/// Streams a batch of plugins: see [`stream_chunks`].
+/// Streams a batch of plugins: see [`stream_lines`].
 pub(super) fn stream_batch(
     state: AppState,
-    evals: Arc<Vec<Evaluation>>,
+    plugins: Arc<Plugins>,
     body: Body,
     allow_repeated_ids: bool,
     format: Format,
 ) -> Response {
-    let mut collator = batch::Collator::new(&evals, allow_repeated_ids, format);
-    let header = collator.header(&evals);
+    let mut collator = batch::Collator::new(&plugins, allow_repeated_ids, format);
+    let header = collator.header(&plugins);
     let metrics = state.metrics().clone();
-    let process_evals = evals.clone();
-    let process = Arc::new(move |w: &mut crate::Worker, chunk: Chunk| {
-        batch::process(w, &process_evals, chunk, format)
+    let process_plugins = plugins.clone();
+    let process = Arc::new(move |w: &mut crate::Worker, chunk| {
+        batch::process(w, &process_plugins, chunk, format)
     });
     let take = move |done: batch::Done| {
         let (out, tallies) = collator.take(done);
-        for (e, t) in evals.iter().zip(&tallies) {
+        for (e, t) in plugins.evals().iter().zip(&tallies) {
             metrics.evaluated_tally(e.plugin.name(), t);
         }
         out
     };
-    stream_chunks(state, body, header, format.content_type(), process, take)
+    stream_lines(state, body, header, format.content_type(), process, take)
 }
 
-/// Streams NDJSON through a plan: lines are cut into chunks as they arrive, each chunk is
-/// answered on the pool with `process`, and `take` gets the answers in input order, with a
-/// bounded number of chunks in flight, so neither the request nor the response is ever held
-/// whole. The service's side of [`batch::run_chunks`].
-pub(super) fn stream_chunks<D: Send + 'static>(
+/// The service's side of the [`Evaluator`]: the request body is fed to it as it arrives, and
+/// the response streams `header`, then `take` of each chunk's answer in input order, so neither
+/// the request nor the response is ever held whole.
+pub(super) fn stream_lines<D: Send + 'static>(
     state: AppState,
     body: Body,
     header: Vec<u8>,
     content_type: &'static str,
-    process: Arc<batch::ProcessChunk<D>>,
-    mut take: impl FnMut(D) -> Vec<u8> + Send + 'static,
+    process: Arc<ProcessChunk<D>>,
+    take: impl FnMut(D) -> Vec<u8> + Send + 'static,
 ) -> Response {
-    const IN_FLIGHT: usize = 4;
-    let (pending_tx, mut pending_rx) =
-        tokio::sync::mpsc::channel::<tokio::sync::oneshot::Receiver<D>>(IN_FLIGHT);
-    let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(IN_FLIGHT);
-    let chunk_lines = state.0.config.chunk_lines.max(1);
-    let max_line = state.0.config.max_body;
-
-    let reader_state = state.clone();
+    let (mut feed, answers) = state.evaluator().stream(state.chunking(), process);
     tokio::spawn(async move {
-        let submit = |chunk: Chunk| {
-            let process = process.clone();
-            reader_state.0.pool.submit(move |w| process(w, chunk))
-        };
-        let mut stream = body.into_data_stream();
-        let mut chunk = Chunk {
-            first_line: 1,
-            ..Chunk::default()
-        };
-        let mut line_start = 0usize;
-        let mut skipping = false;
-        while let Some(piece) = stream.next().await {
+        let mut pieces = body.into_data_stream();
+        while let Some(piece) = pieces.next().await {
             let Ok(piece) = piece else {
                 return; // the client went away
             };
-            let mut rest = &piece[..];
-            while !rest.is_empty() {
-                let newline = rest.iter().position(|b| *b == b'\n');
-                let take = newline.map_or(rest.len(), |i| i + 1);
-                if !skipping {
-                    chunk.data.extend_from_slice(&rest[..take]);
-                }
-                rest = &rest[take..];
-                if !skipping && chunk.data.len() - line_start > max_line {
-                    // Too long to hold: drop it and answer with an error line.
-                    chunk.data.truncate(line_start);
-                    skipping = true;
-                }
-                if newline.is_some() {
-                    if skipping {
-                        chunk.oversized.push(chunk.ends.len());
-                        skipping = false;
-                    }
-                    chunk.ends.push(chunk.data.len());
-                    line_start = chunk.data.len();
-                    if chunk.ends.len() == chunk_lines {
-                        let next = Chunk {
-                            seq: chunk.seq + 1,
-                            first_line: chunk.first_line + chunk.ends.len() as u64,
-                            ..Chunk::default()
-                        };
-                        let full = std::mem::replace(&mut chunk, next);
-                        line_start = 0;
-                        if pending_tx.send(submit(full)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-        if skipping {
-            chunk.oversized.push(chunk.ends.len());
-        }
-        if chunk.data.len() > line_start || skipping {
-            chunk.ends.push(chunk.data.len());
-        }
-        if !chunk.ends.is_empty() {
-            let _ = pending_tx.send(submit(chunk)).await;
-        }
-    });
-
-    tokio::spawn(async move {
-        if !header.is_empty() && out_tx.send(Ok(Bytes::from(header))).await.is_err() {
-            return;
-        }
-        while let Some(rx) = pending_rx.recv().await {
-            let Ok(done) = rx.await else {
-                let _ = out_tx
-                    .send(Err(std::io::Error::other("an evaluation thread failed")))
-                    .await;
-                return;
-            };
-            if out_tx.send(Ok(Bytes::from(take(done)))).await.is_err() {
+            if feed.push(&piece).await.is_err() {
                 return;
             }
         }
+        let _ = feed.finish().await;
     });
-
-    let stream = futures_util::stream::unfold(out_rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let head = futures_util::stream::iter(
+        (!header.is_empty()).then(|| Ok::<_, std::io::Error>(Bytes::from(header))),
+    );
+    let answers = futures_util::stream::unfold(Some((answers, take)), |state| async move {
+        let (mut answers, mut take) = state?;
+        match answers.next().await? {
+            Ok(done) => Some((Ok(Bytes::from(take(done))), Some((answers, take)))),
+            // The stream ends with an error, so the client sees it did not get every line.
+            Err(e) => Some((Err(std::io::Error::other(e)), None)),
+        }
     });
-    let mut response = Response::new(Body::from_stream(stream));
+    let mut response = Response::new(Body::from_stream(head.chain(answers)));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::batches::stream_chunks;
+use super::batches::stream_lines;
 use super::{ApiError, AppState, parse_body, parse_field, parse_now, read_body};
-use crate::pipeline::batch::Chunk;
 use crate::pipeline::campaign::{self, Campaign, FileError, RunCollator, RunInputs};
+use crate::pipeline::evaluator::Chunk;
 
 /// `GET /v1/campaigns`.
 #[derive(Serialize, ToSchema)]
@@ -101,8 +101,6 @@ async fn decide(state: AppState, only: Option<String>, body: Body) -> Result<Res
         .as_deref()
         .map(|e| parse_field(e, "event"))
         .transpose()?;
-    let customer = regua_sdk::record::parse_customer_at(req.customer.get(), Some("customer"))
-        .map_err(ApiError::bad)?;
     let inputs = RunInputs {
         now,
         default_tz: state.0.config.default_tz.clone(),
@@ -112,9 +110,10 @@ async fn decide(state: AppState, only: Option<String>, body: Body) -> Result<Res
         Some(plan) => plan,
         None => return Err(no_campaign(only.as_deref().unwrap_or_default())),
     };
+    // One customer is a batch of one: read for what the plan's plugins read, as a line is.
+    let customer = super::plugins::parse_customer_field(&req.customer, plan.reads())?;
     let mut runs = state
-        .0
-        .pool
+        .evaluator()
         .run(move |w| plan.run(w, vec![customer]))
         .await?;
     let run = runs.pop().expect("one customer, one run");
@@ -195,7 +194,7 @@ pub(super) async fn run_campaigns(
         lines
     });
     let take = move |lines| collator.take(lines).0;
-    Ok(stream_chunks(
+    Ok(stream_lines(
         state,
         body,
         Vec::new(),

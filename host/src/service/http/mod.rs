@@ -1,7 +1,6 @@
 //! The HTTP rules service: `regua serve`. Built on the same core as the CLI: plugins come from
-//! the [`Registry`], records are parsed by [`crate::pipeline::record`], and every evaluation runs
-//! through [`crate::Worker::evaluate`] (batches through [`batch::process`]) on the evaluation
-//! [`Pool`]. This file holds the state, the errors, the router and the OpenAPI document; the
+//! the [`Registry`], and every evaluation, of one record or of a stream, runs on the
+//! [`Evaluator`]: single records as batches of one, streams through its async side. This file holds the state, the errors, the router and the OpenAPI document; the
 //! endpoints are in one file per concern: `plugins` (list, read, evaluate), `batches` (streamed
 //! NDJSON), `campaigns` (campaigns, decide, run) and `admin` (upload, delete).
 
@@ -28,10 +27,9 @@ mod batches;
 mod campaigns;
 mod plugins;
 
-use crate::pipeline::batch::{self, Chunk};
+use crate::pipeline::batch::{self, Plugins};
+use crate::pipeline::evaluator::{Chunking, Evaluator};
 use crate::pipeline::output::Format;
-use crate::pipeline::pool::Pool;
-use crate::pipeline::record::EncodedBatch;
 use crate::runtime::error::CallError;
 use crate::runtime::plugin::Plugin;
 use crate::runtime::worker::{Evaluation, Inputs, RecordResult};
@@ -65,7 +63,7 @@ impl Default for ServiceConfig {
 struct Inner {
     registry: Arc<Registry>,
     campaigns: Arc<crate::service::campaigns::CampaignStore>,
-    pool: Pool,
+    evaluator: Evaluator,
     metrics: Arc<Metrics>,
     config: ServiceConfig,
 }
@@ -86,7 +84,7 @@ impl AppState {
     /// The state of a service over `registry`.
     pub fn new(
         registry: Arc<Registry>,
-        pool: Pool,
+        evaluator: Evaluator,
         metrics: Arc<Metrics>,
         config: ServiceConfig,
     ) -> Self {
@@ -98,13 +96,12 @@ impl AppState {
         AppState(Arc::new(Inner {
             campaigns,
             registry,
-            pool,
+            evaluator,
             metrics,
             config,
         }))
     }
 
-    /// The registry.
     /// This state, serving the campaigns of `store` (before the service starts).
     pub fn with_campaigns(mut self, store: Arc<crate::service::campaigns::CampaignStore>) -> Self {
         Arc::get_mut(&mut self.0)
@@ -118,6 +115,7 @@ impl AppState {
         &self.0.campaigns
     }
 
+    /// The registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.0.registry
     }
@@ -125,6 +123,20 @@ impl AppState {
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.0.metrics
+    }
+
+    /// The evaluator every request runs on.
+    pub fn evaluator(&self) -> &Evaluator {
+        &self.0.evaluator
+    }
+
+    /// How a streamed request is cut: the configured chunk size, and no line longer than the
+    /// largest request body.
+    fn chunking(&self) -> Chunking {
+        Chunking {
+            lines: self.0.config.chunk_lines,
+            max_line: self.0.config.max_body,
+        }
     }
 }
 
@@ -191,8 +203,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::pipeline::pool::Panicked> for ApiError {
-    fn from(e: crate::pipeline::pool::Panicked) -> Self {
+impl From<crate::pipeline::evaluator::Panicked> for ApiError {
+    fn from(e: crate::pipeline::evaluator::Panicked) -> Self {
         ApiError::internal(e)
     }
 }
@@ -200,7 +212,7 @@ impl From<crate::pipeline::pool::Panicked> for ApiError {
 impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {
         match e {
-            CallError::Refused { .. } => ApiError::bad(e.to_string()),
+            CallError::Refused { .. } | CallError::NoMessage { .. } => ApiError::bad(e.to_string()),
             CallError::WrongKind { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_kind", e.to_string())
             }

@@ -141,8 +141,13 @@ pub struct EvaluateRequest {
     event: Option<Box<RawValue>>,
 }
 
-pub(super) fn parse_customer_field(raw: &RawValue) -> Result<regua_sdk::Customer, ApiError> {
-    regua_sdk::record::parse_customer_at(raw.get(), Some("customer")).map_err(ApiError::bad)
+/// The request's `customer`, read for what its plugins read, as a batch reads a line.
+pub(super) fn parse_customer_field(
+    raw: &RawValue,
+    reads: regua_sdk::Fields,
+) -> Result<regua_sdk::Customer, ApiError> {
+    regua_sdk::record::parse_customer_reading_at(raw.get(), Some("customer"), reads)
+        .map_err(ApiError::bad)
 }
 
 pub(super) struct Extras {
@@ -199,29 +204,21 @@ pub(super) fn check_kind(plugin: &Plugin, x: &Extras) -> Result<(), ApiError> {
     if x.event.is_some() && plugin.kind() != Kind::Journey {
         return Err(wrong("event", Kind::Journey));
     }
-    if plugin.kind() == Kind::Rest && x.message.is_none() {
-        return Err(ApiError::bad(format!(
-            "field `message` is missing: plugin `{}` is a rest policy and judges a proposed message",
-            plugin.name()
-        )));
-    }
     Ok(())
 }
 
-pub(super) async fn evaluate_one(
+/// One customer through `plugins`, as a batch of one: per plugin, its answer or why it refused
+/// the call.
+async fn evaluate_one(
     state: &AppState,
-    eval: Evaluation,
-    batch: EncodedBatch,
-) -> Result<RecordResult, ApiError> {
-    let results = state
-        .0
-        .pool
-        .run(move |w| w.evaluate(&eval, &batch))
-        .await??;
-    Ok(results
-        .into_iter()
-        .next()
-        .expect("one customer, one answer"))
+    plugins: Plugins,
+    customer: regua_sdk::Customer,
+) -> Result<Vec<(Arc<Plugin>, Result<RecordResult, CallError>)>, ApiError> {
+    let answers = state
+        .evaluator()
+        .run(move |w| plugins.evaluate_one(w, customer))
+        .await?;
+    Ok(answers)
 }
 
 #[utoipa::path(post, path = "/v1/plugins/{name}/evaluate", params(("name" = String, Path, description = "the plugin's name")), request_body = EvaluateRequest,
@@ -239,8 +236,6 @@ pub(super) async fn evaluate(
     let x = extras(req.message.as_deref(), req.event.as_deref())?;
     check_kind(&plugin, &x)?;
     let now = parse_now(req.now.as_deref())?;
-    let customer = parse_customer_field(&req.customer)?;
-    let batch = EncodedBatch::of_one(&customer, &plugin);
     let params = req
         .params
         .map_or_else(|| "{}".to_owned(), |p| p.get().to_owned());
@@ -248,7 +243,10 @@ pub(super) async fn evaluate(
         plugin.clone(),
         &inputs_for(&state, &plugin, now, params, &x),
     )?;
-    let result = evaluate_one(&state, eval, batch).await?;
+    let plugins = Plugins::new(vec![eval]);
+    let customer = parse_customer_field(&req.customer, plugins.reads())?;
+    let (_, result) = evaluate_one(&state, plugins, customer).await?.remove(0);
+    let result = result?;
     state.metrics().evaluated_one(plugin.name(), &result);
     match &result {
         Ok(_) => Ok(Json(crate::pipeline::output::result_value(&plugin, &result)).into_response()),
@@ -302,11 +300,6 @@ pub(super) async fn evaluate_many(
     let mut evals = Vec::new();
     for name in &req.plugins {
         let p = plugin(&state, name)?;
-        if p.kind() == Kind::Rest && x.message.is_none() {
-            return Err(ApiError::bad(format!(
-                "field `message` is missing: plugin `{name}` is a rest policy"
-            )));
-        }
         let params = req
             .params
             .get(name)
@@ -321,25 +314,15 @@ pub(super) async fn evaluate_many(
             "field `params.{unknown}`: `{unknown}` is not among `plugins`"
         )));
     }
-    let customer = parse_customer_field(&req.customer)?;
+    let plugins = Plugins::new(evals);
+    let customer = parse_customer_field(&req.customer, plugins.reads())?;
     let id = customer.id.clone();
-    let results = state
-        .0
-        .pool
-        .run(move |w| {
-            // A plugin that refuses the call fails alone: its entry carries the error.
-            evals
-                .iter()
-                .map(|e| {
-                    let batch = EncodedBatch::of_one(&customer, &e.plugin);
-                    let result = w
-                        .evaluate(e, &batch)
-                        .map_or_else(|err| Err(err.to_string()), |mut r| r.remove(0));
-                    (e.plugin.clone(), result)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await?;
+    // A plugin that refuses the call fails alone: its entry carries the error.
+    let results: Vec<_> = evaluate_one(&state, plugins, customer)
+        .await?
+        .into_iter()
+        .map(|(p, r)| (p, r.unwrap_or_else(|e| Err(e.to_string()))))
+        .collect();
     let mut map = serde_json::Map::new();
     for (p, r) in &results {
         state.metrics().evaluated_one(p.name(), r);
