@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use regua_sdk::Timestamp;
 
 use crate::pipeline::evaluator::{Chunking, Evaluator};
+use crate::runtime::cache::ModuleCache;
 use crate::{Engine, Limits, Plugin};
 
 /// Where `regua build` writes plugins, and where plugin names are looked up.
@@ -120,16 +121,30 @@ pub(crate) struct LimitArgs {
     /// Output a plugin may return per record, in KiB.
     #[arg(long, value_name = "KIB", default_value_t = 64)]
     output_limit: usize,
+    /// Where compiled plugins are kept, so the next run does not compile them again; default:
+    /// $REGUA_CACHE_DIR, else $XDG_CACHE_HOME/regua/compiled, else ~/.cache/regua/compiled. The
+    /// folder must be writable only by you: code in it runs outside the sandbox.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every plugin afresh, reading and writing no cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
 }
 
 impl LimitArgs {
     pub(crate) fn engine(&self) -> anyhow::Result<Engine> {
-        Engine::new(Limits {
+        let cache = match (&self.cache_dir, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(dir.clone()),
+            (None, false) => ModuleCache::default_dir(),
+        };
+        let engine = Engine::new(Limits {
             time_per_record: std::time::Duration::from_millis(self.time_limit.max(1)),
             memory_bytes: self.memory_limit.max(1) << 20,
             output_bytes_per_record: self.output_limit.max(1) << 10,
             ..Limits::default()
-        })
+        })?;
+        Ok(engine.with_cache(cache.map(ModuleCache::new)))
     }
 }
 

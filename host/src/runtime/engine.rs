@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+
+pub use crate::runtime::cache::ModuleCache;
 
 /// How much a plugin may use. Every limit is on by default, and every example plugin fits well
 /// within each default (the largest has about 980 functions, 900 KiB of code, a 37 KiB function
@@ -94,6 +97,10 @@ impl Drop for Ticker {
 pub struct Engine {
     pub(crate) wasm: wasmtime::Engine,
     pub(crate) limits: Arc<Limits>,
+    /// Where compiled plugins are kept between runs, if anywhere.
+    cache: Option<ModuleCache>,
+    /// This engine's compatibility hash: compiled code is reused only by an engine with the same.
+    key: u64,
     /// Compilations past the time limit still running.
     pub(crate) runaway: Arc<AtomicUsize>,
     _ticker: Arc<Ticker>,
@@ -162,6 +169,8 @@ impl Engine {
             })
             .context("cannot start the epoch thread")?;
         Ok(Engine {
+            key: compatibility_key(&wasm),
+            cache: None,
             wasm,
             limits: Arc::new(limits),
             runaway: Arc::new(AtomicUsize::new(0)),
@@ -174,11 +183,54 @@ impl Engine {
         &self.limits
     }
 
+    /// This engine, keeping compiled plugins in `cache` and reusing them ([`ModuleCache`]).
+    pub fn with_cache(mut self, cache: Option<ModuleCache>) -> Engine {
+        self.cache = cache;
+        self
+    }
+
+    /// The module cache, if there is one.
+    pub fn cache(&self) -> Option<&ModuleCache> {
+        self.cache.as_ref()
+    }
+
+    /// The compiled module for `bytes`: from the cache when it holds a matching entry, else
+    /// compiled ([`Engine::compile_fresh`]). Says whether it came from the cache.
+    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<(wasmtime::Module, bool), String> {
+        let Some(cache) = &self.cache else {
+            return Ok((self.compile_fresh(bytes)?, false));
+        };
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if let Ok((entry, start)) = cache.get(&digest, self.key) {
+            // SAFETY: the bytes are what `Module::serialize` wrote for this very `.wasm` and an
+            // engine of the same compatibility hash: the entry's header names both, and its
+            // SHA-256 over header and code was checked just now, on these bytes in memory.
+            match unsafe { wasmtime::Module::deserialize(&self.wasm, &entry[start..]) } {
+                Ok(module) => return Ok((module, true)),
+                Err(e) => {
+                    tracing::warn!("a compiled entry does not load ({e:#}); compiling again");
+                    cache.reject(&digest, self.key);
+                }
+            }
+        }
+        Ok((self.compile_fresh(bytes)?, false))
+    }
+
+    /// Keeps the compiled `module` of `bytes` in the cache: called once the plugin has passed
+    /// every check, so a module that is refused never takes a place there.
+    pub(crate) fn keep(&self, bytes: &[u8], module: &wasmtime::Module) {
+        if let Some(cache) = &self.cache
+            && let Ok(code) = module.serialize()
+        {
+            cache.put(&Sha256::digest(bytes).into(), self.key, &code);
+        }
+    }
+
     /// Compiles `bytes` on a thread of its own, waiting at most the compile-time limit, so a
     /// module that is slow to compile fails its load instead of holding up its caller. The
     /// compiler cannot be stopped: a compilation past the limit goes on in the background, and
     /// while [`MAX_RUNAWAY`] of them do, loads are refused rather than piling up more.
-    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<wasmtime::Module, String> {
+    fn compile_fresh(&self, bytes: &[u8]) -> Result<wasmtime::Module, String> {
         const RUNNING: u8 = 0;
         const DONE: u8 = 1;
         const ABANDONED: u8 = 2;
@@ -227,4 +279,23 @@ impl Engine {
             }
         }
     }
+}
+
+/// The engine's compatibility hash as a number that is the same in every process (the standard
+/// hashers are seeded per process).
+fn compatibility_key(engine: &wasmtime::Engine) -> u64 {
+    use std::hash::{Hash, Hasher};
+    struct Digesting(Sha256);
+    impl Hasher for Digesting {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            let digest = self.0.clone().finalize();
+            u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+        }
+    }
+    let mut hasher = Digesting(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.finish()
 }

@@ -1,6 +1,7 @@
-//! The wasm runtime: the sandbox ([`engine`]), loading and checking a plugin ([`plugin`]), one
+//! The wasm runtime: the sandbox ([`engine`]), compiled code kept between runs ([`cache`]), loading and checking a plugin ([`plugin`]), one
 //! call on a fresh instance (`instance`), and the [`worker`] that evaluates a plugin over a batch.
 
+pub mod cache;
 pub mod engine;
 pub mod error;
 pub(crate) mod instance;

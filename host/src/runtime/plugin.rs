@@ -41,6 +41,8 @@ pub struct Plugin {
     pub version: String,
     /// Where it was loaded from, if from a file.
     pub source: Option<PathBuf>,
+    /// Whether its compiled code came from the module cache rather than the compiler.
+    pub cached: bool,
     pub(crate) engine: Engine,
     pub(crate) pre: InstancePre<StoreState>,
 }
@@ -80,7 +82,7 @@ impl Plugin {
     /// Loads a plugin from its bytes; `what` names it in errors.
     pub fn from_bytes(engine: &Engine, what: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let kind = check_module(what, bytes, engine.limits())?;
-        let module = engine.compile(bytes).map_err(|detail| LoadError::Compile {
+        let (module, cached) = engine.compile(bytes).map_err(|detail| LoadError::Compile {
             what: what.to_owned(),
             detail,
         })?;
@@ -120,10 +122,14 @@ impl Plugin {
             what: what.to_owned(),
             detail: format!("its name {detail}"),
         })?;
+        if !cached {
+            engine.keep(bytes, &module);
+        }
         Ok(Plugin {
             meta,
             version,
             source: None,
+            cached,
             engine: engine.clone(),
             pre,
         })
