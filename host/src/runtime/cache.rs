@@ -131,7 +131,8 @@ impl ModuleCache {
         head.extend_from_slice(&digest);
         file.write_all(&head)?;
         file.write_all(code)?;
-        file.sync_all()?;
+        // No fsync: a load waits on this write, and an entry torn by a crash fails its digest
+        // and is compiled again.
         drop(file);
         // Whole or not at all: a reader never sees a half-written entry.
         std::fs::rename(&tmp, &path)?;
