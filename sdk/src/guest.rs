@@ -10,6 +10,13 @@ use crate::plugin::{Context, Error, JourneyRule, Kind, Metadata, Params, RestPol
 use crate::record::{Customer, Field};
 use crate::wire::{ABI_VERSION, CallContext};
 
+// The link names below are literals; these make the SDK fail to compile if they ever differ
+// from the ABI's tables, which the host checks plugins against.
+const _: () = assert!(crate::wire::same_name(crate::wire::IMPORT_MODULE, "regua"));
+const _: () = assert!(crate::wire::same_name(crate::wire::LOG.name, "log"));
+const _: () = assert!(crate::wire::same_name(crate::wire::ITEM.name, "item"));
+const _: () = assert!(crate::wire::same_name(crate::wire::PANIC.name, "panic"));
+
 #[cfg(target_arch = "wasm32")]
 mod host {
     #[link(wasm_import_module = "regua")]

@@ -104,6 +104,12 @@ macro_rules! export_rest {
     };
 }
 
+// The export macro below writes these names as identifiers; they must be the ABI's.
+const _: () = assert!(wire::same_name(wire::ALLOC.name, "regua_alloc"));
+const _: () = assert!(wire::same_name(wire::METADATA.name, "regua_metadata"));
+const _: () = assert!(wire::same_name(wire::EVALUATE.name, "regua_evaluate"));
+const _: () = assert!(wire::same_name(wire::ABI_SECTION, "regua-abi"));
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_plugin {

@@ -1,5 +1,8 @@
-//! What crosses the boundary between host and plugin, shared by both sides so they cannot drift.
-//! `docs/ABI.md` describes the same bytes for authors in other languages.
+//! The ABI's one home: everything that crosses the boundary between host and plugin — the
+//! version, the custom section, the names and signatures of the imports and exports, and the
+//! bytes of every input and output — shared by both sides so they cannot drift. `docs/ABI.md`
+//! describes the same for authors in other languages. A next ABI version adds its tables and
+//! encodings here beside these.
 //!
 //! Encoding: [postcard](https://postcard.jamesmunk.eu/wire-format.html) (varint integers, no
 //! field names), with the choices of [`crate::time`] and [`crate::value`] for timestamps, dates and
@@ -20,6 +23,91 @@ pub const ABI_SECTION: &str = "regua-abi";
 
 /// The import module of the functions the host provides.
 pub const IMPORT_MODULE: &str = "regua";
+
+/// A WebAssembly value type in the ABI's function signatures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WasmType {
+    /// `i32`.
+    I32,
+    /// `i64`.
+    I64,
+}
+
+/// A function of the ABI: its name, parameters and results. The host checks a plugin's imports
+/// and exports against these tables, and defines and calls the functions by these names; the
+/// guest's declarations are checked against them when the SDK compiles.
+#[derive(Clone, Copy, Debug)]
+pub struct AbiFunction {
+    /// The import or export name.
+    pub name: &'static str,
+    /// Parameter types.
+    pub params: &'static [WasmType],
+    /// Result types.
+    pub results: &'static [WasmType],
+}
+
+use WasmType::{I32, I64};
+
+/// `regua.log(level, ptr, len)`: a log line from the plugin.
+pub const LOG: AbiFunction = AbiFunction {
+    name: "log",
+    params: &[I32, I32, I32],
+    results: &[],
+};
+/// `regua.item(index)`: the plugin starts on customer `index` of the call.
+pub const ITEM: AbiFunction = AbiFunction {
+    name: "item",
+    params: &[I32],
+    results: &[],
+};
+/// `regua.panic(ptr, len)`: the plugin's panic message, before it traps.
+pub const PANIC: AbiFunction = AbiFunction {
+    name: "panic",
+    params: &[I32, I32],
+    results: &[],
+};
+/// Every function the host provides; a plugin may import nothing else.
+pub const HOST_FUNCTIONS: [AbiFunction; 3] = [LOG, ITEM, PANIC];
+
+/// The plugin's one memory, exported under this name.
+pub const MEMORY: &str = "memory";
+/// `regua_alloc(len) -> ptr`: a buffer for the host to write an input into.
+pub const ALLOC: AbiFunction = AbiFunction {
+    name: "regua_alloc",
+    params: &[I32],
+    results: &[I32],
+};
+/// `regua_metadata() -> (ptr << 32 | len)`: the plugin's metadata.
+pub const METADATA: AbiFunction = AbiFunction {
+    name: "regua_metadata",
+    params: &[],
+    results: &[I64],
+};
+/// `regua_evaluate(ctx_ptr, ctx_len, batch_ptr, batch_len) -> (ptr << 32 | len)`: one call.
+pub const EVALUATE: AbiFunction = AbiFunction {
+    name: "regua_evaluate",
+    params: &[I32, I32, I32, I32],
+    results: &[I64],
+};
+/// Every function a plugin must export (besides [`MEMORY`]).
+pub const PLUGIN_FUNCTIONS: [AbiFunction; 3] = [ALLOC, METADATA, EVALUATE];
+
+/// Whether two names are the same, at compile time: ties names the language makes us write as
+/// literals (link names, exported function names) to the tables above.
+pub const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// The per-call header: everything but the customers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

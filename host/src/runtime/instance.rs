@@ -285,21 +285,22 @@ fn log(caller: &mut Caller<'_, StoreState>, level: u32, ptr: u32, len: u32) {
 
 /// Defines `regua.log`, `regua.item` and `regua.panic`.
 pub(crate) fn define_host_functions(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    use regua_sdk::wire::{IMPORT_MODULE, ITEM, LOG, PANIC};
     linker.func_wrap(
-        "regua",
-        "log",
+        IMPORT_MODULE,
+        LOG.name,
         |mut caller: Caller<'_, StoreState>, level: u32, ptr: u32, len: u32| {
             log(&mut caller, level, ptr, len)
         },
     )?;
     linker.func_wrap(
-        "regua",
-        "item",
+        IMPORT_MODULE,
+        ITEM.name,
         |mut caller: Caller<'_, StoreState>, index: u32| caller.data_mut().item(index),
     )?;
     linker.func_wrap(
-        "regua",
-        "panic",
+        IMPORT_MODULE,
+        PANIC.name,
         |mut caller: Caller<'_, StoreState>, ptr: u32, len: u32| {
             let text = guest_text(&mut caller, ptr, len, MAX_PANIC);
             caller.data_mut().panic = Some(text);
@@ -351,14 +352,14 @@ impl Instance {
             }
         };
         let exports = (|| -> wasmtime::Result<_> {
+            use regua_sdk::wire::{ALLOC, EVALUATE, MEMORY, METADATA};
             Ok((
                 instance
-                    .get_memory(&mut store, "memory")
+                    .get_memory(&mut store, MEMORY)
                     .ok_or_else(|| wasmtime::Error::msg("no memory export"))?,
-                instance.get_typed_func::<u32, u32>(&mut store, "regua_alloc")?,
-                instance
-                    .get_typed_func::<(u32, u32, u32, u32), u64>(&mut store, "regua_evaluate")?,
-                instance.get_typed_func::<(), u64>(&mut store, "regua_metadata")?,
+                instance.get_typed_func::<u32, u32>(&mut store, ALLOC.name)?,
+                instance.get_typed_func::<(u32, u32, u32, u32), u64>(&mut store, EVALUATE.name)?,
+                instance.get_typed_func::<(), u64>(&mut store, METADATA.name)?,
             ))
         })();
         let (memory, alloc, evaluate, metadata) = exports.map_err(|e| Failure {

@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use regua_sdk::wire::{ABI_SECTION, ABI_VERSION, IMPORT_MODULE};
+use regua_sdk::wire::{
+    ABI_SECTION, ABI_VERSION, AbiFunction, HOST_FUNCTIONS, IMPORT_MODULE, MEMORY, PLUGIN_FUNCTIONS,
+    WasmType,
+};
 use regua_sdk::{Kind, Metadata};
 use sha2::{Digest, Sha256};
 use wasmtime::{ExternType, InstancePre, Linker, Module, ValType};
@@ -13,24 +16,6 @@ use crate::runtime::engine::Limits;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::LoadError;
 use crate::runtime::instance::{self, StoreState};
-
-/// Imports the host provides: name and (params, results) as wasm types.
-const HOST_IMPORTS: [(&str, &[ValType], &[ValType]); 3] = [
-    ("log", &[ValType::I32, ValType::I32, ValType::I32], &[]),
-    ("item", &[ValType::I32], &[]),
-    ("panic", &[ValType::I32, ValType::I32], &[]),
-];
-
-/// Exports the ABI requires: name and (params, results).
-const REQUIRED_EXPORTS: [(&str, &[ValType], &[ValType]); 3] = [
-    ("regua_alloc", &[ValType::I32], &[ValType::I32]),
-    ("regua_metadata", &[], &[ValType::I64]),
-    (
-        "regua_evaluate",
-        &[ValType::I32, ValType::I32, ValType::I32, ValType::I32],
-        &[ValType::I64],
-    ),
-];
 
 /// A loaded, validated, compiled plugin. Share it with `Arc`; instances are made per worker.
 pub struct Plugin {
@@ -295,9 +280,9 @@ fn check_module(what: &str, bytes: &[u8], limits: &Limits) -> Result<Kind, LoadE
 fn check_imports(what: &str, module: &Module) -> Result<(), LoadError> {
     for import in module.imports() {
         let allowed = import.module() == IMPORT_MODULE
-            && HOST_IMPORTS.iter().any(|(name, params, results)| {
-                *name == import.name()
-                    && matches!(import.ty(), ExternType::Func(f) if same_sig(&f, params, results))
+            && HOST_FUNCTIONS.iter().any(|abi| {
+                abi.name == import.name()
+                    && matches!(import.ty(), ExternType::Func(f) if same_sig(&f, abi))
             });
         if !allowed {
             return Err(LoadError::ForbiddenImport {
@@ -315,19 +300,20 @@ fn check_exports(what: &str, module: &Module) -> Result<(), LoadError> {
         what: what.to_owned(),
         detail,
     };
-    match module.get_export("memory") {
+    match module.get_export(MEMORY) {
         Some(ExternType::Memory(m)) if !m.is_64() => {}
         Some(_) => return Err(bad("exports `memory` but not as a 32-bit memory".into())),
         None => return Err(bad("does not export `memory`".into())),
     }
-    for (name, params, results) in REQUIRED_EXPORTS {
+    for abi in PLUGIN_FUNCTIONS {
+        let name = abi.name;
         match module.get_export(name) {
-            Some(ExternType::Func(f)) if same_sig(&f, params, results) => {}
+            Some(ExternType::Func(f)) if same_sig(&f, &abi) => {}
             Some(_) => {
                 return Err(bad(format!(
                     "exports `{name}` with the wrong type; the ABI needs ({}) -> ({})",
-                    sig_text(params),
-                    sig_text(results)
+                    sig_text(abi.params),
+                    sig_text(abi.results)
                 )));
             }
             None => return Err(bad(format!("does not export `{name}`"))),
@@ -336,18 +322,25 @@ fn check_exports(what: &str, module: &Module) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn same_sig(f: &wasmtime::FuncType, params: &[ValType], results: &[ValType]) -> bool {
-    let eq = |a: ValType, b: &ValType| ValType::eq(&a, b);
-    f.params().len() == params.len()
-        && f.results().len() == results.len()
-        && f.params().zip(params).all(|(a, b)| eq(a, b))
-        && f.results().zip(results).all(|(a, b)| eq(a, b))
+fn val_type(t: WasmType) -> ValType {
+    match t {
+        WasmType::I32 => ValType::I32,
+        WasmType::I64 => ValType::I64,
+    }
 }
 
-fn sig_text(types: &[ValType]) -> String {
+fn same_sig(f: &wasmtime::FuncType, abi: &AbiFunction) -> bool {
+    let eq = |a: ValType, b: &WasmType| ValType::eq(&a, &val_type(*b));
+    f.params().len() == abi.params.len()
+        && f.results().len() == abi.results.len()
+        && f.params().zip(abi.params).all(|(a, b)| eq(a, b))
+        && f.results().zip(abi.results).all(|(a, b)| eq(a, b))
+}
+
+fn sig_text(types: &[WasmType]) -> String {
     types
         .iter()
-        .map(|t| t.to_string())
+        .map(|t| val_type(*t).to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }
