@@ -380,34 +380,8 @@ async fn the_service_decides_and_streams_as_the_cli_does() {
         .take(40)
         .map(|l| format!("{l}\n"))
         .collect();
-    let now = "2025-03-11T12:00:00Z";
-    let cli_dir = tempfile::tempdir().unwrap();
-    let (input_file, output_file) = (cli_dir.path().join("in"), cli_dir.path().join("out"));
-    std::fs::write(&input_file, &input).unwrap();
-    let out = regua(
-        &[
-            "campaign",
-            "run",
-            "--campaigns",
-            campaigns.path().to_str().unwrap(),
-            "--plugins-dir",
-            plugins_dir().to_str().unwrap(),
-            "--input",
-            input_file.to_str().unwrap(),
-            "--output",
-            output_file.to_str().unwrap(),
-            "--now",
-            now,
-            "-q",
-        ],
-        "",
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let cli: Vec<serde_json::Value> = std::fs::read_to_string(&output_file)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let now = NOW;
+    let (cli, _) = run(campaigns.path(), &input, &["-q"]);
 
     let s = crate::http::start_campaigns(&EXAMPLE_PLUGINS, campaigns.path()).await;
     let (status, list) = s.get("/v1/campaigns").await;
