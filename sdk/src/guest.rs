@@ -72,7 +72,8 @@ fn hand_over(bytes: Vec<u8>) -> u64 {
     OUTPUT.with(|o| {
         let mut o = o.borrow_mut();
         *o = bytes;
-        ((o.as_ptr() as u64) << 32) | o.len() as u64
+        // Pointers and lengths are 32-bit on wasm32, where this runs.
+        crate::wire::pack_output(o.as_ptr() as usize as u32, o.len() as u32)
     })
 }
 

@@ -92,6 +92,17 @@ pub const EVALUATE: AbiFunction = AbiFunction {
 /// Every function a plugin must export (besides [`MEMORY`]).
 pub const PLUGIN_FUNCTIONS: [AbiFunction; 3] = [ALLOC, METADATA, EVALUATE];
 
+/// An output's place in the plugin's memory as the exports return it: pointer in the high 32
+/// bits, length in the low.
+pub const fn pack_output(ptr: u32, len: u32) -> u64 {
+    ((ptr as u64) << 32) | len as u64
+}
+
+/// The (pointer, length) of a packed output ([`pack_output`]).
+pub const fn unpack_output(packed: u64) -> (u32, u32) {
+    ((packed >> 32) as u32, packed as u32)
+}
+
 /// Whether two names are the same, at compile time: ties names the language makes us write as
 /// literals (link names, exported function names) to the tables above.
 pub const fn same_name(a: &str, b: &str) -> bool {
@@ -234,6 +245,19 @@ pub const fn abi_section(kind: crate::Kind) -> [u8; 5] {
 #[cfg(test)]
 mod reading_tests {
     use super::*;
+
+    #[test]
+    fn a_packed_output_unpacks_to_its_pointer_and_length_at_the_edges() {
+        for (ptr, len) in [
+            (0, 0),
+            (1, u32::MAX),
+            (u32::MAX, 0),
+            (u32::MAX, u32::MAX),
+            (65536, 17),
+        ] {
+            assert_eq!(unpack_output(pack_output(ptr, len)), (ptr, len));
+        }
+    }
 
     #[test]
     fn a_customer_encoded_for_some_fields_decodes_as_kept_to_them() {

@@ -415,7 +415,8 @@ impl Instance {
     }
 
     fn read_output(&mut self, packed: u64, records: usize) -> Result<Vec<u8>, Failure> {
-        let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        let (ptr, len) = regua_sdk::wire::unpack_output(packed);
+        let (ptr, len) = (ptr as usize, len as usize);
         let per = self.store.data().limits.output_bytes_per_record;
         let cap = per.saturating_mul(records.max(1)) + 64;
         if len > cap {
