@@ -153,9 +153,7 @@ impl Plugins {
             .map(|(eval, set)| worker.evaluate(eval, &batches[*set]))
             .collect()
     }
-}
 
-impl Plugins {
     /// One customer, as a batch of one: per plugin, its answer or why it refused the call.
     pub fn evaluate_one(
         &self,

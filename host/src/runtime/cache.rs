@@ -36,15 +36,6 @@ pub struct ModuleCache {
     dir: PathBuf,
 }
 
-/// What a lookup found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lookup {
-    /// Nothing for this plugin and engine.
-    Miss,
-    /// An entry was there but did not match; it was removed.
-    Rejected,
-}
-
 impl ModuleCache {
     /// A cache in `dir` (created when the first entry is written).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -74,26 +65,22 @@ impl ModuleCache {
         self.dir.join(name)
     }
 
-    /// The compiled code of `wasm` for the engine `engine_key`, checked, or why there is none.
-    pub(crate) fn get(
-        &self,
-        wasm_digest: &[u8; 32],
-        engine_key: u64,
-    ) -> Result<(Vec<u8>, usize), Lookup> {
+    /// The compiled code of `wasm` for the engine `engine_key`, checked; `None` when there is
+    /// no entry, or one that does not match (which is removed).
+    pub(crate) fn get(&self, wasm_digest: &[u8; 32], engine_key: u64) -> Option<Vec<u8>> {
         let path = self.path(wasm_digest, engine_key);
-        let Ok(bytes) = std::fs::read(&path) else {
-            return Err(Lookup::Miss);
-        };
+        let mut bytes = std::fs::read(&path).ok()?;
         if !valid(&bytes, wasm_digest, engine_key) {
             tracing::warn!(path = %path.display(), "a compiled entry does not match; compiling again");
             let _ = std::fs::remove_file(&path);
-            return Err(Lookup::Rejected);
+            return None;
         }
         // Most recently used: the entries to drop when the cache is full are the oldest.
         if let Ok(file) = std::fs::File::options().append(true).open(&path) {
             let _ = file.set_modified(SystemTime::now());
         }
-        Ok((bytes, HEADER))
+        bytes.drain(..HEADER);
+        Some(bytes)
     }
 
     /// Removes the entry for `wasm` (deserializing it failed).

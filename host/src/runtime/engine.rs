@@ -201,11 +201,11 @@ impl Engine {
             return Ok((self.compile_fresh(bytes)?, false));
         };
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        if let Ok((entry, start)) = cache.get(&digest, self.key) {
+        if let Some(code) = cache.get(&digest, self.key) {
             // SAFETY: the bytes are what `Module::serialize` wrote for this very `.wasm` and an
             // engine of the same compatibility hash: the entry's header names both, and its
             // SHA-256 over header and code was checked just now, on these bytes in memory.
-            match unsafe { wasmtime::Module::deserialize(&self.wasm, &entry[start..]) } {
+            match unsafe { wasmtime::Module::deserialize(&self.wasm, &code) } {
                 Ok(module) => return Ok((module, true)),
                 Err(e) => {
                     tracing::warn!("a compiled entry does not load ({e:#}); compiling again");
