@@ -24,7 +24,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail, ensure};
 use clap::Parser;
 use regua_host::pipeline::batch::{self, BatchOptions, Plugins};
-use regua_host::pipeline::evaluator::Evaluator;
+use regua_host::pipeline::evaluator::{Evaluator, Input};
 use regua_host::authoring::generate::Generator;
 use regua_host::{Engine, Evaluation, Inputs, Limits, Plugin};
 use regua_sdk::{Context, Customer, JourneyRule, Segment, Timestamp};
@@ -360,7 +360,7 @@ fn regua_batch(evals: &[Evaluation], input: &[u8], out: &mut Vec<u8>, threads: u
     let plugins = Plugins::new(evals.to_vec());
     let plugins = Arc::new(evaluator.run_blocking(|w| plugins.check(w)).unwrap().unwrap());
     let options = BatchOptions::default();
-    let s = batch::run(&evaluator, plugins, input, &mut *out, &options, &|_, _| {}).unwrap();
+    let s = batch::run(&evaluator, plugins, Input::lines(input), &mut *out, &options, &|_, _| {}).unwrap();
     assert_eq!(s.bad_lines, 0);
 }
 

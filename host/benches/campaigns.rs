@@ -13,7 +13,7 @@ use std::time::Instant;
 use regua_host::authoring::generate::Generator;
 use regua_host::pipeline::batch::{self, BatchOptions, Plugins};
 use regua_host::pipeline::campaign::{self, Campaigns, Plan, RunInputs, RunOptions};
-use regua_host::pipeline::evaluator::Evaluator;
+use regua_host::pipeline::evaluator::{Evaluator, Input};
 use regua_host::{Engine, Evaluation, Inputs, Limits, Plugin, Worker};
 use regua_sdk::Timestamp;
 
@@ -82,7 +82,7 @@ fn main() {
     let summary = batch::run(
         &evaluator,
         side_by_side,
-        open(),
+        Input::lines(open()),
         std::io::sink(),
         &options,
         &|_, _| {},
@@ -108,7 +108,7 @@ fn main() {
     let report = campaign::run(
         &evaluator,
         Arc::new(plan),
-        open(),
+        Input::lines(open()),
         sink,
         None,
         &options,

@@ -4,6 +4,7 @@ mod batch;
 mod build;
 mod campaign;
 mod cases;
+mod convert;
 mod eval;
 mod generate;
 mod inspect;
@@ -17,7 +18,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use regua_sdk::Timestamp;
 
-use crate::pipeline::evaluator::{Chunking, Evaluator};
+use crate::pipeline::evaluator::{Chunking, Evaluator, Input};
 use crate::runtime::cache::ModuleCache;
 use crate::{Engine, Limits, Plugin};
 
@@ -44,6 +45,7 @@ enum Command {
     Build(build::BuildArgs),
     Serve(serve::ServeArgs),
     Generate(generate::GenerateArgs),
+    Convert(convert::ConvertArgs),
     Completions(CompletionsArgs),
 }
 
@@ -78,6 +80,7 @@ impl Cli {
             Command::Build(a) => a.run(),
             Command::Serve(a) => a.run(),
             Command::Generate(a) => a.run(),
+            Command::Convert(a) => a.run(),
             Command::Completions(a) => a.run(),
         }
     }
@@ -203,18 +206,31 @@ pub(crate) fn single_evaluator() -> anyhow::Result<Evaluator> {
     Evaluator::new(Some(1)).context("cannot start the evaluation thread")
 }
 
-/// Opens NDJSON input: a file (with its length, for progress) or `-` for standard input.
+/// Opens the input of a batch: a file (with its length, for progress) or `-` for standard
+/// input. A Parquet or Arrow IPC file (told by its first bytes) is read by columns, for what
+/// `reads` names; anything else is NDJSON.
 pub(crate) fn open_input(
     path: &Path,
-) -> anyhow::Result<(Box<dyn std::io::BufRead + Send>, Option<u64>)> {
+    reads: regua_sdk::Fields,
+) -> anyhow::Result<(Input<'static>, Option<u64>)> {
+    use crate::pipeline::columnar::{ColumnarInput, FileKind, sniff};
     if path.as_os_str() == "-" {
-        return Ok((Box::new(std::io::BufReader::new(std::io::stdin())), None));
+        return Ok((
+            Input::lines(std::io::BufReader::new(std::io::stdin())),
+            None,
+        ));
+    }
+    let kind = sniff(path).with_context(|| format!("cannot open input `{}`", path.display()))?;
+    if kind != FileKind::Lines {
+        let input = ColumnarInput::open(path, kind, reads)?;
+        let total = input.total_bytes();
+        return Ok((Input::Columnar(std::sync::Arc::new(input)), total));
     }
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open input `{}`", path.display()))?;
     let len = file.metadata().ok().map(|m| m.len());
     Ok((
-        Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
+        Input::lines(std::io::BufReader::with_capacity(1 << 20, file)),
         len,
     ))
 }

@@ -52,6 +52,35 @@ impl Channel {
     }
 }
 
+/// The enums of the record by the names records write them with, for readers of formats other
+/// than JSON (which reads them through serde with the same names).
+macro_rules! named {
+    ($ty:ty, $expected:literal, $($variant:ident = $name:literal),+) => {
+        impl $ty {
+            /// The value a record writes as `name`, or an error naming the choices.
+            pub fn from_name(name: &str) -> Result<Self, String> {
+                match name {
+                    $($name => Ok(Self::$variant),)+
+                    other => Err(format!(concat!("unknown ", $expected, " `{}`, expected one of "), other)
+                        + &[$($name),+].join(", ")),
+                }
+            }
+
+            /// The name records write.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+named!(Channel, "channel", Email = "email", Sms = "sms", Push = "push", Webpush = "webpush", Whatsapp = "whatsapp");
+named!(Category, "category", Marketing = "marketing", Transactional = "transactional");
+named!(ConsentStatus, "consent status", Granted = "granted", Denied = "denied", Revoked = "revoked");
+named!(JourneyStatus, "journey status", Active = "active", Completed = "completed", Exited = "exited");
+
 impl fmt::Display for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -440,11 +469,23 @@ fn zone_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
     if let Some(name) = name.as_deref().filter(|n| human && !n.is_empty())
         && !is_zone_name(name)
     {
-        return Err(serde::de::Error::custom(format_args!(
-            "`{name}` is not a time-zone name (IANA names look like `America/Sao_Paulo`)"
-        )));
+        return Err(serde::de::Error::custom(
+            check_zone_name(name).expect_err("not a zone name"),
+        ));
     }
     Ok(name)
+}
+
+/// Checks `tz` as a JSON record's is checked: empty or a well-formed IANA zone name (see
+/// [`Customer::tz`]); the error says what is wrong, for readers of other formats.
+pub fn check_zone_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || is_zone_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a time-zone name (IANA names look like `America/Sao_Paulo`)"
+        ))
+    }
 }
 
 fn is_zone_name(name: &str) -> bool {

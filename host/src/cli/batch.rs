@@ -112,7 +112,7 @@ impl BatchArgs {
             }
         }
 
-        let (input, total) = super::open_input(&self.input)?;
+        let (input, total) = super::open_input(&self.input, plugins.reads())?;
         let output: Box<dyn Write> = if self.output.as_os_str() == "-" {
             Box::new(std::io::stdout().lock())
         } else {

@@ -265,7 +265,7 @@ impl RunArgs {
         };
         let plan = plan(campaigns, plugins, inputs);
 
-        let (input, total) = super::open_input(&self.input)?;
+        let (input, total) = super::open_input(&self.input, plan.reads())?;
         let output = create(&self.output, "output")?;
         let mut send_list = self
             .send_list

@@ -3,14 +3,14 @@
 //! input order, on the [`Evaluator`]. Memory is bounded by the chunk size and the queue depth,
 //! not the input size.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use regua_sdk::{Customer, Fields};
 
-use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, LineRead, SeenIds};
+use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, Input, LineRead, SeenIds};
 use crate::pipeline::output::{self, Class, Format, Tally};
 use crate::pipeline::record::EncodedBatch;
 use crate::runtime::error::CallError;
@@ -181,11 +181,11 @@ pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: For
         .collect();
     let mut done = Done {
         first_line: chunk.first_line,
-        out: Vec::with_capacity(chunk.ends.len() * 256),
-        lines: Vec::with_capacity(chunk.ends.len()),
+        out: Vec::with_capacity(chunk.len() * 256),
+        lines: Vec::with_capacity(chunk.len()),
         ids: String::new(),
         classes: Vec::with_capacity(customers.len() * evals.len()),
-        bytes: chunk.data.len() as u64,
+        bytes: chunk.bytes(),
     };
     for (offset, read) in reads.iter().enumerate() {
         let line = chunk.first_line + offset as u64;
@@ -318,7 +318,7 @@ impl Collator {
 pub fn run(
     evaluator: &Evaluator,
     plugins: Arc<Plugins>,
-    input: impl BufRead + Send,
+    input: Input<'_>,
     mut output: impl Write,
     options: &BatchOptions,
     progress: &(dyn Fn(u64, u64) + Sync),

@@ -27,6 +27,7 @@ use regua_sdk::{Customer, Fields};
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::pipeline::pool::Panicked;
+use crate::pipeline::columnar::{ColumnarInput, Unit};
 use crate::pipeline::pool::Pool;
 use crate::pipeline::record::salvage_id;
 use crate::runtime::worker::Worker;
@@ -62,6 +63,24 @@ pub struct Chunk {
     pub oversized: Vec<usize>,
     /// The longest line held when this chunk was cut.
     pub max_line: usize,
+    /// For columnar input, the unit of the file this chunk is (its lines are then empty): read
+    /// on the worker, so decoding is spread over the threads.
+    pub unit: Option<(Arc<ColumnarInput>, Unit)>,
+}
+
+/// Where a stream's records come from.
+pub enum Input<'a> {
+    /// NDJSON: one record a line.
+    Lines(Box<dyn BufRead + Send + 'a>),
+    /// A Parquet or Arrow IPC file.
+    Columnar(Arc<ColumnarInput>),
+}
+
+impl<'a> Input<'a> {
+    /// NDJSON lines from `reader`.
+    pub fn lines(reader: impl BufRead + Send + 'a) -> Self {
+        Input::Lines(Box::new(reader))
+    }
 }
 
 /// One line of a chunk, read as a record.
@@ -86,6 +105,9 @@ impl Chunk {
     /// checked to be well-formed JSON): the valid records in order, and for each line its
     /// record or why it has none.
     pub fn read(&self, reads: Fields) -> (Vec<Customer>, Vec<LineRead>) {
+        if let Some((input, unit)) = &self.unit {
+            return input.read(unit);
+        }
         let mut customers = Vec::with_capacity(self.ends.len());
         let lines = self
             .lines()
@@ -108,6 +130,29 @@ impl Chunk {
             })
             .collect();
         (customers, lines)
+    }
+}
+
+impl Chunk {
+    /// The input bytes this chunk stands for (for progress).
+    pub fn bytes(&self) -> u64 {
+        match &self.unit {
+            Some((_, unit)) => unit.bytes,
+            None => self.data.len() as u64,
+        }
+    }
+
+    /// How many records (lines or rows) it holds.
+    pub fn len(&self) -> usize {
+        match &self.unit {
+            Some((_, unit)) => unit.rows as usize,
+            None => self.ends.len(),
+        }
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -303,6 +348,24 @@ impl<D: Send + 'static> Feed<D> {
     }
 }
 
+impl<D: Send + 'static> Feed<D> {
+    /// Hands each unit of a columnar file to the pool, in order, then ends the stream. Stops
+    /// early, without error, when the answers are no longer read.
+    pub fn read_columnar(self, input: Arc<ColumnarInput>) {
+        for unit in input.units() {
+            let chunk = Chunk {
+                first_line: unit.first_row,
+                unit: Some((input.clone(), *unit)),
+                ..Chunk::default()
+            };
+            let slot = self.submit(chunk);
+            if self.queue.blocking_send(slot).is_err() {
+                return;
+            }
+        }
+    }
+}
+
 impl<D> Answers<D> {
     /// The next chunk's answer; `None` once the stream has ended and every answer was taken.
     pub async fn next(&mut self) -> Option<Result<D, Panicked>> {
@@ -373,11 +436,11 @@ impl Evaluator {
         (feed, Answers { queue: rx })
     }
 
-    /// Runs a stream over every line of `input` (read on a thread of its own), handing each
+    /// Runs a stream over every record of `input` (read on a thread of its own), handing each
     /// chunk's answer to `take` in input order and writing what it returns to `output`.
     pub fn run_lines<D: Send + 'static>(
         &self,
-        input: impl BufRead + Send,
+        input: Input<'_>,
         output: &mut impl Write,
         chunking: Chunking,
         process: Arc<ProcessChunk<D>>,
@@ -385,7 +448,13 @@ impl Evaluator {
     ) -> anyhow::Result<()> {
         let (feed, answers) = self.stream(chunking, process);
         std::thread::scope(|scope| -> anyhow::Result<()> {
-            let reader = scope.spawn(move || feed.read_from(input));
+            let reader = scope.spawn(move || match input {
+                Input::Lines(lines) => feed.read_from(lines),
+                Input::Columnar(file) => {
+                    feed.read_columnar(file);
+                    Ok(())
+                }
+            });
             // `answers` is dropped when this returns, early or not, so the reader never waits
             // on a full queue nobody reads.
             let written = write_answers(answers, output, take);
@@ -528,7 +597,7 @@ mod tests {
         let mut out = Vec::new();
         evaluator
             .run_lines(
-                &input[..],
+                Input::lines(&input[..]),
                 &mut out,
                 Chunking {
                     lines: 3,

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod campaign;
+pub mod columnar;
 pub mod evaluator;
 pub mod output;
 mod pool;

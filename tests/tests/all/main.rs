@@ -44,7 +44,7 @@ pub fn run_batch_with(
     let summary = batch::run(
         &evaluator,
         Arc::new(plugins),
-        input,
+        regua_host::pipeline::evaluator::Input::lines(input),
         &mut out,
         options,
         &|_, _| {},

@@ -9,7 +9,7 @@ pub mod decide;
 pub mod definition;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -17,7 +17,7 @@ use serde::Serialize;
 pub use decide::{CustomerRun, Decision, Kind, Plan, Planned, RunInputs};
 pub use definition::{Campaign, Campaigns, Company, Definition, FileError};
 
-use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, LineRead, SeenIds};
+use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, Input, LineRead, SeenIds};
 use crate::pipeline::output::write_error_line;
 use crate::runtime::worker::Worker;
 
@@ -438,7 +438,7 @@ pub struct RunOptions {
 pub fn run(
     evaluator: &Evaluator,
     plan: Arc<Plan>,
-    input: impl BufRead + Send,
+    input: Input<'_>,
     mut output: impl Write,
     mut send_list: Option<&mut SendList<Box<dyn Write>>>,
     options: &RunOptions,
@@ -452,7 +452,7 @@ pub fn run(
         &mut output,
         options.chunking,
         Arc::new(move |worker: &mut Worker, chunk: Chunk| {
-            let n = chunk.data.len() as u64;
+            let n = chunk.bytes();
             (n, process(worker, &plan, chunk))
         }),
         &mut |(n, lines)| {

@@ -1,0 +1,1218 @@
+//! Customer records in columns: Parquet and Arrow IPC files with the schema of
+//! `docs/COLUMNAR.md`, read for only the columns the plugins read, and written by
+//! `regua convert` and `regua generate --format parquet`.
+//!
+//! A file is checked once when it is opened (the format, and each known column's type); its row
+//! groups (Parquet) or record batches (Arrow IPC) are then read on the evaluation threads, one
+//! unit a thread, so decoding is spread over the cores as evaluation is. A row that breaks a
+//! rule the JSON reader also enforces (a blank id, an unknown channel, a required member that is
+//! null) gets an error naming the row and the column, and the other rows go on; so does every
+//! row of a unit that cannot be decoded at all.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Float64Type, Int64Type, TimestampMillisecondType,
+};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, ListArray, RecordBatch,
+    Int64Array, StringArray, StructArray, TimestampMillisecondArray,
+};
+use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field as ArrowField, Fields as ArrowFields, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use regua_sdk::record::{Consents, check_zone_name};
+use regua_sdk::{
+    Category, Channel, Consent, ConsentStatus, Contact, Customer, Date, Event, Field, Fields,
+    Inbound, JourneyState, JourneyStatus, Profile, Timestamp, Transaction, Value,
+};
+
+use crate::pipeline::evaluator::LineRead;
+
+/// Rows a Parquet row group holds when Régua writes one; also the Arrow IPC batch size.
+pub const ROWS_PER_GROUP: usize = 8192;
+
+/// The kind of a leaf column, as Régua reads it; several Arrow types are accepted for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leaf {
+    /// Text: Utf8, LargeUtf8, Utf8View or a dictionary of them.
+    Text,
+    /// An instant: Timestamp of any unit, read as UTC (a zone on the type is only a display hint).
+    Instant,
+    /// A calendar date: Date32 or Date64.
+    Day,
+    /// A number: any integer, float or decimal type, read as a 64-bit float.
+    Number,
+    /// An integer: any integer type.
+    Integer,
+    /// True or false: Boolean.
+    Flag,
+    /// A list of text.
+    Texts,
+}
+
+impl Leaf {
+    fn accepts(self, t: &DataType) -> bool {
+        use DataType::*;
+        match self {
+            Leaf::Text => match t {
+                Utf8 | LargeUtf8 | Utf8View => true,
+                Dictionary(_, v) => matches!(**v, Utf8 | LargeUtf8 | Utf8View),
+                _ => false,
+            },
+            Leaf::Instant => matches!(t, Timestamp(_, _)),
+            Leaf::Day => matches!(t, Date32 | Date64),
+            Leaf::Number => t.is_numeric(),
+            Leaf::Integer => t.is_integer(),
+            Leaf::Flag => matches!(t, Boolean),
+            Leaf::Texts => match t {
+                List(f) | LargeList(f) => Leaf::Text.accepts(f.data_type()),
+                _ => false,
+            },
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Leaf::Text => "text (Utf8)",
+            Leaf::Instant => "a timestamp",
+            Leaf::Day => "a date (Date32)",
+            Leaf::Number => "a number",
+            Leaf::Integer => "an integer",
+            Leaf::Flag => "a boolean",
+            Leaf::Texts => "a list of text",
+        }
+    }
+
+    /// The type a column of this kind is written with, and cast to when read.
+    fn canonical(self) -> DataType {
+        match self {
+            Leaf::Text => DataType::Utf8,
+            Leaf::Instant => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            Leaf::Day => DataType::Date32,
+            Leaf::Number => DataType::Float64,
+            Leaf::Integer => DataType::Int64,
+            Leaf::Flag => DataType::Boolean,
+            Leaf::Texts => DataType::List(Arc::new(ArrowField::new("item", DataType::Utf8, true))),
+        }
+    }
+}
+
+/// One member of a part: its name, kind, whether a record must have it, and (for transactions
+/// and events) the [`Field`] that reads it.
+struct Member {
+    name: &'static str,
+    leaf: Leaf,
+    required: bool,
+    field: Option<Field>,
+}
+
+const fn m(name: &'static str, leaf: Leaf, required: bool, field: Option<Field>) -> Member {
+    Member {
+        name,
+        leaf,
+        required,
+        field,
+    }
+}
+
+use Leaf::*;
+
+const PROFILE: &[Member] = &[
+    m("first_name", Text, false, None),
+    m("email", Text, false, None),
+    m("phone", Text, false, None),
+    m("birthday", Day, false, None),
+    m("created_at", Instant, false, None),
+    m("business_units", Texts, false, None),
+    m("funnel_stage", Text, false, None),
+    m("attributes", Text, false, None),
+];
+const CONSENTS: &[Member] = &[
+    m("channel", Text, true, None),
+    m("purpose", Text, true, None),
+    m("status", Text, true, None),
+    m("at", Instant, true, None),
+];
+const TRANSACTIONS: &[Member] = &[
+    m("id", Text, true, Some(Field::TransactionId)),
+    m("at", Instant, true, Some(Field::TransactionAt)),
+    m("kind", Text, true, Some(Field::TransactionKind)),
+    m("amount", Number, true, Some(Field::TransactionAmount)),
+    m("currency", Text, false, Some(Field::TransactionCurrency)),
+    m("business_unit", Text, false, Some(Field::TransactionBusinessUnit)),
+    m("category", Text, false, Some(Field::TransactionCategory)),
+];
+const EVENTS: &[Member] = &[
+    m("name", Text, true, Some(Field::EventName)),
+    m("at", Instant, true, Some(Field::EventAt)),
+    m("props", Text, false, Some(Field::EventProps)),
+];
+const INBOUND: &[Member] = &[m("channel", Text, true, None), m("at", Instant, true, None)];
+const CONTACTS: &[Member] = &[
+    m("channel", Text, true, None),
+    m("at", Instant, true, None),
+    m("campaign", Text, false, None),
+    m("category", Text, true, None),
+    m("tags", Texts, false, None),
+    m("counts_toward_caps", Flag, false, None),
+];
+const JOURNEYS: &[Member] = &[
+    m("journey", Text, true, None),
+    m("instance", Integer, false, None),
+    m("status", Text, true, None),
+    m("entered_at", Instant, true, None),
+    m("step", Text, true, None),
+    m("step_entered_at", Instant, true, None),
+    m("variant", Text, false, None),
+    m("exit_reason", Text, false, None),
+];
+
+/// The record's parts as columns: the part, its column name, whether it is a list of structs
+/// (all but `profile`), and its members.
+const PARTS: &[(Field, &str, bool, &[Member])] = &[
+    (Field::Profile, "profile", false, PROFILE),
+    (Field::Consents, "consents", true, CONSENTS),
+    (Field::Transactions, "transactions", true, TRANSACTIONS),
+    (Field::Events, "events", true, EVENTS),
+    (Field::Inbound, "inbound", true, INBOUND),
+    (Field::Contacts, "contacts", true, CONTACTS),
+    (Field::Journeys, "journeys", true, JOURNEYS),
+];
+
+fn struct_fields(members: &[Member]) -> ArrowFields {
+    members
+        .iter()
+        .map(|m| ArrowField::new(m.name, m.leaf.canonical(), !m.required))
+        .collect()
+}
+
+fn list_of(members: &[Member]) -> DataType {
+    let item = ArrowField::new("item", DataType::Struct(struct_fields(members)), false);
+    DataType::List(Arc::new(item))
+}
+
+/// The schema Régua writes (`docs/COLUMNAR.md`).
+pub fn schema() -> SchemaRef {
+    let mut fields = vec![
+        ArrowField::new("id", DataType::Utf8, false),
+        ArrowField::new("tz", DataType::Utf8, true),
+    ];
+    for (_, name, list, members) in PARTS {
+        let t = if *list {
+            list_of(members)
+        } else {
+            DataType::Struct(struct_fields(members))
+        };
+        fields.push(ArrowField::new(*name, t, true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// The struct type inside a part's column, if the column has the expected shape.
+fn part_struct<'a>(t: &'a DataType, list: bool) -> Option<&'a ArrowFields> {
+    let inner = if list {
+        match t {
+            DataType::List(f) | DataType::LargeList(f) => f.data_type(),
+            _ => return None,
+        }
+    } else {
+        t
+    };
+    match inner {
+        DataType::Struct(fields) => Some(fields),
+        _ => None,
+    }
+}
+
+/// Checks a file's schema against the documented one: `id` is there and is text, and every known
+/// column present has an accepted type. Unknown columns are ignored, as unknown JSON keys are.
+/// A required member missing from a part present is an error only for the rules that read it.
+fn check_schema(schema: &Schema, reads: Fields) -> anyhow::Result<()> {
+    let column = |name: &str| schema.field_with_name(name).ok();
+    match column("id") {
+        None => bail!("it has no `id` column (every record needs one)"),
+        Some(f) if !Leaf::Text.accepts(f.data_type()) => bail!(
+            "column `id` is {}, expected text (Utf8)",
+            f.data_type()
+        ),
+        _ => {}
+    }
+    if let Some(f) = column("tz").filter(|f| !Leaf::Text.accepts(f.data_type())) {
+        bail!("column `tz` is {}, expected text (Utf8)", f.data_type());
+    }
+    for (part, name, list, members) in PARTS {
+        let Some(f) = column(name) else { continue };
+        let shape = if *list { "a list of structs" } else { "a struct" };
+        let Some(fields) = part_struct(f.data_type(), *list) else {
+            bail!("column `{name}` is {}, expected {shape}", f.data_type());
+        };
+        for member in *members {
+            match fields.find(member.name) {
+                Some((_, f)) if !member.leaf.accepts(f.data_type()) => bail!(
+                    "column `{name}.{}` is {}, expected {}",
+                    member.name,
+                    f.data_type(),
+                    member.leaf.expected()
+                ),
+                None if member.required && reads.contains(*part) && reads_member(reads, *part, member) => {
+                    bail!(
+                        "column `{name}` has no member `{}`, which every {} needs",
+                        member.name,
+                        singular(name)
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reads_member(reads: Fields, part: Field, member: &Member) -> bool {
+    match member.field {
+        Some(f) => reads.reads(f),
+        None => reads.contains(part),
+    }
+}
+
+fn singular(part: &str) -> &str {
+    match part {
+        "consents" => "consent",
+        "transactions" => "transaction",
+        "events" => "event",
+        "contacts" => "contact",
+        "journeys" => "journey state",
+        other => other,
+    }
+}
+
+/// A columnar input file, checked and ready to be read a unit at a time.
+#[derive(Debug)]
+pub struct ColumnarInput {
+    path: PathBuf,
+    format: ColumnarFormat,
+    units: Vec<Unit>,
+    reads: Fields,
+}
+
+/// One piece of a file read at once: a Parquet row group or an Arrow IPC record batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Unit {
+    /// Its index in the file.
+    pub index: usize,
+    /// The number of its first row in the file (1-based).
+    pub first_row: u64,
+    /// How many rows it has.
+    pub rows: u64,
+    /// Its size in the file, for progress.
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+enum ColumnarFormat {
+    Parquet(ArrowReaderMetadata),
+    ArrowIpc,
+}
+
+/// What a file's first bytes say it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// Parquet (`PAR1`).
+    Parquet,
+    /// An Arrow IPC file (`ARROW1`).
+    ArrowIpc,
+    /// Anything else: read as NDJSON.
+    Lines,
+}
+
+/// Tells a Parquet or Arrow IPC file from NDJSON by its magic bytes.
+pub fn sniff(path: &Path) -> std::io::Result<FileKind> {
+    let mut head = [0u8; 6];
+    let mut file = File::open(path)?;
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(match &head[..n] {
+        [b'P', b'A', b'R', b'1', ..] => FileKind::Parquet,
+        b"ARROW1" => FileKind::ArrowIpc,
+        _ => FileKind::Lines,
+    })
+}
+
+impl ColumnarInput {
+    /// Opens `path` (Parquet or Arrow IPC, by `kind`) for rules that read `reads`: reads its
+    /// footer and checks its schema.
+    pub fn open(path: &Path, kind: FileKind, reads: Fields) -> anyhow::Result<ColumnarInput> {
+        let what = || format!("`{}`", path.display());
+        let file = File::open(path).with_context(|| format!("cannot open input {}", what()))?;
+        let (format, schema, units) = match kind {
+            FileKind::Parquet => {
+                let meta = ArrowReaderMetadata::load(&file, Default::default())
+                    .with_context(|| format!("{} is not a readable Parquet file", what()))?;
+                let mut first_row = 1;
+                let units = meta
+                    .metadata()
+                    .row_groups()
+                    .iter()
+                    .enumerate()
+                    .map(|(index, g)| {
+                        let unit = Unit {
+                            index,
+                            first_row,
+                            rows: g.num_rows().max(0) as u64,
+                            bytes: g.compressed_size().max(0) as u64,
+                        };
+                        first_row += unit.rows;
+                        unit
+                    })
+                    .collect();
+                let schema = meta.schema().clone();
+                (ColumnarFormat::Parquet(meta), schema, units)
+            }
+            FileKind::ArrowIpc => {
+                let reader = arrow_ipc::reader::FileReader::try_new(file, None)
+                    .with_context(|| format!("{} is not a readable Arrow IPC file", what()))?;
+                let schema = reader.schema();
+                let blocks = reader.num_batches();
+                // Batch sizes are known only once read; each batch is a unit.
+                let units = (0..blocks)
+                    .map(|index| Unit {
+                        index,
+                        first_row: 0,
+                        rows: 0,
+                        bytes: 0,
+                    })
+                    .collect();
+                (ColumnarFormat::ArrowIpc, schema, units)
+            }
+            FileKind::Lines => bail!("{} is not a columnar file", what()),
+        };
+        check_schema(&schema, reads).with_context(|| {
+            format!("{} does not have the customer schema (docs/COLUMNAR.md)", what())
+        })?;
+        let mut input = ColumnarInput {
+            path: path.to_owned(),
+            format,
+            units,
+            reads,
+        };
+        if matches!(input.format, ColumnarFormat::ArrowIpc) {
+            input.count_ipc_rows()?;
+        }
+        Ok(input)
+    }
+
+    /// Arrow IPC keeps no row counts in its footer: read each batch's header for it.
+    fn count_ipc_rows(&mut self) -> anyhow::Result<()> {
+        let mut first_row = 1;
+        let mut reader = self.ipc_reader(Fields::default())?;
+        for unit in &mut self.units {
+            reader.set_index(unit.index)?;
+            let rows = match reader.next() {
+                Some(Ok(batch)) => batch.num_rows() as u64,
+                _ => 0,
+            };
+            unit.first_row = first_row;
+            unit.rows = rows;
+            first_row += rows;
+        }
+        Ok(())
+    }
+
+    fn ipc_reader(&self, reads: Fields) -> anyhow::Result<arrow_ipc::reader::FileReader<File>> {
+        let file = File::open(&self.path)
+            .with_context(|| format!("cannot open input `{}`", self.path.display()))?;
+        let projection = {
+            let schema = arrow_ipc::reader::FileReader::try_new(File::open(&self.path)?, None)?
+                .schema();
+            projected_columns(&schema, reads)
+        };
+        Ok(arrow_ipc::reader::FileReader::try_new(
+            file,
+            Some(projection),
+        )?)
+    }
+
+    /// The units of the file, in order.
+    pub fn units(&self) -> &[Unit] {
+        &self.units
+    }
+
+    /// The file's size, for progress.
+    pub fn total_bytes(&self) -> Option<u64> {
+        std::fs::metadata(&self.path).ok().map(|m| m.len())
+    }
+
+    /// Reads one unit, for the columns the rules read: its records, and for each row its record
+    /// or why it has none.
+    pub fn read(&self, unit: &Unit) -> (Vec<Customer>, Vec<LineRead>) {
+        let mut out = (Vec::new(), Vec::new());
+        let mut row = unit.first_row;
+        let failed = match self.batches(unit) {
+            Ok(batches) => batches.into_iter().find_map(|batch| match batch {
+                Ok(batch) => {
+                    read_batch(&batch, row, self.reads, &mut out);
+                    row += batch.num_rows() as u64;
+                    None
+                }
+                Err(e) => Some(e),
+            }),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            let end = unit.first_row + unit.rows.max(1);
+            let what = match self.format {
+                ColumnarFormat::Parquet(_) => "row group",
+                ColumnarFormat::ArrowIpc => "record batch",
+            };
+            for r in row..end {
+                let error = format!(
+                    "row {r}: {what} {} (rows {}–{}) cannot be read: {e}",
+                    unit.index,
+                    unit.first_row,
+                    end - 1
+                );
+                out.1.push(LineRead::Bad(None, error));
+            }
+        }
+        out
+    }
+
+    fn batches(&self, unit: &Unit) -> Result<Vec<Result<RecordBatch, String>>, String> {
+        match &self.format {
+            ColumnarFormat::Parquet(meta) => {
+                let file = File::open(&self.path).map_err(|e| e.to_string())?;
+                let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone());
+                let mask = parquet_projection(builder.parquet_schema(), self.reads);
+                let reader = builder
+                    .with_row_groups(vec![unit.index])
+                    .with_projection(mask)
+                    .with_batch_size(1024)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Ok(reader.map(|b| b.map_err(|e| e.to_string())).collect())
+            }
+            ColumnarFormat::ArrowIpc => {
+                let mut reader = self.ipc_reader(self.reads).map_err(|e| format!("{e:#}"))?;
+                reader.set_index(unit.index).map_err(|e| e.to_string())?;
+                Ok(reader
+                    .next()
+                    .into_iter()
+                    .map(|b| b.map_err(|e| e.to_string()))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// The top-level columns rules that read `reads` need (Arrow IPC projects whole columns).
+fn projected_columns(schema: &Schema, reads: Fields) -> Vec<usize> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| wanted(f.name(), reads))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn wanted(column: &str, reads: Fields) -> bool {
+    column == "id"
+        || column == "tz"
+        || PARTS
+            .iter()
+            .any(|(part, name, _, _)| *name == column && reads.contains(*part))
+}
+
+/// The Parquet leaves rules that read `reads` need: whole parts, and for transactions and events
+/// read member by member only those members.
+fn parquet_projection(schema: &parquet::schema::types::SchemaDescriptor, reads: Fields) -> ProjectionMask {
+    let leaves = (0..schema.num_columns()).filter(|&i| {
+        let parts = schema.column(i).path().parts().to_vec();
+        let top = parts[0].as_str();
+        if !wanted(top, reads) {
+            return false;
+        }
+        let Some((part, _, _, members)) = PARTS.iter().find(|(_, name, _, _)| *name == top) else {
+            return true;
+        };
+        // A member is the first path element below the list's item that names one.
+        match parts
+            .iter()
+            .skip(1)
+            .find_map(|p| members.iter().find(|m| m.name == p))
+        {
+            Some(member) => reads_member(reads, *part, member),
+            None => true,
+        }
+    });
+    ProjectionMask::leaves(schema, leaves.collect::<Vec<_>>())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading rows
+
+/// A column cast to its canonical type, or nothing when the file does not have it (or the rules
+/// do not read it).
+struct Column {
+    array: Option<ArrayRef>,
+}
+
+impl Column {
+    fn of(parent: Option<&StructArray>, member: &Member) -> Column {
+        let array = parent
+            .and_then(|s| s.column_by_name(member.name))
+            .and_then(|a| arrow_cast::cast(a, &member.leaf.canonical()).ok());
+        Column { array }
+    }
+
+    fn top(batch: &RecordBatch, name: &str, leaf: Leaf) -> Column {
+        let array = batch
+            .column_by_name(name)
+            .and_then(|a| arrow_cast::cast(a, &leaf.canonical()).ok());
+        Column { array }
+    }
+
+    fn text(&self, i: usize) -> Option<&str> {
+        let a = self.array.as_ref()?;
+        (!a.is_null(i)).then(|| a.as_string::<i32>().value(i))
+    }
+
+    fn instant(&self, i: usize) -> Option<Timestamp> {
+        let a = self.array.as_ref()?;
+        (!a.is_null(i))
+            .then(|| Timestamp::from_millis(a.as_primitive::<TimestampMillisecondType>().value(i)))
+    }
+
+    fn day(&self, i: usize) -> Option<i32> {
+        let a = self.array.as_ref()?;
+        (!a.is_null(i)).then(|| a.as_primitive::<Date32Type>().value(i))
+    }
+
+    fn number(&self, i: usize) -> Option<f64> {
+        let a = self.array.as_ref()?;
+        (!a.is_null(i)).then(|| a.as_primitive::<Float64Type>().value(i))
+    }
+
+    fn integer(&self, i: usize) -> Option<i64> {
+        let a = self.array.as_ref()?;
+        (!a.is_null(i)).then(|| a.as_primitive::<Int64Type>().value(i))
+    }
+
+    fn flag(&self, i: usize) -> Option<bool> {
+        let a = self.array.as_ref()?;
+        (!a.is_null(i)).then(|| a.as_boolean().value(i))
+    }
+
+    fn texts(&self, i: usize) -> Vec<String> {
+        let Some(a) = self.array.as_ref().filter(|a| !a.is_null(i)) else {
+            return Vec::new();
+        };
+        let list = a.as_list::<i32>().value(i);
+        let strings = list.as_string::<i32>();
+        (0..strings.len())
+            .filter(|&k| !strings.is_null(k))
+            .map(|k| strings.value(k).to_owned())
+            .collect()
+    }
+}
+
+/// One part's column in a batch: per row, the range of its items, and its members' columns.
+struct PartColumns {
+    name: &'static str,
+    /// Item ranges per row (lists); `None` when the file has no such column.
+    offsets: Option<(OffsetBuffer<i32>, Option<NullBuffer>)>,
+    /// The struct's own nulls (an item that is null).
+    items: Option<StructArray>,
+    columns: Vec<Column>,
+}
+
+impl PartColumns {
+    fn of(batch: &RecordBatch, name: &'static str, list: bool, members: &[Member]) -> PartColumns {
+        let mut part = PartColumns {
+            name,
+            offsets: None,
+            items: None,
+            columns: Vec::new(),
+        };
+        if let Some(column) = batch.column_by_name(name) {
+            let column = match column.data_type() {
+                DataType::LargeList(f) => {
+                    arrow_cast::cast(column, &DataType::List(f.clone())).ok()
+                }
+                _ => Some(column.clone()),
+            };
+            if let Some(column) = column {
+                if list {
+                    let l = column.as_list::<i32>();
+                    part.offsets = Some((l.offsets().clone(), l.nulls().cloned()));
+                    part.items = Some(l.values().as_struct().clone());
+                } else {
+                    part.items = Some(column.as_struct().clone());
+                }
+            }
+        }
+        part.columns = members
+            .iter()
+            .map(|m| Column::of(part.items.as_ref(), m))
+            .collect();
+        part
+    }
+
+    /// The item indices of row `r`.
+    fn range(&self, r: usize) -> std::ops::Range<usize> {
+        match &self.offsets {
+            Some((o, nulls)) if nulls.as_ref().is_none_or(|n| n.is_valid(r)) => {
+                o[r] as usize..o[r + 1] as usize
+            }
+            _ => 0..0,
+        }
+    }
+
+    fn item_is_null(&self, i: usize) -> bool {
+        self.items.as_ref().is_some_and(|s| s.is_null(i))
+    }
+}
+
+/// An error in one cell: the column's path and what is wrong.
+struct Cell(String, String);
+
+type CellResult<T> = Result<T, Cell>;
+
+/// Reads a batch's rows (the first of which is row `first_row` of the file) into `out`.
+fn read_batch(
+    batch: &RecordBatch,
+    first_row: u64,
+    reads: Fields,
+    out: &mut (Vec<Customer>, Vec<LineRead>),
+) {
+    let id = Column::top(batch, "id", Text);
+    let tz = Column::top(batch, "tz", Text);
+    let parts: Vec<Option<PartColumns>> = PARTS
+        .iter()
+        .map(|(part, name, list, members)| {
+            reads
+                .contains(*part)
+                .then(|| PartColumns::of(batch, name, *list, members))
+        })
+        .collect();
+    for r in 0..batch.num_rows() {
+        let row = first_row + r as u64;
+        let salvaged = id.text(r).map(str::to_owned);
+        match read_row(r, &id, &tz, &parts, reads) {
+            Ok(c) => {
+                out.0.push(c);
+                out.1.push(LineRead::Record(out.0.len() - 1));
+            }
+            Err(Cell(column, e)) => {
+                let error = format!("row {row}, column `{column}`: {e}");
+                out.1.push(LineRead::Bad(salvaged.filter(|s| !s.trim().is_empty()), error));
+            }
+        }
+    }
+}
+
+fn read_row(
+    r: usize,
+    id: &Column,
+    tz: &Column,
+    parts: &[Option<PartColumns>],
+    reads: Fields,
+) -> CellResult<Customer> {
+    let cell = |column: &str, e: String| Cell(column.to_owned(), e);
+    let id = match id.text(r) {
+        None => return Err(cell("id", "is null (every record needs an id)".into())),
+        Some(t) if t.trim().is_empty() => return Err(cell("id", "is empty".into())),
+        Some(t) => t.to_owned(),
+    };
+    let tz = tz.text(r).map(str::to_owned);
+    if let Some(name) = &tz {
+        check_zone_name(name).map_err(|e| cell("tz", e))?;
+    }
+    let mut c = Customer {
+        id,
+        tz,
+        ..Customer::default()
+    };
+    let part = |f: Field| parts[PARTS.iter().position(|p| p.0 == f).expect("a part")].as_ref();
+    if let Some(p) = part(Field::Profile) {
+        c.profile = read_profile(p, r)?;
+    }
+    if let Some(p) = part(Field::Consents) {
+        c.consents = read_consents(p, r)?;
+    }
+    if let Some(p) = part(Field::Transactions) {
+        c.transactions = items(p, r, |i, col| {
+            let want = |f| reads.reads(f);
+            Ok(Transaction {
+                id: if want(Field::TransactionId) { req(col, 0, i, |c| c.text(i))?.to_owned() } else { String::new() },
+                at: if want(Field::TransactionAt) { req(col, 1, i, |c| c.instant(i))? } else { Timestamp::default() },
+                kind: if want(Field::TransactionKind) { req(col, 2, i, |c| c.text(i))?.to_owned() } else { String::new() },
+                amount: if want(Field::TransactionAmount) { req(col, 3, i, |c| c.number(i))? } else { 0.0 },
+                currency: col.columns[4].text(i).unwrap_or_default().to_owned(),
+                business_unit: col.columns[5].text(i).map(str::to_owned),
+                category: col.columns[6].text(i).map(str::to_owned),
+            })
+        })?;
+    }
+    if let Some(p) = part(Field::Events) {
+        c.events = items(p, r, |i, col| {
+            let want = |f| reads.reads(f);
+            Ok(Event {
+                name: if want(Field::EventName) { req(col, 0, i, |c| c.text(i))?.to_owned() } else { String::new() },
+                at: if want(Field::EventAt) { req(col, 1, i, |c| c.instant(i))? } else { Timestamp::default() },
+                props: match col.columns[2].text(i) {
+                    Some(text) => json_value(text).map_err(|e| member_cell(col, 2, i, e))?,
+                    None => Value::Null,
+                },
+            })
+        })?;
+    }
+    if let Some(p) = part(Field::Inbound) {
+        c.inbound = items(p, r, |i, col| {
+            Ok(Inbound {
+                channel: named(col, 0, i, Channel::from_name)?,
+                at: req(col, 1, i, |c| c.instant(i))?,
+            })
+        })?;
+    }
+    if let Some(p) = part(Field::Contacts) {
+        c.contacts = items(p, r, |i, col| {
+            Ok(Contact {
+                channel: named(col, 0, i, Channel::from_name)?,
+                at: req(col, 1, i, |c| c.instant(i))?,
+                campaign: col.columns[2].text(i).map(str::to_owned),
+                category: named(col, 3, i, Category::from_name)?,
+                tags: col.columns[4].texts(i),
+                counts_toward_caps: col.columns[5].flag(i).unwrap_or(true),
+            })
+        })?;
+    }
+    if let Some(p) = part(Field::Journeys) {
+        c.journeys = items(p, r, |i, col| {
+            let instance = match col.columns[1].integer(i) {
+                None => 1,
+                Some(n) => u32::try_from(n).map_err(|_| {
+                    member_cell(col, 1, i, format!("{n} is not an instance number (0 to {})", u32::MAX))
+                })?,
+            };
+            Ok(JourneyState {
+                journey: req(col, 0, i, |c| c.text(i))?.to_owned(),
+                instance,
+                status: named(col, 2, i, JourneyStatus::from_name)?,
+                entered_at: req(col, 3, i, |c| c.instant(i))?,
+                step: req(col, 4, i, |c| c.text(i))?.to_owned(),
+                step_entered_at: req(col, 5, i, |c| c.instant(i))?,
+                variant: col.columns[6].text(i).map(str::to_owned),
+                exit_reason: col.columns[7].text(i).map(str::to_owned),
+            })
+        })?;
+    }
+    Ok(c)
+}
+
+/// The path of member `k` of item `i` of a part, in the JSON reader's notation
+/// (`transactions[2].at`): the item's index within its row.
+fn member_path(part: &PartColumns, k: usize, i: usize, row_start: usize) -> String {
+    let members = PARTS
+        .iter()
+        .find(|p| p.1 == part.name)
+        .map(|p| p.3)
+        .unwrap_or_default();
+    let member = members.get(k).map_or("?", |m| m.name);
+    if part.offsets.is_some() {
+        format!("{}[{}].{member}", part.name, i - row_start)
+    } else {
+        format!("{}.{member}", part.name)
+    }
+}
+
+thread_local! {
+    /// The first item of the row being read, so a member's error names the item's index.
+    static ROW_START: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn member_cell(part: &PartColumns, k: usize, i: usize, e: String) -> Cell {
+    Cell(member_path(part, k, i, ROW_START.get()), e)
+}
+
+fn req<'a, T>(
+    part: &'a PartColumns,
+    k: usize,
+    i: usize,
+    get: impl FnOnce(&'a Column) -> Option<T>,
+) -> CellResult<T> {
+    get(&part.columns[k]).ok_or_else(|| {
+        let e = if part.columns[k].array.is_none() { "is missing" } else { "is null" };
+        member_cell(part, k, i, format!("{e} (required)"))
+    })
+}
+
+fn named<T>(
+    part: &PartColumns,
+    k: usize,
+    i: usize,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> CellResult<T> {
+    let text = req(part, k, i, |c| c.text(i))?;
+    parse(text).map_err(|e| member_cell(part, k, i, e))
+}
+
+fn items<T>(
+    part: &PartColumns,
+    r: usize,
+    mut read: impl FnMut(usize, &PartColumns) -> CellResult<T>,
+) -> CellResult<Vec<T>> {
+    let range = part.range(r);
+    ROW_START.set(range.start);
+    range
+        .map(|i| {
+            if part.item_is_null(i) {
+                let index = i - ROW_START.get();
+                return Err(Cell(format!("{}[{index}]", part.name), "is null".into()));
+            }
+            read(i, part)
+        })
+        .collect()
+}
+
+fn json_value(text: &str) -> Result<Value, String> {
+    regua_sdk::json::from_str(text, None).map_err(|e| format!("is not JSON text: {e}"))
+}
+
+fn read_profile(p: &PartColumns, r: usize) -> CellResult<Profile> {
+    if p.items.is_none() || p.item_is_null(r) {
+        return Ok(Profile::default());
+    }
+    ROW_START.set(r);
+    let text = |k: usize| p.columns[k].text(r).map(str::to_owned);
+    let attributes = match p.columns[7].text(r) {
+        None => Default::default(),
+        Some(t) => match json_value(t).map_err(|e| member_cell(p, 7, r, e))? {
+            Value::Object(map) => map,
+            Value::Null => Default::default(),
+            _ => return Err(member_cell(p, 7, r, "is not a JSON object".into())),
+        },
+    };
+    let birthday = match p.columns[3].day(r) {
+        None => None,
+        Some(days) => Some(date_of_days(days).map_err(|e| member_cell(p, 3, r, e))?),
+    };
+    Ok(Profile {
+        first_name: text(0),
+        email: text(1),
+        phone: text(2),
+        birthday,
+        created_at: p.columns[4].instant(r),
+        business_units: p.columns[5].texts(r),
+        funnel_stage: text(6),
+        attributes,
+    })
+}
+
+fn read_consents(p: &PartColumns, r: usize) -> CellResult<Consents> {
+    let mut consents = Consents::new();
+    let range = p.range(r);
+    ROW_START.set(range.start);
+    for i in range {
+        if p.item_is_null(i) {
+            return Err(Cell(format!("consents[{}]", i - ROW_START.get()), "is null".into()));
+        }
+        let channel = named(p, 0, i, Channel::from_name)?;
+        let purpose = named(p, 1, i, Category::from_name)?;
+        let consent = Consent {
+            status: named(p, 2, i, ConsentStatus::from_name)?,
+            at: req(p, 3, i, |c| c.instant(i))?,
+        };
+        if consents.entry(channel).or_default().insert(purpose, consent).is_some() {
+            return Err(Cell(
+                format!("consents[{}]", i - ROW_START.get()),
+                format!("a second consent for {channel} {}", purpose.name()),
+            ));
+        }
+    }
+    Ok(consents)
+}
+
+const EPOCH: jiff::civil::Date = jiff::civil::date(1970, 1, 1);
+
+fn date_of_days(days: i32) -> Result<Date, String> {
+    EPOCH
+        .checked_add(jiff::Span::new().days(days as i64))
+        .map(Date)
+        .map_err(|e| format!("{days} days from 1970-01-01 is not a date ({e})"))
+}
+
+fn days_of_date(date: Date) -> i32 {
+    (date.0 - EPOCH).get_days()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/// The columns of customers, in the schema of [`schema`].
+pub fn to_batch(customers: &[Customer]) -> RecordBatch {
+    let text = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let mut columns: Vec<ArrayRef> = vec![
+        text(customers.iter().map(|c| Some(c.id.as_str())).collect()),
+        text(customers.iter().map(|c| c.tz.as_deref()).collect()),
+    ];
+    let profiles: Vec<&Profile> = customers.iter().map(|c| &c.profile).collect();
+    columns.push(Arc::new(profile_struct(&profiles)));
+    columns.push(list(customers, PARTS[1].3, |c| {
+        c.consents
+            .iter()
+            .flat_map(|(ch, by)| by.iter().map(move |(p, consent)| (*ch, *p, consent)))
+            .collect::<Vec<_>>()
+    }, |items| {
+        vec![
+            text(items.iter().map(|i| Some(i.0.name())).collect()),
+            text(items.iter().map(|i| Some(i.1.name())).collect()),
+            text(items.iter().map(|i| Some(i.2.status.name())).collect()),
+            instants(items.iter().map(|i| Some(i.2.at))),
+        ]
+    }));
+    columns.push(list(customers, TRANSACTIONS, |c| c.transactions.iter().collect(), |t| {
+        vec![
+            text(t.iter().map(|t| Some(t.id.as_str())).collect()),
+            instants(t.iter().map(|t| Some(t.at))),
+            text(t.iter().map(|t| Some(t.kind.as_str())).collect()),
+            Arc::new(Float64Array::from(t.iter().map(|t| t.amount).collect::<Vec<_>>())),
+            text(t.iter().map(|t| Some(t.currency.as_str()).filter(|c| !c.is_empty())).collect()),
+            text(t.iter().map(|t| t.business_unit.as_deref()).collect()),
+            text(t.iter().map(|t| t.category.as_deref()).collect()),
+        ]
+    }));
+    columns.push(list(customers, EVENTS, |c| c.events.iter().collect(), |e| {
+        let props: Vec<Option<String>> = e
+            .iter()
+            .map(|e| (!e.props.is_null()).then(|| serde_json::to_string(&e.props).expect("JSON")))
+            .collect();
+        vec![
+            text(e.iter().map(|e| Some(e.name.as_str())).collect()),
+            instants(e.iter().map(|e| Some(e.at))),
+            text(props.iter().map(Option::as_deref).collect()),
+        ]
+    }));
+    columns.push(list(customers, INBOUND, |c| c.inbound.iter().collect(), |m| {
+        vec![
+            text(m.iter().map(|m| Some(m.channel.name())).collect()),
+            instants(m.iter().map(|m| Some(m.at))),
+        ]
+    }));
+    columns.push(list(customers, CONTACTS, |c| c.contacts.iter().collect(), |m| {
+        vec![
+            text(m.iter().map(|m| Some(m.channel.name())).collect()),
+            instants(m.iter().map(|m| Some(m.at))),
+            text(m.iter().map(|m| m.campaign.as_deref()).collect()),
+            text(m.iter().map(|m| Some(m.category.name())).collect()),
+            text_lists(m.iter().map(|m| &m.tags[..])),
+            Arc::new(BooleanArray::from(m.iter().map(|m| m.counts_toward_caps).collect::<Vec<_>>())),
+        ]
+    }));
+    columns.push(list(customers, JOURNEYS, |c| c.journeys.iter().collect(), |j| {
+        vec![
+            text(j.iter().map(|j| Some(j.journey.as_str())).collect()),
+            Arc::new(Int64Array::from(j.iter().map(|j| j.instance as i64).collect::<Vec<_>>())),
+            text(j.iter().map(|j| Some(j.status.name())).collect()),
+            instants(j.iter().map(|j| Some(j.entered_at))),
+            text(j.iter().map(|j| Some(j.step.as_str())).collect()),
+            instants(j.iter().map(|j| Some(j.step_entered_at))),
+            text(j.iter().map(|j| j.variant.as_deref()).collect()),
+            text(j.iter().map(|j| j.exit_reason.as_deref()).collect()),
+        ]
+    }));
+    RecordBatch::try_new(schema(), columns).expect("columns match the schema")
+}
+
+fn instants(values: impl Iterator<Item = Option<Timestamp>>) -> ArrayRef {
+    let v: Vec<Option<i64>> = values.map(|t| t.map(Timestamp::as_millis)).collect();
+    Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC"))
+}
+
+fn text_lists<'a>(lists: impl Iterator<Item = &'a [String]>) -> ArrayRef {
+    let mut offsets = vec![0i32];
+    let mut values: Vec<&str> = Vec::new();
+    for l in lists {
+        values.extend(l.iter().map(String::as_str));
+        offsets.push(values.len() as i32);
+    }
+    let item = Arc::new(ArrowField::new("item", DataType::Utf8, true));
+    Arc::new(ListArray::new(
+        item,
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(StringArray::from(values)),
+        None,
+    ))
+}
+
+/// A list-of-structs column: the items of each customer (`items`), turned into member columns
+/// (`columns`) in the order of `members`.
+fn list<'c, T>(
+    customers: &'c [Customer],
+    members: &[Member],
+    items: impl Fn(&'c Customer) -> Vec<T>,
+    columns: impl FnOnce(&[T]) -> Vec<ArrayRef>,
+) -> ArrayRef {
+    let mut offsets = vec![0i32];
+    let mut all = Vec::new();
+    for c in customers {
+        all.extend(items(c));
+        offsets.push(all.len() as i32);
+    }
+    let arrays = columns(&all);
+    let fields: ArrowFields = members
+        .iter()
+        .zip(&arrays)
+        .map(|(m, a)| ArrowField::new(m.name, a.data_type().clone(), !m.required))
+        .collect();
+    let values = StructArray::new(fields.clone(), arrays, None);
+    let item = Arc::new(ArrowField::new("item", DataType::Struct(fields), false));
+    Arc::new(ListArray::new(
+        item,
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(values),
+        None,
+    ))
+}
+
+fn profile_struct(profiles: &[&Profile]) -> StructArray {
+    let text = |f: &dyn Fn(&Profile) -> Option<&str>| -> ArrayRef {
+        Arc::new(StringArray::from(profiles.iter().map(|p| f(p)).collect::<Vec<_>>()))
+    };
+    let attributes: Vec<Option<String>> = profiles
+        .iter()
+        .map(|p| {
+            (!p.attributes.is_empty())
+                .then(|| serde_json::to_string(&p.attributes).expect("JSON"))
+        })
+        .collect();
+    let arrays: Vec<ArrayRef> = vec![
+        text(&|p| p.first_name.as_deref()),
+        text(&|p| p.email.as_deref()),
+        text(&|p| p.phone.as_deref()),
+        Arc::new(Date32Array::from(
+            profiles.iter().map(|p| p.birthday.map(days_of_date)).collect::<Vec<_>>(),
+        )),
+        instants(profiles.iter().map(|p| p.created_at)),
+        text_lists(profiles.iter().map(|p| &p.business_units[..])),
+        text(&|p| p.funnel_stage.as_deref()),
+        Arc::new(StringArray::from(
+            attributes.iter().map(Option::as_deref).collect::<Vec<_>>(),
+        )),
+    ];
+    StructArray::new(struct_fields(PROFILE), arrays, None)
+}
+
+/// The columnar formats Régua writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Columnar {
+    /// Apache Parquet, snappy-compressed, in row groups of 8,192 customers.
+    Parquet,
+    /// An Arrow IPC file, in record batches of 8,192 customers.
+    Arrow,
+}
+
+/// Writes customers to a Parquet or Arrow IPC file, a row group (or batch) at a time.
+pub struct ColumnarWriter {
+    inner: Inner,
+    pending: Vec<Customer>,
+    rows: u64,
+}
+
+enum Inner {
+    Parquet(parquet::arrow::ArrowWriter<Box<dyn Write + Send>>),
+    Arrow(arrow_ipc::writer::FileWriter<Box<dyn Write + Send>>),
+}
+
+impl ColumnarWriter {
+    /// A writer of `format` into `out`.
+    pub fn new(format: Columnar, out: Box<dyn Write + Send>) -> anyhow::Result<Self> {
+        let schema = schema();
+        let inner = match format {
+            Columnar::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+                    .build();
+                Inner::Parquet(parquet::arrow::ArrowWriter::try_new(out, schema, Some(props))?)
+            }
+            Columnar::Arrow => Inner::Arrow(arrow_ipc::writer::FileWriter::try_new(out, &schema)?),
+        };
+        Ok(ColumnarWriter {
+            inner,
+            pending: Vec::with_capacity(ROWS_PER_GROUP),
+            rows: 0,
+        })
+    }
+
+    /// Adds one customer.
+    pub fn push(&mut self, customer: Customer) -> anyhow::Result<()> {
+        self.pending.push(customer);
+        if self.pending.len() == ROWS_PER_GROUP {
+            self.flush_group()?;
+        }
+        Ok(())
+    }
+
+    fn flush_group(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = to_batch(&self.pending);
+        match &mut self.inner {
+            Inner::Parquet(w) => {
+                w.write(&batch)?;
+                w.flush()?;
+            }
+            Inner::Arrow(w) => w.write(&batch)?,
+        }
+        self.rows += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes what is left and the file's footer; returns the number of customers written.
+    pub fn finish(mut self) -> anyhow::Result<u64> {
+        self.flush_group()?;
+        match self.inner {
+            Inner::Parquet(w) => {
+                w.close()?;
+            }
+            Inner::Arrow(mut w) => w.finish()?,
+        }
+        Ok(self.rows)
+    }
+}
+
+/// Reads every row of a columnar file as a whole record (for `regua convert`).
+pub fn read_all(
+    path: &Path,
+    kind: FileKind,
+    mut each: impl FnMut(u64, Result<Customer, String>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let input = ColumnarInput::open(path, kind, Fields::all())?;
+    for unit in input.units() {
+        let (customers, reads) = input.read(unit);
+        let mut customers = customers.into_iter().map(Some).collect::<Vec<_>>();
+        for (k, read) in reads.into_iter().enumerate() {
+            let row = unit.first_row + k as u64;
+            match read {
+                LineRead::Record(i) => each(row, Ok(customers[i].take().expect("once")))?,
+                LineRead::Bad(_, e) => each(row, Err(e))?,
+            }
+        }
+    }
+    Ok(())
+}
