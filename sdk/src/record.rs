@@ -76,10 +76,35 @@ macro_rules! named {
     };
 }
 
-named!(Channel, "channel", Email = "email", Sms = "sms", Push = "push", Webpush = "webpush", Whatsapp = "whatsapp");
-named!(Category, "category", Marketing = "marketing", Transactional = "transactional");
-named!(ConsentStatus, "consent status", Granted = "granted", Denied = "denied", Revoked = "revoked");
-named!(JourneyStatus, "journey status", Active = "active", Completed = "completed", Exited = "exited");
+named!(
+    Channel,
+    "channel",
+    Email = "email",
+    Sms = "sms",
+    Push = "push",
+    Webpush = "webpush",
+    Whatsapp = "whatsapp"
+);
+named!(
+    Category,
+    "category",
+    Marketing = "marketing",
+    Transactional = "transactional"
+);
+named!(
+    ConsentStatus,
+    "consent status",
+    Granted = "granted",
+    Denied = "denied",
+    Revoked = "revoked"
+);
+named!(
+    JourneyStatus,
+    "journey status",
+    Active = "active",
+    Completed = "completed",
+    Exited = "exited"
+);
 
 impl fmt::Display for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -34,13 +34,13 @@ pub(crate) struct ConvertArgs {
 
 impl ConvertArgs {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let to = self.to.unwrap_or_else(|| {
-            match self.output.extension().and_then(|e| e.to_str()) {
-                Some("parquet") => FileFormat::Parquet,
-                Some("arrow" | "ipc" | "feather") => FileFormat::Arrow,
-                _ => FileFormat::Ndjson,
-            }
-        });
+        let to =
+            self.to
+                .unwrap_or_else(|| match self.output.extension().and_then(|e| e.to_str()) {
+                    Some("parquet") => FileFormat::Parquet,
+                    Some("arrow" | "ipc" | "feather") => FileFormat::Arrow,
+                    _ => FileFormat::Ndjson,
+                });
         let kind = if self.input.as_os_str() == "-" {
             FileKind::Lines
         } else {
@@ -77,7 +77,11 @@ impl ConvertArgs {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                take("line", i as u64 + 1, regua_sdk::record::parse_customer_bytes(line))?;
+                take(
+                    "line",
+                    i as u64 + 1,
+                    regua_sdk::record::parse_customer_bytes(line),
+                )?;
             }
         } else {
             columnar::read_all(&self.input, kind, |row, record| take("row", row, record))?;

@@ -64,7 +64,9 @@ impl RecordSink {
     pub(crate) fn create(path: &std::path::Path, format: FileFormat) -> anyhow::Result<Self> {
         let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
             if format != FileFormat::Ndjson {
-                bail!("a columnar file needs --output FILE (it cannot be streamed to standard output)");
+                bail!(
+                    "a columnar file needs --output FILE (it cannot be streamed to standard output)"
+                );
             }
             Box::new(std::io::stdout())
         } else {

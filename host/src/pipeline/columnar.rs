@@ -16,15 +16,15 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Date32Type, Float64Type, Int64Type, TimestampMillisecondType,
-};
+use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, ListArray, RecordBatch,
-    Int64Array, StringArray, StructArray, TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, ListArray, RecordBatch,
+    StringArray, StructArray, TimestampMillisecondArray,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{DataType, Field as ArrowField, Fields as ArrowFields, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{
+    DataType, Field as ArrowField, Fields as ArrowFields, Schema, SchemaRef, TimeUnit,
+};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use regua_sdk::record::{Consents, check_zone_name};
@@ -146,7 +146,12 @@ const TRANSACTIONS: &[Member] = &[
     m("kind", Text, true, Some(Field::TransactionKind)),
     m("amount", Number, true, Some(Field::TransactionAmount)),
     m("currency", Text, false, Some(Field::TransactionCurrency)),
-    m("business_unit", Text, false, Some(Field::TransactionBusinessUnit)),
+    m(
+        "business_unit",
+        Text,
+        false,
+        Some(Field::TransactionBusinessUnit),
+    ),
     m("category", Text, false, Some(Field::TransactionCategory)),
 ];
 const EVENTS: &[Member] = &[
@@ -216,7 +221,7 @@ pub fn schema() -> SchemaRef {
 }
 
 /// The struct type inside a part's column, if the column has the expected shape.
-fn part_struct<'a>(t: &'a DataType, list: bool) -> Option<&'a ArrowFields> {
+fn part_struct(t: &DataType, list: bool) -> Option<&ArrowFields> {
     let inner = if list {
         match t {
             DataType::List(f) | DataType::LargeList(f) => f.data_type(),
@@ -238,10 +243,9 @@ fn check_schema(schema: &Schema, reads: Fields) -> anyhow::Result<()> {
     let column = |name: &str| schema.field_with_name(name).ok();
     match column("id") {
         None => bail!("it has no `id` column (every record needs one)"),
-        Some(f) if !Leaf::Text.accepts(f.data_type()) => bail!(
-            "column `id` is {}, expected text (Utf8)",
-            f.data_type()
-        ),
+        Some(f) if !Leaf::Text.accepts(f.data_type()) => {
+            bail!("column `id` is {}, expected text (Utf8)", f.data_type())
+        }
         _ => {}
     }
     if let Some(f) = column("tz").filter(|f| !Leaf::Text.accepts(f.data_type())) {
@@ -249,7 +253,11 @@ fn check_schema(schema: &Schema, reads: Fields) -> anyhow::Result<()> {
     }
     for (part, name, list, members) in PARTS {
         let Some(f) = column(name) else { continue };
-        let shape = if *list { "a list of structs" } else { "a struct" };
+        let shape = if *list {
+            "a list of structs"
+        } else {
+            "a struct"
+        };
         let Some(fields) = part_struct(f.data_type(), *list) else {
             bail!("column `{name}` is {}, expected {shape}", f.data_type());
         };
@@ -261,7 +269,10 @@ fn check_schema(schema: &Schema, reads: Fields) -> anyhow::Result<()> {
                     f.data_type(),
                     member.leaf.expected()
                 ),
-                None if member.required && reads.contains(*part) && reads_member(reads, *part, member) => {
+                None if member.required
+                    && reads.contains(*part)
+                    && reads_member(reads, *part, member) =>
+                {
                     bail!(
                         "column `{name}` has no member `{}`, which every {} needs",
                         member.name,
@@ -399,7 +410,10 @@ impl ColumnarInput {
             FileKind::Lines => bail!("{} is not a columnar file", what()),
         };
         check_schema(&schema, reads).with_context(|| {
-            format!("{} does not have the customer schema (docs/COLUMNAR.md)", what())
+            format!(
+                "{} does not have the customer schema (docs/COLUMNAR.md)",
+                what()
+            )
         })?;
         let mut input = ColumnarInput {
             path: path.to_owned(),
@@ -434,8 +448,8 @@ impl ColumnarInput {
         let file = File::open(&self.path)
             .with_context(|| format!("cannot open input `{}`", self.path.display()))?;
         let projection = {
-            let schema = arrow_ipc::reader::FileReader::try_new(File::open(&self.path)?, None)?
-                .schema();
+            let schema =
+                arrow_ipc::reader::FileReader::try_new(File::open(&self.path)?, None)?.schema();
             projected_columns(&schema, reads)
         };
         Ok(arrow_ipc::reader::FileReader::try_new(
@@ -492,26 +506,144 @@ impl ColumnarInput {
     fn batches(&self, unit: &Unit) -> Result<Vec<Result<RecordBatch, String>>, String> {
         match &self.format {
             ColumnarFormat::Parquet(meta) => {
-                let file = File::open(&self.path).map_err(|e| e.to_string())?;
-                let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone());
-                let mask = parquet_projection(builder.parquet_schema(), self.reads);
+                let mask =
+                    parquet_projection(meta.metadata().file_metadata().schema_descr(), self.reads);
+                let chunks = RowGroupBytes::read(&self.path, meta, unit.index, &mask)
+                    .map_err(|e| format!("{e:#}"))?;
+                let builder =
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(chunks, meta.clone());
                 let reader = builder
                     .with_row_groups(vec![unit.index])
                     .with_projection(mask)
                     .with_batch_size(1024)
                     .build()
-                    .map_err(|e| e.to_string())?;
-                Ok(reader.map(|b| b.map_err(|e| e.to_string())).collect())
+                    .map_err(|e| short(&e))?;
+                // A reader that failed may go on failing for ever: stop at its first error.
+                let mut batches = Vec::new();
+                for batch in reader {
+                    let failed = batch.is_err();
+                    batches.push(batch.map_err(|e| short(&e)));
+                    if failed {
+                        break;
+                    }
+                }
+                Ok(batches)
             }
             ColumnarFormat::ArrowIpc => {
                 let mut reader = self.ipc_reader(self.reads).map_err(|e| format!("{e:#}"))?;
-                reader.set_index(unit.index).map_err(|e| e.to_string())?;
+                reader.set_index(unit.index).map_err(|e| short(&e))?;
                 Ok(reader
                     .next()
                     .into_iter()
-                    .map(|b| b.map_err(|e| e.to_string()))
+                    .map(|b| b.map_err(|e| short(&e)))
                     .collect())
             }
+        }
+    }
+}
+
+/// An error's message, cut at 300 bytes: a decoder's error over damaged bytes can quote them
+/// at length, and the message goes on every row of its unit.
+fn short(e: &dyn std::fmt::Display) -> String {
+    struct Capped(String);
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = 300usize.saturating_sub(self.0.len());
+            let mut take = s.len().min(room);
+            while !s.is_char_boundary(take) {
+                take -= 1;
+            }
+            self.0.push_str(&s[..take]);
+            if take < s.len() {
+                Err(std::fmt::Error)
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let mut out = Capped(String::new());
+    if std::fmt::write(&mut out, format_args!("{e}")).is_err() {
+        out.0.push('…');
+    }
+    out.0
+}
+
+/// The column chunks of one row group that a read needs, in memory: one read of the file each,
+/// and a damaged page header then fails at its chunk's end instead of reading on through the
+/// file.
+struct RowGroupBytes {
+    len: u64,
+    chunks: Vec<(u64, bytes::Bytes)>,
+}
+
+impl RowGroupBytes {
+    fn read(
+        path: &Path,
+        meta: &ArrowReaderMetadata,
+        group: usize,
+        mask: &ProjectionMask,
+    ) -> anyhow::Result<RowGroupBytes> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut chunks = Vec::new();
+        for (i, column) in meta
+            .metadata()
+            .row_group(group)
+            .columns()
+            .iter()
+            .enumerate()
+        {
+            if !mask.leaf_included(i) {
+                continue;
+            }
+            let (start, size) = column.byte_range();
+            if start.checked_add(size).is_none_or(|end| end > len) {
+                bail!("column chunk {i} lies outside the file ({start}+{size} of {len} bytes)");
+            }
+            let mut buf = vec![0; size as usize];
+            file.seek(SeekFrom::Start(start))?;
+            file.read_exact(&mut buf)?;
+            chunks.push((start, bytes::Bytes::from(buf)));
+        }
+        Ok(RowGroupBytes { len, chunks })
+    }
+
+    fn at(&self, start: u64) -> parquet::errors::Result<(usize, &bytes::Bytes)> {
+        self.chunks
+            .iter()
+            .find(|(at, b)| (*at..*at + b.len() as u64).contains(&start))
+            .map(|(at, b)| ((start - at) as usize, b))
+            .ok_or_else(|| {
+                parquet::errors::ParquetError::General(format!(
+                    "offset {start} is outside the column chunks read"
+                ))
+            })
+    }
+}
+
+impl parquet::file::reader::Length for RowGroupBytes {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl parquet::file::reader::ChunkReader for RowGroupBytes {
+    type T = bytes::buf::Reader<bytes::Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf as _;
+        let (offset, chunk) = self.at(start)?;
+        Ok(chunk.slice(offset..).reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let (offset, chunk) = self.at(start)?;
+        match offset.checked_add(length) {
+            Some(end) if end <= chunk.len() => Ok(chunk.slice(offset..end)),
+            _ => Err(parquet::errors::ParquetError::EOF(format!(
+                "{length} bytes at offset {start} run past the end of their column chunk"
+            ))),
         }
     }
 }
@@ -537,7 +669,10 @@ fn wanted(column: &str, reads: Fields) -> bool {
 
 /// The Parquet leaves rules that read `reads` need: whole parts, and for transactions and events
 /// read member by member only those members.
-fn parquet_projection(schema: &parquet::schema::types::SchemaDescriptor, reads: Fields) -> ProjectionMask {
+fn parquet_projection(
+    schema: &parquet::schema::types::SchemaDescriptor,
+    reads: Fields,
+) -> ProjectionMask {
     let leaves = (0..schema.num_columns()).filter(|&i| {
         let parts = schema.column(i).path().parts().to_vec();
         let top = parts[0].as_str();
@@ -648,9 +783,7 @@ impl PartColumns {
         };
         if let Some(column) = batch.column_by_name(name) {
             let column = match column.data_type() {
-                DataType::LargeList(f) => {
-                    arrow_cast::cast(column, &DataType::List(f.clone())).ok()
-                }
+                DataType::LargeList(f) => arrow_cast::cast(column, &DataType::List(f.clone())).ok(),
                 _ => Some(column.clone()),
             };
             if let Some(column) = column {
@@ -717,7 +850,10 @@ fn read_batch(
             }
             Err(Cell(column, e)) => {
                 let error = format!("row {row}, column `{column}`: {e}");
-                out.1.push(LineRead::Bad(salvaged.filter(|s| !s.trim().is_empty()), error));
+                out.1.push(LineRead::Bad(
+                    salvaged.filter(|s| !s.trim().is_empty()),
+                    error,
+                ));
             }
         }
     }
@@ -756,10 +892,26 @@ fn read_row(
         c.transactions = items(p, r, |i, col| {
             let want = |f| reads.reads(f);
             Ok(Transaction {
-                id: if want(Field::TransactionId) { req(col, 0, i, |c| c.text(i))?.to_owned() } else { String::new() },
-                at: if want(Field::TransactionAt) { req(col, 1, i, |c| c.instant(i))? } else { Timestamp::default() },
-                kind: if want(Field::TransactionKind) { req(col, 2, i, |c| c.text(i))?.to_owned() } else { String::new() },
-                amount: if want(Field::TransactionAmount) { req(col, 3, i, |c| c.number(i))? } else { 0.0 },
+                id: if want(Field::TransactionId) {
+                    req(col, 0, i, |c| c.text(i))?.to_owned()
+                } else {
+                    String::new()
+                },
+                at: if want(Field::TransactionAt) {
+                    req(col, 1, i, |c| c.instant(i))?
+                } else {
+                    Timestamp::default()
+                },
+                kind: if want(Field::TransactionKind) {
+                    req(col, 2, i, |c| c.text(i))?.to_owned()
+                } else {
+                    String::new()
+                },
+                amount: if want(Field::TransactionAmount) {
+                    req(col, 3, i, |c| c.number(i))?
+                } else {
+                    0.0
+                },
                 currency: col.columns[4].text(i).unwrap_or_default().to_owned(),
                 business_unit: col.columns[5].text(i).map(str::to_owned),
                 category: col.columns[6].text(i).map(str::to_owned),
@@ -770,8 +922,16 @@ fn read_row(
         c.events = items(p, r, |i, col| {
             let want = |f| reads.reads(f);
             Ok(Event {
-                name: if want(Field::EventName) { req(col, 0, i, |c| c.text(i))?.to_owned() } else { String::new() },
-                at: if want(Field::EventAt) { req(col, 1, i, |c| c.instant(i))? } else { Timestamp::default() },
+                name: if want(Field::EventName) {
+                    req(col, 0, i, |c| c.text(i))?.to_owned()
+                } else {
+                    String::new()
+                },
+                at: if want(Field::EventAt) {
+                    req(col, 1, i, |c| c.instant(i))?
+                } else {
+                    Timestamp::default()
+                },
                 props: match col.columns[2].text(i) {
                     Some(text) => json_value(text).map_err(|e| member_cell(col, 2, i, e))?,
                     None => Value::Null,
@@ -804,7 +964,12 @@ fn read_row(
             let instance = match col.columns[1].integer(i) {
                 None => 1,
                 Some(n) => u32::try_from(n).map_err(|_| {
-                    member_cell(col, 1, i, format!("{n} is not an instance number (0 to {})", u32::MAX))
+                    member_cell(
+                        col,
+                        1,
+                        i,
+                        format!("{n} is not an instance number (0 to {})", u32::MAX),
+                    )
                 })?,
             };
             Ok(JourneyState {
@@ -854,7 +1019,11 @@ fn req<'a, T>(
     get: impl FnOnce(&'a Column) -> Option<T>,
 ) -> CellResult<T> {
     get(&part.columns[k]).ok_or_else(|| {
-        let e = if part.columns[k].array.is_none() { "is missing" } else { "is null" };
+        let e = if part.columns[k].array.is_none() {
+            "is missing"
+        } else {
+            "is null"
+        };
         member_cell(part, k, i, format!("{e} (required)"))
     })
 }
@@ -927,7 +1096,10 @@ fn read_consents(p: &PartColumns, r: usize) -> CellResult<Consents> {
     ROW_START.set(range.start);
     for i in range {
         if p.item_is_null(i) {
-            return Err(Cell(format!("consents[{}]", i - ROW_START.get()), "is null".into()));
+            return Err(Cell(
+                format!("consents[{}]", i - ROW_START.get()),
+                "is null".into(),
+            ));
         }
         let channel = named(p, 0, i, Channel::from_name)?;
         let purpose = named(p, 1, i, Category::from_name)?;
@@ -935,7 +1107,12 @@ fn read_consents(p: &PartColumns, r: usize) -> CellResult<Consents> {
             status: named(p, 2, i, ConsentStatus::from_name)?,
             at: req(p, 3, i, |c| c.instant(i))?,
         };
-        if consents.entry(channel).or_default().insert(purpose, consent).is_some() {
+        if consents
+            .entry(channel)
+            .or_default()
+            .insert(purpose, consent)
+            .is_some()
+        {
             return Err(Cell(
                 format!("consents[{}]", i - ROW_START.get()),
                 format!("a second consent for {channel} {}", purpose.name()),
@@ -970,69 +1147,111 @@ pub fn to_batch(customers: &[Customer]) -> RecordBatch {
     ];
     let profiles: Vec<&Profile> = customers.iter().map(|c| &c.profile).collect();
     columns.push(Arc::new(profile_struct(&profiles)));
-    columns.push(list(customers, PARTS[1].3, |c| {
-        c.consents
-            .iter()
-            .flat_map(|(ch, by)| by.iter().map(move |(p, consent)| (*ch, *p, consent)))
-            .collect::<Vec<_>>()
-    }, |items| {
-        vec![
-            text(items.iter().map(|i| Some(i.0.name())).collect()),
-            text(items.iter().map(|i| Some(i.1.name())).collect()),
-            text(items.iter().map(|i| Some(i.2.status.name())).collect()),
-            instants(items.iter().map(|i| Some(i.2.at))),
-        ]
-    }));
-    columns.push(list(customers, TRANSACTIONS, |c| c.transactions.iter().collect(), |t| {
-        vec![
-            text(t.iter().map(|t| Some(t.id.as_str())).collect()),
-            instants(t.iter().map(|t| Some(t.at))),
-            text(t.iter().map(|t| Some(t.kind.as_str())).collect()),
-            Arc::new(Float64Array::from(t.iter().map(|t| t.amount).collect::<Vec<_>>())),
-            text(t.iter().map(|t| Some(t.currency.as_str()).filter(|c| !c.is_empty())).collect()),
-            text(t.iter().map(|t| t.business_unit.as_deref()).collect()),
-            text(t.iter().map(|t| t.category.as_deref()).collect()),
-        ]
-    }));
-    columns.push(list(customers, EVENTS, |c| c.events.iter().collect(), |e| {
-        let props: Vec<Option<String>> = e
-            .iter()
-            .map(|e| (!e.props.is_null()).then(|| serde_json::to_string(&e.props).expect("JSON")))
-            .collect();
-        vec![
-            text(e.iter().map(|e| Some(e.name.as_str())).collect()),
-            instants(e.iter().map(|e| Some(e.at))),
-            text(props.iter().map(Option::as_deref).collect()),
-        ]
-    }));
-    columns.push(list(customers, INBOUND, |c| c.inbound.iter().collect(), |m| {
-        vec![
-            text(m.iter().map(|m| Some(m.channel.name())).collect()),
-            instants(m.iter().map(|m| Some(m.at))),
-        ]
-    }));
-    columns.push(list(customers, CONTACTS, |c| c.contacts.iter().collect(), |m| {
-        vec![
-            text(m.iter().map(|m| Some(m.channel.name())).collect()),
-            instants(m.iter().map(|m| Some(m.at))),
-            text(m.iter().map(|m| m.campaign.as_deref()).collect()),
-            text(m.iter().map(|m| Some(m.category.name())).collect()),
-            text_lists(m.iter().map(|m| &m.tags[..])),
-            Arc::new(BooleanArray::from(m.iter().map(|m| m.counts_toward_caps).collect::<Vec<_>>())),
-        ]
-    }));
-    columns.push(list(customers, JOURNEYS, |c| c.journeys.iter().collect(), |j| {
-        vec![
-            text(j.iter().map(|j| Some(j.journey.as_str())).collect()),
-            Arc::new(Int64Array::from(j.iter().map(|j| j.instance as i64).collect::<Vec<_>>())),
-            text(j.iter().map(|j| Some(j.status.name())).collect()),
-            instants(j.iter().map(|j| Some(j.entered_at))),
-            text(j.iter().map(|j| Some(j.step.as_str())).collect()),
-            instants(j.iter().map(|j| Some(j.step_entered_at))),
-            text(j.iter().map(|j| j.variant.as_deref()).collect()),
-            text(j.iter().map(|j| j.exit_reason.as_deref()).collect()),
-        ]
-    }));
+    columns.push(list(
+        customers,
+        PARTS[1].3,
+        |c| {
+            c.consents
+                .iter()
+                .flat_map(|(ch, by)| by.iter().map(move |(p, consent)| (*ch, *p, consent)))
+                .collect::<Vec<_>>()
+        },
+        |items| {
+            vec![
+                text(items.iter().map(|i| Some(i.0.name())).collect()),
+                text(items.iter().map(|i| Some(i.1.name())).collect()),
+                text(items.iter().map(|i| Some(i.2.status.name())).collect()),
+                instants(items.iter().map(|i| Some(i.2.at))),
+            ]
+        },
+    ));
+    columns.push(list(
+        customers,
+        TRANSACTIONS,
+        |c| c.transactions.iter().collect(),
+        |t| {
+            vec![
+                text(t.iter().map(|t| Some(t.id.as_str())).collect()),
+                instants(t.iter().map(|t| Some(t.at))),
+                text(t.iter().map(|t| Some(t.kind.as_str())).collect()),
+                Arc::new(Float64Array::from(
+                    t.iter().map(|t| t.amount).collect::<Vec<_>>(),
+                )),
+                text(
+                    t.iter()
+                        .map(|t| Some(t.currency.as_str()).filter(|c| !c.is_empty()))
+                        .collect(),
+                ),
+                text(t.iter().map(|t| t.business_unit.as_deref()).collect()),
+                text(t.iter().map(|t| t.category.as_deref()).collect()),
+            ]
+        },
+    ));
+    columns.push(list(
+        customers,
+        EVENTS,
+        |c| c.events.iter().collect(),
+        |e| {
+            let props: Vec<Option<String>> = e
+                .iter()
+                .map(|e| {
+                    (!e.props.is_null()).then(|| serde_json::to_string(&e.props).expect("JSON"))
+                })
+                .collect();
+            vec![
+                text(e.iter().map(|e| Some(e.name.as_str())).collect()),
+                instants(e.iter().map(|e| Some(e.at))),
+                text(props.iter().map(Option::as_deref).collect()),
+            ]
+        },
+    ));
+    columns.push(list(
+        customers,
+        INBOUND,
+        |c| c.inbound.iter().collect(),
+        |m| {
+            vec![
+                text(m.iter().map(|m| Some(m.channel.name())).collect()),
+                instants(m.iter().map(|m| Some(m.at))),
+            ]
+        },
+    ));
+    columns.push(list(
+        customers,
+        CONTACTS,
+        |c| c.contacts.iter().collect(),
+        |m| {
+            vec![
+                text(m.iter().map(|m| Some(m.channel.name())).collect()),
+                instants(m.iter().map(|m| Some(m.at))),
+                text(m.iter().map(|m| m.campaign.as_deref()).collect()),
+                text(m.iter().map(|m| Some(m.category.name())).collect()),
+                text_lists(m.iter().map(|m| &m.tags[..])),
+                Arc::new(BooleanArray::from(
+                    m.iter().map(|m| m.counts_toward_caps).collect::<Vec<_>>(),
+                )),
+            ]
+        },
+    ));
+    columns.push(list(
+        customers,
+        JOURNEYS,
+        |c| c.journeys.iter().collect(),
+        |j| {
+            vec![
+                text(j.iter().map(|j| Some(j.journey.as_str())).collect()),
+                Arc::new(Int64Array::from(
+                    j.iter().map(|j| j.instance as i64).collect::<Vec<_>>(),
+                )),
+                text(j.iter().map(|j| Some(j.status.name())).collect()),
+                instants(j.iter().map(|j| Some(j.entered_at))),
+                text(j.iter().map(|j| Some(j.step.as_str())).collect()),
+                instants(j.iter().map(|j| Some(j.step_entered_at))),
+                text(j.iter().map(|j| j.variant.as_deref()).collect()),
+                text(j.iter().map(|j| j.exit_reason.as_deref()).collect()),
+            ]
+        },
+    ));
     RecordBatch::try_new(schema(), columns).expect("columns match the schema")
 }
 
@@ -1089,13 +1308,14 @@ fn list<'c, T>(
 
 fn profile_struct(profiles: &[&Profile]) -> StructArray {
     let text = |f: &dyn Fn(&Profile) -> Option<&str>| -> ArrayRef {
-        Arc::new(StringArray::from(profiles.iter().map(|p| f(p)).collect::<Vec<_>>()))
+        Arc::new(StringArray::from(
+            profiles.iter().map(|p| f(p)).collect::<Vec<_>>(),
+        ))
     };
     let attributes: Vec<Option<String>> = profiles
         .iter()
         .map(|p| {
-            (!p.attributes.is_empty())
-                .then(|| serde_json::to_string(&p.attributes).expect("JSON"))
+            (!p.attributes.is_empty()).then(|| serde_json::to_string(&p.attributes).expect("JSON"))
         })
         .collect();
     let arrays: Vec<ArrayRef> = vec![
@@ -1103,7 +1323,10 @@ fn profile_struct(profiles: &[&Profile]) -> StructArray {
         text(&|p| p.email.as_deref()),
         text(&|p| p.phone.as_deref()),
         Arc::new(Date32Array::from(
-            profiles.iter().map(|p| p.birthday.map(days_of_date)).collect::<Vec<_>>(),
+            profiles
+                .iter()
+                .map(|p| p.birthday.map(days_of_date))
+                .collect::<Vec<_>>(),
         )),
         instants(profiles.iter().map(|p| p.created_at)),
         text_lists(profiles.iter().map(|p| &p.business_units[..])),
@@ -1146,7 +1369,11 @@ impl ColumnarWriter {
                     .set_compression(parquet::basic::Compression::SNAPPY)
                     .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
                     .build();
-                Inner::Parquet(parquet::arrow::ArrowWriter::try_new(out, schema, Some(props))?)
+                Inner::Parquet(parquet::arrow::ArrowWriter::try_new(
+                    out,
+                    schema,
+                    Some(props),
+                )?)
             }
             Columnar::Arrow => Inner::Arrow(arrow_ipc::writer::FileWriter::try_new(out, &schema)?),
         };

@@ -26,8 +26,8 @@ use anyhow::{Context as _, anyhow};
 use regua_sdk::{Customer, Fields};
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::pipeline::pool::Panicked;
 use crate::pipeline::columnar::{ColumnarInput, Unit};
+pub use crate::pipeline::pool::Panicked;
 use crate::pipeline::pool::Pool;
 use crate::pipeline::record::salvage_id;
 use crate::runtime::worker::Worker;

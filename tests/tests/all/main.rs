@@ -4,6 +4,7 @@ mod bad_input;
 mod cache;
 mod campaigns;
 mod cli;
+mod columnar;
 mod examples;
 mod hostile;
 mod http;
