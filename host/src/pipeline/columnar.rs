@@ -59,6 +59,10 @@ enum Leaf {
 
 impl Leaf {
     fn accepts(self, t: &DataType) -> bool {
+        self.is_kind_of(t) && arrow_cast::can_cast_types(t, &self.canonical())
+    }
+
+    fn is_kind_of(self, t: &DataType) -> bool {
         use DataType::*;
         match self {
             Leaf::Text => match t {
@@ -72,7 +76,7 @@ impl Leaf {
             Leaf::Integer => t.is_integer(),
             Leaf::Flag => matches!(t, Boolean),
             Leaf::Texts => match t {
-                List(f) | LargeList(f) => Leaf::Text.accepts(f.data_type()),
+                List(f) | LargeList(f) => Leaf::Text.is_kind_of(f.data_type()),
                 _ => false,
             },
         }
