@@ -23,11 +23,11 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail, ensure};
 use clap::Parser;
+use regua_host::authoring::generate::Generator;
 use regua_host::pipeline::batch::{self, BatchOptions, Plugins};
 use regua_host::pipeline::evaluator::{Evaluator, Input};
-use regua_host::authoring::generate::Generator;
 use regua_host::{Engine, Evaluation, Inputs, Limits, Plugin};
-use regua_sdk::{Context, Customer, JourneyRule, Segment, Timestamp};
+use regua_sdk::{Context, Customer, Fields, JourneyRule, Record, Segment, Timestamp};
 use serde::Deserialize;
 
 /// Régua against a native Rust program and Rhai, CEL, JSONLogic, Rego and Extism.
@@ -68,12 +68,25 @@ fn main() -> anyhow::Result<()> {
     let mut expect = Vec::new();
     // With --only, the native programs run once, for the answers, and are not timed.
     let timed = args.only.is_none();
-    let time = |run: &dyn Fn(&[u8], &mut Vec<u8>)| if timed { best_of_3(&input, run) } else { f64::NAN };
+    let time = |run: &dyn Fn(&[u8], &mut Vec<u8>)| {
+        if timed {
+            best_of_3(&input, run)
+        } else {
+            f64::NAN
+        }
+    };
     let limit = time(&|input, out| native_lazy(input, out, now));
     answers(&input, &mut expect, |i, o| native_lazy(i, o, now));
-    table.add("native Rust, lazy borrowed parsing + rule, 1 thread", limit, None);
+    table.add(
+        "native Rust, lazy borrowed parsing + rule, 1 thread",
+        limit,
+        None,
+    );
     let check = |name: &str, got: &[u8], input: &[u8]| -> anyhow::Result<()> {
-        let n = input.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+        let n = input
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
         let mut got_answers = Vec::new();
         for line in got.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             got_answers.push(champion_of(line)?);
@@ -115,7 +128,10 @@ fn main() -> anyhow::Result<()> {
     let ten_label = "native Rust, 10 rules (owned parsing), 1 thread";
     table.add(ten_label, native_ten, Some(limit));
     for threads in [1, 2] {
-        let label = format!("Régua, 10 plugins in one pass, {threads} thread{}", plural(threads));
+        let label = format!(
+            "Régua, 10 plugins in one pass, {threads} thread{}",
+            plural(threads)
+        );
         if want(&label) {
             let rate = best_of_3(&input, |i, o| regua_batch(&ten, i, o, threads));
             table.add_vs(&label, rate, limit, native_ten, "10 native rules");
@@ -258,14 +274,17 @@ fn native_lazy(input: &[u8], out: &mut Vec<u8>, now: Timestamp) {
     for line in lines(input) {
         let c: LazyCustomer = serde_json::from_slice(line).unwrap();
         let (mut n, mut sum, mut last) = (0u32, 0.0, None::<Timestamp>);
-        for t in c.transactions.iter().filter(|t| t.kind == "purchase" && t.at <= now) {
+        for t in c
+            .transactions
+            .iter()
+            .filter(|t| t.kind == "purchase" && t.at <= now)
+        {
             n += 1;
             sum += t.amount;
             last = Some(last.map_or(t.at, |l| l.max(t.at)));
         }
-        let champion = n >= 10
-            && sum >= 5000.0
-            && last.is_some_and(|l| (now - l).whole_days() < 30);
+        let champion =
+            n >= 10 && sum >= 5000.0 && last.is_some_and(|l| (now - l).whole_days() < 30);
         write_answer(out, &c.id, champion);
     }
 }
@@ -291,7 +310,8 @@ fn native_ten_rules(input: &[u8], out: &mut Vec<u8>, now: Timestamp) {
     let p_activation = Default::default();
     let p_cart = Default::default();
     for line in lines(input) {
-        let c: Customer = serde_json::from_slice(line).unwrap();
+        let r: Record = serde_json::from_slice(line).unwrap();
+        let c = Customer::reading(&r, Fields::all(), "native");
         let answers = [
             rfm::RfmSegmentRule::evaluate(&c, &ctx(now, &p_rfm)).map(|m| m.matched),
             lapsed::Lapsed::evaluate(&c, &ctx(now, &p_lapsed)).map(|m| m.matched),
@@ -309,7 +329,7 @@ fn native_ten_rules(input: &[u8], out: &mut Vec<u8>, now: Timestamp) {
                 .map(|j| !j.actions.is_empty()),
         ];
         out.extend_from_slice(b"{\"id\":");
-        serde_json::to_writer(&mut *out, &c.id).unwrap();
+        serde_json::to_writer(&mut *out, c.id()).unwrap();
         out.extend_from_slice(b",\"results\":[");
         for (i, a) in answers.iter().enumerate() {
             if i > 0 {
@@ -342,7 +362,10 @@ const PLUGINS: [&str; 10] = [
 ];
 
 fn build_regua_plugins(root: &Path, engine: &Engine) -> anyhow::Result<Vec<Arc<Plugin>>> {
-    let crates: Vec<PathBuf> = PLUGINS.iter().map(|p| root.join("plugins").join(p)).collect();
+    let crates: Vec<PathBuf> = PLUGINS
+        .iter()
+        .map(|p| root.join("plugins").join(p))
+        .collect();
     let out = root.join("target/bench-plugins");
     eprintln!("building the Régua plugins…");
     let built = regua_host::authoring::build::build(&crates, &out, Some(&out.join("target")))
@@ -358,9 +381,22 @@ fn build_regua_plugins(root: &Path, engine: &Engine) -> anyhow::Result<Vec<Arc<P
 fn regua_batch(evals: &[Evaluation], input: &[u8], out: &mut Vec<u8>, threads: usize) {
     let evaluator = Evaluator::new(Some(threads)).unwrap();
     let plugins = Plugins::new(evals.to_vec());
-    let plugins = Arc::new(evaluator.run_blocking(|w| plugins.check(w)).unwrap().unwrap());
+    let plugins = Arc::new(
+        evaluator
+            .run_blocking(|w| plugins.check(w))
+            .unwrap()
+            .unwrap(),
+    );
     let options = BatchOptions::default();
-    let s = batch::run(&evaluator, plugins, Input::lines(input), &mut *out, &options, &|_, _| {}).unwrap();
+    let s = batch::run(
+        &evaluator,
+        plugins,
+        Input::lines(input),
+        &mut *out,
+        &options,
+        &|_, _| {},
+    )
+    .unwrap();
     assert_eq!(s.bad_lines, 0);
 }
 
@@ -390,7 +426,11 @@ fn jsonlogic() -> anyhow::Result<impl Fn(&[u8], &mut Vec<u8>)> {
         ]}}"#
     );
     let engine = Arc::new(datalogic_rs::Engine::new());
-    let compiled = Arc::new(engine.compile(&rule).map_err(|e| anyhow::anyhow!("{e:?}"))?);
+    let compiled = Arc::new(
+        engine
+            .compile(&rule)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+    );
     Ok(move |input: &[u8], out: &mut Vec<u8>| {
         let mut session = engine.session();
         for line in lines(input) {
@@ -442,7 +482,9 @@ fn cel() -> anyhow::Result<impl Fn(&[u8], &mut Vec<u8>)> {
     );
     let program = Program::compile(&source).map_err(|e| anyhow::anyhow!("{e}"))?;
     // CEL has no sum; a user adds one, as here.
-    fn sum(cel_interpreter::extractors::This(list): cel_interpreter::extractors::This<Arc<Vec<Value>>>) -> f64 {
+    fn sum(
+        cel_interpreter::extractors::This(list): cel_interpreter::extractors::This<Arc<Vec<Value>>>,
+    ) -> f64 {
         list.iter()
             .map(|v| match v {
                 Value::Float(f) => *f,
@@ -498,15 +540,20 @@ fn extism(root: &Path) -> anyhow::Result<Run> {
     let dir = root.join("bench/extism-rfm");
     eprintln!("building the Extism plugin…");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--quiet"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--quiet",
+        ])
         .current_dir(&dir)
         .status()?;
     if !status.success() {
         bail!("building {} failed", dir.display());
     }
     let wasm = dir.join("target/wasm32-unknown-unknown/release/extism_rfm.wasm");
-    let manifest = extism::Manifest::new([extism::Wasm::file(wasm)])
-        .with_config_key("now", NOW);
+    let manifest = extism::Manifest::new([extism::Wasm::file(wasm)]).with_config_key("now", NOW);
     let mut plugin = extism::Plugin::new(&manifest, [], false)?;
     Ok(Box::new(move |input, out| {
         for line in lines(input) {

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use regua_sdk::wire::{self, CallContext};
-use regua_sdk::{Customer, Decision, JourneyOutcome, Match};
+use regua_sdk::{Decision, JourneyOutcome, Match, Record};
 
 fuzz_target!(|bytes: &[u8]| {
     // Plugin → host: the answers of each kind.
@@ -15,7 +15,7 @@ fuzz_target!(|bytes: &[u8]| {
     let _ = postcard::from_bytes::<CallContext>(bytes);
     if let Ok((count, mut rest)) = postcard::take_from_bytes::<u32>(bytes) {
         for _ in 0..count.min(64) {
-            match postcard::take_from_bytes::<Customer>(rest) {
+            match postcard::take_from_bytes::<Record>(rest) {
                 Ok((_, r)) => rest = r,
                 Err(_) => break,
             }

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::outcome::Message;
 use crate::plugin::{Context, Error, JourneyRule, Kind, Metadata, Params, RestPolicy, Segment};
-use crate::record::{Customer, Field};
+use crate::record::{Field, Fields, Record};
+use crate::view::Customer;
 use crate::wire::{ABI_VERSION, CallContext};
 
 // The link names below are literals; these make the SDK fail to compile if they ever differ
@@ -123,12 +124,15 @@ pub fn parse_params<P: Params>(json: &str) -> Result<P, Error> {
     crate::json::from_str(json, None).map_err(|e| Error::new(format!("invalid params: {e}")))
 }
 
-/// Runs `rule` over every customer of a batch and encodes the answers.
+/// Runs `rule` (named `name`, declaring `reads`) over every customer of a batch and encodes the
+/// answers.
 fn run<P: Params, O: Serialize>(
+    (name, reads): (&'static str, &[Field]),
     ctx: &[u8],
     batch: &[u8],
     mut rule: impl FnMut(&Customer, &CallContext, &Context<'_, P>) -> Result<O, Error>,
 ) -> Vec<u8> {
+    let reads = Fields::of(reads);
     let fail = |msg: String| postcard::to_allocvec(&Err::<(), _>(msg)).unwrap_or_default();
     let call: CallContext = match postcard::from_bytes(ctx) {
         Ok(c) => c,
@@ -152,7 +156,7 @@ fn run<P: Params, O: Serialize>(
     out = postcard::to_extend(&count, out).unwrap_or_default();
     for index in 0..count {
         begin_item(index);
-        let customer = match postcard::take_from_bytes::<Customer>(rest) {
+        let record = match postcard::take_from_bytes::<Record>(rest) {
             Ok((c, r)) => {
                 rest = r;
                 c
@@ -163,6 +167,7 @@ fn run<P: Params, O: Serialize>(
                 ));
             }
         };
+        let customer = Customer::reading(&record, reads, name);
         let answer = rule(&customer, &call, &context).map_err(Error::into_message);
         out = postcard::to_extend(&answer, out).unwrap_or_default();
     }
@@ -173,41 +178,70 @@ fn run<P: Params, O: Serialize>(
 ///
 /// # Safety
 /// The pointers must come from [`alloc`] with these lengths.
-pub unsafe fn evaluate_segment<S: Segment>(cp: u32, cl: u32, bp: u32, bl: u32) -> u64 {
+pub unsafe fn evaluate_segment<S: Segment>(
+    name: &'static str,
+    cp: u32,
+    cl: u32,
+    bp: u32,
+    bl: u32,
+) -> u64 {
     install_panic_hook();
     // SAFETY: guaranteed by the caller.
     let (ctx, batch) = unsafe { (take(cp, cl), take(bp, bl)) };
-    hand_over(run::<S::Params, _>(&ctx, &batch, |c, _, cx| {
-        S::evaluate(c, cx)
-    }))
+    hand_over(run::<S::Params, _>(
+        (name, S::READS),
+        &ctx,
+        &batch,
+        |c, _, cx| S::evaluate(c, cx),
+    ))
 }
 
 /// `regua_evaluate` for a journey rule.
 ///
 /// # Safety
 /// The pointers must come from [`alloc`] with these lengths.
-pub unsafe fn evaluate_journey<J: JourneyRule>(cp: u32, cl: u32, bp: u32, bl: u32) -> u64 {
+pub unsafe fn evaluate_journey<J: JourneyRule>(
+    name: &'static str,
+    cp: u32,
+    cl: u32,
+    bp: u32,
+    bl: u32,
+) -> u64 {
     install_panic_hook();
     // SAFETY: guaranteed by the caller.
     let (ctx, batch) = unsafe { (take(cp, cl), take(bp, bl)) };
-    hand_over(run::<J::Params, _>(&ctx, &batch, |c, call, cx| {
-        J::evaluate(c, call.event.as_ref(), cx)
-    }))
+    hand_over(run::<J::Params, _>(
+        (name, J::READS),
+        &ctx,
+        &batch,
+        |c, call, cx| J::evaluate(c, call.event.as_ref(), cx),
+    ))
 }
 
 /// `regua_evaluate` for a rest policy.
 ///
 /// # Safety
 /// The pointers must come from [`alloc`] with these lengths.
-pub unsafe fn evaluate_rest<R: RestPolicy>(cp: u32, cl: u32, bp: u32, bl: u32) -> u64 {
+pub unsafe fn evaluate_rest<R: RestPolicy>(
+    name: &'static str,
+    cp: u32,
+    cl: u32,
+    bp: u32,
+    bl: u32,
+) -> u64 {
     install_panic_hook();
     // SAFETY: guaranteed by the caller.
     let (ctx, batch) = unsafe { (take(cp, cl), take(bp, bl)) };
-    hand_over(run::<R::Params, _>(&ctx, &batch, |c, call, cx| {
-        let message: &Message = call
-            .message
-            .as_ref()
-            .ok_or_else(|| Error::new("a rest policy needs the proposed `message`"))?;
-        R::evaluate(c, message, cx)
-    }))
+    hand_over(run::<R::Params, _>(
+        (name, R::READS),
+        &ctx,
+        &batch,
+        |c, call, cx| {
+            let message: &Message = call
+                .message
+                .as_ref()
+                .ok_or_else(|| Error::new("a rest policy needs the proposed `message`"))?;
+            R::evaluate(c, message, cx)
+        },
+    ))
 }

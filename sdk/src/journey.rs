@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Customer, JourneyState, JourneyStatus};
+use crate::record::{Field, JourneyState, JourneyStatus};
 use crate::time::{CivilTime, Duration, Timestamp, Zone};
+use crate::view::Customer;
 
 /// Who may enter a journey again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +38,7 @@ impl EntryPolicy {
         now: Timestamp,
     ) -> Result<u32, String> {
         let instances: Vec<&JourneyState> = customer
-            .journeys
+            .journeys()
             .iter()
             .filter(|j| j.journey == journey)
             .collect();
@@ -425,7 +426,7 @@ impl<'a> Sequence<'a> {
     /// The first event named one of `names` at or after `from`, before `before` and not after
     /// `now`: the triggering event or one in the record.
     fn event_in<'e>(
-        c: &'e Customer,
+        c: &Customer<'e>,
         trigger: Option<&'e crate::Event>,
         names: &mut dyn FnMut(&str) -> bool,
         from: Timestamp,
@@ -436,7 +437,7 @@ impl<'a> Sequence<'a> {
             |e: &crate::Event| e.at >= from && e.at <= now && before.is_none_or(|b| e.at < b);
         trigger
             .into_iter()
-            .chain(&c.events)
+            .chain(c.events_reading(&[Field::EventName, Field::EventAt]))
             .filter(|e| within(e))
             .find(|e| names(&e.name))
     }
@@ -462,7 +463,7 @@ impl<'a> Sequence<'a> {
         if let Some(e) = Self::event_in(c, trigger, &mut converts, state.entered_at, None, now) {
             return Ok(exit(format!("converted: {}", e.name)));
         }
-        if self.exit_on_purchase && c.purchases(now).any(|t| t.at >= state.entered_at) {
+        if self.exit_on_purchase && c.purchases(now).any(|t| t.at() >= state.entered_at) {
             return Ok(exit("converted: purchase".into()));
         }
         let index = self
@@ -533,7 +534,7 @@ impl<'a> Sequence<'a> {
         }
         let mut out = JourneyOutcome::none();
         let mut instances: Vec<JourneyState> = c
-            .journeys
+            .journeys()
             .iter()
             .filter(|j| j.journey == self.journey)
             .cloned()
@@ -562,7 +563,7 @@ impl<'a> Sequence<'a> {
                 Err(why) if out.reasons.is_empty() => out.reasons.push(why),
                 Err(_) => {}
                 Ok(instance) => {
-                    let variant = crate::ab::assign(self.variants, self.journey, &c.id);
+                    let variant = crate::ab::assign(self.variants, self.journey, c.id());
                     let name = variant.map(|v| v.name.clone());
                     out.actions.push(Action::Enter {
                         journey: self.journey.to_owned(),
@@ -606,9 +607,10 @@ mod tests {
 
     #[test]
     fn reentry_policies() {
-        let c = customer(
+        let r = customer(
             r#"{"id":"c","journeys":[{"journey":"w","instance":1,"status":"exited","entered_at":"2025-03-01T00:00:00Z","step":"s","step_entered_at":"2025-03-02T00:00:00Z"}]}"#,
         );
+        let c = Customer::reading(&r, crate::Fields::of(&[Field::Journeys]), "test");
         let now = at("2025-03-11T00:00:00Z");
         let p = |json: &str| serde_json::from_str::<EntryPolicy>(json).unwrap();
         assert!(

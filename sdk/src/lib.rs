@@ -2,8 +2,10 @@
 //!
 //! # A tour
 //!
-//! - [`record`]: the customer record, typed ([`Customer`]), with the questions rules ask of it
-//!   (last purchase, consent at a time, first contact on a channel, the customer's zone).
+//! - [`record`]: the customer record, typed ([`Record`]), as the host reads it.
+//! - [`view`]: the customer as a rule reads it ([`Customer`]), with the questions rules ask of it
+//!   (last purchase, consent at a time, first contact on a channel, the customer's zone); every
+//!   read is checked against the parts the rule declares in `READS`.
 //! - [`time`]: instants, durations, half-open windows, calendar windows and quiet hours in the
 //!   customer's zone, correct across daylight saving.
 //! - [`rfm`] and [`ab`]: RFM scoring and deterministic A/B buckets, exactly as the domain
@@ -24,6 +26,7 @@ pub mod record;
 pub mod rfm;
 pub mod time;
 pub mod value;
+pub mod view;
 pub mod wire;
 
 pub use outcome::{Action, Decision, JourneyOutcome, Match, Message, Verdict};
@@ -31,11 +34,12 @@ pub use plugin::{
     Context, Error, JourneyRule, Kind, Metadata, NoParams, Params, RestPolicy, Result, Segment,
 };
 pub use record::{
-    Category, Channel, Consent, ConsentStatus, Contact, Customer, Event, Field, Fields, Inbound,
-    JourneyState, JourneyStatus, Profile, Transaction, ZoneSource,
+    Category, Channel, Consent, ConsentStatus, Contact, Event, Field, Fields, Inbound,
+    JourneyState, JourneyStatus, Profile, Record, Transaction, ZoneSource,
 };
 pub use time::{Date, Duration, QuietHours, Timestamp, Window, Zone};
 pub use value::Value;
+pub use view::{Customer, EventView, TransactionView};
 
 /// Plumbing for the export macros.
 #[doc(hidden)]
@@ -52,9 +56,10 @@ pub mod prelude {
     pub use crate::rfm::{Cuts, Rfm, RfmSegment};
     pub use crate::{
         Action, Category, Channel, ConsentStatus, Context, Customer, Date, Decision, Duration,
-        Error, Event, Field, JourneyOutcome, JourneyRule, JourneyState, JourneyStatus, Match,
-        Message, NoParams, QuietHours, RestPolicy, Result, Segment, Timestamp, Value, Verdict,
-        Window, Zone, ZoneSource, export_journey, export_rest, export_segment,
+        Error, Event, EventView, Field, JourneyOutcome, JourneyRule, JourneyState, JourneyStatus,
+        Match, Message, NoParams, QuietHours, Record, RestPolicy, Result, Segment, Timestamp,
+        TransactionView, Value, Verdict, Window, Zone, ZoneSource, export_journey, export_rest,
+        export_segment,
     };
     pub use serde::{Deserialize, Serialize};
 }
@@ -144,7 +149,15 @@ macro_rules! __export_plugin {
                 batch_len: u32,
             ) -> u64 {
                 // SAFETY: the host passes buffers it obtained from `regua_alloc` (docs/ABI.md).
-                unsafe { $evaluate(ctx_ptr, ctx_len, batch_ptr, batch_len) }
+                unsafe {
+                    $evaluate(
+                        env!("CARGO_PKG_NAME"),
+                        ctx_ptr,
+                        ctx_len,
+                        batch_ptr,
+                        batch_len,
+                    )
+                }
             }
         };
     };
@@ -159,9 +172,51 @@ pub mod testing {
         Timestamp::parse(text).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// A customer from JSON text; panics on bad input (tests only).
-    pub fn customer(json: &str) -> crate::Customer {
+    /// A customer record from JSON text; panics on bad input (tests only). Hand it to a rule
+    /// with [`evaluate_segment`], [`evaluate_journey`] or [`evaluate_rest`], which check the rule's reads.
+    pub fn customer(json: &str) -> crate::Record {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test customer: {e}"))
+    }
+
+    /// The rule's name for messages: its type's name without the path.
+    fn rule_name<R: ?Sized>() -> &'static str {
+        let full = std::any::type_name::<R>();
+        full.rsplit("::").next().unwrap_or(full)
+    }
+
+    /// `record` as rule `R`, declaring `reads`, sees it in the host.
+    fn view<'a, R: ?Sized>(
+        record: &'a crate::Record,
+        reads: &[crate::Field],
+    ) -> crate::Customer<'a> {
+        crate::Customer::reading(record, crate::Fields::of(reads), rule_name::<R>())
+    }
+
+    /// Evaluates segment `S` on `record` as the host does: a read of a part `S` does not declare
+    /// in `READS` panics, naming the part (tests only).
+    pub fn evaluate_segment<S: crate::Segment>(
+        record: &crate::Record,
+        ctx: &crate::Context<'_, S::Params>,
+    ) -> crate::Result<crate::Match> {
+        S::evaluate(&view::<S>(record, S::READS), ctx)
+    }
+
+    /// [`evaluate_segment`] for a journey rule, with the triggering event.
+    pub fn evaluate_journey<J: crate::JourneyRule>(
+        record: &crate::Record,
+        event: Option<&crate::Event>,
+        ctx: &crate::Context<'_, J::Params>,
+    ) -> crate::Result<crate::JourneyOutcome> {
+        J::evaluate(&view::<J>(record, J::READS), event, ctx)
+    }
+
+    /// [`evaluate_segment`] for a rest policy, with the proposed message.
+    pub fn evaluate_rest<R: crate::RestPolicy>(
+        record: &crate::Record,
+        message: &crate::Message,
+        ctx: &crate::Context<'_, R::Params>,
+    ) -> crate::Result<crate::Decision> {
+        R::evaluate(&view::<R>(record, R::READS), message, ctx)
     }
 
     /// A proposed message from JSON text; panics on bad input (tests only).
@@ -181,24 +236,6 @@ pub mod testing {
             params,
             default_tz: "America/Sao_Paulo",
         }
-    }
-
-    /// Checks that a rule declares what it reads: runs `rule` on `customer` whole and as a batch
-    /// reading only `reads` would hand it over, and panics if the answers differ (tests only).
-    /// Use it with customers that have every part filled in.
-    pub fn check_reads<T: PartialEq + std::fmt::Debug>(
-        reads: &[crate::Field],
-        customer: &crate::Customer,
-        rule: impl Fn(&crate::Customer) -> T,
-    ) {
-        let mut projected = customer.clone();
-        projected.keep_only(crate::Fields::of(reads));
-        let (whole, seen) = (rule(customer), rule(&projected));
-        assert_eq!(
-            whole, seen,
-            "the rule answers differently when it gets only {reads:?}: it reads a part it does \
-             not declare in READS"
-        );
     }
 
     /// Where `got` differs from `expected`, which may leave things out: an object matches when
@@ -264,28 +301,29 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{check_reads, customer};
-    use crate::{Customer, Field};
+    use crate::testing::{context, customer, evaluate_segment};
+    use crate::{Context, Customer, Field, Match, NoParams, Result, Segment};
 
-    fn spent(c: &Customer) -> f64 {
-        c.transactions.iter().map(|t| t.amount).sum()
+    struct Spent;
+    impl Segment for Spent {
+        type Params = NoParams;
+        const READS: &'static [Field] = &[Field::TransactionAmount];
+        fn evaluate(c: &Customer, _: &Context<'_, NoParams>) -> Result<Match> {
+            let spent: f64 = c.transactions().map(|t| t.amount()).sum();
+            let named = c.profile().first_name.is_some();
+            Ok(Match::when(spent > 5.0 && named, "spent"))
+        }
     }
 
     const RICH: &str = r#"{"id":"c","profile":{"first_name":"Ana"},"transactions":[
         {"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":10}]}"#;
 
     #[test]
-    fn check_reads_accepts_a_rule_that_declares_what_it_reads() {
-        check_reads(&[Field::TransactionAmount], &customer(RICH), spent);
-    }
-
-    #[test]
-    #[should_panic(expected = "it reads a part it does not declare")]
-    fn check_reads_catches_a_rule_that_reads_more_than_it_declares() {
-        check_reads(
-            &[Field::Profile, Field::TransactionAt],
+    #[should_panic(expected = "rule `Spent` read `profile`, which it does not declare")]
+    fn testing_a_rule_that_reads_more_than_it_declares_fails_at_the_read() {
+        let _ = evaluate_segment::<Spent>(
             &customer(RICH),
-            spent,
+            &context("2025-03-01T00:00:00Z", &NoParams {}),
         );
     }
 }

@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::outcome::{Decision, JourneyOutcome, Match, Message};
-use crate::record::{Customer, Event, Field};
+use crate::record::{Event, Field};
 use crate::time::{TimeError, Timestamp};
+use crate::view::Customer;
 
 /// What a rule could not do, in words for the person who runs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,9 +141,10 @@ pub trait Segment {
     /// The parameters, with their defaults.
     type Params: Params;
 
-    /// The parts of the record the rule reads (`id` and `tz` always are). A batch reads only
-    /// what its rules read between them and leaves the rest empty, so a rule that declares less
-    /// than it reads sees empty lists; [`crate::testing::check_reads`] catches that in a test.
+    /// The parts of the record the rule reads (`id` and `tz` always are). A batch reads and
+    /// hands over only what its rules declare between them; reading a part or member not
+    /// declared here panics at that read, naming it (natively through [`crate::testing`], and
+    /// in the host, where it is that customer's error).
     const READS: &'static [Field] = Field::ALL;
 
     /// In or out, with the reasons.
@@ -159,9 +161,10 @@ pub trait JourneyRule {
     /// The parameters, with their defaults.
     type Params: Params;
 
-    /// The parts of the record the rule reads (`id` and `tz` always are). A batch reads only
-    /// what its rules read between them and leaves the rest empty, so a rule that declares less
-    /// than it reads sees empty lists; [`crate::testing::check_reads`] catches that in a test.
+    /// The parts of the record the rule reads (`id` and `tz` always are). A batch reads and
+    /// hands over only what its rules declare between them; reading a part or member not
+    /// declared here panics at that read, naming it (natively through [`crate::testing`], and
+    /// in the host, where it is that customer's error).
     const READS: &'static [Field] = Field::ALL;
 
     /// The actions to take and the customer's new journey state. `event` is the event that
@@ -183,9 +186,10 @@ pub trait RestPolicy {
     /// The parameters, with their defaults.
     type Params: Params;
 
-    /// The parts of the record the rule reads (`id` and `tz` always are). A batch reads only
-    /// what its rules read between them and leaves the rest empty, so a rule that declares less
-    /// than it reads sees empty lists; [`crate::testing::check_reads`] catches that in a test.
+    /// The parts of the record the rule reads (`id` and `tz` always are). A batch reads and
+    /// hands over only what its rules declare between them; reading a part or member not
+    /// declared here panics at that read, naming it (natively through [`crate::testing`], and
+    /// in the host, where it is that customer's error).
     const READS: &'static [Field] = Field::ALL;
 
     /// Allow, deny or defer.

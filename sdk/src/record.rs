@@ -441,14 +441,15 @@ impl<'de> Deserialize<'de> for Profile {
     }
 }
 
-/// One customer, as the rules see it.
+/// One customer's record, as the host reads and hands it over. Rules read it through a
+/// [`crate::Customer`], which checks each read against what the rule declares.
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
-pub struct Customer {
+pub struct Record {
     /// Stable customer id (never the e-mail).
     pub id: String,
     /// IANA time zone; `None` means the company default. In JSON a text that cannot be a zone
     /// name at all (`-03:00`, `Sao Paulo`) is an error; a well-formed name this build does not
-    /// know falls back to the company default (see [`Customer::zone`]).
+    /// know falls back to the company default (see [`Record::zone`]).
     #[serde(default, deserialize_with = "zone_name")]
     pub tz: Option<String>,
     /// Attributes.
@@ -502,7 +503,7 @@ fn zone_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
 }
 
 /// Checks `tz` as a JSON record's is checked: empty or a well-formed IANA zone name (see
-/// [`Customer::tz`]); the error says what is wrong, for readers of other formats.
+/// [`Record::tz`]); the error says what is wrong, for readers of other formats.
 pub fn check_zone_name(name: &str) -> Result<(), String> {
     if name.is_empty() || is_zone_name(name) {
         Ok(())
@@ -631,6 +632,30 @@ impl Field {
         Field::Journeys,
     ];
 
+    /// The name `READS` and the metadata give it: `profile`, `transactions.amount`, ….
+    pub fn name(self) -> &'static str {
+        use Field::*;
+        match self {
+            Profile => "profile",
+            Consents => "consents",
+            Transactions => "transactions",
+            Events => "events",
+            Inbound => "inbound",
+            Contacts => "contacts",
+            Journeys => "journeys",
+            TransactionId => "transactions.id",
+            TransactionAt => "transactions.at",
+            TransactionKind => "transactions.kind",
+            TransactionAmount => "transactions.amount",
+            TransactionCurrency => "transactions.currency",
+            TransactionBusinessUnit => "transactions.business_unit",
+            TransactionCategory => "transactions.category",
+            EventName => "events.name",
+            EventAt => "events.at",
+            EventProps => "events.props",
+        }
+    }
+
     /// The whole part a member belongs to (a part is its own).
     pub fn part(self) -> Field {
         use Field::*;
@@ -743,82 +768,6 @@ const MEMBERS: &[Field] = &[
     Field::EventAt,
     Field::EventProps,
 ];
-
-impl Customer {
-    /// The customer as a rule that reads only `fields` receives it: the other parts and members
-    /// empty.
-    pub fn keep_only(&mut self, fields: Fields) {
-        let keep = |f| fields.contains(f);
-        if !keep(Field::Profile) {
-            self.profile = Profile::default();
-        }
-        if !keep(Field::Consents) {
-            self.consents = Consents::default();
-        }
-        if !keep(Field::Transactions) {
-            self.transactions = Vec::new();
-        }
-        for t in &mut self.transactions {
-            t.keep_only(fields);
-        }
-        if !keep(Field::Events) {
-            self.events = Vec::new();
-        }
-        for e in &mut self.events {
-            e.keep_only(fields);
-        }
-        if !keep(Field::Inbound) {
-            self.inbound = Vec::new();
-        }
-        if !keep(Field::Contacts) {
-            self.contacts = Vec::new();
-        }
-        if !keep(Field::Journeys) {
-            self.journeys = Vec::new();
-        }
-    }
-}
-
-impl Transaction {
-    fn keep_only(&mut self, fields: Fields) {
-        let keep = |f| fields.reads(f);
-        if !keep(Field::TransactionId) {
-            self.id = String::new();
-        }
-        if !keep(Field::TransactionAt) {
-            self.at = Timestamp::default();
-        }
-        if !keep(Field::TransactionKind) {
-            self.kind = String::new();
-        }
-        if !keep(Field::TransactionAmount) {
-            self.amount = 0.0;
-        }
-        if !keep(Field::TransactionCurrency) {
-            self.currency = String::new();
-        }
-        if !keep(Field::TransactionBusinessUnit) {
-            self.business_unit = None;
-        }
-        if !keep(Field::TransactionCategory) {
-            self.category = None;
-        }
-    }
-}
-
-impl Event {
-    fn keep_only(&mut self, fields: Fields) {
-        if !fields.reads(Field::EventName) {
-            self.name = String::new();
-        }
-        if !fields.reads(Field::EventAt) {
-            self.at = Timestamp::default();
-        }
-        if !fields.reads(Field::EventProps) {
-            self.props = Value::Null;
-        }
-    }
-}
 
 /// Reads a list (`null` or missing: empty) whose items are read by `item`.
 #[derive(Clone, Copy)]
@@ -996,22 +945,22 @@ read_with!(ReadContacts, Vec<Contact>, list);
 read_with!(ReadJourneys, Vec<JourneyState>, list);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Reading {
-    type Value = Customer;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Customer, D::Error> {
+    type Value = Record;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Record, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for Reading {
-    type Value = Customer;
+    type Value = Record;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a customer record (a JSON object)")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Customer, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
         use serde::de::Error as _;
-        let mut c = Customer::default();
+        let mut c = Record::default();
         let (mut id, mut seen) = (None, 0u16);
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let bit = match &*key {
@@ -1056,7 +1005,7 @@ impl<'de> Visitor<'de> for Reading {
 
 /// [`parse_customer_bytes`] for rules that read only `fields`: the other parts are left empty and
 /// only checked to be well-formed JSON.
-pub fn parse_customer_reading(bytes: &[u8], fields: Fields) -> Result<Customer, String> {
+pub fn parse_customer_reading(bytes: &[u8], fields: Fields) -> Result<Record, String> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))?;
     if text.trim().is_empty() {
@@ -1067,7 +1016,7 @@ pub fn parse_customer_reading(bytes: &[u8], fields: Fields) -> Result<Customer, 
 
 /// The one reader of JSON records: only an object is a record (not the array form serde would
 /// also take for a struct), and the id must not be blank.
-fn read_customer(text: &str, at: Option<&str>, fields: Fields) -> Result<Customer, String> {
+fn read_customer(text: &str, at: Option<&str>, fields: Fields) -> Result<Record, String> {
     let customer = crate::json::from_str_seed(text, at, Reading(fields))?;
     if customer.id.trim().is_empty() {
         let field = at.map_or_else(|| "id".to_owned(), |at| format!("{at}.id"));
@@ -1078,13 +1027,13 @@ fn read_customer(text: &str, at: Option<&str>, fields: Fields) -> Result<Custome
 
 /// Parses one customer record (a JSON object), as the host does before any rule sees it. The
 /// error names the field and what is wrong with it, e.g. ``field `transactions[3].at`: `2025-13-01` is not an RFC 3339 timestamp``.
-pub fn parse_customer(text: &str) -> Result<Customer, String> {
+pub fn parse_customer(text: &str) -> Result<Record, String> {
     parse_customer_at(text, None)
 }
 
 /// [`parse_customer`] for a record nested in a larger document: errors name fields under `at`
 /// (``field `customer.transactions[0].at`: …``).
-pub fn parse_customer_at(text: &str, at: Option<&str>) -> Result<Customer, String> {
+pub fn parse_customer_at(text: &str, at: Option<&str>) -> Result<Record, String> {
     read_customer(text, at, Fields::all())
 }
 
@@ -1094,12 +1043,12 @@ pub fn parse_customer_reading_at(
     text: &str,
     at: Option<&str>,
     fields: Fields,
-) -> Result<Customer, String> {
+) -> Result<Record, String> {
     read_customer(text, at, fields)
 }
 
 /// Parses one record given as raw bytes (a line of NDJSON).
-pub fn parse_customer_bytes(bytes: &[u8]) -> Result<Customer, String> {
+pub fn parse_customer_bytes(bytes: &[u8]) -> Result<Record, String> {
     parse_customer_reading(bytes, Fields::all())
 }
 
@@ -1115,7 +1064,7 @@ pub enum ZoneSource {
     DefaultUnknown,
 }
 
-impl Customer {
+impl Record {
     /// The customer's zone, falling back to `default_tz` when the record has none or an unknown
     /// one; the second value says which.
     pub fn zone(&self, default_tz: &str) -> Result<(Zone, ZoneSource), crate::Error> {
@@ -1131,80 +1080,6 @@ impl Customer {
                 Err(_) => fallback(ZoneSource::DefaultUnknown),
             },
         }
-    }
-
-    /// Purchases up to and including `now` (later ones have not happened yet at `now`).
-    pub fn purchases(&self, now: Timestamp) -> impl Iterator<Item = &Transaction> {
-        self.transactions_of(kind::PURCHASE, now)
-    }
-
-    /// Transactions of `kind` up to and including `now`.
-    pub fn transactions_of<'a>(
-        &'a self,
-        kind: &'a str,
-        now: Timestamp,
-    ) -> impl Iterator<Item = &'a Transaction> + 'a {
-        self.transactions
-            .iter()
-            .filter(move |t| t.kind == kind && t.at <= now)
-    }
-
-    /// The latest purchase up to `now`.
-    pub fn last_purchase(&self, now: Timestamp) -> Option<&Transaction> {
-        self.purchases(now).max_by_key(|t| t.at)
-    }
-
-    /// Events named `name` up to and including `now`.
-    pub fn events_named<'a>(
-        &'a self,
-        name: &'a str,
-        now: Timestamp,
-    ) -> impl Iterator<Item = &'a Event> + 'a {
-        self.events
-            .iter()
-            .filter(move |e| e.name == name && e.at <= now)
-    }
-
-    /// The earliest event named `name` up to `now`.
-    pub fn first_event(&self, name: &str, now: Timestamp) -> Option<&Event> {
-        self.events
-            .iter()
-            .filter(|e| e.name == name && e.at <= now)
-            .min_by_key(|e| e.at)
-    }
-
-    /// The earliest message we sent on one of `channels` up to `now`.
-    pub fn first_contact(&self, channels: &[Channel], now: Timestamp) -> Option<&Contact> {
-        self.contacts
-            .iter()
-            .filter(|c| c.at <= now && channels.contains(&c.channel))
-            .min_by_key(|c| c.at)
-    }
-
-    /// Whether the customer's consent for `purpose` on `channel` is granted at `now`. The record
-    /// keeps only the latest decision, so a decision dated after `now` means the state at `now`
-    /// is unknown, and unknown is not granted.
-    pub fn consent_granted(&self, channel: Channel, purpose: Category, now: Timestamp) -> bool {
-        self.consents
-            .get(&channel)
-            .and_then(|by_purpose| by_purpose.get(&purpose))
-            .is_some_and(|c| c.status == ConsentStatus::Granted && c.at <= now)
-    }
-
-    /// The latest instance of `journey`, if the customer ever entered it.
-    pub fn journey(&self, journey: &str) -> Option<&JourneyState> {
-        self.journeys
-            .iter()
-            .filter(|j| j.journey == journey)
-            .max_by_key(|j| (j.instance, j.entered_at))
-    }
-
-    /// The latest inbound message on `channel` up to `now`.
-    pub fn last_inbound(&self, channel: Channel, now: Timestamp) -> Option<&Inbound> {
-        self.inbound
-            .iter()
-            .filter(|i| i.channel == channel && i.at <= now)
-            .max_by_key(|i| i.at)
     }
 }
 
@@ -1223,14 +1098,14 @@ mod tests {
 
     #[test]
     fn a_record_reads_from_json_and_crosses_the_abi_unchanged() {
-        let c: Customer = serde_json::from_str(RECORD).unwrap();
+        let c: Record = serde_json::from_str(RECORD).unwrap();
         assert_eq!(c.profile.first_name.as_deref(), Some("Ana"));
         assert_eq!(c.profile.attributes.get("vip"), Some(&Value::Bool(true)));
         assert!(c.events.is_empty());
         assert!(c.contacts[0].counts_toward_caps);
         let bin = postcard::to_allocvec(&c).unwrap();
-        assert_eq!(postcard::from_bytes::<Customer>(&bin).unwrap(), c);
-        let again: Customer = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(postcard::from_bytes::<Record>(&bin).unwrap(), c);
+        let again: Record = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(again, c);
     }
 
@@ -1250,7 +1125,7 @@ mod tests {
             "+03:00",
         ] {
             let text = format!(r#"{{"id":"c","tz":"{bad}"}}"#);
-            let err = crate::json::from_str::<Customer>(&text, None).unwrap_err();
+            let err = crate::json::from_str::<Record>(&text, None).unwrap_err();
             assert!(err.contains("field `tz`"), "{bad}: {err}");
             assert!(err.contains("is not a time-zone name"), "{bad}: {err}");
         }
@@ -1268,9 +1143,19 @@ mod tests {
         }
         let full = parse_customer(RECORD).unwrap();
         let fields = Fields::of(&[Field::Transactions, Field::Contacts]);
-        let mut kept = full.clone();
-        kept.keep_only(fields);
-        assert_eq!(parse_customer_reading(RECORD.as_bytes(), fields), Ok(kept));
+        let kept = Record {
+            transactions: full.transactions.clone(),
+            contacts: full.contacts.clone(),
+            ..Record::default()
+        };
+        assert_eq!(
+            parse_customer_reading(RECORD.as_bytes(), fields),
+            Ok(Record {
+                id: full.id,
+                tz: full.tz,
+                ..kept
+            })
+        );
         let err = parse_customer_reading(br#"{"id":"a","id":"b"}"#, fields).unwrap_err();
         assert!(err.contains("duplicate field `id`"), "{err}");
     }
@@ -1295,7 +1180,8 @@ mod tests {
 
     #[test]
     fn consent_is_read_at_a_time() {
-        let c: Customer = serde_json::from_str(RECORD).unwrap();
+        let r: Record = serde_json::from_str(RECORD).unwrap();
+        let c = crate::Customer::reading(&r, Fields::of(&[Field::Consents]), "test");
         let now = Timestamp::parse("2025-03-11T12:00:00Z").unwrap();
         assert!(!c.consent_granted(Channel::Sms, Category::Marketing, now));
         assert!(!c.consent_granted(Channel::Email, Category::Marketing, now));
@@ -1314,21 +1200,17 @@ mod tests {
     fn consent_errors_name_the_channel_and_purpose() {
         let bad = r#"{"id":"x","consents":{"email":{"marketing":{"status":"maybe","at":"2025-01-01T00:00:00Z"}}}}"#;
         let de = &mut serde_json::Deserializer::from_str(bad);
-        let err = serde_path_to_error::deserialize::<_, Customer>(de).unwrap_err();
+        let err = serde_path_to_error::deserialize::<_, Record>(de).unwrap_err();
         assert_eq!(err.path().to_string(), "consents.email.marketing.status");
         let fax = r#"{"id":"x","consents":{"fax":{"marketing":{"status":"granted","at":"2025-01-01T00:00:00Z"}}}}"#;
-        let err = serde_json::from_str::<Customer>(fax)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<Record>(fax).unwrap_err().to_string();
         assert!(err.contains("unknown channel `fax`"), "{err}");
     }
 
     #[test]
     fn unknown_channels_are_errors() {
         let bad = r#"{"id":"x","contacts":[{"channel":"fax","at":"2025-03-10T12:00:00Z","category":"marketing"}]}"#;
-        let err = serde_json::from_str::<Customer>(bad)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<Record>(bad).unwrap_err().to_string();
         assert!(err.contains("fax"), "{err}");
     }
 }

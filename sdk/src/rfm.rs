@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::Customer;
 use crate::time::Timestamp;
+use crate::view::Customer;
 
 /// Score cut-points: four ascending bounds per dimension make five bins. A bin includes its lower
 /// bound and excludes its upper.
@@ -88,11 +88,11 @@ impl Rfm {
     ) -> Option<Rfm> {
         let mut last = None::<Timestamp>;
         let (mut frequency, mut monetary) = (0u32, 0.0f64);
-        let counted = |t: &&crate::Transaction| currency.is_none_or(|c| t.in_currency(c));
+        let counted = |t: &crate::TransactionView| currency.is_none_or(|c| t.in_currency(c));
         for t in customer.purchases(now).filter(counted) {
             frequency += 1;
-            monetary += t.amount;
-            last = Some(last.map_or(t.at, |l| l.max(t.at)));
+            monetary += t.amount();
+            last = Some(last.map_or(t.at(), |l| l.max(t.at())));
         }
         let recency_days = (now - last?).whole_days();
         Some(Rfm {
@@ -195,14 +195,18 @@ impl RfmSegment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Transaction;
+    use crate::record::{Fields, Record, Transaction};
     use crate::time::Duration;
+
+    fn whole(r: &Record) -> Customer<'_> {
+        Customer::reading(r, Fields::all(), "test")
+    }
 
     #[test]
     fn worked_example_five_is_champions() {
         // Twelve purchases, the last 10 days ago, R$ 6,200 in all.
         let now = Timestamp::parse("2025-03-11T12:00:00Z").unwrap();
-        let mut c = Customer::default();
+        let mut c = Record::default();
         for i in 0..12 {
             c.transactions.push(Transaction {
                 id: format!("t{i}"),
@@ -214,7 +218,7 @@ mod tests {
                 category: None,
             });
         }
-        let rfm = Rfm::of(&c, now, &Cuts::default()).unwrap();
+        let rfm = Rfm::of(&whole(&c), now, &Cuts::default()).unwrap();
         assert_eq!(
             (rfm.recency_days, rfm.frequency, rfm.monetary),
             (10, 12, 6200.0)
@@ -246,6 +250,6 @@ mod tests {
     #[test]
     fn prospects_have_no_rfm() {
         let now = Timestamp::parse("2025-03-11T12:00:00Z").unwrap();
-        assert!(Rfm::of(&Customer::default(), now, &Cuts::default()).is_none());
+        assert!(Rfm::of(&whole(&Record::default()), now, &Cuts::default()).is_none());
     }
 }

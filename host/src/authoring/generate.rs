@@ -13,8 +13,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use regua_sdk::record::Consents;
 use regua_sdk::{
-    Category, Channel, Consent, ConsentStatus, Contact, Customer, Date, Duration, Event, Inbound,
-    JourneyState, JourneyStatus, Profile, Timestamp, Transaction, Value,
+    Category, Channel, Consent, ConsentStatus, Contact, Date, Duration, Event, Inbound,
+    JourneyState, JourneyStatus, Profile, Record, Timestamp, Transaction, Value,
 };
 
 const FIRST: &[&str] = &[
@@ -173,7 +173,7 @@ impl Generator {
     }
 
     /// The next customer.
-    pub fn customer(&mut self) -> Customer {
+    pub fn customer(&mut self) -> Record {
         let n = self.next_id;
         self.next_id += 1;
         let archetype = *weighted(&mut self.rng, ARCHETYPES);
@@ -196,7 +196,7 @@ impl Generator {
             units.dedup();
         }
 
-        let mut c = Customer {
+        let mut c = Record {
             id: format!("cus-{n:07}"),
             tz,
             profile: Profile {
@@ -240,7 +240,7 @@ impl Generator {
                 ]),
             },
             consents: self.consents(),
-            ..Customer::default()
+            ..Record::default()
         };
         self.transactions(&mut c, archetype);
         self.events(&mut c, archetype, created);
@@ -300,7 +300,7 @@ impl Generator {
         out
     }
 
-    fn transactions(&mut self, c: &mut Customer, archetype: Archetype) {
+    fn transactions(&mut self, c: &mut Record, archetype: Archetype) {
         let (count, newest, oldest) = match archetype {
             Archetype::Champion => (self.rng.random_range(12..60), 0, 25),
             Archetype::Loyal => (self.rng.random_range(4..30), 5, 120),
@@ -360,7 +360,7 @@ impl Generator {
         }
     }
 
-    fn events(&mut self, c: &mut Customer, archetype: Archetype, created: Timestamp) {
+    fn events(&mut self, c: &mut Record, archetype: Archetype, created: Timestamp) {
         let mut events = vec![self.event("account_created", created, Value::Null)];
         let installs = !matches!(archetype, Archetype::Prospect) && self.rng.random_bool(0.8);
         if installs {
@@ -409,7 +409,7 @@ impl Generator {
         }
     }
 
-    fn contacts(&mut self, c: &mut Customer) {
+    fn contacts(&mut self, c: &mut Record) {
         let mut contacts = Vec::new();
         for _ in 0..self.rng.random_range(0..14) {
             let channel = *Channel::ALL.choose(&mut self.rng).expect("non-empty");
@@ -433,7 +433,7 @@ impl Generator {
         c.contacts = contacts;
     }
 
-    fn journeys(&mut self, c: &mut Customer, created: Timestamp) {
+    fn journeys(&mut self, c: &mut Record, created: Timestamp) {
         if self.rng.random_bool(0.3) && created < self.now - Duration::days(2) {
             let entered = created + Duration::hours(1);
             let done = self.rng.random_bool(0.6);
@@ -457,8 +457,8 @@ impl Generator {
 }
 
 impl Iterator for Generator {
-    type Item = Customer;
-    fn next(&mut self) -> Option<Customer> {
+    type Item = Record;
+    fn next(&mut self) -> Option<Record> {
         Some(self.customer())
     }
 }

@@ -49,7 +49,7 @@ impl ConvertArgs {
         };
         let mut sink = RecordSink::create(&self.output, to)?;
         let (mut written, mut bad) = (0u64, 0u64);
-        let mut take = |unit: &str, n: u64, record: Result<regua_sdk::Customer, String>| {
+        let mut take = |unit: &str, n: u64, record: Result<regua_sdk::Record, String>| {
             match record {
                 Ok(c) => {
                     sink.push(c).context("cannot write output")?;

@@ -85,7 +85,7 @@ impl RecordSink {
     }
 
     /// Writes one customer.
-    pub(crate) fn push(&mut self, customer: regua_sdk::Customer) -> anyhow::Result<()> {
+    pub(crate) fn push(&mut self, customer: regua_sdk::Record) -> anyhow::Result<()> {
         match self {
             RecordSink::Lines(out) => {
                 serde_json::to_writer(&mut *out, &customer)?;

@@ -213,12 +213,12 @@ impl Default for Params {
 impl Segment for Rule {
     type Params = Params;
     // What the rule reads of a record: batches read and hand over only this. Leave it out to get
-    // everything; `reads_only_what_it_declares` below checks it.
+    // everything. Reading anything else panics at the read, naming it, in tests and in the host.
     const READS: &'static [Field] = &[Field::TransactionAt, Field::TransactionKind];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let window = Duration::days(ctx.params.days);
-        let n = c.purchases(ctx.now).filter(|t| t.at.within_last(window, ctx.now)).count();
+        let n = c.purchases(ctx.now).filter(|t| t.at().within_last(window, ctx.now)).count();
         Ok(Match::when(
             n >= ctx.params.min_purchases,
             format!("{n} purchases in the last {} days", ctx.params.days),
@@ -231,15 +231,23 @@ export_segment!(Rule);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, check_reads, customer};
+    use regua_sdk::testing::{at, customer, evaluate_segment};
 
     #[test]
-    fn reads_only_what_it_declares() {
-        let c = customer(r#"{"id":"c-1","profile":{"first_name":"Ana"},"transactions":[
-            {"id":"t1","at":"2025-03-01T10:00:00Z","kind":"purchase","amount":50,"currency":"BRL"},
-            {"id":"t2","at":"2025-03-05T10:00:00Z","kind":"refund","amount":50}]}"#);
+    #[should_panic(expected = "read `profile`, which it does not declare")]
+    fn a_read_it_does_not_declare_fails() {
+        struct Greedy;
+        impl Segment for Greedy {
+            type Params = Params;
+            const READS: &'static [Field] = Rule::READS;
+            fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
+                let named = c.profile().first_name.is_some();
+                Ok(Rule::evaluate(c, ctx)?.and(format!("named: {named}")))
+            }
+        }
+        let c = customer(r#"{"id":"c-1","profile":{"first_name":"Ana"}}"#);
         let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &Params::default(), default_tz: "UTC" };
-        check_reads(Rule::READS, &c, |c| Rule::evaluate(c, &ctx));
+        let _ = evaluate_segment::<Greedy>(&c, &ctx);
     }
 
     #[test]
@@ -248,9 +256,9 @@ mod tests {
             {"id":"t1","at":"2025-03-01T10:00:00Z","kind":"purchase","amount":50},
             {"id":"t2","at":"2025-03-05T10:00:00Z","kind":"purchase","amount":70}]}"#);
         let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &Params::default(), default_tz: "UTC" };
-        assert!(Rule::evaluate(&c, &ctx).unwrap().matched);
+        assert!(evaluate_segment::<Rule>(&c, &ctx).unwrap().matched);
         let later = Context { now: at("2025-04-20T12:00:00Z"), ..ctx };
-        assert!(!Rule::evaluate(&c, &later).unwrap().matched);
+        assert!(!evaluate_segment::<Rule>(&c, &later).unwrap().matched);
     }
 }
 "##;
@@ -307,7 +315,7 @@ impl JourneyRule for Rule {
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
         // Who may enter: customers created in the last week (the trigger event is given too).
-        sequence.run(c, event, ctx, "", |_trigger| match c.profile.created_at {
+        sequence.run(c, event, ctx, "", |_trigger| match c.profile().created_at {
             Some(at) if at > ctx.now - Duration::days(7) => Ok(()),
             _ => Err("not created in the last 7 days".into()),
         })
@@ -319,18 +327,18 @@ export_journey!(Rule);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, customer};
+    use regua_sdk::testing::{at, customer, evaluate_journey};
 
     #[test]
     fn a_new_customer_gets_the_welcome_email_then_the_push() {
         let params = Params::default();
         let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &params, default_tz: "UTC" };
         let mut c = customer(r#"{"id":"c-1","profile":{"created_at":"2025-03-10T12:00:00Z"}}"#);
-        let out = Rule::evaluate(&c, None, &ctx).unwrap();
+        let out = evaluate_journey::<Rule>(&c, None, &ctx).unwrap();
         assert!(out.actions.iter().any(|a| matches!(a, Action::Send { channel: Channel::Email, .. })));
         c.journeys = out.states;
         let a_day_later = Context { now: at("2025-03-12T12:00:00Z"), ..ctx };
-        let out = Rule::evaluate(&c, None, &a_day_later).unwrap();
+        let out = evaluate_journey::<Rule>(&c, None, &a_day_later).unwrap();
         assert!(out.actions.iter().any(|a| matches!(a, Action::Send { channel: Channel::Push, .. })));
         assert_eq!(out.state().unwrap().step, "push");
     }
@@ -367,7 +375,7 @@ impl RestPolicy for Rule {
         }
         let day = Duration::hours(24);
         let mut sent: Vec<Timestamp> = c
-            .contacts
+            .contacts()
             .iter()
             .filter(|x| x.channel == m.channel && x.counts_toward_caps && x.at.within_last(day, ctx.now))
             .map(|x| x.at)
@@ -387,7 +395,7 @@ export_rest!(Rule);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, customer, message};
+    use regua_sdk::testing::{at, customer, evaluate_rest, message};
 
     #[test]
     fn a_third_push_in_a_day_is_denied() {
@@ -396,7 +404,7 @@ mod tests {
             {"channel":"push","at":"2025-03-11T10:00:00Z","category":"marketing"}]}"#);
         let m = message(r#"{"channel":"push","category":"marketing"}"#);
         let ctx = Context { now: at("2025-03-11T12:00:00Z"), params: &Params::default(), default_tz: "UTC" };
-        let d = Rule::evaluate(&c, &m, &ctx).unwrap();
+        let d = evaluate_rest::<Rule>(&c, &m, &ctx).unwrap();
         assert_eq!(d.decision, Verdict::Deny);
         assert_eq!(d.retry_after, Some(at("2025-03-12T08:00:00Z")));
     }

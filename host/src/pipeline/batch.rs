@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use regua_sdk::{Customer, Fields};
+use regua_sdk::{Fields, Record};
 
 use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, Input, LineRead, SeenIds};
 use crate::pipeline::output::{self, Class, Format, Tally};
@@ -134,7 +134,7 @@ impl Plugins {
     pub fn evaluate(
         &self,
         worker: &mut Worker,
-        customers: &[Customer],
+        customers: &[Record],
     ) -> Vec<Result<Vec<RecordResult>, CallError>> {
         let batches: Vec<EncodedBatch> = self
             .sets
@@ -158,7 +158,7 @@ impl Plugins {
     pub fn evaluate_one(
         &self,
         worker: &mut Worker,
-        customer: Customer,
+        customer: Record,
     ) -> Vec<(Arc<Plugin>, Result<RecordResult, CallError>)> {
         let answers = self.evaluate(worker, std::slice::from_ref(&customer));
         let first = |r: Result<Vec<RecordResult>, _>| r.map(|mut r| r.remove(0));

@@ -29,8 +29,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use regua_sdk::record::{Consents, check_zone_name};
 use regua_sdk::{
-    Category, Channel, Consent, ConsentStatus, Contact, Customer, Date, Event, Field, Fields,
-    Inbound, JourneyState, JourneyStatus, Profile, Timestamp, Transaction, Value,
+    Category, Channel, Consent, ConsentStatus, Contact, Date, Event, Field, Fields, Inbound,
+    JourneyState, JourneyStatus, Profile, Record, Timestamp, Transaction, Value,
 };
 
 use crate::pipeline::evaluator::LineRead;
@@ -474,7 +474,7 @@ impl ColumnarInput {
 
     /// Reads one unit, for the columns the rules read: its records, and for each row its record
     /// or why it has none.
-    pub fn read(&self, unit: &Unit) -> (Vec<Customer>, Vec<LineRead>) {
+    pub fn read(&self, unit: &Unit) -> (Vec<Record>, Vec<LineRead>) {
         let mut out = (Vec::new(), Vec::new());
         let mut row = unit.first_row;
         let failed = match self.batches(unit) {
@@ -832,7 +832,7 @@ fn read_batch(
     batch: &RecordBatch,
     first_row: u64,
     reads: Fields,
-    out: &mut (Vec<Customer>, Vec<LineRead>),
+    out: &mut (Vec<Record>, Vec<LineRead>),
 ) {
     let id = Column::top(batch, "id", Text);
     let tz = Column::top(batch, "tz", Text);
@@ -869,7 +869,7 @@ fn read_row(
     tz: &Column,
     parts: &[Option<PartColumns>],
     reads: Fields,
-) -> CellResult<Customer> {
+) -> CellResult<Record> {
     let cell = |column: &str, e: String| Cell(column.to_owned(), e);
     let id = match id.text(r) {
         None => return Err(cell("id", "is null (every record needs an id)".into())),
@@ -880,10 +880,10 @@ fn read_row(
     if let Some(name) = &tz {
         check_zone_name(name).map_err(|e| cell("tz", e))?;
     }
-    let mut c = Customer {
+    let mut c = Record {
         id,
         tz,
-        ..Customer::default()
+        ..Record::default()
     };
     let part = |f: Field| parts[PARTS.iter().position(|p| p.0 == f).expect("a part")].as_ref();
     if let Some(p) = part(Field::Profile) {
@@ -1143,7 +1143,7 @@ fn days_of_date(date: Date) -> i32 {
 // Writing
 
 /// The columns of customers, in the schema of [`schema`].
-pub fn to_batch(customers: &[Customer]) -> RecordBatch {
+pub fn to_batch(customers: &[Record]) -> RecordBatch {
     let text = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
     let mut columns: Vec<ArrayRef> = vec![
         text(customers.iter().map(|c| Some(c.id.as_str())).collect()),
@@ -1283,9 +1283,9 @@ fn text_lists<'a>(lists: impl Iterator<Item = &'a [String]>) -> ArrayRef {
 /// A list-of-structs column: the items of each customer (`items`), turned into member columns
 /// (`columns`) in the order of `members`.
 fn list<'c, T>(
-    customers: &'c [Customer],
+    customers: &'c [Record],
     members: &[Member],
-    items: impl Fn(&'c Customer) -> Vec<T>,
+    items: impl Fn(&'c Record) -> Vec<T>,
     columns: impl FnOnce(&[T]) -> Vec<ArrayRef>,
 ) -> ArrayRef {
     let mut offsets = vec![0i32];
@@ -1354,7 +1354,7 @@ pub enum Columnar {
 /// Writes customers to a Parquet or Arrow IPC file, a row group (or batch) at a time.
 pub struct ColumnarWriter {
     inner: Inner,
-    pending: Vec<Customer>,
+    pending: Vec<Record>,
     rows: u64,
 }
 
@@ -1389,7 +1389,7 @@ impl ColumnarWriter {
     }
 
     /// Adds one customer.
-    pub fn push(&mut self, customer: Customer) -> anyhow::Result<()> {
+    pub fn push(&mut self, customer: Record) -> anyhow::Result<()> {
         self.pending.push(customer);
         if self.pending.len() == ROWS_PER_GROUP {
             self.flush_group()?;
@@ -1431,7 +1431,7 @@ impl ColumnarWriter {
 pub fn read_all(
     path: &Path,
     kind: FileKind,
-    mut each: impl FnMut(u64, Result<Customer, String>) -> anyhow::Result<()>,
+    mut each: impl FnMut(u64, Result<Record, String>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let input = ColumnarInput::open(path, kind, Fields::all())?;
     for unit in input.units() {

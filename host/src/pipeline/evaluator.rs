@@ -23,7 +23,7 @@ use std::io::{BufRead, Write};
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use regua_sdk::{Customer, Fields};
+use regua_sdk::{Fields, Record};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::pipeline::columnar::{ColumnarInput, Unit};
@@ -104,7 +104,7 @@ impl Chunk {
     /// Every line read as a record, for the parts `reads` names (the rest of each line is only
     /// checked to be well-formed JSON): the valid records in order, and for each line its
     /// record or why it has none.
-    pub fn read(&self, reads: Fields) -> (Vec<Customer>, Vec<LineRead>) {
+    pub fn read(&self, reads: Fields) -> (Vec<Record>, Vec<LineRead>) {
         if let Some((input, unit)) = &self.unit {
             return input.read(unit);
         }

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use regua_sdk::Customer;
+use regua_sdk::Record;
 use regua_sdk::wire;
 
 pub use regua_sdk::record::{parse_customer, parse_customer_bytes};
@@ -37,12 +37,12 @@ impl EncodedBatch {
     }
 
     /// Adds a customer.
-    pub fn push(&mut self, customer: &Customer) {
+    pub fn push(&mut self, customer: &Record) {
         self.push_reading(customer, regua_sdk::Fields::all());
     }
 
     /// Adds a customer for plugins that read only `fields`.
-    pub fn push_reading(&mut self, customer: &Customer, fields: regua_sdk::Fields) {
+    pub fn push_reading(&mut self, customer: &Record, fields: regua_sdk::Fields) {
         let start = self.bytes.len();
         wire::encode_customer_reading(customer, fields, &mut self.bytes);
         self.spans.push(start..self.bytes.len());

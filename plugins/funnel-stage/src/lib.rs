@@ -26,7 +26,7 @@ impl Segment for FunnelStage {
     const READS: &'static [Field] = &[Field::Profile];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
-        Ok(match c.profile.funnel_stage.as_deref() {
+        Ok(match c.profile().funnel_stage.as_deref() {
             None => Match::no("no funnel stage on record"),
             Some(stage) => Match::when(
                 ctx.params.stages.iter().any(|s| s == stage),
@@ -41,41 +41,28 @@ export_segment!(FunnelStage);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{check_reads, context, customer, params};
+    use regua_sdk::testing::{context, customer, evaluate_segment, params};
 
     #[test]
     fn matches_the_configured_stages() {
         let c = customer(r#"{"id":"c","profile":{"funnel_stage":"at_risk"}}"#);
         let p: Params = params(r#"{"stages":["at_risk","churned"]}"#);
         assert!(
-            FunnelStage::evaluate(&c, &context("2025-03-11T12:00:00Z", &p))
+            evaluate_segment::<FunnelStage>(&c, &context("2025-03-11T12:00:00Z", &p))
                 .unwrap()
                 .matched
         );
         let d = Params::default();
         assert!(
-            !FunnelStage::evaluate(&c, &context("2025-03-11T12:00:00Z", &d))
+            !evaluate_segment::<FunnelStage>(&c, &context("2025-03-11T12:00:00Z", &d))
                 .unwrap()
                 .matched
         );
         let none = customer(r#"{"id":"c"}"#);
         assert!(
-            !FunnelStage::evaluate(&none, &context("2025-03-11T12:00:00Z", &d))
+            !evaluate_segment::<FunnelStage>(&none, &context("2025-03-11T12:00:00Z", &d))
                 .unwrap()
                 .matched
         );
-    }
-
-    #[test]
-    fn reads_only_what_it_declares() {
-        let p = <FunnelStage as Segment>::Params::default();
-        for line in include_str!("../../../examples/customers.ndjson").lines() {
-            let c = customer(line);
-            for now in ["2025-03-11T12:00:00Z", "2024-09-01T00:00:00Z"] {
-                check_reads(FunnelStage::READS, &c, |c| {
-                    FunnelStage::evaluate(c, &context(now, &p))
-                });
-            }
-        }
     }
 }

@@ -70,7 +70,7 @@ impl JourneyRule for InactivityOffer {
             let last = c
                 .last_purchase(ctx.now)
                 .ok_or("no purchase yet: a prospect")?;
-            let idle = ctx.now - last.at;
+            let idle = ctx.now - last.at();
             if idle > p.inactive_for {
                 Ok(())
             } else {
@@ -85,12 +85,12 @@ export_journey!(InactivityOffer);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer};
+    use regua_sdk::testing::{context, customer, evaluate_journey};
 
     const BUYER: &str = r#"{"id":"c","transactions":[{"id":"t","at":"2025-02-09T12:00:00Z","kind":"purchase","amount":99}]}"#;
 
-    fn eval(c: &Customer, now: &str) -> JourneyOutcome {
-        InactivityOffer::evaluate(c, None, &context(now, &Params::default())).unwrap()
+    fn eval(c: &Record, now: &str) -> JourneyOutcome {
+        evaluate_journey::<InactivityOffer>(c, None, &context(now, &Params::default())).unwrap()
     }
 
     #[test]

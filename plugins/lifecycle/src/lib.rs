@@ -89,16 +89,16 @@ fn eligible(stage: Stage, c: &Customer, ctx: &Context<'_, Params>) -> Result<(),
     let now = ctx.now;
     let count_within = |d| {
         c.purchases(now)
-            .filter(|t| t.at.within_last(d, now))
+            .filter(|t| t.at().within_last(d, now))
             .count()
     };
-    let last = c.last_purchase(now).map(|t| now - t.at);
+    let last = c.last_purchase(now).map(|t| now - t.at());
     match stage {
         Stage::Acquisition => {
             if last.is_some() {
                 return Err("already a buyer".into());
             }
-            let created = c.profile.created_at.ok_or("no creation date")?;
+            let created = c.profile().created_at.ok_or("no creation date")?;
             created
                 .within_last(Duration::days(30), now)
                 .then_some(())
@@ -120,9 +120,9 @@ fn eligible(stage: Stage, c: &Customer, ctx: &Context<'_, Params>) -> Result<(),
             let currency = &ctx.params.currency;
             let recent: Vec<_> = c
                 .purchases(now)
-                .filter(|t| t.at.within_last(window, now) && t.in_currency(currency))
+                .filter(|t| t.at().within_last(window, now) && t.in_currency(currency))
                 .collect();
-            let spent: f64 = recent.iter().map(|t| t.amount).sum();
+            let spent: f64 = recent.iter().map(|t| t.amount()).sum();
             (recent.len() >= 3 && spent < 1500.0)
                 .then_some(())
                 .ok_or_else(|| {
@@ -179,9 +179,9 @@ export_journey!(Lifecycle);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer, params};
+    use regua_sdk::testing::{context, customer, evaluate_journey, params};
 
-    fn buyer(days_ago: &[u32], amount: u32) -> Customer {
+    fn buyer(days_ago: &[u32], amount: u32) -> Record {
         let tx: Vec<String> = days_ago
             .iter()
             .enumerate()
@@ -197,9 +197,9 @@ mod tests {
         ))
     }
 
-    fn enters(stage: &str, c: &Customer) -> bool {
+    fn enters(stage: &str, c: &Record) -> bool {
         let p: Params = params(&format!(r#"{{"stage":"{stage}"}}"#));
-        Lifecycle::evaluate(c, None, &context("2025-03-11T12:00:00Z", &p))
+        evaluate_journey::<Lifecycle>(c, None, &context("2025-03-11T12:00:00Z", &p))
             .unwrap()
             .state()
             .is_some()
@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn entering_sets_the_funnel_stage_and_sends_the_stage_message() {
         let p: Params = params(r#"{"stage":"retention","campaign":"RET-01"}"#);
-        let out = Lifecycle::evaluate(
+        let out = evaluate_journey::<Lifecycle>(
             &buyer(&[45], 100),
             None,
             &context("2025-03-11T12:00:00Z", &p),

@@ -43,7 +43,7 @@ impl RestPolicy for PromoPerUnit {
             );
         };
         let mut sent: Vec<Timestamp> = c
-            .contacts
+            .contacts()
             .iter()
             .filter(|x| {
                 x.category == Category::Marketing && x.counts_toward_caps && x.tags.contains(unit)
@@ -71,7 +71,7 @@ export_rest!(PromoPerUnit);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, context, customer};
+    use regua_sdk::testing::{at, context, customer, evaluate_rest};
 
     const SENT: &str = r#"{"id":"c","contacts":[
         {"channel":"email","at":"2025-03-08T12:00:00Z","category":"marketing","tags":["bu:benefits"]},
@@ -79,7 +79,8 @@ mod tests {
 
     fn decide(message: &str, now: &str) -> Decision {
         let m: Message = serde_json::from_str(message).unwrap();
-        PromoPerUnit::evaluate(&customer(SENT), &m, &context(now, &Params::default())).unwrap()
+        evaluate_rest::<PromoPerUnit>(&customer(SENT), &m, &context(now, &Params::default()))
+            .unwrap()
     }
 
     #[test]

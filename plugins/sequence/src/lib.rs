@@ -114,13 +114,15 @@ impl JourneyRule for SequenceRule {
                 return Ok(());
             };
             let since = c.journey(&p.journey).map(|j| j.entered_at);
-            let fresh = |e: &&Event| {
-                e.name == *name
-                    && e.at <= ctx.now
-                    && since.is_none_or(|s| e.at > s)
-                    && p.enter_within.is_none_or(|w| e.at > ctx.now - w)
+            let fresh = |event: &str, at: Timestamp| {
+                event == name
+                    && at <= ctx.now
+                    && since.is_none_or(|s| at > s)
+                    && p.enter_within.is_none_or(|w| at > ctx.now - w)
             };
-            if trigger.filter(fresh).is_some() || c.events.iter().any(|e| fresh(&e)) {
+            if trigger.is_some_and(|e| fresh(&e.name, e.at))
+                || c.events().any(|e| fresh(e.name(), e.at()))
+            {
                 Ok(())
             } else {
                 Err(format!("no `{name}` event to enter on"))

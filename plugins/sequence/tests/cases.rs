@@ -2,7 +2,8 @@
 //! kind at their boundaries, exits, variants, rest denials), run natively. The integration tests
 //! run the same table through the wasm plugin.
 
-use regua_sdk::{Context, Customer, Event, JourneyRule, Timestamp};
+use regua_sdk::testing::evaluate_journey;
+use regua_sdk::{Context, Event, Record, Timestamp};
 use sequence::{Params, SequenceRule};
 
 #[derive(serde::Deserialize)]
@@ -10,7 +11,7 @@ use sequence::{Params, SequenceRule};
 struct Case {
     about: String,
     params: serde_json::Value,
-    customer: Customer,
+    customer: Record,
     #[serde(default)]
     event: Option<Event>,
     now: Timestamp,
@@ -34,7 +35,7 @@ fn every_domain_journey_case_holds() {
             params: &params,
             default_tz: "America/Sao_Paulo",
         };
-        let out = SequenceRule::evaluate(&case.customer, case.event.as_ref(), &ctx)
+        let out = evaluate_journey::<SequenceRule>(&case.customer, case.event.as_ref(), &ctx)
             .unwrap_or_else(|e| panic!("{}: {e}", case.about));
         let got = serde_json::to_value(&out).unwrap();
         if let Some(m) = regua_sdk::testing::journey_mismatch(&case.expect, &got) {

@@ -155,14 +155,14 @@ impl Default for Params {
 }
 
 struct Env<'a> {
-    c: &'a Customer,
+    c: &'a Customer<'a>,
     m: &'a Message,
     zone: Zone,
 }
 
 impl Env<'_> {
     fn counted(&self) -> impl Iterator<Item = &regua_sdk::Contact> {
-        self.c.contacts.iter().filter(|x| x.counts_toward_caps)
+        self.c.contacts().iter().filter(|x| x.counts_toward_caps)
     }
 }
 
@@ -200,7 +200,7 @@ impl Rule {
                 }
             }
             Rule::ControlGroup { id, buckets, key } => {
-                let b = ab::bucket(key, &c.id);
+                let b = ab::bucket(key, c.id());
                 if !transactional && buckets[0] <= b && b < buckets[1] {
                     Decision::deny(id, "CONTROL_GROUP", None)
                 } else {
@@ -370,7 +370,7 @@ impl RestPolicy for StandardRest {
             ZoneSource::DefaultUnknown => {
                 decision = decision.note(format!(
                     "customer time zone `{}` is unknown: used {default_tz}",
-                    c.tz.as_deref().unwrap_or_default()
+                    c.tz().unwrap_or_default()
                 ))
             }
         }
@@ -383,6 +383,7 @@ export_rest!(StandardRest);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regua_sdk::testing::evaluate_rest;
 
     #[test]
     fn the_default_policy_is_the_briefing_example() {
@@ -399,7 +400,7 @@ mod tests {
         let c = regua_sdk::testing::customer(r#"{"id":"c"}"#);
         let m: Message =
             serde_json::from_str(r#"{"channel":"sms","category":"marketing"}"#).unwrap();
-        let err = StandardRest::evaluate(
+        let err = evaluate_rest::<StandardRest>(
             &c,
             &m,
             &regua_sdk::testing::context("2025-03-11T12:00:00Z", &p),
@@ -423,7 +424,7 @@ mod tests {
 #[cfg(test)]
 mod control_group {
     use super::*;
-    use regua_sdk::testing::{context, customer, params};
+    use regua_sdk::testing::{context, customer, evaluate_rest, params};
 
     #[test]
     fn holdout_customers_get_no_marketing_but_do_get_transactional() {
@@ -443,19 +444,19 @@ mod control_group {
         let receipt: Message =
             serde_json::from_str(r#"{"channel":"email","category":"transactional"}"#).unwrap();
         let c = |id: &str| customer(&format!(r#"{{"id":"{id}"}}"#));
-        let d = StandardRest::evaluate(&c(&held), &marketing, &ctx).unwrap();
+        let d = evaluate_rest::<StandardRest>(&c(&held), &marketing, &ctx).unwrap();
         assert_eq!(
             (d.decision, d.reason.as_deref()),
             (Verdict::Deny, Some("CONTROL_GROUP"))
         );
         assert_eq!(
-            StandardRest::evaluate(&c(&held), &receipt, &ctx)
+            evaluate_rest::<StandardRest>(&c(&held), &receipt, &ctx)
                 .unwrap()
                 .decision,
             Verdict::Allow
         );
         assert_eq!(
-            StandardRest::evaluate(&c(&free), &marketing, &ctx)
+            evaluate_rest::<StandardRest>(&c(&free), &marketing, &ctx)
                 .unwrap()
                 .decision,
             Verdict::Allow

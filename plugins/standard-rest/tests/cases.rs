@@ -1,14 +1,15 @@
 //! Rule behaviour pinned by cases kept as data: each file in `cases/` holds the input (customer,
 //! message, now, optional params over the defaults) and the expected decision fields.
 
-use regua_sdk::{Context, Customer, Message, RestPolicy, Timestamp};
+use regua_sdk::testing::evaluate_rest;
+use regua_sdk::{Context, Message, Record, Timestamp};
 use standard_rest::{Params, StandardRest};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
     about: String,
-    customer: Customer,
+    customer: Record,
     message: Message,
     now: Timestamp,
     #[serde(default)]
@@ -38,7 +39,7 @@ fn every_case_gives_its_expected_decision() {
             params: &params,
             default_tz: "America/Sao_Paulo",
         };
-        let decision = StandardRest::evaluate(&case.customer, &case.message, &ctx)
+        let decision = evaluate_rest::<StandardRest>(&case.customer, &case.message, &ctx)
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let got = serde_json::to_value(&decision).unwrap();
         for (field, want) in &case.expected {

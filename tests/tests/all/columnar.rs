@@ -57,7 +57,7 @@ fn convert(from: &Path, to: &Path) {
     ]);
 }
 
-fn records(ndjson: &str) -> Vec<regua_sdk::Customer> {
+fn records(ndjson: &str) -> Vec<regua_sdk::Record> {
     ndjson
         .lines()
         .filter(|l| !l.trim().is_empty())

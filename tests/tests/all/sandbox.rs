@@ -95,6 +95,35 @@ fn a_panic_message_reaches_the_error() {
 }
 
 #[test]
+fn a_read_the_rule_does_not_declare_is_that_records_error_naming_the_part_and_the_rule() {
+    // Victims without transactions fail at the contacts, which the plugin does not declare.
+    let results = hostile(&engine(), r#"{"mode":"undeclared"}"#);
+    assert_only_victims_failed(
+        &results,
+        "rule `hostile` read `contacts`, which it does not declare",
+    );
+    // A victim with a transaction fails at the first undeclared member it reads; a declared
+    // member (`at`) of the same transaction was handed over and read.
+    let records = r#"{"id":"good-1","transactions":[{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":5}]}
+{"id":"bad-2","transactions":[{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":5}]}
+"#;
+    let plugin = load(&engine(), "hostile");
+    let (lines, _) = run_batch(&[eval(&plugin, r#"{"mode":"undeclared"}"#)], records, 1);
+    assert_eq!(
+        lines[0]["results"]["hostile"]["match"], true,
+        "{}",
+        lines[0]
+    );
+    let error = lines[1]["results"]["hostile"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("rule `hostile` read `transactions.amount`, which it does not declare")
+            && error.contains("add `Field::TransactionAmount` to its READS")
+            && error.contains("customer `bad-2`"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_rule_error_is_that_records_error() {
     let results = hostile(&engine(), r#"{"mode":"fail"}"#);
     assert_only_victims_failed(&results, "cannot judge customer");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use regua_sdk::ab::{BUCKETS, bucket};
 use regua_sdk::journey::MESSAGE_DENIED;
 use regua_sdk::{
-    Action, Category, Channel, Contact, Customer, Event, Fields, JourneyState, Message, Timestamp,
+    Action, Category, Channel, Contact, Event, Fields, JourneyState, Message, Record, Timestamp,
     Value, Verdict,
 };
 use serde::Serialize;
@@ -193,7 +193,7 @@ impl std::fmt::Debug for Plan {
 #[derive(Clone, Debug)]
 pub struct CustomerRun {
     /// The record after the run.
-    pub customer: Customer,
+    pub customer: Record,
     /// One decision per campaign.
     pub decisions: Vec<Decision>,
 }
@@ -241,7 +241,7 @@ impl Plan {
     }
 
     /// Runs every campaign over `customers`.
-    pub fn run(&self, worker: &mut Worker, customers: Vec<Customer>) -> Vec<CustomerRun> {
+    pub fn run(&self, worker: &mut Worker, customers: Vec<Record>) -> Vec<CustomerRun> {
         let mut runs: Vec<CustomerRun> = customers
             .into_iter()
             .map(|customer| CustomerRun {
@@ -780,7 +780,7 @@ pub fn denied_event(journey: &str, instance: u32, step: &str, now: Timestamp) ->
 }
 
 /// Replaces the record's entries for the journeys `states` name with `states`.
-pub fn replace_states(customer: &mut Customer, states: &[JourneyState]) {
+pub fn replace_states(customer: &mut Record, states: &[JourneyState]) {
     let names: BTreeSet<&str> = states.iter().map(|s| s.journey.as_str()).collect();
     customer
         .journeys

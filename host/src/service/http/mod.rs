@@ -204,9 +204,10 @@ impl IntoResponse for ApiError {
             // The rest of the body was never read, so this connection cannot carry another
             // request; saying so keeps a pooling client from sending its next request into a
             // connection the server is about to close.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
         }
         response
     }

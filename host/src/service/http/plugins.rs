@@ -145,7 +145,7 @@ pub struct EvaluateRequest {
 pub(super) fn parse_customer_field(
     raw: &RawValue,
     reads: regua_sdk::Fields,
-) -> Result<regua_sdk::Customer, ApiError> {
+) -> Result<regua_sdk::Record, ApiError> {
     regua_sdk::record::parse_customer_reading_at(raw.get(), Some("customer"), reads)
         .map_err(ApiError::bad)
 }
@@ -212,7 +212,7 @@ pub(super) fn check_kind(plugin: &Plugin, x: &Extras) -> Result<(), ApiError> {
 async fn evaluate_one(
     state: &AppState,
     plugins: Plugins,
-    customer: regua_sdk::Customer,
+    customer: regua_sdk::Record,
 ) -> Result<Vec<(Arc<Plugin>, Result<RecordResult, CallError>)>, ApiError> {
     let answers = state
         .evaluator()

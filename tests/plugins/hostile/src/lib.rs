@@ -33,6 +33,9 @@ pub enum Mode {
     Fail,
     /// Report the id of the customer this instance saw before (data crossing customers).
     Leak,
+    /// Read parts it does not declare: the amount of each transaction (it declares only their
+    /// `at`), then the contacts.
+    Undeclared,
 }
 
 /// Parameters.
@@ -74,6 +77,7 @@ fn recurse(n: u64, sink: &mut [u64; 16]) -> u64 {
 
 impl Segment for Hostile {
     type Params = Params;
+    const READS: &'static [Field] = &[Field::Profile, Field::TransactionAt];
 
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let calls = CALLS.with(|n| {
@@ -81,8 +85,8 @@ impl Segment for Hostile {
             n.get()
         });
         let previous =
-            LAST_ID.with(|last| std::mem::replace(&mut *last.borrow_mut(), c.id.clone()));
-        if !c.id.contains(&ctx.params.victims) {
+            LAST_ID.with(|last| std::mem::replace(&mut *last.borrow_mut(), c.id().to_owned()));
+        if !c.id().contains(&ctx.params.victims) {
             return Ok(Match::yes("behaved"));
         }
         match ctx.params.mode {
@@ -102,7 +106,7 @@ impl Segment for Hostile {
                 }
             }
             Mode::Recurse => Ok(Match::yes(recurse(0, &mut [0; 16]).to_string())),
-            Mode::Panic => panic!("customer {} has no wallet", c.id),
+            Mode::Panic => panic!("customer {} has no wallet", c.id()),
             Mode::Dawdle => {
                 let mut x = 0u64;
                 for i in 0..ctx.params.spin {
@@ -112,8 +116,15 @@ impl Segment for Hostile {
             }
             Mode::Flood => Ok(Match::yes("x".repeat(1 << 20))),
             Mode::Remember => Ok(Match::yes(format!("call {calls}"))),
-            Mode::Fail => Err(Error::new(format!("cannot judge customer {}", c.id))),
+            Mode::Fail => Err(Error::new(format!("cannot judge customer {}", c.id()))),
             Mode::Leak => Ok(Match::yes(format!("previous customer: [{previous}]"))),
+            Mode::Undeclared => {
+                let spent: f64 = c.transactions().map(|t| t.amount()).sum();
+                Ok(Match::yes(format!(
+                    "{spent} spent, {} contacts",
+                    c.contacts().len()
+                )))
+            }
         }
     }
 }
