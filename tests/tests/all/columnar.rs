@@ -32,7 +32,9 @@ fn ok(args: &[&str]) -> String {
 /// `regua batch` of `plugins` over `input`, answers written to a file (large outputs never block
 /// on a pipe); the answer text.
 fn batch(input: &Path, plugins: &[&str]) -> String {
-    let out = input.with_extension("answers.out");
+    // Beside the test's files, never beside the input (which may be the repository's examples).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("answers.out");
     let mut args = vec!["batch", "-q", "--now", NOW, "--message", MESSAGE];
     let paths: Vec<String> = plugins
         .iter()
@@ -94,9 +96,10 @@ fn a_campaign_run_over_parquet_answers_as_over_ndjson() {
     let parquet = dir.path().join("c.parquet");
     convert(&ndjson, &parquet);
     let run = |input: &Path| {
+        let stem = input.file_name().unwrap().to_str().unwrap();
         let (out, list) = (
-            input.with_extension("run.out"),
-            input.with_extension("list.out"),
+            dir.path().join(format!("{stem}.run.out")),
+            dir.path().join(format!("{stem}.list.out")),
         );
         ok(&[
             "campaign",
