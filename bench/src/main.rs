@@ -254,21 +254,8 @@ fn write_answer(out: &mut Vec<u8>, id: &str, champion: bool) {
 // ---------------------------------------------------------------------------------------------
 // The limit: a hand-written program that reads only what the rule needs, borrowing the text.
 
-#[derive(Deserialize)]
-struct LazyCustomer<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(default, borrow)]
-    transactions: Vec<LazyTransaction<'a>>,
-}
-
-#[derive(Deserialize)]
-struct LazyTransaction<'a> {
-    at: Timestamp,
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    amount: f64,
-}
+mod lazy;
+use lazy::LazyCustomer;
 
 fn native_lazy(input: &[u8], out: &mut Vec<u8>, now: Timestamp) {
     for line in lines(input) {
