@@ -174,6 +174,22 @@ fn run<P: Params, O: Serialize>(
     out
 }
 
+/// One `regua_evaluate` call: takes back the two input buffers, runs `rule` (the plugin `name`,
+/// declaring `reads`) over the batch, and hands the answers over.
+///
+/// # Safety
+/// The pointers must come from [`alloc`] with these lengths.
+unsafe fn call<P: Params, O: Serialize>(
+    (name, reads): (&'static str, &[Field]),
+    (cp, cl, bp, bl): (u32, u32, u32, u32),
+    rule: impl FnMut(&Customer, &CallContext, &Context<'_, P>) -> Result<O, Error>,
+) -> u64 {
+    install_panic_hook();
+    // SAFETY: guaranteed by the caller.
+    let (ctx, batch) = unsafe { (take(cp, cl), take(bp, bl)) };
+    hand_over(run((name, reads), &ctx, &batch, rule))
+}
+
 /// `regua_evaluate` for a segment.
 ///
 /// # Safety
@@ -185,15 +201,12 @@ pub unsafe fn evaluate_segment<S: Segment>(
     bp: u32,
     bl: u32,
 ) -> u64 {
-    install_panic_hook();
     // SAFETY: guaranteed by the caller.
-    let (ctx, batch) = unsafe { (take(cp, cl), take(bp, bl)) };
-    hand_over(run::<S::Params, _>(
-        (name, S::READS),
-        &ctx,
-        &batch,
-        |c, _, cx| S::evaluate(c, cx),
-    ))
+    unsafe {
+        call::<S::Params, _>((name, S::READS), (cp, cl, bp, bl), |c, _, cx| {
+            S::evaluate(c, cx)
+        })
+    }
 }
 
 /// `regua_evaluate` for a journey rule.
@@ -207,15 +220,12 @@ pub unsafe fn evaluate_journey<J: JourneyRule>(
     bp: u32,
     bl: u32,
 ) -> u64 {
-    install_panic_hook();
     // SAFETY: guaranteed by the caller.
-    let (ctx, batch) = unsafe { (take(cp, cl), take(bp, bl)) };
-    hand_over(run::<J::Params, _>(
-        (name, J::READS),
-        &ctx,
-        &batch,
-        |c, call, cx| J::evaluate(c, call.event.as_ref(), cx),
-    ))
+    unsafe {
+        call::<J::Params, _>((name, J::READS), (cp, cl, bp, bl), |c, call, cx| {
+            J::evaluate(c, call.event.as_ref(), cx)
+        })
+    }
 }
 
 /// `regua_evaluate` for a rest policy.
@@ -229,19 +239,14 @@ pub unsafe fn evaluate_rest<R: RestPolicy>(
     bp: u32,
     bl: u32,
 ) -> u64 {
-    install_panic_hook();
     // SAFETY: guaranteed by the caller.
-    let (ctx, batch) = unsafe { (take(cp, cl), take(bp, bl)) };
-    hand_over(run::<R::Params, _>(
-        (name, R::READS),
-        &ctx,
-        &batch,
-        |c, call, cx| {
+    unsafe {
+        call::<R::Params, _>((name, R::READS), (cp, cl, bp, bl), |c, call, cx| {
             let message: &Message = call
                 .message
                 .as_ref()
                 .ok_or_else(|| Error::new("a rest policy needs the proposed `message`"))?;
             R::evaluate(c, message, cx)
-        },
-    ))
+        })
+    }
 }
