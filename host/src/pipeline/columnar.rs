@@ -706,21 +706,53 @@ fn parquet_projection(
 /// do not read it).
 struct Column {
     array: Option<ArrayRef>,
+    /// The file's own column, kept when the cast lost values (a value that does not fit the
+    /// canonical type reads as null after a safe cast), so that row is an error, never absent.
+    lossy: Option<ArrayRef>,
 }
 
 impl Column {
+    fn cast(source: Option<&ArrayRef>, to: &DataType) -> Column {
+        let Some(source) = source else {
+            return Column {
+                array: None,
+                lossy: None,
+            };
+        };
+        match arrow_cast::cast(source, to) {
+            Ok(array) => Column {
+                lossy: (array.logical_null_count() != source.logical_null_count())
+                    .then(|| source.clone()),
+                array: Some(array),
+            },
+            Err(_) => Column {
+                array: None,
+                lossy: Some(source.clone()),
+            },
+        }
+    }
+
     fn of(parent: Option<&StructArray>, member: &Member) -> Column {
-        let array = parent
-            .and_then(|s| s.column_by_name(member.name))
-            .and_then(|a| arrow_cast::cast(a, &member.leaf.canonical()).ok());
-        Column { array }
+        let source = parent.and_then(|s| s.column_by_name(member.name));
+        Column::cast(source, &member.leaf.canonical())
     }
 
     fn top(batch: &RecordBatch, name: &str, leaf: Leaf) -> Column {
-        let array = batch
-            .column_by_name(name)
-            .and_then(|a| arrow_cast::cast(a, &leaf.canonical()).ok());
-        Column { array }
+        Column::cast(batch.column_by_name(name), &leaf.canonical())
+    }
+
+    /// Why value `i` could not be read, when the file has a value there that does not convert.
+    fn lost(&self, i: usize) -> Option<String> {
+        let source = self.lossy.as_ref()?;
+        let gone = source.is_valid(i) && self.array.as_ref().is_none_or(|a| a.is_null(i));
+        gone.then(|| {
+            let value = arrow_cast::display::array_value_to_string(source, i)
+                .unwrap_or_else(|_| "the value".into());
+            format!(
+                "`{value}` ({}) does not convert to what the column holds",
+                source.data_type()
+            )
+        })
     }
 
     fn text(&self, i: usize) -> Option<&str> {
@@ -817,6 +849,19 @@ impl PartColumns {
         }
     }
 
+    /// An error for the first member of item `i` whose value did not convert.
+    fn check(&self, i: usize) -> CellResult<()> {
+        match self
+            .columns
+            .iter()
+            .enumerate()
+            .find_map(|(k, c)| Some((k, c.lost(i)?)))
+        {
+            Some((k, why)) => Err(member_cell(self, k, i, why)),
+            None => Ok(()),
+        }
+    }
+
     fn item_is_null(&self, i: usize) -> bool {
         self.items.as_ref().is_some_and(|s| s.is_null(i))
     }
@@ -871,6 +916,11 @@ fn read_row(
     reads: Fields,
 ) -> CellResult<Record> {
     let cell = |column: &str, e: String| Cell(column.to_owned(), e);
+    for (name, column) in [("id", id), ("tz", tz)] {
+        if let Some(why) = column.lost(r) {
+            return Err(cell(name, why));
+        }
+    }
     let id = match id.text(r) {
         None => return Err(cell("id", "is null (every record needs an id)".into())),
         Some(t) if t.trim().is_empty() => return Err(cell("id", "is empty".into())),
@@ -1055,6 +1105,7 @@ fn items<T>(
                 let index = i - ROW_START.get();
                 return Err(Cell(format!("{}[{index}]", part.name), "is null".into()));
             }
+            part.check(i)?;
             read(i, part)
         })
         .collect()
@@ -1069,6 +1120,7 @@ fn read_profile(p: &PartColumns, r: usize) -> CellResult<Profile> {
         return Ok(Profile::default());
     }
     ROW_START.set(r);
+    p.check(r)?;
     let text = |k: usize| p.columns[k].text(r).map(str::to_owned);
     let attributes = match p.columns[7].text(r) {
         None => Default::default(),

@@ -472,3 +472,54 @@ fn convert_reports_each_record_it_cannot_read_and_exits_3() {
         .collect();
     assert_eq!(ids, ["a", "c"]);
 }
+
+#[test]
+fn a_value_that_does_not_convert_to_its_column_is_that_rows_error_not_an_absent_value() {
+    // `instance` as UInt64: a value past i64 does not survive the cast to the schema's Int64,
+    // and must not read as a missing instance (which would mean instance 1).
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into()));
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new(
+            "journeys",
+            list_of(vec![
+                Field::new("journey", DataType::Utf8, true),
+                Field::new("instance", DataType::UInt64, true),
+                Field::new("status", DataType::Utf8, true),
+                Field::new("entered_at", ts.clone(), true),
+                Field::new("step", DataType::Utf8, true),
+                Field::new("step_entered_at", ts, true),
+            ]),
+            true,
+        ),
+    ]);
+    let journey = |instance: &str| {
+        format!(
+            r#"[{{"journey":"welcome","instance":{instance},"status":"active","entered_at":"2025-03-01T00:00:00Z","step":"day0","step_entered_at":"2025-03-01T00:00:00Z"}}]"#
+        )
+    };
+    let rows = [
+        format!(
+            r#"{{"id":"big","journeys":{}}}"#,
+            journey("18446744073709551615")
+        ),
+        format!(r#"{{"id":"fine","journeys":{}}}"#, journey("2")),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("overflow.parquet");
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    write_parquet(&parquet, schema, &rows, 1024);
+    let out = batch(&parquet, &["welcome"]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let e = lines[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("row 1, column `journeys[0].instance`") && e.contains("18446744073709551615"),
+        "{e}"
+    );
+    assert_eq!(lines[0]["id"], "big");
+    assert!(lines[1]["results"]["welcome"].is_object(), "{}", lines[1]);
+}
