@@ -296,9 +296,14 @@ fn native_ten_rules(input: &[u8], out: &mut Vec<u8>, now: Timestamp) {
     let p_welcome = Default::default();
     let p_activation = Default::default();
     let p_cart = Default::default();
+    let mut bytes = Vec::new();
     for line in lines(input) {
+        // The rules read a customer in place, as in the plugins: parse, write once, read.
         let r: Record = serde_json::from_slice(line).unwrap();
-        let c = Customer::reading(&r, Fields::all(), "native");
+        bytes.clear();
+        regua_sdk::wire::encode_customer(&r, &mut bytes);
+        let (view, _) = regua_sdk::wire::RecordView::read(&bytes).unwrap();
+        let c = Customer::reading(&view, Fields::all(), "native");
         let answers = [
             rfm::RfmSegmentRule::evaluate(&c, &ctx(now, &p_rfm)).map(|m| m.matched),
             lapsed::Lapsed::evaluate(&c, &ctx(now, &p_lapsed)).map(|m| m.matched),

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use regua_sdk::wire::{self, CallContext};
-use regua_sdk::{Decision, JourneyOutcome, Match, Record};
+use regua_sdk::{Decision, JourneyOutcome, Match};
 
 fuzz_target!(|bytes: &[u8]| {
     // Plugin → host: the answers of each kind.
@@ -15,8 +15,13 @@ fuzz_target!(|bytes: &[u8]| {
     let _ = postcard::from_bytes::<CallContext>(bytes);
     if let Ok((count, mut rest)) = postcard::take_from_bytes::<u32>(bytes) {
         for _ in 0..count.min(64) {
-            match postcard::take_from_bytes::<Record>(rest) {
-                Ok((_, r)) => rest = r,
+            match wire::Envelope::split(rest) {
+                Ok((envelope, r)) => {
+                    rest = r;
+                    if let Ok(view) = envelope.read() {
+                        let _ = view.to_record();
+                    }
+                }
                 Err(_) => break,
             }
         }

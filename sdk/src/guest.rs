@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use crate::outcome::Message;
 use crate::plugin::{Context, Error, JourneyRule, Kind, Metadata, Params, RestPolicy, Segment};
-use crate::record::{Field, Fields, Record};
+use crate::record::{Field, Fields};
 use crate::view::Customer;
-use crate::wire::{ABI_VERSION, CallContext};
+use crate::wire::{ABI_VERSION, CallContext, Envelope};
 
 // The link names below are literals; these make the SDK fail to compile if they ever differ
 // from the ABI's tables, which the host checks plugins against.
@@ -156,10 +156,12 @@ fn run<P: Params, O: Serialize>(
     out = postcard::to_extend(&count, out).unwrap_or_default();
     for index in 0..count {
         begin_item(index);
-        let record = match postcard::take_from_bytes::<Record>(rest) {
-            Ok((c, r)) => {
+        // The envelope says where the next record starts; a part that does not read is this
+        // customer's error, and the rest of the batch goes on.
+        let envelope = match Envelope::split(rest) {
+            Ok((e, r)) => {
                 rest = r;
-                c
+                e
             }
             Err(e) => {
                 return fail(format!(
@@ -167,8 +169,14 @@ fn run<P: Params, O: Serialize>(
                 ));
             }
         };
-        let customer = Customer::reading(&record, reads, name);
-        let answer = rule(&customer, &call, &context).map_err(Error::into_message);
+        let answer = match envelope.read() {
+            Ok(record) => rule(&Customer::reading(&record, reads, name), &call, &context)
+                .map_err(Error::into_message),
+            Err(e) => Err(format!(
+                "the record of customer `{}` does not decode: {e}",
+                envelope.id()
+            )),
+        };
         out = postcard::to_extend(&answer, out).unwrap_or_default();
     }
     out

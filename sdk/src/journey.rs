@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{Field, JourneyState, JourneyStatus};
 use crate::time::{CivilTime, Duration, Timestamp, Zone};
-use crate::view::Customer;
+use crate::view::{Customer, EventView};
 
 /// Who may enter a journey again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,14 +432,17 @@ impl<'a> Sequence<'a> {
         from: Timestamp,
         before: Option<Timestamp>,
         now: Timestamp,
-    ) -> Option<&'e crate::Event> {
-        let within =
-            |e: &crate::Event| e.at >= from && e.at <= now && before.is_none_or(|b| e.at < b);
+    ) -> Option<EventView<'e>> {
+        let within = |e: &EventView| {
+            let at = e.at();
+            at >= from && at <= now && before.is_none_or(|b| at < b)
+        };
         trigger
+            .map(EventView::whole)
             .into_iter()
             .chain(c.events_reading(&[Field::EventName, Field::EventAt]))
             .filter(|e| within(e))
-            .find(|e| names(&e.name))
+            .find(|e| names(e.name()))
     }
 
     /// One evaluation of the active instance `state`.
@@ -461,7 +464,7 @@ impl<'a> Sequence<'a> {
         };
         let mut converts = |name: &str| self.exit_events.iter().any(|e| e == name);
         if let Some(e) = Self::event_in(c, trigger, &mut converts, state.entered_at, None, now) {
-            return Ok(exit(format!("converted: {}", e.name)));
+            return Ok(exit(format!("converted: {}", e.name())));
         }
         if self.exit_on_purchase && c.purchases(now).any(|t| t.at() >= state.entered_at) {
             return Ok(exit("converted: purchase".into()));
@@ -610,32 +613,33 @@ mod tests {
         let r = customer(
             r#"{"id":"c","journeys":[{"journey":"w","instance":1,"status":"exited","entered_at":"2025-03-01T00:00:00Z","step":"s","step_entered_at":"2025-03-02T00:00:00Z"}]}"#,
         );
-        let c = Customer::reading(&r, crate::Fields::of(&[Field::Journeys]), "test");
-        let now = at("2025-03-11T00:00:00Z");
-        let p = |json: &str| serde_json::from_str::<EntryPolicy>(json).unwrap();
-        assert!(
-            p(r#"{"reentry":"no_reentry"}"#)
-                .next_instance(&c, "w", now)
-                .is_err()
-        );
-        assert_eq!(
-            p(r#"{"reentry":"reentry_after_exit"}"#).next_instance(&c, "w", now),
-            Ok(2)
-        );
-        assert!(
-            p(r#"{"reentry":"reentry_after_exit","min_interval":864000}"#)
-                .next_instance(&c, "w", now)
-                .is_ok()
-        );
-        assert!(
-            p(r#"{"reentry":"reentry_after_exit","min_interval":"11d"}"#)
-                .next_instance(&c, "w", now)
-                .is_err()
-        );
-        assert_eq!(
-            p(r#"{"reentry":"no_reentry"}"#).next_instance(&c, "other", now),
-            Ok(1)
-        );
+        crate::testing::with_view(&r, &[Field::Journeys], "test", |c| {
+            let now = at("2025-03-11T00:00:00Z");
+            let p = |json: &str| serde_json::from_str::<EntryPolicy>(json).unwrap();
+            assert!(
+                p(r#"{"reentry":"no_reentry"}"#)
+                    .next_instance(&c, "w", now)
+                    .is_err()
+            );
+            assert_eq!(
+                p(r#"{"reentry":"reentry_after_exit"}"#).next_instance(&c, "w", now),
+                Ok(2)
+            );
+            assert!(
+                p(r#"{"reentry":"reentry_after_exit","min_interval":864000}"#)
+                    .next_instance(&c, "w", now)
+                    .is_ok()
+            );
+            assert!(
+                p(r#"{"reentry":"reentry_after_exit","min_interval":"11d"}"#)
+                    .next_instance(&c, "w", now)
+                    .is_err()
+            );
+            assert_eq!(
+                p(r#"{"reentry":"no_reentry"}"#).next_instance(&c, "other", now),
+                Ok(1)
+            );
+        });
     }
 
     #[test]

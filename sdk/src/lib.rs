@@ -184,12 +184,22 @@ pub mod testing {
         full.rsplit("::").next().unwrap_or(full)
     }
 
-    /// `record` as rule `R`, declaring `reads`, sees it in the host.
-    fn view<'a, R: ?Sized>(
-        record: &'a crate::Record,
+    /// Runs `f` on `record` as the rule named `rule`, declaring `reads`, sees it in the host:
+    /// the record is written as the host writes it (the parts the rule does not declare left
+    /// empty) and read in place, so a read of an undeclared part panics, naming the part (tests
+    /// only).
+    pub fn with_view<T>(
+        record: &crate::Record,
         reads: &[crate::Field],
-    ) -> crate::Customer<'a> {
-        crate::Customer::reading(record, crate::Fields::of(reads), rule_name::<R>())
+        rule: &'static str,
+        f: impl FnOnce(&crate::Customer<'_>) -> T,
+    ) -> T {
+        let reads = crate::Fields::of(reads);
+        let mut bytes = Vec::new();
+        crate::wire::encode_customer_reading(record, reads, &mut bytes);
+        let (view, _) = crate::wire::RecordView::read(&bytes)
+            .unwrap_or_else(|e| panic!("the record does not read back: {e}"));
+        f(&crate::Customer::reading(&view, reads, rule))
     }
 
     /// Evaluates segment `S` on `record` as the host does: a read of a part `S` does not declare
@@ -198,7 +208,7 @@ pub mod testing {
         record: &crate::Record,
         ctx: &crate::Context<'_, S::Params>,
     ) -> crate::Result<crate::Match> {
-        S::evaluate(&view::<S>(record, S::READS), ctx)
+        with_view(record, S::READS, rule_name::<S>(), |c| S::evaluate(c, ctx))
     }
 
     /// [`evaluate_segment`] for a journey rule, with the triggering event.
@@ -207,7 +217,9 @@ pub mod testing {
         event: Option<&crate::Event>,
         ctx: &crate::Context<'_, J::Params>,
     ) -> crate::Result<crate::JourneyOutcome> {
-        J::evaluate(&view::<J>(record, J::READS), event, ctx)
+        with_view(record, J::READS, rule_name::<J>(), |c| {
+            J::evaluate(c, event, ctx)
+        })
     }
 
     /// [`evaluate_segment`] for a rest policy, with the proposed message.
@@ -216,7 +228,9 @@ pub mod testing {
         message: &crate::Message,
         ctx: &crate::Context<'_, R::Params>,
     ) -> crate::Result<crate::Decision> {
-        R::evaluate(&view::<R>(record, R::READS), message, ctx)
+        with_view(record, R::READS, rule_name::<R>(), |c| {
+            R::evaluate(c, message, ctx)
+        })
     }
 
     /// A proposed message from JSON text; panics on bad input (tests only).

@@ -195,11 +195,13 @@ impl RfmSegment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Fields, Record, Transaction};
+    use crate::record::{Field, Record, Transaction};
     use crate::time::Duration;
 
-    fn whole(r: &Record) -> Customer<'_> {
-        Customer::reading(r, Fields::all(), "test")
+    fn rfm(r: &Record, now: Timestamp) -> Option<Rfm> {
+        crate::testing::with_view(r, &[Field::Transactions], "test", |c| {
+            Rfm::of(c, now, &Cuts::default())
+        })
     }
 
     #[test]
@@ -218,7 +220,7 @@ mod tests {
                 category: None,
             });
         }
-        let rfm = Rfm::of(&whole(&c), now, &Cuts::default()).unwrap();
+        let rfm = rfm(&c, now).unwrap();
         assert_eq!(
             (rfm.recency_days, rfm.frequency, rfm.monetary),
             (10, 12, 6200.0)
@@ -250,6 +252,6 @@ mod tests {
     #[test]
     fn prospects_have_no_rfm() {
         let now = Timestamp::parse("2025-03-11T12:00:00Z").unwrap();
-        assert!(Rfm::of(&whole(&Record::default()), now, &Cuts::default()).is_none());
+        assert!(rfm(&Record::default(), now).is_none());
     }
 }

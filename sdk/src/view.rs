@@ -12,10 +12,11 @@
 
 use crate::record::{
     Category, Channel, Consent, ConsentStatus, Consents, Contact, Event, Field, Fields, Inbound,
-    JourneyState, Profile, Record, Transaction, ZoneSource, format_money, kind,
+    JourneyState, Profile, ZoneSource, format_money, kind,
 };
 use crate::time::{Timestamp, Zone};
 use crate::value::Value;
+use crate::wire::{self, RecordView};
 
 /// What a rule may read, and the rule's name for the message when it reads more.
 #[derive(Clone, Copy, Debug)]
@@ -51,17 +52,18 @@ impl Reads {
 }
 
 /// One customer, as a rule sees it: the record's parts through accessors that check the rule
-/// declared them (see the [module](self) documentation).
+/// declared them (see the [module](self) documentation), read in place from the bytes the host
+/// wrote.
 #[derive(Clone, Copy, Debug)]
 pub struct Customer<'a> {
-    record: &'a Record,
+    record: &'a RecordView<'a>,
     reads: Reads,
 }
 
 impl<'a> Customer<'a> {
     /// `record` as the rule `rule` (its name, for messages) that declares `reads` sees it. The
     /// export macros and [`crate::testing`] make this; a rule never needs to.
-    pub fn reading(record: &'a Record, reads: Fields, rule: &'static str) -> Self {
+    pub fn reading(record: &'a RecordView<'a>, reads: Fields, rule: &'static str) -> Self {
         Customer {
             record,
             reads: Reads {
@@ -73,18 +75,18 @@ impl<'a> Customer<'a> {
 
     /// Stable customer id (never the e-mail).
     pub fn id(&self) -> &'a str {
-        &self.record.id
+        self.record.id
     }
 
     /// The customer's IANA time zone as the record gives it; see [`Customer::zone`].
     pub fn tz(&self) -> Option<&'a str> {
-        self.record.tz.as_deref()
+        self.record.tz
     }
 
     /// The customer's zone, falling back to `default_tz` when the record has none or an unknown
     /// one; the second value says which.
     pub fn zone(&self, default_tz: &str) -> Result<(Zone, ZoneSource), crate::Error> {
-        self.record.zone(default_tz)
+        crate::record::zone_of(self.record.tz, default_tz)
     }
 
     /// Attributes (needs [`Field::Profile`]).
@@ -124,31 +126,31 @@ impl<'a> Customer<'a> {
 
     /// Money movements (needs some of [`Field::Transactions`]; each member read is checked).
     #[track_caller]
-    pub fn transactions(&self) -> Items<'a, Transaction> {
+    pub fn transactions(&self) -> Transactions<'a> {
         self.reads.check(Field::Transactions);
-        Items::new(&self.record.transactions, self.reads)
+        Transactions::new(&self.record.transactions, self.reads)
     }
 
     /// Behaviour (needs some of [`Field::Events`]; each member read is checked).
     #[track_caller]
-    pub fn events(&self) -> Items<'a, Event> {
+    pub fn events(&self) -> Events<'a> {
         self.reads.check(Field::Events);
-        Items::new(&self.record.events, self.reads)
+        Events::new(&self.record.events, self.reads)
     }
 
     /// The record's transactions after checking that `members` are declared: for the questions
     /// below, which read those members and nothing else.
     #[track_caller]
-    fn transactions_reading(&self, members: &[Field]) -> &'a [Transaction] {
+    fn transactions_reading(&self, members: &[Field]) -> Transactions<'a> {
         members.iter().for_each(|m| self.reads.check(*m));
-        &self.record.transactions
+        Transactions::new(&self.record.transactions, self.reads)
     }
 
     /// [`Customer::transactions_reading`] for events.
     #[track_caller]
-    pub(crate) fn events_reading(&self, members: &[Field]) -> &'a [Event] {
+    pub(crate) fn events_reading(&self, members: &[Field]) -> Events<'a> {
         members.iter().for_each(|m| self.reads.check(*m));
-        &self.record.events
+        Events::new(&self.record.events, self.reads)
     }
 
     /// Purchases up to and including `now` (later ones have not happened yet at `now`).
@@ -164,17 +166,14 @@ impl<'a> Customer<'a> {
         kind: &'a str,
         now: Timestamp,
     ) -> impl Iterator<Item = TransactionView<'a>> + 'a {
-        let reads = self.reads;
         self.transactions_reading(&[Field::TransactionKind, Field::TransactionAt])
-            .iter()
-            .filter(move |t| t.kind == kind && t.at <= now)
-            .map(move |t| TransactionView { t, reads })
+            .filter(move |t| t.kind() == kind && t.at() <= now)
     }
 
     /// The latest purchase up to `now`.
     #[track_caller]
     pub fn last_purchase(&self, now: Timestamp) -> Option<TransactionView<'a>> {
-        self.purchases(now).max_by_key(|t| t.t.at)
+        self.purchases(now).max_by_key(|t| t.at())
     }
 
     /// Events named `name` up to and including `now`.
@@ -184,22 +183,16 @@ impl<'a> Customer<'a> {
         name: &'a str,
         now: Timestamp,
     ) -> impl Iterator<Item = EventView<'a>> + 'a {
-        let reads = self.reads;
         self.events_reading(&[Field::EventName, Field::EventAt])
-            .iter()
-            .filter(move |e| e.name == name && e.at <= now)
-            .map(move |e| EventView { e, reads })
+            .filter(move |e| e.name() == name && e.at() <= now)
     }
 
     /// The earliest event named `name` up to `now`.
     #[track_caller]
     pub fn first_event(&self, name: &str, now: Timestamp) -> Option<EventView<'a>> {
-        let reads = self.reads;
         self.events_reading(&[Field::EventName, Field::EventAt])
-            .iter()
-            .filter(|e| e.name == name && e.at <= now)
-            .min_by_key(|e| e.at)
-            .map(|e| EventView { e, reads })
+            .filter(|e| e.name() == name && e.at() <= now)
+            .min_by_key(|e| e.at())
     }
 
     /// The earliest message we sent on one of `channels` up to `now`.
@@ -247,52 +240,68 @@ impl<'a> Customer<'a> {
     }
 }
 
-/// The transactions or events of a customer, each as a view that checks its members are read.
+/// A customer's transactions, each as a view that checks its members are read.
 #[derive(Clone, Debug)]
-pub struct Items<'a, T> {
-    items: std::slice::Iter<'a, T>,
+pub struct Transactions<'a> {
+    cols: &'a wire::Transactions<'a>,
+    range: std::ops::Range<usize>,
     reads: Reads,
 }
 
-impl<'a, T> Items<'a, T> {
-    fn new(items: &'a [T], reads: Reads) -> Self {
-        Items {
-            items: items.iter(),
-            reads,
-        }
-    }
+/// A customer's events, each as a view that checks its members are read.
+#[derive(Clone, Debug)]
+pub struct Events<'a> {
+    cols: &'a wire::Events<'a>,
+    range: std::ops::Range<usize>,
+    reads: Reads,
 }
 
 macro_rules! items_of {
-    ($item:ty, $view:ident, $field:ident) => {
-        impl<'a> Iterator for Items<'a, $item> {
+    ($items:ident, $view:ident, $make:expr) => {
+        impl<'a> $items<'a> {
+            fn new(cols: &'a wire::$items<'a>, reads: Reads) -> Self {
+                $items {
+                    cols,
+                    range: 0..cols.len(),
+                    reads,
+                }
+            }
+        }
+
+        impl<'a> Iterator for $items<'a> {
             type Item = $view<'a>;
             fn next(&mut self) -> Option<$view<'a>> {
-                let reads = self.reads;
-                self.items.next().map(|$field| $view { $field, reads })
+                let i = self.range.next()?;
+                Some(($make)(self.cols, i, self.reads))
             }
             fn size_hint(&self) -> (usize, Option<usize>) {
-                self.items.size_hint()
+                self.range.size_hint()
             }
         }
 
-        impl<'a> DoubleEndedIterator for Items<'a, $item> {
+        impl<'a> DoubleEndedIterator for $items<'a> {
             fn next_back(&mut self) -> Option<$view<'a>> {
-                let reads = self.reads;
-                self.items.next_back().map(|$field| $view { $field, reads })
+                let i = self.range.next_back()?;
+                Some(($make)(self.cols, i, self.reads))
             }
         }
 
-        impl ExactSizeIterator for Items<'_, $item> {}
+        impl ExactSizeIterator for $items<'_> {}
     };
 }
-items_of!(Transaction, TransactionView, t);
-items_of!(Event, EventView, e);
+items_of!(Transactions, TransactionView, |cols, i, reads| {
+    TransactionView { cols, i, reads }
+});
+items_of!(Events, EventView, |cols, i, reads| EventView {
+    of: Of::Column(cols, i),
+    reads
+});
 
-/// A money movement, as a rule reads it (each member checked against `READS`).
+/// A money movement, as a rule reads it (each member checked against `READS`), read in place.
 #[derive(Clone, Copy, Debug)]
 pub struct TransactionView<'a> {
-    t: &'a Transaction,
+    cols: &'a wire::Transactions<'a>,
+    i: usize,
     reads: Reads,
 }
 
@@ -301,43 +310,43 @@ impl<'a> TransactionView<'a> {
     #[track_caller]
     pub fn id(&self) -> &'a str {
         self.reads.check(Field::TransactionId);
-        &self.t.id
+        self.cols.id(self.i)
     }
     /// When it happened.
     #[track_caller]
     pub fn at(&self) -> Timestamp {
         self.reads.check(Field::TransactionAt);
-        self.t.at
+        self.cols.at(self.i)
     }
     /// What it was (see [`kind`]).
     #[track_caller]
     pub fn kind(&self) -> &'a str {
         self.reads.check(Field::TransactionKind);
-        &self.t.kind
+        self.cols.kind(self.i)
     }
     /// The amount, in the currency's unit.
     #[track_caller]
     pub fn amount(&self) -> f64 {
         self.reads.check(Field::TransactionAmount);
-        self.t.amount
+        self.cols.amount(self.i)
     }
     /// ISO 4217 code, e.g. `BRL`; empty when the record gives none.
     #[track_caller]
     pub fn currency(&self) -> &'a str {
         self.reads.check(Field::TransactionCurrency);
-        &self.t.currency
+        self.cols.currency(self.i)
     }
     /// The business unit that booked it.
     #[track_caller]
     pub fn business_unit(&self) -> Option<&'a str> {
         self.reads.check(Field::TransactionBusinessUnit);
-        self.t.business_unit.as_deref()
+        self.cols.business_unit(self.i)
     }
     /// The merchant or product category.
     #[track_caller]
     pub fn category(&self) -> Option<&'a str> {
         self.reads.check(Field::TransactionCategory);
-        self.t.category.as_deref()
+        self.cols.category(self.i)
     }
     /// Whether the amount is in `currency`; a transaction without a currency is taken to be in
     /// the company's, so it counts for any `currency` asked.
@@ -353,10 +362,17 @@ impl<'a> TransactionView<'a> {
     }
 }
 
+/// Where an event view reads from: a column of the record, or an event given whole.
+#[derive(Clone, Copy, Debug)]
+enum Of<'a> {
+    Column(&'a wire::Events<'a>, usize),
+    Whole(&'a Event),
+}
+
 /// Something the customer did, as a rule reads it (each member checked against `READS`).
 #[derive(Clone, Copy, Debug)]
 pub struct EventView<'a> {
-    e: &'a Event,
+    of: Of<'a>,
     reads: Reads,
 }
 
@@ -365,7 +381,7 @@ impl<'a> EventView<'a> {
     /// reads.
     pub fn whole(e: &'a Event) -> Self {
         EventView {
-            e,
+            of: Of::Whole(e),
             reads: Reads {
                 fields: Fields::all(),
                 rule: "",
@@ -377,19 +393,30 @@ impl<'a> EventView<'a> {
     #[track_caller]
     pub fn name(&self) -> &'a str {
         self.reads.check(Field::EventName);
-        &self.e.name
+        match self.of {
+            Of::Column(cols, i) => cols.name(i),
+            Of::Whole(e) => &e.name,
+        }
     }
     /// When.
     #[track_caller]
     pub fn at(&self) -> Timestamp {
         self.reads.check(Field::EventAt);
-        self.e.at
+        match self.of {
+            Of::Column(cols, i) => cols.at(i),
+            Of::Whole(e) => e.at,
+        }
     }
-    /// Free-form properties.
+    /// Free-form properties (decoded when read: the one member that is not read in place).
     #[track_caller]
-    pub fn props(&self) -> &'a Value {
+    pub fn props(&self) -> Value {
         self.reads.check(Field::EventProps);
-        &self.e.props
+        match self.of {
+            Of::Column(cols, i) => cols
+                .props(i)
+                .unwrap_or_else(|e| panic!("the customer's record does not decode: {e}")),
+            Of::Whole(e) => e.props.clone(),
+        }
     }
 }
 
@@ -401,8 +428,8 @@ mod tests {
     const RICH: &str = r#"{"id":"c","profile":{"first_name":"Ana"},"transactions":[
         {"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":10}]}"#;
 
-    fn view<'a>(record: &'a Record, reads: &[Field]) -> Customer<'a> {
-        Customer::reading(record, Fields::of(reads), "spent")
+    fn view<T>(record: &crate::Record, reads: &[Field], f: impl FnOnce(&Customer) -> T) -> T {
+        crate::testing::with_view(record, reads, "spent", f)
     }
 
     fn panic_text(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
@@ -413,15 +440,16 @@ mod tests {
     #[test]
     fn a_declared_member_reads_and_an_undeclared_one_names_itself_and_the_rule() {
         let r = customer(RICH);
-        let c = view(&r, &[Field::TransactionAmount]);
-        assert_eq!(c.transactions().map(|t| t.amount()).sum::<f64>(), 10.0);
-        assert_eq!(c.id(), "c");
+        view(&r, &[Field::TransactionAmount], |c| {
+            assert_eq!(c.transactions().map(|t| t.amount()).sum::<f64>(), 10.0);
+            assert_eq!(c.id(), "c");
+        });
         let text = panic_text(|| {
-            view(&r, &[Field::TransactionAmount])
-                .transactions()
-                .for_each(|t| {
+            view(&r, &[Field::TransactionAmount], |c| {
+                c.transactions().for_each(|t| {
                     t.at();
                 })
+            })
         });
         assert!(
             text.contains("rule `spent` read `transactions.at`, which it does not declare"),
@@ -433,12 +461,13 @@ mod tests {
     #[test]
     fn a_whole_part_reads_every_member_and_other_parts_are_refused() {
         let r = customer(RICH);
-        let c = view(&r, &[Field::Transactions]);
-        let t = c.transactions().next().unwrap();
-        assert_eq!((t.id(), t.kind(), t.currency()), ("t", "purchase", ""));
+        view(&r, &[Field::Transactions], |c| {
+            let t = c.transactions().next().unwrap();
+            assert_eq!((t.id(), t.kind(), t.currency()), ("t", "purchase", ""));
+        });
         use std::hint::black_box;
         let zero = crate::Timestamp::from_millis(0);
-        type Read<'r> = &'r dyn Fn(Customer<'_>);
+        type Read<'r> = &'r dyn Fn(&Customer<'_>);
         let reads: [(&[Field], Read, &str); 5] = [
             (
                 &[],
@@ -477,7 +506,7 @@ mod tests {
             ),
         ];
         for (declared, read, part) in reads {
-            let text = panic_text(std::panic::AssertUnwindSafe(|| read(view(&r, declared))));
+            let text = panic_text(std::panic::AssertUnwindSafe(|| view(&r, declared, read)));
             assert!(text.contains(&format!("read `{part}`")), "{part}: {text}");
         }
     }

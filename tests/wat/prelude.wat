@@ -5,9 +5,9 @@
 ;; `regua_metadata` and `regua_evaluate`, usually `$metadata` and `$answer`.
   (import "regua" "item" (func $item (param i32)))
   (import "regua" "log" (func $log (param i32 i32 i32)))
-  (@custom "regua-abi" "\01\00\00\00\01")
+  (@custom "regua-abi" "\02\00\00\00\01")
   (memory (export "memory") 4)
-  (data (i32.const 16) "{\"name\":\"@NAME@\",\"kind\":\"segment\",\"version\":\"1\",\"description\":\"hand-written hostile plugin\",\"abi\":1,\"params\":{}}\00")
+  (data (i32.const 16) "{\"name\":\"@NAME@\",\"kind\":\"segment\",\"version\":\"1\",\"description\":\"hand-written hostile plugin\",\"abi\":2,\"params\":{}}\00")
   (global $heap (mut i32) (i32.const 8192))
   (func (export "regua_alloc") (param $n i32) (result i32)
     (local $p i32)

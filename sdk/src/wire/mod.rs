@@ -6,16 +6,21 @@
 //!
 //! Encoding: [postcard](https://postcard.jamesmunk.eu/wire-format.html) (varint integers, no
 //! field names), with the choices of [`crate::time`] and [`crate::value`] for timestamps, dates and
-//! free-form values.
+//! free-form values; customer records in the layout of [`record`](RecordView), which plugins
+//! read in place.
 
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::Message;
-use crate::record::{Consents, Event, Field, Fields, Profile, Record};
+use crate::record::Event;
 use crate::time::Timestamp;
 
+mod record;
+pub use record::{Envelope, LayoutError, RecordView, encode_customer, encode_customer_reading};
+pub(crate) use record::{Events, Transactions};
+
 /// The ABI version this SDK builds plugins for and this host runs.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The custom section that states the ABI version and kind: 4 bytes of little-endian ABI version,
 /// then one byte of kind (1 segment, 2 journey, 3 rest).
@@ -135,64 +140,6 @@ pub struct CallContext {
     pub event: Option<Event>,
 }
 
-/// Appends one customer's encoding to `out`. A batch is the number of customers as a varint
-/// followed by their encodings, so the host encodes each record once and reuses the bytes for
-/// every plugin and any sub-range of the batch.
-pub fn encode_customer(customer: &Record, out: &mut Vec<u8>) {
-    let taken = std::mem::take(out);
-    *out = postcard::to_extend(customer, taken).expect("encoding into a Vec cannot fail");
-}
-
-/// [`encode_customer`] for a rule that reads only `fields`: the parts it does not read are
-/// encoded empty, so the plugin decodes only what it reads (members of the parts it reads go as
-/// they are; a batch reads only the members its rules read between them).
-pub fn encode_customer_reading(customer: &Record, fields: Fields, out: &mut Vec<u8>) {
-    if fields.is_all() {
-        return encode_customer(customer, out);
-    }
-    let taken = std::mem::take(out);
-    *out = postcard::to_extend(&Reading(customer, fields), taken)
-        .expect("encoding into a Vec cannot fail");
-}
-
-/// A customer as a rule reading only some fields gets it; mirrors the field order of
-/// [`Record`]'s own encoding. This is the one place a record is cut to what its rules read;
-/// the rules' reads are checked against the same declaration by [`crate::Customer`].
-struct Reading<'a>(&'a Record, Fields);
-
-impl Serialize for Reading<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        fn part<'a, T: Default>(keep: bool, value: &'a T, empty: &'a T) -> &'a T {
-            if keep { value } else { empty }
-        }
-        let (c, keep) = (self.0, |f| self.1.contains(f));
-        let (profile, consents) = (Profile::default(), Consents::default());
-        let mut st = s.serialize_struct("Customer", 9)?;
-        st.serialize_field("id", &c.id)?;
-        st.serialize_field("tz", &c.tz)?;
-        st.serialize_field("profile", part(keep(Field::Profile), &c.profile, &profile))?;
-        st.serialize_field(
-            "consents",
-            part(keep(Field::Consents), &c.consents, &consents),
-        )?;
-        let none = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let t = part(keep(Field::Transactions), &c.transactions, &none.0);
-        st.serialize_field("transactions", t)?;
-        st.serialize_field("events", part(keep(Field::Events), &c.events, &none.1))?;
-        st.serialize_field("inbound", part(keep(Field::Inbound), &c.inbound, &none.2))?;
-        st.serialize_field(
-            "contacts",
-            part(keep(Field::Contacts), &c.contacts, &none.3),
-        )?;
-        st.serialize_field(
-            "journeys",
-            part(keep(Field::Journeys), &c.journeys, &none.4),
-        )?;
-        st.end()
-    }
-}
-
 /// Writes the batch header for `count` customers.
 pub fn encode_count(count: u32, out: &mut Vec<u8>) {
     let taken = std::mem::take(out);
@@ -257,50 +204,6 @@ mod reading_tests {
             (65536, 17),
         ] {
             assert_eq!(unpack_output(pack_output(ptr, len)), (ptr, len));
-        }
-    }
-
-    #[test]
-    fn a_customer_encoded_for_some_fields_decodes_with_only_those_parts() {
-        let c: Record = serde_json::from_str(include_str!("../../examples/customer.json")).unwrap();
-        for fields in [
-            Fields::of(&[Field::Transactions]),
-            Fields::of(&[Field::Profile, Field::Consents]),
-            Fields::of(&[
-                Field::Events,
-                Field::Contacts,
-                Field::Journeys,
-                Field::Inbound,
-            ]),
-            Fields::default(),
-        ] {
-            let mut bytes = Vec::new();
-            encode_customer_reading(&c, fields, &mut bytes);
-            let got = postcard::from_bytes::<Record>(&bytes).unwrap();
-            let part = |f| fields.contains(f);
-            assert_eq!((&got.id, &got.tz), (&c.id, &c.tz));
-            assert_eq!(part(Field::Profile), got.profile == c.profile, "{fields:?}");
-            assert_eq!(
-                part(Field::Consents),
-                got.consents == c.consents,
-                "{fields:?}"
-            );
-            assert_eq!(
-                part(Field::Transactions),
-                got.transactions == c.transactions
-            );
-            assert_eq!(part(Field::Events), got.events == c.events);
-            assert_eq!(part(Field::Inbound), got.inbound == c.inbound);
-            assert_eq!(part(Field::Contacts), got.contacts == c.contacts);
-            assert_eq!(part(Field::Journeys), got.journeys == c.journeys);
-            let empty = Record {
-                id: c.id.clone(),
-                tz: c.tz.clone(),
-                ..Record::default()
-            };
-            if fields == Fields::default() {
-                assert_eq!(got, empty);
-            }
         }
     }
 }

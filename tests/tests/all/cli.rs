@@ -235,7 +235,7 @@ fn inspect_prints_metadata() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["name"], "rfm");
     assert_eq!(v["kind"], "segment");
-    assert_eq!(v["abi"], 1);
+    assert_eq!(v["abi"], regua_sdk::wire::ABI_VERSION);
     assert_eq!(v["params"]["segment"], "Champions");
     assert_eq!(
         v["reads"],

@@ -1051,10 +1051,13 @@ async fn plugins_that_break_the_abi_are_refused_or_fail_over_http_too() {
     let started = Instant::now();
     loop {
         let (_, v) = s.get("/v1/plugins").await;
-        if v["failures"].as_array().unwrap().len() == 3 {
+        if v["failures"].as_array().unwrap().len() == 4 {
             let all = v["failures"].to_string();
             assert!(
-                all.contains("fd_write") && all.contains("ABI 2") && all.contains("regua_alloc"),
+                all.contains("fd_write")
+                    && all.contains("targets ABI 1")
+                    && all.contains("targets ABI 3")
+                    && all.contains("regua_alloc"),
                 "{all}"
             );
             break;

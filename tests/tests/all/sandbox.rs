@@ -180,7 +180,7 @@ fn load_error(bytes: &[u8]) -> LoadError {
 fn an_abi_mismatch_is_refused_before_instantiation() {
     // The start function would trap if the module were ever instantiated.
     let bytes = wat_plugin(
-        r"\02\00\00\00\01",
+        r"\01\00\00\00\01",
         &format!("{EXPORTS} (func $boom unreachable) (start $boom)"),
     );
     let err = load_error(&bytes);
@@ -188,8 +188,8 @@ fn an_abi_mismatch_is_refused_before_instantiation() {
         matches!(
             err,
             LoadError::AbiMismatch {
-                found: 2,
-                supported: 1,
+                found: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -197,7 +197,7 @@ fn an_abi_mismatch_is_refused_before_instantiation() {
     );
     assert_eq!(
         err.to_string(),
-        "plugin `probe.wasm` targets ABI 2; this host supports 1 (rebuild it against this regua-sdk)"
+        "plugin `probe.wasm` targets ABI 1; this host supports 2 (rebuild it against this regua-sdk)"
     );
 }
 
@@ -215,7 +215,7 @@ fn modules_that_are_not_plugins_are_refused_plainly() {
         assert!(err.contains(why), "{name}: {err}");
     }
 
-    let bad_kind = wat_plugin(r"\01\00\00\00\09", EXPORTS);
+    let bad_kind = wat_plugin(r"\02\00\00\00\09", EXPORTS);
     assert!(load_error(&bad_kind).to_string().contains("kind byte 9"));
 
     let garbage = b"\0asm\x01\0\0\0\xff\xff".to_vec();
@@ -227,10 +227,10 @@ fn modules_that_are_not_plugins_are_refused_plainly() {
 pub(crate) fn liar_wasm() -> Vec<u8> {
     // Metadata is valid JSON, but every answer is a single 0xff byte.
     let meta =
-        r#"{"name":"liar","kind":"segment","version":"1","description":"","abi":1,"params":{}}"#;
+        r#"{"name":"liar","kind":"segment","version":"1","description":"","abi":2,"params":{}}"#;
     let len = meta.len();
     wat_plugin(
-        r"\01\00\00\00\01",
+        r"\02\00\00\00\01",
         &format!(
             r#"(memory (export "memory") 1)
             (data (i32.const 1024) "{meta}")
@@ -250,13 +250,14 @@ pub(crate) fn liar_wasm() -> Vec<u8> {
     )
 }
 
-/// A module that imports WASI, one built for ABI 2, and one without the ABI's exports.
-pub(crate) fn refused_modules() -> [(&'static str, Vec<u8>, &'static str); 3] {
+/// A module that imports WASI, one built for the old ABI 1, one for a future ABI 3, and one
+/// without the ABI's exports.
+pub(crate) fn refused_modules() -> [(&'static str, Vec<u8>, &'static str); 4] {
     [
         (
             "wasi",
             wat_plugin(
-                r"\01\00\00\00\01",
+                r"\02\00\00\00\01",
                 &format!(
                     r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) {EXPORTS}"#
                 ),
@@ -264,13 +265,18 @@ pub(crate) fn refused_modules() -> [(&'static str, Vec<u8>, &'static str); 3] {
             "imports `wasi_snapshot_preview1.fd_write`",
         ),
         (
-            "abi2",
-            wat_plugin(r"\02\00\00\00\01", EXPORTS),
-            "targets ABI 2; this host supports 1",
+            "abi1",
+            wat_plugin(r"\01\00\00\00\01", EXPORTS),
+            "targets ABI 1; this host supports 2",
+        ),
+        (
+            "abi3",
+            wat_plugin(r"\03\00\00\00\01", EXPORTS),
+            "targets ABI 3; this host supports 2",
         ),
         (
             "no-exports",
-            wat_plugin(r"\01\00\00\00\01", r#"(memory (export "memory") 1)"#),
+            wat_plugin(r"\02\00\00\00\01", r#"(memory (export "memory") 1)"#),
             "does not export `regua_alloc`",
         ),
     ]
