@@ -258,3 +258,52 @@ pub unsafe fn evaluate_rest<R: RestPolicy>(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode_output, encode_count, encode_customer};
+
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    struct NoParams {}
+
+    #[test]
+    fn a_record_whose_part_does_not_read_is_that_customers_error_and_the_others_answer() {
+        let ctx = postcard::to_allocvec(&CallContext {
+            now: crate::Timestamp::from_millis(0),
+            default_tz: "UTC".into(),
+            params: "{}".into(),
+            message: None,
+            event: None,
+        })
+        .unwrap();
+        let record = |id: &str| {
+            crate::testing::customer(&format!(
+                r#"{{"id":"{id}","transactions":[{{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":3}}]}}"#
+            ))
+        };
+        let mut batch = Vec::new();
+        encode_count(3, &mut batch);
+        encode_customer(&record("a"), &mut batch);
+        let damaged = batch.len();
+        encode_customer(&record("b"), &mut batch);
+        encode_customer(&record("c"), &mut batch);
+        // b's transactions: past the id (4 + 1), the tz (1), two empty parts (8) and the
+        // part's length (4), the count says two transactions where one was written.
+        batch[damaged + 5 + 1 + 8 + 4] = 2;
+        let out = run::<NoParams, f64>(
+            ("spent", &[Field::TransactionAmount]),
+            &ctx,
+            &batch,
+            |c, _, _| Ok(c.transactions().map(|t| t.amount()).sum()),
+        );
+        let answers = decode_output::<f64>(&out).unwrap().unwrap();
+        assert_eq!(answers[0], Ok(3.0));
+        let err = answers[1].clone().unwrap_err();
+        assert!(
+            err.contains("customer `b` does not decode") && err.contains("transactions"),
+            "{err}"
+        );
+        assert_eq!(answers[2], Ok(3.0));
+    }
+}
