@@ -22,6 +22,10 @@ use crate::service::reload;
 /// campaigns of that folder are served too (GET /v1/campaigns, POST /v1/decide, …) and reloaded
 /// as their files change; a file that breaks keeps its last good version serving.
 ///
+/// A plugin that is not in the compiled-code cache answers first from a quick baseline compile
+/// (Winch), and from the optimised code (Cranelift) as soon as a background compile has it,
+/// usually within a second; its answers are the same either way.
+///
 /// Example: regua serve --plugins dist/plugins --campaigns examples/campaigns --dev
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -103,7 +107,7 @@ impl ServeArgs {
             }
         }
 
-        let engine = self.limits.engine()?;
+        let engine = self.limits.engine()?.tiered()?;
         let registry = Arc::new(Registry::new(engine, &self.plugins));
         let metrics = Arc::new(Metrics::new());
         reload::load_all(&registry, &metrics);

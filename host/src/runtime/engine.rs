@@ -82,8 +82,26 @@ const KEEP_RESIDENT: usize = 2 << 20;
 /// process: past it, loads are refused, so such modules cannot pile up.
 const MAX_RUNAWAY: usize = 4;
 
+/// The thread that moves an engine's epoch on every [`TICK`], until dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: &wasmtime::Engine) -> anyhow::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("regua-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .context("cannot start the epoch thread")?;
+        Ok(Ticker { stop })
+    }
 }
 
 impl Drop for Ticker {
@@ -96,6 +114,10 @@ impl Drop for Ticker {
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) wasm: wasmtime::Engine,
+    /// The baseline (Winch) engine of a tiered engine ([`Engine::tiered`]), with its own epochs.
+    baseline: Option<(wasmtime::Engine, Arc<Ticker>)>,
+    /// Whether plugins compiled by the baseline compiler move on to optimised code.
+    pub(crate) optimise: bool,
     pub(crate) limits: Arc<Limits>,
     /// Where compiled plugins are kept between runs, if anywhere.
     cache: Option<ModuleCache>,
@@ -123,59 +145,57 @@ pub(crate) fn ticks(time: Duration) -> u64 {
 impl Engine {
     /// An engine enforcing `limits`.
     pub fn new(limits: Limits) -> anyhow::Result<Engine> {
-        let mut config = wasmtime::Config::new();
-        // Epochs rather than fuel: a wall-clock budget at almost no cost per instruction.
-        config.epoch_interruption(true);
-        config.max_wasm_stack(limits.stack_bytes);
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // One linear memory per plugin: the memory cap is then the instance's total.
-        config.wasm_multi_memory(false);
-        config.wasm_memory64(false);
-        // For profiling plugins with `perf`: names the compiled plugin functions in /tmp/perf-*.map.
-        if std::env::var_os("REGUA_PERF_MAP").is_some() {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        // Every call gets a fresh instance, so no state crosses customers or callers. The pooling
-        // allocator with copy-on-write memory images makes that cost microseconds (BENCHMARKS.md),
-        // and returns a slot's memory to the system when the instance goes, so an unloaded
-        // plugin keeps nothing resident.
-        let mut pool = wasmtime::PoolingAllocationConfig::new();
-        pool.total_core_instances(limits.instances)
-            .total_memories(limits.instances)
-            .total_tables(limits.instances)
-            .max_memories_per_module(1)
-            .max_tables_per_module(1)
-            .max_memory_size(limits.memory_bytes)
-            .table_elements(MAX_TABLE_ELEMENTS)
-            // A slot keeps its first pages resident and zeroes them on reuse rather than
-            // returning them to the system: the next call then takes no page faults there.
-            // Above this, memory goes back to the system when the instance goes.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT / 16);
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        config.memory_init_cow(true);
+        let config = wasm_config(&limits, wasmtime::Strategy::Cranelift);
         let wasm = wasmtime::Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot set up the Wasm engine: {e:#}"))?;
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let (engine, flag) = (wasm.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("regua-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .context("cannot start the epoch thread")?;
         Ok(Engine {
             key: compatibility_key(&wasm),
             cache: None,
+            _ticker: Arc::new(Ticker::start(&wasm)?),
             wasm,
+            baseline: None,
+            optimise: true,
             limits: Arc::new(limits),
             runaway: Arc::new(AtomicUsize::new(0)),
-            _ticker: Arc::new(Ticker { stop }),
         })
+    }
+
+    /// This engine, serving a plugin that is not in the cache first from a quick baseline compile
+    /// (wasmtime's Winch) and then from Cranelift's optimised code once that is ready (see
+    /// [`crate::runtime::Plugin::is_optimised`]): for the service, where a new build should answer
+    /// as soon as it lands. The sandbox is the same for both: the same limits, epochs and checks.
+    pub fn tiered(mut self) -> anyhow::Result<Engine> {
+        let wasm = wasmtime::Engine::new(&wasm_config(&self.limits, wasmtime::Strategy::Winch))
+            .map_err(|e| anyhow::anyhow!("cannot set up the baseline Wasm engine: {e:#}"))?;
+        let ticker = Ticker::start(&wasm)?;
+        self.baseline = Some((wasm, Arc::new(ticker)));
+        Ok(self)
+    }
+
+    /// A tiered engine whose plugins stay on their baseline code: to test that the sandbox holds,
+    /// and answers are the same, under both compilers.
+    #[doc(hidden)]
+    pub fn baseline_only(self) -> anyhow::Result<Engine> {
+        let mut engine = self.tiered()?;
+        engine.optimise = false;
+        Ok(engine)
+    }
+
+    /// Compiles `bytes` with the baseline compiler, when this engine is tiered; `None` when it is
+    /// not, or when the baseline compiler does not take this module (then the caller compiles it
+    /// optimised, as an untiered engine does).
+    pub(crate) fn compile_baseline(&self, bytes: &[u8]) -> Option<wasmtime::Module> {
+        let (baseline, _) = self.baseline.as_ref()?;
+        match self.compile_on(baseline, bytes) {
+            Ok(module) => Some(module),
+            Err(e) => {
+                tracing::debug!(
+                    "the baseline compiler does not take this module ({e}); optimising"
+                );
+                None
+            }
+        }
     }
 
     /// The limits this engine enforces.
@@ -194,26 +214,23 @@ impl Engine {
         self.cache.as_ref()
     }
 
-    /// The compiled module for `bytes`: from the cache when it holds a matching entry, else
-    /// compiled ([`Engine::compile_fresh`]). Says whether it came from the cache.
-    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<(wasmtime::Module, bool), String> {
-        let Some(cache) = &self.cache else {
-            return Ok((self.compile_fresh(bytes)?, false));
-        };
+    /// The compiled module for `bytes` from the cache, when it holds a matching entry (an entry
+    /// that does not load is dropped, and the caller compiles).
+    pub(crate) fn from_cache(&self, bytes: &[u8]) -> Option<wasmtime::Module> {
+        let cache = self.cache.as_ref()?;
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(code) = cache.get(&digest, self.key) {
-            // SAFETY: the bytes are what `Module::serialize` wrote for this very `.wasm` and an
-            // engine of the same compatibility hash: the entry's header names both, and its
-            // SHA-256 over header and code was checked just now, on these bytes in memory.
-            match unsafe { wasmtime::Module::deserialize(&self.wasm, &code) } {
-                Ok(module) => return Ok((module, true)),
-                Err(e) => {
-                    tracing::warn!("a compiled entry does not load ({e:#}); compiling again");
-                    cache.reject(&digest, self.key);
-                }
+        let code = cache.get(&digest, self.key)?;
+        // SAFETY: the bytes are what `Module::serialize` wrote for this very `.wasm` and an
+        // engine of the same compatibility hash: the entry's header names both, and its
+        // SHA-256 over header and code was checked just now, on these bytes in memory.
+        match unsafe { wasmtime::Module::deserialize(&self.wasm, &code) } {
+            Ok(module) => Some(module),
+            Err(e) => {
+                tracing::warn!("a compiled entry does not load ({e:#}); compiling again");
+                cache.reject(&digest, self.key);
+                None
             }
         }
-        Ok((self.compile_fresh(bytes)?, false))
     }
 
     /// Keeps the compiled `module` of `bytes` in the cache: called once the plugin has passed
@@ -230,7 +247,16 @@ impl Engine {
     /// module that is slow to compile fails its load instead of holding up its caller. The
     /// compiler cannot be stopped: a compilation past the limit goes on in the background, and
     /// while [`MAX_RUNAWAY`] of them do, loads are refused rather than piling up more.
-    fn compile_fresh(&self, bytes: &[u8]) -> Result<wasmtime::Module, String> {
+    pub(crate) fn compile_fresh(&self, bytes: &[u8]) -> Result<wasmtime::Module, String> {
+        self.compile_on(&self.wasm, bytes)
+    }
+
+    /// [`Engine::compile_fresh`] with the compiler of `engine`.
+    fn compile_on(
+        &self,
+        engine: &wasmtime::Engine,
+        bytes: &[u8],
+    ) -> Result<wasmtime::Module, String> {
         const RUNNING: u8 = 0;
         const DONE: u8 = 1;
         const ABANDONED: u8 = 2;
@@ -242,7 +268,7 @@ impl Engine {
         }
         let status = Arc::new(AtomicU8::new(RUNNING));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (engine, bytes) = (self.wasm.clone(), bytes.to_vec());
+        let (engine, bytes) = (engine.clone(), bytes.to_vec());
         let (thread_status, runaway) = (status.clone(), self.runaway.clone());
         std::thread::Builder::new()
             .name("regua-compile".into())
@@ -279,6 +305,43 @@ impl Engine {
             }
         }
     }
+}
+
+/// The wasmtime configuration of the sandbox, for the compiler `strategy`.
+fn wasm_config(limits: &Limits, strategy: wasmtime::Strategy) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.strategy(strategy);
+    // Epochs rather than fuel: a wall-clock budget at almost no cost per instruction.
+    config.epoch_interruption(true);
+    config.max_wasm_stack(limits.stack_bytes);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // One linear memory per plugin: the memory cap is then the instance's total.
+    config.wasm_multi_memory(false);
+    config.wasm_memory64(false);
+    // For profiling plugins with `perf`: names the compiled plugin functions in /tmp/perf-*.map.
+    if std::env::var_os("REGUA_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    // Every call gets a fresh instance, so no state crosses customers or callers. The pooling
+    // allocator with copy-on-write memory images makes that cost microseconds (BENCHMARKS.md),
+    // and returns a slot's memory to the system when the instance goes, so an unloaded
+    // plugin keeps nothing resident.
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_core_instances(limits.instances)
+        .total_memories(limits.instances)
+        .total_tables(limits.instances)
+        .max_memories_per_module(1)
+        .max_tables_per_module(1)
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        // A slot keeps its first pages resident and zeroes them on reuse rather than
+        // returning them to the system: the next call then takes no page faults there.
+        // Above this, memory goes back to the system when the instance goes.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT / 16);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    config.memory_init_cow(true);
+    config
 }
 
 /// The engine's compatibility hash as a number that is the same in every process (the standard

@@ -339,7 +339,7 @@ impl Instance {
         budget: Budget,
     ) -> Result<Self, Failure> {
         let state = StoreState::new(Arc::from(name), engine.limits.clone(), budget);
-        let mut store = Store::new(&engine.wasm, state);
+        let mut store = Store::new(pre.module().engine(), state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().tick()));
@@ -379,7 +379,7 @@ impl Instance {
     /// A fresh instance of `plugin` for one call over `customers` customers.
     pub(crate) fn for_call(plugin: &Plugin, customers: usize) -> Result<Self, Failure> {
         let budget = Budget::call(&plugin.engine.limits, customers);
-        Instance::create(&plugin.engine, &plugin.pre, plugin.name(), budget)
+        Instance::create(&plugin.engine, &plugin.pre(), plugin.name(), budget)
     }
 
     /// Gives a reused instance a new call's budget (benchmarks only: the product never reuses

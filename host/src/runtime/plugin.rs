@@ -9,6 +9,8 @@ use regua_sdk::wire::{
 };
 use regua_sdk::{Kind, Metadata};
 use sha2::{Digest, Sha256};
+use std::sync::RwLock;
+
 use wasmtime::{ExternType, InstancePre, Linker, Module, ValType};
 
 use crate::runtime::engine::Limits;
@@ -29,7 +31,15 @@ pub struct Plugin {
     /// Whether its compiled code came from the module cache rather than the compiler.
     pub cached: bool,
     pub(crate) engine: Engine,
-    pub(crate) pre: InstancePre<StoreState>,
+    /// The code instances are made from: the baseline compile of a tiered engine until the
+    /// optimised code replaces it, else the optimised code.
+    code: Arc<RwLock<Code>>,
+}
+
+/// A plugin's compiled code, ready to instantiate.
+struct Code {
+    pre: Arc<InstancePre<StoreState>>,
+    optimised: bool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -64,27 +74,27 @@ impl Plugin {
         Ok(Arc::new(plugin))
     }
 
-    /// Loads a plugin from its bytes; `what` names it in errors.
+    /// Loads a plugin from its bytes; `what` names it in errors. On a tiered engine
+    /// ([`Engine::tiered`]) a plugin not in the cache is served from its baseline compile at
+    /// once, and from the optimised code as soon as a background compile has it.
     pub fn from_bytes(engine: &Engine, what: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let kind = check_module(what, bytes, engine.limits())?;
-        let (module, cached) = engine.compile(bytes).map_err(|detail| LoadError::Compile {
+        let compiled = match engine.from_cache(bytes) {
+            Some(module) => Ok((module, true, true)),
+            None => match engine.compile_baseline(bytes) {
+                Some(module) => Ok((module, false, false)),
+                None => engine
+                    .compile_fresh(bytes)
+                    .map(|module| (module, false, true)),
+            },
+        };
+        let (module, cached, optimised) = compiled.map_err(|detail| LoadError::Compile {
             what: what.to_owned(),
             detail,
         })?;
         check_imports(what, &module)?;
         check_exports(what, &module)?;
-
-        let mut linker = Linker::new(&engine.wasm);
-        instance::define_host_functions(&mut linker).map_err(|e| LoadError::Compile {
-            what: what.to_owned(),
-            detail: format!("{e:#}"),
-        })?;
-        let pre = linker
-            .instantiate_pre(&module)
-            .map_err(|e| LoadError::Compile {
-                what: what.to_owned(),
-                detail: format!("{e:#}"),
-            })?;
+        let pre = prepare(what, &module)?;
         let version = version_of(bytes);
         let meta = instance::read_metadata(engine, &pre, what)?;
         if meta.kind != kind {
@@ -107,8 +117,14 @@ impl Plugin {
             what: what.to_owned(),
             detail: format!("its name {detail}"),
         })?;
-        if !cached {
+        let code = Arc::new(RwLock::new(Code {
+            pre: Arc::new(pre),
+            optimised,
+        }));
+        if optimised && !cached {
             engine.keep(bytes, &module);
+        } else if !optimised && engine.optimise {
+            optimise_later(engine, what, bytes, &code);
         }
         Ok(Plugin {
             meta,
@@ -116,8 +132,79 @@ impl Plugin {
             source: None,
             cached,
             engine: engine.clone(),
-            pre,
+            code,
         })
+    }
+
+    /// The code to make an instance from.
+    pub(crate) fn pre(&self) -> Arc<InstancePre<StoreState>> {
+        self.code
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .pre
+            .clone()
+    }
+
+    /// Whether this plugin runs its optimised code (always, on an engine that is not tiered; on a
+    /// tiered one, once the background compile has replaced the baseline code).
+    pub fn is_optimised(&self) -> bool {
+        self.code
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .optimised
+    }
+}
+
+/// Links `module` against the host functions, ready to instantiate.
+fn prepare(what: &str, module: &Module) -> Result<InstancePre<StoreState>, LoadError> {
+    let compile_error = |e: wasmtime::Error| LoadError::Compile {
+        what: what.to_owned(),
+        detail: format!("{e:#}"),
+    };
+    let mut linker = Linker::new(module.engine());
+    instance::define_host_functions(&mut linker).map_err(compile_error)?;
+    linker.instantiate_pre(module).map_err(compile_error)
+}
+
+/// Compiles `bytes` optimised on a thread of its own and swaps the code in when it is ready (and
+/// keeps it in the cache). Instances already running finish on the baseline code; if the
+/// optimised compile fails, the plugin stays on the baseline code, which passed every check.
+fn optimise_later(engine: &Engine, what: &str, bytes: &[u8], code: &Arc<RwLock<Code>>) {
+    let (engine, what, bytes) = (engine.clone(), what.to_owned(), bytes.to_vec());
+    let code = Arc::downgrade(code);
+    let spawned = std::thread::Builder::new()
+        .name("regua-optimise".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let module = match engine.compile_fresh(&bytes) {
+                Ok(module) => module,
+                Err(e) => {
+                    tracing::warn!("plugin `{what}` stays on its baseline code: {e}");
+                    return;
+                }
+            };
+            let pre = match prepare(&what, &module) {
+                Ok(pre) => pre,
+                Err(e) => {
+                    tracing::warn!("plugin `{what}` stays on its baseline code: {e}");
+                    return;
+                }
+            };
+            engine.keep(&bytes, &module);
+            // The plugin may have been replaced or unloaded meanwhile: then nobody needs it.
+            if let Some(code) = code.upgrade() {
+                *code.write().unwrap_or_else(|p| p.into_inner()) = Code {
+                    pre: Arc::new(pre),
+                    optimised: true,
+                };
+                tracing::debug!(
+                    "plugin `{what}` runs its optimised code ({} ms after its load)",
+                    started.elapsed().as_millis()
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("a plugin stays on its baseline code: cannot start a thread: {e}");
     }
 }
 

@@ -28,12 +28,13 @@ const MESSAGE: &str =
     r#"{"channel":"push","category":"marketing","campaign":"BRF-2025-031","tags":["bu:card"]}"#;
 
 fn all_examples() -> Vec<Evaluation> {
-    let engine = engine();
+    examples_on(&engine())
+}
+
+fn examples_on(engine: &regua_host::Engine) -> Vec<Evaluation> {
     EXAMPLES
         .iter()
-        .map(|(name, _)| {
-            Evaluation::new(load(&engine, name), &inputs("{}", Some(MESSAGE))).unwrap()
-        })
+        .map(|(name, _)| Evaluation::new(load(engine, name), &inputs("{}", Some(MESSAGE))).unwrap())
         .collect()
 }
 
@@ -293,4 +294,20 @@ fn every_example_readme_lists_its_parameters() {
             );
         }
     }
+}
+
+/// `regua serve` answers from a new build's baseline (Winch) code until its optimised
+/// (Cranelift) code is ready: both give every example plugin's answers, byte for byte.
+#[test]
+fn the_baseline_code_answers_as_the_optimised_code() {
+    let input = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let baseline = regua_host::Engine::new(regua_host::Limits::default())
+        .unwrap()
+        .baseline_only()
+        .unwrap();
+    let evals = examples_on(&baseline);
+    assert!(evals.iter().all(|e| !e.plugin.is_optimised()));
+    let (on_baseline, _) = run_batch(&evals, &input, 2);
+    let (optimised, _) = run_batch(&all_examples(), &input, 2);
+    assert_eq!(on_baseline, optimised);
 }

@@ -319,3 +319,29 @@ fn no_state_crosses_calls_every_call_starts_afresh() {
     warm.evaluate(&e, &batch).unwrap();
     assert_eq!(reason(&warm.evaluate(&e, &batch).unwrap()[0]), "call 2");
 }
+
+#[test]
+fn the_baseline_code_a_new_build_first_runs_on_keeps_the_same_sandbox() {
+    // `regua serve` answers from Winch's code until Cranelift's is ready: every limit must hold
+    // there too.
+    let baseline = |limits: Limits| Engine::new(limits).unwrap().baseline_only().unwrap();
+    let engine = baseline(Limits {
+        time_per_record: Duration::from_millis(20),
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    });
+    assert!(!load(&engine, "hostile").is_optimised());
+    assert_only_victims_failed(
+        &hostile(&engine, r#"{"mode":"loop"}"#),
+        "exceeded its time budget",
+    );
+    assert_only_victims_failed(
+        &hostile(&engine, r#"{"mode":"hog"}"#),
+        "exceeded the memory cap of 16 MiB",
+    );
+    assert_only_victims_failed(
+        &hostile(&engine, r#"{"mode":"recurse"}"#),
+        "exhausted its stack",
+    );
+    assert_only_victims_failed(&hostile(&engine, r#"{"mode":"panic"}"#), "has no wallet");
+}
