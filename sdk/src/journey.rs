@@ -618,25 +618,25 @@ mod tests {
             let p = |json: &str| serde_json::from_str::<EntryPolicy>(json).unwrap();
             assert!(
                 p(r#"{"reentry":"no_reentry"}"#)
-                    .next_instance(&c, "w", now)
+                    .next_instance(c, "w", now)
                     .is_err()
             );
             assert_eq!(
-                p(r#"{"reentry":"reentry_after_exit"}"#).next_instance(&c, "w", now),
+                p(r#"{"reentry":"reentry_after_exit"}"#).next_instance(c, "w", now),
                 Ok(2)
             );
             assert!(
                 p(r#"{"reentry":"reentry_after_exit","min_interval":864000}"#)
-                    .next_instance(&c, "w", now)
+                    .next_instance(c, "w", now)
                     .is_ok()
             );
             assert!(
                 p(r#"{"reentry":"reentry_after_exit","min_interval":"11d"}"#)
-                    .next_instance(&c, "w", now)
+                    .next_instance(c, "w", now)
                     .is_err()
             );
             assert_eq!(
-                p(r#"{"reentry":"no_reentry"}"#).next_instance(&c, "other", now),
+                p(r#"{"reentry":"no_reentry"}"#).next_instance(c, "other", now),
                 Ok(1)
             );
         });

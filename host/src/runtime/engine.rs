@@ -216,7 +216,7 @@ impl Engine {
 
     /// The compiled module for `bytes` from the cache, when it holds a matching entry (an entry
     /// that does not load is dropped, and the caller compiles).
-    pub(crate) fn from_cache(&self, bytes: &[u8]) -> Option<wasmtime::Module> {
+    pub(crate) fn cached_module(&self, bytes: &[u8]) -> Option<wasmtime::Module> {
         let cache = self.cache.as_ref()?;
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let code = cache.get(&digest, self.key)?;

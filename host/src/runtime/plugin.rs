@@ -79,7 +79,7 @@ impl Plugin {
     /// once, and from the optimised code as soon as a background compile has it.
     pub fn from_bytes(engine: &Engine, what: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let kind = check_module(what, bytes, engine.limits())?;
-        let compiled = match engine.from_cache(bytes) {
+        let compiled = match engine.cached_module(bytes) {
             Some(module) => Ok((module, true, true)),
             None => match engine.compile_baseline(bytes) {
                 Some(module) => Ok((module, false, false)),

@@ -215,11 +215,16 @@ async fn every_endpoint_answers_with_the_right_status_and_shape() {
         "abi",
         "description",
         "params",
+        "code",
         "loaded_at",
         "source",
     ] {
         assert!(!lapsed[field].is_null(), "`{field}` missing in {lapsed}");
     }
+    assert!(
+        ["baseline", "optimised"].contains(&lapsed["code"].as_str().unwrap()),
+        "{lapsed}"
+    );
     assert!(lapsed["last_error"].is_null());
 
     let (status, v) = s.get("/v1/plugins/lapsed").await;

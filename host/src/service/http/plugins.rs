@@ -24,6 +24,9 @@ pub struct PluginInfo {
     /// batch reads only what its plugins read.
     #[schema(value_type = Vec<String>)]
     reads: Vec<regua_sdk::Field>,
+    /// The compiled code serving: `baseline` (a new build's quick compile, answering at once) or
+    /// `optimised` (what it moves to within about a second). The answers are the same.
+    code: &'static str,
     /// When this version was loaded.
     loaded_at: String,
     /// The file it was loaded from.
@@ -64,6 +67,11 @@ pub(super) fn info(slot: &Slot) -> PluginInfo {
         description: p.meta.description.clone(),
         params: p.meta.params.clone(),
         reads: p.meta.reads.clone(),
+        code: if p.is_optimised() {
+            "optimised"
+        } else {
+            "baseline"
+        },
         loaded_at: slot.loaded_at.to_string(),
         source: p.source.as_ref().map(|s| s.display().to_string()),
         last_error: slot.last_error.as_ref().map(FailureInfo::from),
