@@ -10,12 +10,14 @@ use crate::pipeline::batch::{self, BatchOptions, Plugins};
 use crate::pipeline::output::Format;
 use crate::runtime::worker::Evaluation;
 
-/// Evaluate plugins over NDJSON customers: one output line per input line, in order.
+/// Evaluate plugins over customers (NDJSON, Parquet or Arrow IPC): one output line per input
+/// line or row, in order.
 ///
 /// Each output line is {"id":…,"results":{"<plugin>":{…}}}, or {"line":N,"id":…,"error":"…"}
-/// for a line that is not a valid record or repeats an earlier line's customer id; the batch goes
-/// on after a bad line. A summary goes to
-/// standard error, and a progress bar when it is a terminal.
+/// for a line (or row) that is not a valid record or repeats an earlier customer id; the batch
+/// goes on after a bad line. A Parquet or Arrow IPC file is told by its first bytes and only the
+/// columns the plugins read are decoded (docs/COLUMNAR.md). A summary goes to standard error,
+/// and a progress bar when it is a terminal.
 ///
 /// Example: regua batch --all --input examples/customers.ndjson --now 2025-03-11T12:00:00Z
 #[derive(Debug, Args)]
@@ -31,7 +33,8 @@ pub(crate) struct BatchArgs {
     /// Every plugin in --plugins-dir.
     #[arg(long)]
     all: bool,
-    /// Customers, one JSON object per line; - for standard input.
+    /// Customers: NDJSON (one JSON object per line), a Parquet or an Arrow IPC file; - for
+    /// standard input (NDJSON only).
     #[arg(long, short, value_name = "FILE|-")]
     input: PathBuf,
     /// Where results go; - for standard output.

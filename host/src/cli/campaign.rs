@@ -73,7 +73,8 @@ struct RunArgs {
     /// The campaigns folder.
     #[arg(long, value_name = "DIR")]
     campaigns: PathBuf,
-    /// Customer records, one JSON object per line; - for standard input.
+    /// Customers: NDJSON (one JSON object per line), a Parquet or an Arrow IPC file; - for
+    /// standard input (NDJSON only).
     #[arg(long, short, value_name = "FILE|-")]
     input: PathBuf,
     /// Where the answers go; - for standard output.
