@@ -4,7 +4,9 @@
 //! `cargo run --release --manifest-path bench/Cargo.toml` (see `--help`). Each figure is the best
 //! of three runs over the same records; every engine's answers are checked against the native
 //! program's, so a faster wrong engine cannot win. Ratios to the limit are what to compare: the
-//! machine is shared.
+//! machine is shared. The same records are then read from Parquet (against the columnar limit),
+//! the `regua` binary is timed as a user runs it (a cached `regua eval`, the reload of a new
+//! build, and with `--big` a long stream), and a last table says where each target stands.
 //!
 //! The rule is RFM Champions with the domain reference's cut-points: at least 10 purchases up to
 //! `now`, R$ 5,000 or more in all, the last one less than 30 days before `now`. The peers' rules
@@ -42,6 +44,11 @@ struct Args {
     /// Customers for the slow peers (Rhai, CEL, Rego), which would otherwise take minutes.
     #[arg(long, default_value_t = 5_000)]
     slow_count: usize,
+    /// Also stream this many customers through `regua batch` with the ten plugins, from NDJSON
+    /// and from Parquet, for wall time and maximum RSS (the target is stated for 10,000,000;
+    /// the files are generated once under target/bench-data and reused). 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    big: usize,
 }
 
 const NOW: &str = "2025-03-11T12:00:00Z";
@@ -180,7 +187,166 @@ fn main() -> anyhow::Result<()> {
         check(label, &out, slow)?;
         table.add(label, rate, Some(limit));
     }
+
+    // The same customers from Parquet: the columnar limit, then Régua.
+    let data = root.join("target/bench-data");
+    let mut parquet_limit = None;
+    let mut parquet_regua = None;
+    if want("Parquet") {
+        let file = columnar::parquet_file(&data, args.count, now)?;
+        let n = columnar::rows(&file);
+        let label = "native Rust, Parquet columns the rule reads + rule, 1 thread";
+        let mut out = Vec::new();
+        columnar::native_parquet(&file, &mut out, now);
+        check(label, &out, &input)?;
+        let rate = best_of_3_n(n, |out| columnar::native_parquet(&file, out, now));
+        table.add(label, rate, Some(limit));
+        parquet_limit = Some(rate);
+        for threads in [1, 2] {
+            let label = format!(
+                "Régua, Parquet, 1 plugin, {threads} thread{}",
+                plural(threads)
+            );
+            let run = |out: &mut Vec<u8>| columnar::regua_parquet(&rfm, &file, out, threads);
+            let mut out = Vec::new();
+            run(&mut out);
+            check(&label, &out, &input)?;
+            let rate = best_of_3_n(n, run);
+            table.add_vs(
+                &label,
+                rate,
+                limit,
+                parquet_limit.unwrap(),
+                "the Parquet limit",
+            );
+            if threads == 1 {
+                parquet_regua = Some(rate);
+            }
+        }
+        for threads in [1, 2] {
+            let label = format!(
+                "Régua, Parquet, 10 plugins in one pass, {threads} thread{}",
+                plural(threads)
+            );
+            let rate = best_of_3_n(n, |out| columnar::regua_parquet(&ten, &file, out, threads));
+            table.add_vs(&label, rate, limit, native_ten, "10 native rules");
+        }
+    }
     table.print();
+
+    // The binary as a user runs it: cached `regua eval`, the reload, the long stream.
+    let mut targets = Targets::default();
+    let one = table.rate("Régua, 1 plugin, 1 thread");
+    let ten_one = table.rate("Régua, 10 plugins in one pass, 1 thread");
+    targets.ratio(
+        "NDJSON, one segment, 1 thread ≥ 0.9 × the native lazy limit",
+        one,
+        Some(limit),
+        0.9,
+    );
+    targets.ratio(
+        "NDJSON, ten plugins in one pass, 1 thread ≥ 0.8 × ten native rules",
+        ten_one,
+        Some(native_ten),
+        0.8,
+    );
+    targets.ratio(
+        "Parquet, one segment, 1 thread ≥ 3 × the NDJSON limit",
+        parquet_regua,
+        Some(limit),
+        3.0,
+    );
+    targets.ratio(
+        "Parquet, one segment, 1 thread ≥ 0.8 × the Parquet limit",
+        parquet_regua,
+        parquet_limit,
+        0.8,
+    );
+    if args.only.is_none() {
+        let regua = process::regua_binary(root)?;
+        let plugin_dir = root.join("target/bench-plugins");
+        let plugin_files: Vec<PathBuf> = PLUGINS
+            .iter()
+            .map(|p| plugin_dir.join(format!("{p}.wasm")))
+            .collect();
+        if args.big > 0 {
+            let per_file = args.big.min(1_000_000);
+            let repeat = args.big.div_ceil(per_file);
+            let ndjson = data.join(format!("customers-{per_file}-seed7.ndjson"));
+            process::generated(&regua, &ndjson, per_file, false, NOW)?;
+            let parquet = data.join(format!("customers-{}-seed7.parquet", args.big));
+            process::generated(&regua, &parquet, args.big, true, NOW)?;
+            let scale = 10_000_000.0 / (per_file * repeat) as f64;
+            eprintln!(
+                "streaming {} customers from NDJSON through regua batch…",
+                per_file * repeat
+            );
+            let u = process::batch(&regua, &plugin_files, &ndjson, Some(repeat), NOW)?;
+            targets.seconds(
+                "10 M customers × 10 plugins from NDJSON, 2 cores ≤ 90 s",
+                &u,
+                per_file * repeat,
+                scale,
+                90.0,
+            );
+            let scale = 10_000_000.0 / args.big as f64;
+            eprintln!(
+                "streaming {} customers from Parquet through regua batch…",
+                args.big
+            );
+            let u = process::batch(&regua, &plugin_files, &parquet, None, NOW)?;
+            targets.seconds(
+                "10 M customers × 10 plugins from Parquet, 2 cores ≤ 30 s",
+                &u,
+                args.big,
+                scale,
+                30.0,
+            );
+        } else {
+            targets.skipped(
+                "10 M customers × 10 plugins, NDJSON ≤ 90 s, Parquet ≤ 30 s",
+                "--big 10000000",
+            );
+        }
+        let cache = data.join("compiled");
+        let customer = root.join("examples/customer.json");
+        for name in ["rfm", "welcome"] {
+            let wall = process::cached_eval(
+                &regua,
+                &plugin_dir.join(format!("{name}.wasm")),
+                &customer,
+                &cache,
+                NOW,
+                11,
+            )?;
+            targets.millis(
+                &format!("`regua eval {name}`, compiled code cached ≤ 50 ms (median of 11)"),
+                wall.as_secs_f64() * 1e3,
+                50.0,
+            );
+        }
+        let reloads = process::reload(root)?;
+        let (name, first) = reloads.last().expect("reload rows");
+        targets.millis(
+            &format!("reload of `{name}`, the largest example, to the first answer ≤ 100 ms (p50)"),
+            *first,
+            100.0,
+        );
+    }
+    for (peer, times) in [
+        ("JSONLogic", 1.4),
+        ("CEL", 20.0),
+        ("Rhai", 20.0),
+        ("Extism", 3.0),
+    ] {
+        targets.ratio(
+            &format!("Régua, one segment, 1 thread ≥ {times} × {peer}"),
+            one,
+            table.rate(peer),
+            times,
+        );
+    }
+    targets.print();
     Ok(())
 }
 
@@ -213,12 +379,16 @@ fn lines(input: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Records per second, best of three runs over `input`.
 fn best_of_3(input: &[u8], mut run: impl FnMut(&[u8], &mut Vec<u8>)) -> f64 {
-    let n = lines(input).count();
+    best_of_3_n(lines(input).count(), |out| run(input, out))
+}
+
+/// Records per second, best of three runs that each answer `n` records into the buffer given.
+fn best_of_3_n(n: usize, mut run: impl FnMut(&mut Vec<u8>)) -> f64 {
     (0..3)
         .map(|_| {
             let mut out = Vec::with_capacity(n * 64);
             let t = Instant::now();
-            run(input, &mut out);
+            run(&mut out);
             std::hint::black_box(&out);
             n as f64 / t.elapsed().as_secs_f64()
         })
@@ -254,7 +424,9 @@ fn write_answer(out: &mut Vec<u8>, id: &str, champion: bool) {
 // ---------------------------------------------------------------------------------------------
 // The limit: a hand-written program that reads only what the rule needs, borrowing the text.
 
+mod columnar;
 mod lazy;
+mod process;
 use lazy::LazyCustomer;
 
 fn native_lazy(input: &[u8], out: &mut Vec<u8>, now: Timestamp) {
@@ -575,12 +747,88 @@ impl Table {
         self.rows.push((label.into(), rate, ratio));
     }
 
+    /// The rate of the first row whose label starts with `prefix`.
+    fn rate(&self, prefix: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.0.starts_with(prefix))
+            .map(|r| r.1)
+    }
+
     fn print(&self) {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "| engine | records/s | ratio to the limit |").unwrap();
-        writeln!(out, "|---|---:|---:|").unwrap();
-        for (label, rate, ratio) in &self.rows {
-            writeln!(out, "| {label} | {rate:.0} | {ratio} |").unwrap();
+        let rows = self
+            .rows
+            .iter()
+            .map(|(l, rate, ratio)| format!("| {l} | {rate:.0} | {ratio} |"));
+        print_table(
+            "| engine | records/s | ratio to the limit |\n|---|---:|---:|",
+            rows,
+        );
+    }
+}
+
+/// A markdown table: its header lines, then one line per row.
+fn print_table(header: &str, rows: impl Iterator<Item = String>) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{header}").unwrap();
+    for row in rows {
+        writeln!(out, "{row}").unwrap();
+    }
+}
+
+/// The targets, each with what this run measured and whether it is met.
+#[derive(Default)]
+struct Targets {
+    rows: Vec<(String, String, &'static str)>,
+}
+
+impl Targets {
+    fn add(&mut self, target: &str, measured: String, met: Option<bool>) {
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not run",
+        };
+        self.rows.push((target.into(), measured, met));
+    }
+
+    fn ratio(&mut self, target: &str, rate: Option<f64>, base: Option<f64>, at_least: f64) {
+        match (rate, base) {
+            (Some(r), Some(b)) if b.is_finite() => {
+                self.add(target, format!("{:.2} ×", r / b), Some(r / b >= at_least))
+            }
+            _ => self.add(target, "–".into(), None),
         }
+    }
+
+    fn millis(&mut self, target: &str, ms: f64, at_most: f64) {
+        self.add(target, format!("{ms:.0} ms"), Some(ms <= at_most));
+    }
+
+    /// A stream of `n` customers; `scale` takes its wall time to the target's 10 M.
+    fn seconds(&mut self, target: &str, u: &process::Usage, n: usize, scale: f64, at_most: f64) {
+        let s = u.wall.as_secs_f64();
+        let measured = if (scale - 1.0).abs() < 1e-9 {
+            format!("{s:.0} s, max RSS {:.0} MiB", u.max_rss_mib)
+        } else {
+            format!(
+                "{s:.1} s for {n} (≈ {:.0} s for 10 M), max RSS {:.0} MiB",
+                s * scale,
+                u.max_rss_mib
+            )
+        };
+        self.add(target, measured, Some(s * scale <= at_most));
+    }
+
+    fn skipped(&mut self, target: &str, how: &str) {
+        self.add(target, format!("not run (pass `{how}`)"), None);
+    }
+
+    fn print(&self) {
+        let rows = self
+            .rows
+            .iter()
+            .map(|(t, measured, met)| format!("| {t} | {measured} | {met} |"));
+        print_table("\n| target | measured | met |\n|---|---|---|", rows);
     }
 }
