@@ -14,9 +14,9 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use regua_host::Evaluation;
 use regua_host::authoring::generate::Generator;
-use regua_host::pipeline::batch::{self, BatchOptions, Plugins};
+use regua_host::pipeline::batch::{self, BatchOptions};
 use regua_host::pipeline::columnar::{Columnar, ColumnarInput, ColumnarWriter, FileKind};
-use regua_host::pipeline::evaluator::{Evaluator, Input};
+use regua_host::pipeline::evaluator::Input;
 use regua_sdk::Timestamp;
 
 /// Writes the benchmark's customers (the generator, seed 42) as Parquet under `dir`, once per
@@ -99,14 +99,7 @@ pub fn native_parquet(path: &Path, out: &mut Vec<u8>, now: Timestamp) {
 /// `regua batch` over the Parquet file: the file opened for the plugins' reads, row groups
 /// spread over `threads` workers.
 pub fn regua_parquet(evals: &[Evaluation], path: &Path, out: &mut Vec<u8>, threads: usize) {
-    let evaluator = Evaluator::new(Some(threads)).unwrap();
-    let plugins = Plugins::new(evals.to_vec());
-    let plugins = Arc::new(
-        evaluator
-            .run_blocking(|w| plugins.check(w))
-            .unwrap()
-            .unwrap(),
-    );
+    let (evaluator, plugins) = crate::checked(evals, threads);
     let file = ColumnarInput::open(path, FileKind::Parquet, plugins.reads()).unwrap();
     let s = batch::run(
         &evaluator,

@@ -540,9 +540,8 @@ fn build_regua_plugins(root: &Path, engine: &Engine) -> anyhow::Result<Vec<Arc<P
         .collect()
 }
 
-/// One batch as `regua batch` runs it: the evaluator's threads started, the plugins checked,
-/// then the stream.
-fn regua_batch(evals: &[Evaluation], input: &[u8], out: &mut Vec<u8>, threads: usize) {
+/// The evaluator's threads started and the plugins checked, as `regua batch` does first.
+fn checked(evals: &[Evaluation], threads: usize) -> (Evaluator, Arc<Plugins>) {
     let evaluator = Evaluator::new(Some(threads)).unwrap();
     let plugins = Plugins::new(evals.to_vec());
     let plugins = Arc::new(
@@ -551,6 +550,13 @@ fn regua_batch(evals: &[Evaluation], input: &[u8], out: &mut Vec<u8>, threads: u
             .unwrap()
             .unwrap(),
     );
+    (evaluator, plugins)
+}
+
+/// One batch as `regua batch` runs it: the evaluator's threads started, the plugins checked,
+/// then the stream.
+fn regua_batch(evals: &[Evaluation], input: &[u8], out: &mut Vec<u8>, threads: usize) {
+    let (evaluator, plugins) = crate::checked(evals, threads);
     let options = BatchOptions::default();
     let s = batch::run(
         &evaluator,
