@@ -121,7 +121,7 @@ pub fn batch(
     };
     let started = Instant::now();
     let mut child = cmd.spawn().context("cannot start regua batch")?;
-    if let Some(times) = repeat {
+    let feeder = repeat.map(|times| {
         let mut stdin = child.stdin.take().unwrap();
         let input = input.to_owned();
         std::thread::spawn(move || -> std::io::Result<()> {
@@ -129,9 +129,17 @@ pub fn batch(
                 std::io::copy(&mut std::fs::File::open(&input)?, &mut stdin)?;
             }
             stdin.flush()
-        });
+        })
+    });
+    let usage = wait(child, started)?;
+    // A feeder that stopped early would time a shorter stream than the row claims.
+    if let Some(feeder) = feeder {
+        feeder
+            .join()
+            .expect("the feeder thread panicked")
+            .context("feeding regua batch its input")?;
     }
-    wait(child, started)
+    Ok(usage)
 }
 
 /// The median wall time of `runs` runs of `regua eval` of `plugin` with its compiled code
