@@ -1,0 +1,4 @@
+//! The decision log: one line per decision the service or a campaign run makes, and what the
+//! lines answer afterwards.
+
+pub mod sink;
