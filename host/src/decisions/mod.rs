@@ -61,3 +61,21 @@ impl DecisionLog {
         (lines, count)
     }
 }
+
+/// Finds decision `id` in the log folder `dir`, newest file first.
+pub fn find(dir: &std::path::Path, id: &str) -> std::io::Result<Option<Entry>> {
+    let needle = format!("\"decision\":{}", serde_json::Value::from(id));
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    for (_, path) in sink::log_files(dir)?.into_iter().rev() {
+        let bytes = std::fs::read(&path)?;
+        for line in bytes.split(|&b| b == b'\n') {
+            if finder.find(line).is_some()
+                && let Ok(entry) = serde_json::from_slice::<Entry>(line)
+                && entry.decision == id
+            {
+                return Ok(Some(entry));
+            }
+        }
+    }
+    Ok(None)
+}
