@@ -5,6 +5,7 @@ mod build;
 mod campaign;
 mod cases;
 mod convert;
+pub(crate) mod decisions;
 mod eval;
 mod generate;
 mod inspect;
@@ -46,6 +47,7 @@ enum Command {
     Serve(serve::ServeArgs),
     Generate(generate::GenerateArgs),
     Convert(convert::ConvertArgs),
+    Decisions(decisions::DecisionsArgs),
     Completions(CompletionsArgs),
 }
 
@@ -81,6 +83,7 @@ impl Cli {
             Command::Serve(a) => a.run(),
             Command::Generate(a) => a.run(),
             Command::Convert(a) => a.run(),
+            Command::Decisions(a) => a.run(),
             Command::Completions(a) => a.run(),
         }
     }

@@ -22,6 +22,7 @@
 
 pub mod authoring;
 pub mod cli;
+pub mod decisions;
 pub mod pipeline;
 pub mod runtime;
 pub mod service;

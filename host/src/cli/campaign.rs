@@ -103,6 +103,8 @@ struct RunArgs {
     allow_repeated_ids: bool,
     #[command(flatten)]
     stream: StreamArgs,
+    #[command(flatten)]
+    log: super::decisions::DecisionLogArgs,
     /// No progress bar and no funnel on standard error.
     #[arg(long, short)]
     quiet: bool,
@@ -264,7 +266,8 @@ impl RunArgs {
             default_tz: self.setup.tz.clone(),
             event,
         };
-        let plan = plan(campaigns, plugins, inputs);
+        let log = self.log.open();
+        let plan = plan(campaigns, plugins, inputs).logging(log.clone());
 
         let (input, total) = super::open_input(&self.input, plan.reads())?;
         let output = create(&self.output, "output")?;
@@ -286,8 +289,10 @@ impl RunArgs {
             send_list.as_mut(),
             &options,
             &super::show_progress(&bar),
-        )?;
+        );
         bar.finish_and_clear();
+        super::decisions::close(log.as_ref())?;
+        let report = report?;
         if let Some(path) = &self.funnel {
             let text = serde_json::to_string_pretty(&report).expect("a report is JSON");
             std::fs::write(path, text + "\n")

@@ -5,6 +5,7 @@ mod cache;
 mod campaigns;
 mod cli;
 mod columnar;
+mod decisions;
 mod examples;
 mod hostile;
 mod http;

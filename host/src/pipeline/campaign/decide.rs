@@ -108,6 +108,9 @@ pub struct Denial {
 /// What one campaign decided for one customer.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Decision {
+    /// The decision's id in the decision log, when the run keeps one.
+    #[serde(rename = "decision", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The campaign's code.
     pub campaign: String,
     /// The outcome.
@@ -134,6 +137,7 @@ pub struct Decision {
 impl Decision {
     fn new(code: &str) -> Decision {
         Decision {
+            id: None,
             campaign: code.to_owned(),
             outcome: Kind::Planned,
             variant: None,
@@ -178,6 +182,8 @@ pub struct Plan {
     lookup: Lookup,
     /// Inputs.
     pub inputs: RunInputs,
+    /// Where the decisions are logged, if they are.
+    pub log: Option<Arc<crate::decisions::DecisionLog>>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -221,7 +227,14 @@ impl Plan {
             campaigns,
             lookup,
             inputs,
+            log: None,
         }
+    }
+
+    /// This plan, logging every decision it makes to `log`.
+    pub fn logging(mut self, log: Option<Arc<crate::decisions::DecisionLog>>) -> Plan {
+        self.log = log;
+        self
     }
 
     /// The parts of a record the plan's plugins read between them.

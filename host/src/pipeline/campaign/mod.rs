@@ -271,24 +271,47 @@ pub struct LineOut {
     pub text: Vec<u8>,
     /// The run, for a valid record.
     pub run: Option<CustomerRun>,
+    /// The run's decision-log lines, when the plan logs.
+    pub log: Vec<u8>,
+    /// How many lines `log` holds.
+    pub logged: u64,
 }
 
 /// Decides one chunk of NDJSON lines: parses each record once, for what the plan's plugins read,
 /// runs the campaigns over the valid ones, and answers every line in order.
 pub fn process(worker: &mut Worker, plan: &Plan, chunk: Chunk) -> Vec<LineOut> {
     let (customers, reads) = chunk.read(plan.reads());
-    let mut runs = plan.run(worker, customers).into_iter();
+    // The log hashes each record as read, before the run moves its journeys.
+    let inputs: Vec<_> = match &plan.log {
+        Some(log) => customers.iter().map(|c| log.input_of(c)).collect(),
+        None => Vec::new(),
+    };
+    let mut runs = plan.run(worker, customers);
+    let mut logs: Vec<(Vec<u8>, u64)> = match &plan.log {
+        Some(log) => runs
+            .iter_mut()
+            .zip(inputs)
+            .map(|(run, input)| log.entries(plan, run, input))
+            .collect(),
+        None => Vec::new(),
+    }
+    .into_iter()
+    .rev()
+    .collect();
+    let mut runs = runs.into_iter();
     reads
         .into_iter()
         .enumerate()
         .map(|(i, read)| {
             let line = chunk.first_line + i as u64;
             let mut text = Vec::new();
+            let (mut log, mut logged) = (Vec::new(), 0);
             let run = match read {
                 LineRead::Record(_) => {
                     let run = runs.next().expect("one run per valid record");
                     serde_json::to_writer(&mut text, &run.answer()).expect("writing to a Vec");
                     text.push(b'\n');
+                    (log, logged) = logs.pop().unwrap_or_default();
                     Some(run)
                 }
                 LineRead::Bad(id, e) => {
@@ -296,7 +319,13 @@ pub fn process(worker: &mut Worker, plan: &Plan, chunk: Chunk) -> Vec<LineOut> {
                     None
                 }
             };
-            LineOut { line, text, run }
+            LineOut {
+                line,
+                text,
+                run,
+                log,
+                logged,
+            }
         })
         .collect()
 }
@@ -379,14 +408,17 @@ impl<W: Write> SendList<W> {
 /// are not planned twice), the funnel counts, and `rows` gets each line's send-list rows.
 pub struct RunCollator {
     seen: SeenIds,
+    log: Option<Arc<crate::decisions::DecisionLog>>,
     /// The funnel so far.
     pub report: Report,
 }
 
 impl RunCollator {
-    /// A collator for a run of `campaigns`.
-    pub fn new(campaigns: &Campaigns, allow_repeated_ids: bool) -> Self {
+    /// A collator for a run of `plan`: the decisions of the lines it keeps go to the plan's log.
+    pub fn new(plan: &Plan, allow_repeated_ids: bool) -> Self {
+        let campaigns = &plan.campaigns;
         RunCollator {
+            log: plan.log.clone(),
             seen: SeenIds::new(allow_repeated_ids),
             report: Report::new(campaigns),
         }
@@ -417,6 +449,9 @@ impl RunCollator {
                 continue;
             }
             self.report.count(&run);
+            if let Some(log) = &self.log {
+                log.sink.record(l.log, l.logged);
+            }
             rows.extend(run.send_rows());
             out.extend_from_slice(&l.text);
         }
@@ -444,7 +479,7 @@ pub fn run(
     options: &RunOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Report> {
-    let mut collator = RunCollator::new(&plan.campaigns, options.allow_repeated_ids);
+    let mut collator = RunCollator::new(&plan, options.allow_repeated_ids);
     let mut bytes = 0u64;
     let mut list_error: Option<std::io::Error> = None;
     evaluator.run_lines(

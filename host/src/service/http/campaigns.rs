@@ -182,7 +182,7 @@ pub(super) async fn run_campaigns(
             .plan(None, inputs)
             .expect("every campaign, even none"),
     );
-    let mut collator = RunCollator::new(&plan.campaigns, q.allow_repeated_ids.unwrap_or(false));
+    let mut collator = RunCollator::new(&plan, q.allow_repeated_ids.unwrap_or(false));
     let metrics = state.metrics().clone();
     let process = Arc::new(move |w: &mut crate::Worker, chunk: Chunk| {
         let lines = campaign::process(w, &plan, chunk);

@@ -1,0 +1,81 @@
+//! The decision log: one line per decision the service or a campaign run makes, and what the
+//! lines answer afterwards.
+
+pub mod entry;
+pub mod sink;
+
+pub use entry::Entry;
+pub use sink::{Sink, SinkConfig, SinkStatus};
+
+use std::sync::Arc;
+
+use crate::pipeline::campaign::{CustomerRun, Plan};
+
+/// A decision log: its sink and the record fields each line keeps.
+pub struct DecisionLog {
+    /// Where the lines go.
+    pub sink: Arc<Sink>,
+    /// Record fields kept on each line (`profile.email`, …); none by default.
+    pub fields: Vec<String>,
+}
+
+/// What a log line says about the record a decision was made on.
+pub struct InputOf {
+    hash: String,
+    fields: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl DecisionLog {
+    /// A log into `sink`, keeping `fields`.
+    pub fn new(sink: Arc<Sink>, fields: Vec<String>) -> Arc<DecisionLog> {
+        Arc::new(DecisionLog { sink, fields })
+    }
+
+    /// The hash and the kept fields of `record`, as read.
+    pub fn input_of(&self, record: &regua_sdk::Record) -> InputOf {
+        InputOf {
+            hash: entry::input_hash(record),
+            fields: entry::pick_fields(record, &self.fields),
+        }
+    }
+
+    /// Gives every decision of `run` an id and returns their log lines and how many.
+    pub fn entries(&self, plan: &Plan, run: &mut CustomerRun, input: InputOf) -> (Vec<u8>, u64) {
+        let mut lines = Vec::new();
+        let mut count = 0;
+        for (campaign, decision) in plan.campaigns.campaigns.iter().zip(&mut run.decisions) {
+            let id = entry::new_id();
+            decision.id = Some(id.clone());
+            let e = Entry::campaign(
+                id,
+                plan.inputs.now,
+                &run.customer.id,
+                input.hash.clone(),
+                campaign,
+                decision,
+                input.fields.clone(),
+            );
+            lines.extend_from_slice(&e.to_line());
+            count += 1;
+        }
+        (lines, count)
+    }
+}
+
+/// Finds decision `id` in the log folder `dir`, newest file first.
+pub fn find(dir: &std::path::Path, id: &str) -> std::io::Result<Option<Entry>> {
+    let needle = format!("\"decision\":{}", serde_json::Value::from(id));
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    for (_, path) in sink::log_files(dir)?.into_iter().rev() {
+        let bytes = std::fs::read(&path)?;
+        for line in bytes.split(|&b| b == b'\n') {
+            if finder.find(line).is_some()
+                && let Ok(entry) = serde_json::from_slice::<Entry>(line)
+                && entry.decision == id
+            {
+                return Ok(Some(entry));
+            }
+        }
+    }
+    Ok(None)
+}
