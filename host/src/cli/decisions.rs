@@ -6,9 +6,10 @@ use clap::{Args, Subcommand};
 
 use crate::decisions::{DecisionLog, Sink, SinkConfig};
 
-/// Where a run logs its decisions: one NDJSON line per decision (customer × campaign), with its
-/// id, the time, `now`, campaign code and requester, plugin versions, outcome and reasons, and a
-/// hash of the input record. No personal data unless --decision-log-field names it.
+/// Where decisions are logged: one NDJSON line per decision (customer × campaign, or one
+/// plugin's answer to a call outside campaigns), with its id, the time, `now`, campaign code and
+/// requester, plugin versions, outcome and reasons, and a hash of the input record. No personal
+/// data unless --decision-log-field names it.
 #[derive(Debug, Args)]
 pub(crate) struct DecisionLogArgs {
     /// Append every decision to NDJSON files in this folder (created if missing).

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::LimitArgs;
 use crate::authoring::build as wasm_build;
-use crate::service::http::{AppState, ServiceConfig};
+use crate::service::http::{AppState, OnLogFailure, ServiceConfig};
 use crate::service::metrics::Metrics;
 use crate::service::registry::Registry;
 use crate::service::reload;
@@ -62,6 +62,20 @@ pub(crate) struct ServeArgs {
     threads: Option<usize>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    decision_log: super::decisions::DecisionLogArgs,
+    /// While the decision log cannot be written (disk full, permissions): `answer` keeps
+    /// answering and holds the decisions in memory (bounded) until the folder can be written;
+    /// `refuse` answers decision requests with 503 until then. /healthz and /metrics show it
+    /// either way.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHAT",
+        default_value = "answer",
+        requires = "decision_log"
+    )]
+    decision_log_on_failure: OnLogFailure,
 }
 
 async fn shutdown_signal() {
@@ -141,7 +155,11 @@ impl ServeArgs {
             tracing::warn!("campaign not served: {e}");
         }
         let _campaign_watcher = store.watch().context("cannot watch the campaigns folder")?;
-        let state = AppState::new(registry, evaluator, metrics, config).with_campaigns(store);
+        let mut state = AppState::new(registry, evaluator, metrics, config).with_campaigns(store);
+        let log = self.decision_log.open();
+        if let Some(log) = &log {
+            state = state.with_decision_log(log.clone(), self.decision_log_on_failure);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -160,6 +178,16 @@ impl ServeArgs {
             crate::service::http::serve(listener, state, shutdown_signal())
                 .await
                 .context("the server failed")
-        })
+        })?;
+        // Every request has been answered: write the last decisions and sync the file.
+        super::decisions::close(log.as_ref())?;
+        if let Some(log) = &log {
+            eprintln!(
+                "regua: {} decisions written to {}",
+                log.sink.status().written,
+                log.sink.dir().display()
+            );
+        }
+        Ok(())
     }
 }

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::InputOf;
 use crate::pipeline::campaign::{Campaign, Decision};
+use crate::runtime::plugin::Plugin;
+use crate::runtime::worker::{Outcome, RecordResult};
 
 /// One decision: for a customer and a campaign, or for a plugin call outside campaigns.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -134,6 +137,70 @@ impl Entry {
         }
     }
 
+    /// The log line of one plugin's answer for the customer whose record hashed to `input`,
+    /// outside campaigns (`POST /v1/plugins/{name}/evaluate`, `POST /v1/evaluate`).
+    pub fn plugin(
+        id: String,
+        now: regua_sdk::Timestamp,
+        customer: &str,
+        input: &InputOf,
+        plugin: &Plugin,
+        result: &RecordResult,
+    ) -> Entry {
+        let (outcome, reasons, error) = match result {
+            Ok(Outcome::Segment(m)) => (
+                if m.matched { "match" } else { "no_match" },
+                m.reasons.clone(),
+                None,
+            ),
+            Ok(Outcome::Rest(d)) => {
+                let mut reasons = Vec::new();
+                if let Some(rule) = &d.rule {
+                    reasons.push(format!(
+                        "rule `{rule}`{}",
+                        d.reason
+                            .as_ref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    ));
+                }
+                if let Some(until) = d.until {
+                    reasons.push(format!("may go from {until}"));
+                }
+                reasons.extend(d.notes.iter().cloned());
+                (d.decision.as_str(), reasons, None)
+            }
+            Ok(Outcome::Journey(j)) => (
+                if j.actions.is_empty() {
+                    "no_actions"
+                } else {
+                    "actions"
+                },
+                j.reasons.clone(),
+                None,
+            ),
+            Err(e) => ("error", Vec::new(), Some(e.clone())),
+        };
+        Entry {
+            decision: id,
+            time: clock(),
+            now: now.to_string(),
+            source: "plugin".into(),
+            customer: customer.to_owned(),
+            input: input.hash.clone(),
+            campaign: None,
+            requester: None,
+            variant: None,
+            plugins: [(plugin.name().to_owned(), plugin.version.clone())].into(),
+            outcome: outcome.to_owned(),
+            reasons,
+            messages: Vec::new(),
+            denied: Vec::new(),
+            error,
+            fields: input.fields.clone(),
+        }
+    }
+
     /// The line, newline included.
     pub fn to_line(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self).expect("an entry is JSON");
@@ -231,6 +298,8 @@ fn outcome_words(outcome: &str) -> &str {
         "allow" => "allowed",
         "deny" => "denied",
         "defer" => "deferred",
+        "actions" => "the journey rule answered actions",
+        "no_actions" => "the journey rule answered no action",
         other => other,
     }
 }

@@ -20,6 +20,7 @@ pub struct DecisionLog {
 }
 
 /// What a log line says about the record a decision was made on.
+#[derive(Clone, Debug)]
 pub struct InputOf {
     hash: String,
     fields: std::collections::BTreeMap<String, serde_json::Value>,
@@ -37,6 +38,28 @@ impl DecisionLog {
             hash: entry::input_hash(record),
             fields: entry::pick_fields(record, &self.fields),
         }
+    }
+
+    /// Logs each plugin's answer for `customer` as a decision of its own and returns their ids,
+    /// in the order of `results`.
+    pub fn plugin_calls<'a>(
+        &self,
+        now: regua_sdk::Timestamp,
+        customer: &str,
+        input: &InputOf,
+        results: impl Iterator<Item = (&'a crate::runtime::plugin::Plugin, &'a crate::runtime::worker::RecordResult)>,
+    ) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut ids = Vec::new();
+        for (plugin, result) in results {
+            let id = entry::new_id();
+            lines.extend_from_slice(
+                &Entry::plugin(id.clone(), now, customer, input, plugin, result).to_line(),
+            );
+            ids.push(id);
+        }
+        self.sink.record(lines, ids.len() as u64);
+        ids
     }
 
     /// Gives every decision of `run` an id and returns their log lines and how many.

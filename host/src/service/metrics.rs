@@ -67,6 +67,12 @@ pub struct Metrics {
     last_load: Gauge<f64, AtomicU64>,
     decisions: Family<CampaignLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
+    log_written: Counter,
+    log_lost: Counter,
+    log_pending: Gauge,
+    log_failing: Gauge,
+    /// Held while the log's counters catch up, so two renderings do not both add the same gap.
+    log_update: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -135,7 +141,36 @@ impl Metrics {
             "Messages planned, by campaign and channel",
             messages.clone(),
         );
+        let log_written = Counter::default();
+        registry.register(
+            "decision_log_written",
+            "Decisions written to the decision log",
+            log_written.clone(),
+        );
+        let log_lost = Counter::default();
+        registry.register(
+            "decision_log_lost",
+            "Decisions dropped: the log folder failed for longer than the memory bound held",
+            log_lost.clone(),
+        );
+        let log_pending = Gauge::default();
+        registry.register(
+            "decision_log_pending",
+            "Decisions waiting to be written to the decision log",
+            log_pending.clone(),
+        );
+        let log_failing = Gauge::default();
+        registry.register(
+            "decision_log_failing",
+            "1 while the decision log's folder cannot be written, else 0",
+            log_failing.clone(),
+        );
         Metrics {
+            log_written,
+            log_lost,
+            log_pending,
+            log_failing,
+            log_update: std::sync::Mutex::new(()),
             decisions,
             messages,
             registry,
@@ -233,6 +268,17 @@ impl Metrics {
             let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
             self.last_load.set(now);
         }
+    }
+
+    /// Brings the decision log's figures up to `status` (called before each rendering).
+    pub fn decision_log(&self, status: &crate::decisions::SinkStatus) {
+        let _held = self.log_update.lock().expect("metrics lock");
+        self.log_written
+            .inc_by(status.written.saturating_sub(self.log_written.get()));
+        self.log_lost
+            .inc_by(status.lost.saturating_sub(self.log_lost.get()));
+        self.log_pending.set(status.pending as i64);
+        self.log_failing.set(i64::from(status.error.is_some()));
     }
 
     /// The Prometheus text exposition.

@@ -94,6 +94,7 @@ pub struct DecideRequest {
 
 async fn decide(state: AppState, only: Option<String>, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(&state, body).await?;
+    state.log_gate()?;
     let req: DecideRequest = parse_body(&bytes)?;
     let now = parse_now(req.now.as_deref())?;
     let event = req
@@ -112,11 +113,19 @@ async fn decide(state: AppState, only: Option<String>, body: Body) -> Result<Res
     };
     // One customer is a batch of one: read for what the plan's plugins read, as a line is.
     let customer = super::plugins::parse_customer_field(&req.customer, plan.reads())?;
+    let log = state.decision_log().cloned();
+    let input = log.as_ref().map(|l| l.input_of(&customer));
+    let plan = Arc::new(plan);
+    let run_plan = plan.clone();
     let mut runs = state
         .evaluator()
-        .run(move |w| plan.run(w, vec![customer]))
+        .run(move |w| run_plan.run(w, vec![customer]))
         .await?;
-    let run = runs.pop().expect("one customer, one run");
+    let mut run = runs.pop().expect("one customer, one run");
+    if let (Some(log), Some(input)) = (log, input) {
+        let (lines, count) = log.entries(&plan, &mut run, input);
+        log.sink.record(lines, count);
+    }
     state.metrics().decided(&run.decisions);
     Ok(Json(serde_json::to_value(run.answer()).expect("an answer is JSON")).into_response())
 }
@@ -164,7 +173,7 @@ pub(super) async fn run_campaigns(
     Query(q): Query<RunQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let inputs = match parse_now(q.now.as_deref()) {
+    let inputs = match state.log_gate().and(parse_now(q.now.as_deref())) {
         Ok(now) => RunInputs {
             now,
             default_tz: state.0.config.default_tz.clone(),
@@ -180,7 +189,8 @@ pub(super) async fn run_campaigns(
             .0
             .campaigns
             .plan(None, inputs)
-            .expect("every campaign, even none"),
+            .expect("every campaign, even none")
+            .logging(state.decision_log().cloned()),
     );
     let mut collator = RunCollator::new(&plan, q.allow_repeated_ids.unwrap_or(false));
     let metrics = state.metrics().clone();

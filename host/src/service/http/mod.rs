@@ -25,8 +25,10 @@ use utoipa::{OpenApi, ToSchema};
 mod admin;
 mod batches;
 mod campaigns;
+mod decisions;
 mod plugins;
 
+use crate::decisions::DecisionLog;
 use crate::pipeline::batch::{self, Plugins};
 use crate::pipeline::evaluator::{Chunking, Evaluator};
 use crate::pipeline::output::Format;
@@ -66,6 +68,20 @@ struct Inner {
     evaluator: Evaluator,
     metrics: Arc<Metrics>,
     config: ServiceConfig,
+    decisions: Option<Arc<DecisionLog>>,
+    on_log_failure: OnLogFailure,
+}
+
+/// What the service does while its decision log cannot be written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnLogFailure {
+    /// Keep answering; the decisions are kept in memory (up to a bound) and written when the
+    /// folder can be written again.
+    #[default]
+    Answer,
+    /// Refuse decision requests with 503 `decision_log_failing` until the log writes again, so
+    /// that no decision goes unrecorded.
+    Refuse,
 }
 
 /// Everything a handler needs; cheap to clone.
@@ -99,7 +115,42 @@ impl AppState {
             evaluator,
             metrics,
             config,
+            decisions: None,
+            on_log_failure: OnLogFailure::Answer,
         }))
+    }
+
+    /// This state, logging every decision to `log` (before the service starts).
+    pub fn with_decision_log(mut self, log: Arc<DecisionLog>, on_failure: OnLogFailure) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("the log is set before the state is shared");
+        inner.decisions = Some(log);
+        inner.on_log_failure = on_failure;
+        self
+    }
+
+    /// The decision log, if decisions are logged.
+    pub fn decision_log(&self) -> Option<&Arc<DecisionLog>> {
+        self.0.decisions.as_ref()
+    }
+
+    /// Refuses a decision request while the log fails, when the service is set to.
+    fn log_gate(&self) -> Result<(), ApiError> {
+        let Some(log) = &self.0.decisions else {
+            return Ok(());
+        };
+        if self.0.on_log_failure == OnLogFailure::Refuse
+            && let Some(error) = log.sink.status().error
+        {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "decision_log_failing",
+                format!(
+                    "the decision log `{}` cannot be written ({error}), and this service refuses decisions it cannot record; see GET /healthz",
+                    log.sink.dir().display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// This state, serving the campaigns of `store` (before the service starts).
@@ -157,7 +208,7 @@ struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 struct ErrorDetail {
     /// A stable code: `bad_request`, `not_found`, `wrong_kind`, `too_large`, `plugin_failed`,
-    /// `unauthorized`, `forbidden`, `internal`.
+    /// `unauthorized`, `forbidden`, `decision_log_failing`, `internal`.
     code: String,
     /// What is wrong, naming the field.
     message: String,
@@ -294,6 +345,9 @@ fn plugin(state: &AppState, name: &str) -> Result<Arc<Plugin>, ApiError> {
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(log) = state.decision_log() {
+        state.metrics().decision_log(&log.sink.status());
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -308,8 +362,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 #[openapi(
     info(title = "Régua rules service", description = "Evaluate segments, journey rules and channel-rest policies, sandboxed in WebAssembly."),
     paths(plugins::healthz, plugins::list_plugins, plugins::get_plugin, plugins::evaluate, plugins::evaluate_many, batches::batch_many, batches::batch_one, admin::put_plugin, admin::delete_plugin, metrics,
-        campaigns::list_campaigns, campaigns::get_campaign, campaigns::decide_all, campaigns::decide_one, campaigns::run_campaigns),
-    components(schemas(ErrorBody, ErrorDetail, plugins::PluginInfo, plugins::PluginList, plugins::FailureInfo, plugins::EvaluateRequest, plugins::MultiRequest, plugins::Health,
+        campaigns::list_campaigns, campaigns::get_campaign, campaigns::decide_all, campaigns::decide_one, campaigns::run_campaigns, decisions::get_decision),
+    components(schemas(ErrorBody, ErrorDetail, plugins::PluginInfo, plugins::PluginList, plugins::FailureInfo, plugins::EvaluateRequest, plugins::MultiRequest, plugins::Health, plugins::LogHealth, decisions::Explained,
         campaigns::CampaignList, campaigns::CampaignInfo, campaigns::DecideRequest)),
     modifiers(&AdminToken)
 )]
@@ -396,6 +450,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{code}", get(campaigns::get_campaign))
         .route("/v1/campaigns/{code}/decide", post(campaigns::decide_one))
         .route("/v1/decide", post(campaigns::decide_all))
+        .route("/v1/decisions/{id}", get(decisions::get_decision))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::disable())

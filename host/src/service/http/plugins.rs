@@ -87,18 +87,84 @@ pub struct PluginList {
     failures: Vec<FailureInfo>,
 }
 
+/// `GET /healthz`.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Health {
+    /// `ok`, or `degraded` while the decision log cannot be written.
     status: String,
+    /// Plugins serving.
     plugins: usize,
+    /// The decision log, when the service keeps one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision_log: Option<LogHealth>,
+}
+
+/// How the decision log stands.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LogHealth {
+    /// Its folder.
+    dir: String,
+    /// Whether the last write succeeded.
+    ok: bool,
+    /// Why the folder cannot be written, while it cannot.
+    error: Option<String>,
+    /// Decisions written.
+    written: u64,
+    /// Decisions waiting to be written (kept in memory while the folder fails).
+    pending: u64,
+    /// Decisions dropped: more than the memory bound while the folder failed.
+    lost: u64,
+    /// Writes that failed.
+    failures: u64,
 }
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 pub(super) async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    let decision_log = state.decision_log().map(|log| {
+        let s = log.sink.status();
+        LogHealth {
+            dir: log.sink.dir().display().to_string(),
+            ok: s.error.is_none(),
+            error: s.error,
+            written: s.written,
+            pending: s.pending,
+            lost: s.lost,
+            failures: s.failures,
+        }
+    });
+    let degraded = decision_log.as_ref().is_some_and(|l| !l.ok || l.lost > 0);
     Json(Health {
-        status: "ok".into(),
+        status: if degraded { "degraded" } else { "ok" }.into(),
         plugins: state.registry().slots().len(),
+        decision_log,
     })
+}
+
+/// Logs one customer's plugin answers, when the service keeps a decision log, and returns each
+/// answer as JSON with its decision id.
+fn logged_values(
+    state: &AppState,
+    now: Timestamp,
+    customer: &str,
+    input: Option<&crate::decisions::InputOf>,
+    results: &[(Arc<Plugin>, RecordResult)],
+) -> Vec<serde_json::Value> {
+    let mut values: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(p, r)| crate::pipeline::output::result_value(p, r))
+        .collect();
+    if let (Some(log), Some(input)) = (state.decision_log(), input) {
+        let ids = log.plugin_calls(
+            now,
+            customer,
+            input,
+            results.iter().map(|(p, r)| (&**p, r)),
+        );
+        for (v, id) in values.iter_mut().zip(ids) {
+            v["decision"] = id.into();
+        }
+    }
+    values
 }
 
 #[utoipa::path(get, path = "/v1/plugins", responses((status = 200, body = PluginList)))]
@@ -239,6 +305,7 @@ pub(super) async fn evaluate(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&state, body).await?;
+    state.log_gate()?;
     let plugin = plugin(&state, &name)?;
     let req: EvaluateRequest = parse_body(&bytes)?;
     let x = extras(req.message.as_deref(), req.event.as_deref())?;
@@ -253,15 +320,24 @@ pub(super) async fn evaluate(
     )?;
     let plugins = Plugins::new(vec![eval]);
     let customer = parse_customer_field(&req.customer, plugins.reads())?;
+    let input = state.decision_log().map(|l| l.input_of(&customer));
+    let id = customer.id.clone();
     let (_, result) = evaluate_one(&state, plugins, customer).await?.remove(0);
     let result = result?;
     state.metrics().evaluated_one(plugin.name(), &result);
-    match &result {
-        Ok(_) => Ok(Json(crate::pipeline::output::result_value(&plugin, &result)).into_response()),
+    let results = [(plugin, result)];
+    let value = logged_values(&state, now, &id, input.as_ref(), &results)
+        .pop()
+        .expect("one answer");
+    match &results[0].1 {
+        Ok(_) => Ok(Json(value).into_response()),
         Err(e) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "plugin_failed",
-            e.clone(),
+            match value.get("decision").and_then(|d| d.as_str()) {
+                Some(d) => format!("{e} (decision {d})"),
+                None => e.clone(),
+            },
         )),
     }
 }
@@ -297,6 +373,7 @@ pub(super) async fn evaluate_many(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&state, body).await?;
+    state.log_gate()?;
     let req: MultiRequest = parse_body(&bytes)?;
     if req.plugins.is_empty() {
         return Err(ApiError::bad(
@@ -324,6 +401,7 @@ pub(super) async fn evaluate_many(
     }
     let plugins = Plugins::new(evals);
     let customer = parse_customer_field(&req.customer, plugins.reads())?;
+    let input = state.decision_log().map(|l| l.input_of(&customer));
     let id = customer.id.clone();
     // A plugin that refuses the call fails alone: its entry carries the error.
     let results: Vec<_> = evaluate_one(&state, plugins, customer)
@@ -332,12 +410,10 @@ pub(super) async fn evaluate_many(
         .map(|(p, r)| (p, r.unwrap_or_else(|e| Err(e.to_string()))))
         .collect();
     let mut map = serde_json::Map::new();
-    for (p, r) in &results {
+    let values = logged_values(&state, now, &id, input.as_ref(), &results);
+    for ((p, r), v) in results.iter().zip(values) {
         state.metrics().evaluated_one(p.name(), r);
-        map.insert(
-            p.name().to_owned(),
-            crate::pipeline::output::result_value(p, r),
-        );
+        map.insert(p.name().to_owned(), v);
     }
     Ok(Json(serde_json::json!({"id": id, "results": map})).into_response())
 }
