@@ -47,7 +47,12 @@ impl DecisionLog {
         now: regua_sdk::Timestamp,
         customer: &str,
         input: &InputOf,
-        results: impl Iterator<Item = (&'a crate::runtime::plugin::Plugin, &'a crate::runtime::worker::RecordResult)>,
+        results: impl Iterator<
+            Item = (
+                &'a crate::runtime::plugin::Plugin,
+                &'a crate::runtime::worker::RecordResult,
+            ),
+        >,
     ) -> Vec<String> {
         let mut lines = Vec::new();
         let mut ids = Vec::new();

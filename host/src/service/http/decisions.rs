@@ -27,7 +27,8 @@ pub(super) async fn get_decision(
             "this service keeps no decision log (start it with --decision-log DIR)",
         ));
     };
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return Err(ApiError::bad(
             "the decision id is made of hex digits and dashes (the `decision` field of an answer)",
         ));

@@ -154,12 +154,7 @@ fn logged_values(
         .map(|(p, r)| crate::pipeline::output::result_value(p, r))
         .collect();
     if let (Some(log), Some(input)) = (state.decision_log(), input) {
-        let ids = log.plugin_calls(
-            now,
-            customer,
-            input,
-            results.iter().map(|(p, r)| (&**p, r)),
-        );
+        let ids = log.plugin_calls(now, customer, input, results.iter().map(|(p, r)| (&**p, r)));
         for (v, id) in values.iter_mut().zip(ids) {
             v["decision"] = id.into();
         }
