@@ -1,5 +1,6 @@
 //! The `regua` command line: one subcommand per file, doc comments as help text.
 
+mod analysis;
 mod batch;
 mod build;
 mod campaign;
@@ -48,6 +49,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     Convert(convert::ConvertArgs),
     Decisions(decisions::DecisionsArgs),
+    Readout(analysis::ReadoutArgs),
+    Report(analysis::ReportArgs),
     Completions(CompletionsArgs),
 }
 
@@ -84,6 +87,8 @@ impl Cli {
             Command::Generate(a) => a.run(),
             Command::Convert(a) => a.run(),
             Command::Decisions(a) => a.run(),
+            Command::Readout(a) => a.run(),
+            Command::Report(a) => a.run(),
             Command::Completions(a) => a.run(),
         }
     }

@@ -2,7 +2,10 @@
 //! lines answer afterwards.
 
 pub mod entry;
+pub mod readout;
+pub mod report;
 pub mod sink;
+pub mod svg;
 
 pub use entry::Entry;
 pub use sink::{Sink, SinkConfig, SinkStatus};

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, so plugins are built once and shared.
 
+mod analysis;
 mod bad_input;
 mod cache;
 mod campaigns;

@@ -1,0 +1,313 @@
+//! What the decision log answers: the A/B readout against a hand-computed example, the report of
+//! dead campaigns and plugins, and the backtest against an independent count.
+
+use std::io::Write as _;
+
+use regua_tests::{plugins_dir, repo};
+
+use crate::cli::{regua, text};
+
+const AT: &str = "2025-03-11T12:00:00Z";
+
+/// The answers of a run with `holdout` and `variant` customers in campaign X, and their later
+/// records: the first `holdout_conv` and `variant_conv` of each group bought within the week.
+fn readout_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (mut answers, mut later) = (String::new(), String::new());
+    for (group, n, converted) in [("holdout", 1000, 100), ("B", 1000, 120)] {
+        for i in 0..n {
+            let id = format!("{group}-{i}");
+            let decision = if group == "holdout" {
+                serde_json::json!({"campaign": "ACT-2025-001", "outcome": "held_out"})
+            } else if i % 10 == 0 {
+                // Denied by the rest policy: still in variant B (intent to treat).
+                serde_json::json!({"campaign": "ACT-2025-001", "outcome": "denied", "variant": "B"})
+            } else {
+                serde_json::json!({"campaign": "ACT-2025-001", "outcome": "planned", "variant": "B"})
+            };
+            answers.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"id": id, "messages": [], "decisions": [decision]})
+            ));
+            // Converted: a purchase within (AT, AT + 7d]; the boundary cases count on the
+            // right side: exactly AT + 7d counts, exactly AT and AT + 7d + 1s do not.
+            let purchase = if i < converted {
+                if i == 0 {
+                    "2025-03-18T12:00:00Z"
+                } else {
+                    "2025-03-12T09:00:00Z"
+                }
+            } else if i == converted {
+                AT
+            } else if i == converted + 1 {
+                "2025-03-18T12:00:01Z"
+            } else {
+                "2025-02-01T00:00:00Z"
+            };
+            later.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"id": id, "transactions": [{"id": format!("t{i}"), "at": purchase,
+                    "kind": "purchase", "amount": 10.0, "currency": "BRL"}],
+                    "events": [{"name": "login", "at": "2025-03-12T00:00:00Z"}]})
+            ));
+        }
+    }
+    // A customer with no decision is read and not counted.
+    later.push_str("{\"id\":\"stranger\"}\n");
+    let (a, l) = (dir.join("answers.ndjson"), dir.join("later.ndjson"));
+    std::fs::write(&a, answers).unwrap();
+    std::fs::write(&l, later).unwrap();
+    (a, l)
+}
+
+#[test]
+fn the_readout_interval_matches_the_hand_computed_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let (answers, later) = readout_files(dir.path());
+    let svg = dir.path().join("readout.svg");
+    let out = regua(
+        &[
+            "readout",
+            "--answers",
+            answers.to_str().unwrap(),
+            "--at",
+            AT,
+            "--customers",
+            later.to_str().unwrap(),
+            "--conversion",
+            "transaction:purchase",
+            "--window",
+            "7d",
+            "--json",
+            "--svg",
+            svg.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["records"], 2001);
+    let c = &r["campaigns"][0];
+    assert_eq!(c["campaign"], "ACT-2025-001");
+    let groups: Vec<_> = c["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap(),
+                g["customers"].as_u64().unwrap(),
+                g["converted"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(groups, [("holdout", 1000, 100), ("B", 1000, 120)]);
+    // By hand: d = 0.12 − 0.10 = 0.02; SE = √(0.12·0.88/1000 + 0.10·0.90/1000) = 0.0139857;
+    // 1.96 · SE = 0.0274120 → [−0.0074120, 0.0474120]. Pooled z = 0.02 / 0.0139929 = 1.4293,
+    // two-sided p = 0.1529: no difference shown at 95 %.
+    let u = &c["uplifts"][0];
+    let close = |v: &serde_json::Value, want: f64, tol: f64| {
+        let v = v.as_f64().unwrap();
+        assert!((v - want).abs() < tol, "{v} is not {want}");
+    };
+    assert_eq!(u["variant"], "B");
+    close(&u["difference"], 0.02, 1e-9);
+    close(&u["low"], -0.007412, 1e-5);
+    close(&u["high"], 0.047412, 1e-5);
+    close(&u["relative"], 0.2, 1e-9);
+    close(&u["z"], 1.4293, 1e-3);
+    close(&u["p_value"], 0.1529, 1e-3);
+    assert_eq!(u["verdict"], "no difference shown");
+    assert!(c["warnings"].as_array().unwrap().is_empty(), "{c}");
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.starts_with("<svg")
+            && chart.contains("holdout (n=1000)")
+            && chart.contains("B (n=1000)")
+    );
+
+    // The table says the same in words.
+    let table = regua(
+        &[
+            "readout",
+            "--answers",
+            answers.to_str().unwrap(),
+            "--at",
+            AT,
+            "--customers",
+            later.to_str().unwrap(),
+            "--conversion",
+            "transaction:purchase",
+        ],
+        "",
+    );
+    let words = text(&table.stdout);
+    assert!(
+        words.contains("uplift of B over the holdout: +2.00 points [-0.74, +4.74]"),
+        "{words}"
+    );
+}
+
+#[test]
+fn a_readout_of_small_groups_warns_and_bad_arguments_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let answers = dir.path().join("a.ndjson");
+    std::fs::write(
+        &answers,
+        "{\"id\":\"a\",\"decisions\":[{\"campaign\":\"C\",\"outcome\":\"held_out\"}]}\n\
+         {\"id\":\"b\",\"decisions\":[{\"campaign\":\"C\",\"outcome\":\"planned\",\"variant\":\"B\"}]}\n",
+    )
+    .unwrap();
+    let later = dir.path().join("l.ndjson");
+    std::fs::write(&later, "{\"id\":\"a\"}\n{\"id\":\"b\",\"events\":[{\"name\":\"app_activated\",\"at\":\"2025-03-11T13:00:00Z\"}]}\n").unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "readout",
+            "--answers",
+            answers.to_str().unwrap(),
+            "--customers",
+            later.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        regua(&args, "")
+    };
+    let out = run(&["--at", AT, "--conversion", "event:app_activated"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let words = text(&out.stdout);
+    assert!(words.contains("too small to tell"), "{words}");
+    let out = run(&["--conversion", "event:app_activated"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--at"), "{}", text(&out.stderr));
+    let out = run(&["--at", AT, "--conversion", "app_activated"]);
+    assert!(text(&out.stderr).contains("--conversion") && text(&out.stderr).contains("event:NAME"));
+    std::fs::write(&later, "{\"id\":\"a\"}\nnot json\n").unwrap();
+    let out = run(&["--at", AT, "--conversion", "event:app_activated"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--customers line 2"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn campaign_run(campaigns: &std::path::Path, now: &str, log: &std::path::Path) {
+    let out = regua(
+        &[
+            "campaign",
+            "run",
+            "--campaigns",
+            campaigns.to_str().unwrap(),
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--input",
+            "examples/customers.ndjson",
+            "--now",
+            now,
+            "-q",
+            "-o",
+            "/dev/null",
+            "--decision-log",
+            log.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn the_report_lists_the_campaigns_seeded_dead_and_not_the_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let campaigns = dir.path().join("campaigns");
+    std::fs::create_dir(&campaigns).unwrap();
+    for f in std::fs::read_dir(repo().join("examples/campaigns")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&f, campaigns.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    // Nobody has gone 100,000 days without buying: an audience that is always empty.
+    let mut dead = std::fs::File::create(campaigns.join("dead.toml")).unwrap();
+    writeln!(dead, "code = \"RET-2025-099\"\nname = \"never anyone\"\nrequester = \"ana.lima\"\nowner = \"crm\"\npriority = 90\nstart = \"2025-01-01T00:00:00Z\"\n[audience]\nall_of = [{{ plugin = \"lapsed\", params = {{ days = 100000 }} }}]\n[message]\nchannel = \"email\"\ntemplate = \"t\"").unwrap();
+    let mut ended = std::fs::File::create(campaigns.join("ended.toml")).unwrap();
+    writeln!(ended, "code = \"CAR-2024-011\"\nname = \"carnival\"\nrequester = \"rui.s\"\nowner = \"crm\"\npriority = 80\nstart = \"2025-01-01T00:00:00Z\"\nend = \"2025-03-01T00:00:00Z\"\n[audience]\nall_of = [{{ plugin = \"lapsed\", params = {{ days = 30 }} }}]\n[message]\nchannel = \"email\"\ntemplate = \"t\"").unwrap();
+    let log = dir.path().join("log");
+    campaign_run(&campaigns, "2025-03-10T12:00:00Z", &log);
+    campaign_run(&campaigns, "2025-03-11T12:00:00Z", &log);
+    let out = regua(
+        &[
+            "report",
+            "--log",
+            log.to_str().unwrap(),
+            "--campaigns",
+            campaigns.to_str().unwrap(),
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--now",
+            "2025-03-11T12:00:00Z",
+            "--days",
+            "30",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes = |key: &str| -> Vec<String> {
+        r[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.get("campaign").unwrap_or(v).as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(codes("past_end"), ["CAR-2024-011"], "{r}");
+    let empty = codes("empty_audience");
+    assert!(empty.contains(&"RET-2025-099".to_owned()), "{r}");
+    assert!(
+        !empty.contains(&"RET-2025-030".to_owned()) && !empty.contains(&"CAR-2024-011".to_owned()),
+        "{r}"
+    );
+    let idle = r["empty_audience"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["campaign"] == "RET-2025-099")
+        .unwrap();
+    assert_eq!(
+        (idle["runs"].as_u64(), idle["requester"].as_str()),
+        (Some(2), Some("ana.lima"))
+    );
+    assert!(!codes("always_denied").contains(&"RET-2025-030".to_owned()));
+    let unused = codes("unused_plugins");
+    assert!(
+        unused.contains(&"sequence".to_owned()) && !unused.contains(&"lapsed".to_owned()),
+        "{r}"
+    );
+    let never = codes("never_called");
+    assert!(
+        never.contains(&"sequence".to_owned()) && !never.contains(&"lapsed".to_owned()),
+        "{r}"
+    );
+    // Outside the period, nothing ran.
+    let later = regua(
+        &[
+            "report",
+            "--log",
+            log.to_str().unwrap(),
+            "--campaigns",
+            campaigns.to_str().unwrap(),
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--now",
+            "2025-06-01T00:00:00Z",
+            "--days",
+            "7",
+        ],
+        "",
+    );
+    let words = text(&later.stdout);
+    assert!(
+        words.contains("Active campaigns that made no decision in the period:\n  ")
+            && words.contains("RET-2025-030"),
+        "{words}"
+    );
+}
