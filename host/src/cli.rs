@@ -1,6 +1,7 @@
 //! The `regua` command line: one subcommand per file, doc comments as help text.
 
 mod analysis;
+mod backtest;
 mod batch;
 mod build;
 mod campaign;
@@ -49,6 +50,7 @@ enum Command {
     Generate(generate::GenerateArgs),
     Convert(convert::ConvertArgs),
     Decisions(decisions::DecisionsArgs),
+    Backtest(backtest::BacktestArgs),
     Readout(analysis::ReadoutArgs),
     Report(analysis::ReportArgs),
     Completions(CompletionsArgs),
@@ -87,6 +89,7 @@ impl Cli {
             Command::Generate(a) => a.run(),
             Command::Convert(a) => a.run(),
             Command::Decisions(a) => a.run(),
+            Command::Backtest(a) => a.run(),
             Command::Readout(a) => a.run(),
             Command::Report(a) => a.run(),
             Command::Completions(a) => a.run(),

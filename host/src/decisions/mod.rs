@@ -1,6 +1,7 @@
 //! The decision log: one line per decision the service or a campaign run makes, and what the
 //! lines answer afterwards.
 
+pub mod backtest;
 pub mod entry;
 pub mod readout;
 pub mod report;

@@ -362,7 +362,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 #[openapi(
     info(title = "Régua rules service", description = "Evaluate segments, journey rules and channel-rest policies, sandboxed in WebAssembly."),
     paths(plugins::healthz, plugins::list_plugins, plugins::get_plugin, plugins::evaluate, plugins::evaluate_many, batches::batch_many, batches::batch_one, admin::put_plugin, admin::delete_plugin, metrics,
-        campaigns::list_campaigns, campaigns::get_campaign, campaigns::decide_all, campaigns::decide_one, campaigns::run_campaigns, decisions::get_decision),
+        campaigns::list_campaigns, campaigns::get_campaign, campaigns::decide_all, campaigns::decide_one, campaigns::run_campaigns, decisions::get_decision, decisions::run_backtest),
     components(schemas(ErrorBody, ErrorDetail, plugins::PluginInfo, plugins::PluginList, plugins::FailureInfo, plugins::EvaluateRequest, plugins::MultiRequest, plugins::Health, plugins::LogHealth, decisions::Explained,
         campaigns::CampaignList, campaigns::CampaignInfo, campaigns::DecideRequest)),
     modifiers(&AdminToken)
@@ -451,6 +451,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{code}/decide", post(campaigns::decide_one))
         .route("/v1/decide", post(campaigns::decide_all))
         .route("/v1/decisions/{id}", get(decisions::get_decision))
+        .route("/v1/backtest", post(decisions::run_backtest))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::disable())
