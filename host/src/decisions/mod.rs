@@ -23,6 +23,15 @@ pub struct DecisionLog {
     pub fields: Vec<String>,
 }
 
+impl std::fmt::Debug for DecisionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionLog")
+            .field("dir", &self.sink.dir())
+            .field("fields", &self.fields)
+            .finish()
+    }
+}
+
 /// What a log line says about the record a decision was made on.
 #[derive(Clone, Debug)]
 pub struct InputOf {

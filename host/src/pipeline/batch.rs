@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use regua_sdk::{Fields, Record};
 
+use crate::decisions::DecisionLog;
 use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, Input, LineRead, SeenIds};
 use crate::pipeline::output::{self, Class, Format, Tally};
 use crate::pipeline::record::EncodedBatch;
@@ -58,6 +59,8 @@ pub struct Done {
     pub classes: Vec<Class>,
     /// Bytes read.
     pub bytes: u64,
+    /// The decision-log lines of the records read, back to back, when the plugins log.
+    pub log: Vec<u8>,
 }
 
 /// One input line's answer in [`Done::out`].
@@ -67,6 +70,8 @@ pub struct LineDone {
     pub end: usize,
     /// For a record read, where its id is in `ids`; `None` for an error line.
     pub id: Option<std::ops::Range<usize>>,
+    /// Where its decision-log lines end in `log`.
+    pub log_end: usize,
 }
 
 /// Plugins evaluated side by side over the same records. Each record is read once, for what
@@ -81,6 +86,8 @@ pub struct Plugins {
     sets: Vec<Fields>,
     /// For each evaluation, its set.
     set_of: Vec<usize>,
+    /// Where each answer is logged as a decision, with the `now` of the call.
+    log: Option<(Arc<DecisionLog>, regua_sdk::Timestamp)>,
 }
 
 impl Plugins {
@@ -109,7 +116,14 @@ impl Plugins {
             reads,
             sets,
             set_of,
+            log: None,
         }
+    }
+
+    /// These plugins, logging each answer for each customer as a decision made at `now`.
+    pub fn logging(mut self, log: Option<Arc<DecisionLog>>, now: regua_sdk::Timestamp) -> Plugins {
+        self.log = log.map(|l| (l, now));
+        self
     }
 
     /// Checks every plugin before any record is read ([`Worker::check_all`]): one that fails
@@ -186,7 +200,9 @@ pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: For
         ids: String::new(),
         classes: Vec::with_capacity(customers.len() * evals.len()),
         bytes: chunk.bytes(),
+        log: Vec::new(),
     };
+    let mut decisions = Vec::new();
     for (offset, read) in reads.iter().enumerate() {
         let line = chunk.first_line + offset as u64;
         let id = match read {
@@ -199,12 +215,34 @@ pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: For
                         *e = format!("line {line}: {e}");
                     }
                 }
-                let row = evals
-                    .iter()
-                    .zip(&results)
-                    .map(|(e, r)| (&*e.plugin, &r[*i]));
+                let row = || {
+                    evals
+                        .iter()
+                        .zip(&results)
+                        .map(|(e, r)| (&*e.plugin, &r[*i]))
+                };
+                decisions.clear();
+                if let Some((log, now)) = &plugins.log {
+                    let input = log.input_of(&customers[*i]);
+                    for (plugin, result) in row() {
+                        let d = crate::decisions::entry::new_id();
+                        let e = crate::decisions::Entry::plugin(
+                            d.clone(),
+                            *now,
+                            id,
+                            &input,
+                            plugin,
+                            result,
+                        );
+                        done.log.extend_from_slice(&e.to_line());
+                        decisions.push(d);
+                    }
+                }
+                let row = row();
                 match format {
-                    Format::Ndjson => output::write_results_line(&mut done.out, id, row),
+                    Format::Ndjson => {
+                        output::write_results_line(&mut done.out, id, row, &decisions)
+                    }
                     Format::Csv => output::write_csv_row(&mut done.out, line, id, row),
                 }
                 let start = done.ids.len();
@@ -220,6 +258,7 @@ pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: For
         done.lines.push(LineDone {
             end: done.out.len(),
             id,
+            log_end: done.log.len(),
         });
     }
     done
@@ -230,6 +269,7 @@ pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: For
 pub struct Collator {
     seen: SeenIds,
     format: Format,
+    log: Option<Arc<DecisionLog>>,
     /// What went through so far.
     pub summary: Summary,
 }
@@ -237,10 +277,12 @@ pub struct Collator {
 impl Collator {
     /// A collator for the answers of `plugins`, written in `format`.
     pub fn new(plugins: &Plugins, allow_repeated_ids: bool, format: Format) -> Self {
+        let log = plugins.log.as_ref().map(|(l, _)| l.clone());
         let plugins = plugins.evals().len();
         Collator {
             seen: SeenIds::new(allow_repeated_ids),
             format,
+            log,
             summary: Summary {
                 tallies: vec![Tally::default(); plugins],
                 ..Summary::default()
@@ -265,9 +307,13 @@ impl Collator {
         let mut tallies = vec![Tally::default(); plugins];
         let mut rewritten: Option<Vec<u8>> = None;
         let (mut start, mut record) = (0, 0);
+        // The decisions of the lines kept: a repeated id's answers are not given, so not logged.
+        let (mut log, mut logged, mut log_start) = (Vec::new(), 0, 0);
         for (offset, line) in done.lines.iter().enumerate() {
             let text = &done.out[start..line.end];
+            let decisions = &done.log[log_start..line.log_end];
             start = line.end;
+            log_start = line.log_end;
             let Some(id) = &line.id else {
                 self.summary.bad_lines += 1;
                 if let Some(out) = &mut rewritten {
@@ -299,9 +345,16 @@ impl Collator {
             for (tally, class) in tallies.iter_mut().zip(classes) {
                 tally.count(*class);
             }
+            if self.log.is_some() {
+                log.extend_from_slice(decisions);
+                logged += plugins as u64;
+            }
             if let Some(out) = &mut rewritten {
                 out.extend_from_slice(text);
             }
+        }
+        if let Some(sink) = &self.log {
+            sink.sink.record(log, logged);
         }
         self.summary.lines += done.lines.len() as u64;
         self.summary.bytes += done.bytes;

@@ -10,6 +10,8 @@ use crate::runtime::worker::{Outcome, RecordResult};
 struct Tagged<'a> {
     plugin: &'a str,
     version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a str>,
     #[serde(flatten)]
     body: Body<'a>,
 }
@@ -25,6 +27,7 @@ fn tagged<'a>(plugin: &'a Plugin, result: &'a RecordResult) -> Tagged<'a> {
     Tagged {
         plugin: plugin.name(),
         version: &plugin.version,
+        decision: None,
         body: match result {
             Ok(o) => Body::Ok(o),
             Err(e) => Body::Err { error: e },
@@ -39,11 +42,13 @@ pub fn result_value(plugin: &Plugin, result: &RecordResult) -> serde_json::Value
 }
 
 /// Appends one output line for a record all plugins answered:
-/// `{"id":…,"results":{"<plugin>":{…},…}}`.
+/// `{"id":…,"results":{"<plugin>":{…},…}}`, each answer with its decision id when `decisions`
+/// has them (one per plugin, when the decisions are logged).
 pub fn write_results_line<'a>(
     out: &mut Vec<u8>,
     id: &str,
     results: impl Iterator<Item = (&'a Plugin, &'a RecordResult)>,
+    decisions: &[String],
 ) {
     out.extend_from_slice(b"{\"id\":");
     serde_json::to_writer(&mut *out, id).expect("writing to a Vec");
@@ -54,7 +59,9 @@ pub fn write_results_line<'a>(
         }
         serde_json::to_writer(&mut *out, plugin.name()).expect("writing to a Vec");
         out.push(b':');
-        serde_json::to_writer(&mut *out, &tagged(plugin, result)).expect("writing to a Vec");
+        let mut t = tagged(plugin, result);
+        t.decision = decisions.get(i).map(String::as_str);
+        serde_json::to_writer(&mut *out, &t).expect("writing to a Vec");
     }
     out.extend_from_slice(b"}}\n");
 }

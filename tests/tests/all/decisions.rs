@@ -338,6 +338,39 @@ async fn every_decision_of_a_service_is_logged_once_also_when_it_stops_under_loa
             }
         }));
     }
+    // And one that streams batches: each line's answers carry their decision ids.
+    {
+        let (client, customers, answered, base) = (
+            served.client.clone(),
+            customers.clone(),
+            answered.clone(),
+            base.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let body: String = customers
+                .iter()
+                .take(25)
+                .map(|c| format!("{c}\n"))
+                .collect();
+            for _ in 0..1_000 {
+                let url =
+                    format!("{base}/v1/batch?plugins=rfm,birthday-today&now=2025-03-11T12:00:00Z");
+                let Ok(r) = client.post(url).body(body.clone()).send().await else {
+                    break;
+                };
+                assert_eq!(r.status(), 200);
+                let Ok(text) = r.text().await else { break };
+                let mut a = answered.lock().unwrap();
+                for line in text.lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let id = v["id"].as_str().unwrap().to_owned();
+                    for d in ids_of(&v) {
+                        a.push((d, id.clone()));
+                    }
+                }
+            }
+        }));
+    }
     // Stop while the senders are busy.
     let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while answered.lock().unwrap().len() < 2_000 && std::time::Instant::now() < until {
