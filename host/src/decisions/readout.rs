@@ -5,8 +5,9 @@
 //! The method (docs/DECISIONS.md says the same for people):
 //! - A customer belongs to a group from the first decision the campaign made for them in which
 //!   they were in the audience (intent to treat: a customer whose message the rest policy denied
-//!   stays in their variant, as the holdout is drawn from the whole audience). Held out with no
-//!   variant is the `holdout`; a campaign without variants puts everyone else in `treatment`.
+//!   stays in their variant, as the holdout is drawn from the whole audience). Everyone held out
+//!   (the campaign's holdout, the global holdout, a control variant) is the `holdout`; a campaign
+//!   without variants puts everyone else in `treatment`.
 //! - Converted: the later record has the named event (or a transaction of the named kind) at a
 //!   time in `(exposed, exposed + window]`, exposed being the decision's `now`.
 //! - A group's rate has a Wilson score interval. The uplift of a variant over the holdout is the
@@ -28,7 +29,7 @@ use super::Entry;
 /// The 97.5th percentile of the standard normal distribution.
 pub const Z95: f64 = 1.959_963_984_540_054;
 
-/// The group a held-out customer without a variant is counted in.
+/// The group every held-out customer is counted in.
 pub const HOLDOUT: &str = "holdout";
 
 /// What counts as a conversion.
@@ -102,11 +103,12 @@ pub struct Assignments {
 /// The group of a decision, when the customer was in the audience.
 fn group_of(outcome: &str, variant: Option<&str>) -> Option<String> {
     match outcome {
-        "planned" | "denied" | "nothing_to_do" | "held_out" => Some(match variant {
-            Some(v) => v.to_owned(),
-            None if outcome == "held_out" => HOLDOUT.to_owned(),
-            None => "treatment".to_owned(),
-        }),
+        // Held out by the campaign's holdout, the global holdout or a control variant: nothing
+        // was sent because of the campaign's design, so all of them are the base.
+        "held_out" => Some(HOLDOUT.to_owned()),
+        "planned" | "denied" | "nothing_to_do" => {
+            Some(variant.map_or_else(|| "treatment".to_owned(), str::to_owned))
+        }
         _ => None,
     }
 }
@@ -232,7 +234,7 @@ impl Assignments {
 /// A group's conversion.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Group {
-    /// `holdout`, a variant's name, or `treatment`.
+    /// `holdout` (everyone held out), a variant's name, or `treatment`.
     pub group: String,
     /// Customers in the group found in the later records.
     pub customers: u64,
