@@ -21,9 +21,10 @@ use crate::{Plugin, Worker};
 /// day). For each step starting at t, every message sent during [t, t + step) is proposed to the
 /// policy again with now = t and the customer's contacts cut to those sent before t; within a
 /// step, the messages the policy lets through count toward the next ones, as in a campaign run.
-/// The policy is a rest plugin (--policy), or the one a campaign runs under (--campaigns, with
-/// --campaign CODE for that campaign's own policy and only its messages; without it, the
-/// company's policy over every message). One record at a time: memory stays bounded.
+/// The policy is a rest plugin (--policy), or what a campaigns folder runs under (--campaigns):
+/// each message goes to its campaign's own rest policy, or else to the company's; with
+/// --campaign CODE, only that campaign's messages are proposed again. One record at a time:
+/// memory stays bounded.
 ///
 /// Example: regua backtest --customers history.ndjson --campaigns examples/campaigns
 ///   --from 2025-02-01T03:00:00Z --to 2025-03-01T03:00:00Z --svg blocked.svg
@@ -98,6 +99,7 @@ impl BacktestArgs {
         backtest::check_period(from, to, step).map_err(anyhow::Error::msg)?;
         regua_sdk::Zone::get(&self.setup.tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
         let engine = self.setup.limits.engine()?;
+        let mut own: std::collections::BTreeMap<String, (String, String)> = Default::default();
         let (name, params) = match (&self.policy, &self.campaigns) {
             (Some(p), _) => (p.clone(), params_text(self.params.as_deref())?),
             (None, Some(dir)) => {
@@ -111,19 +113,28 @@ impl BacktestArgs {
                 }
                 let r = backtest::campaign_policy(&campaigns, self.campaign.as_deref())
                     .map_err(|e| anyhow::anyhow!("--campaigns: {e}"))?;
+                own = backtest::own_policies(&campaigns, self.campaign.as_deref());
                 (r.plugin.clone(), r.params.to_string())
             }
             (None, None) => unreachable!("clap requires one"),
         };
-        let path = super::resolve_plugin(&self.setup.plugins_dir, &name)?;
-        let policy = Plugin::load(&engine, &path)
-            .with_context(|| format!("cannot load the policy `{}`", path.display()))?;
-        if policy.kind() != Kind::Rest {
-            bail!(
-                "`{name}` is a {} plugin: a backtest replays a rest policy",
-                policy.kind()
-            );
-        }
+        let load = |name: &str| -> anyhow::Result<std::sync::Arc<Plugin>> {
+            let path = super::resolve_plugin(&self.setup.plugins_dir, name)?;
+            let policy = Plugin::load(&engine, &path)
+                .with_context(|| format!("cannot load the policy `{}`", path.display()))?;
+            if policy.kind() != Kind::Rest {
+                bail!(
+                    "`{name}` is a {} plugin: a backtest replays a rest policy",
+                    policy.kind()
+                );
+            }
+            Ok(policy)
+        };
+        let policy = load(&name)?;
+        let own_policies = own
+            .into_iter()
+            .map(|(code, (plugin, params))| Ok((code, (load(&plugin)?, params))))
+            .collect::<anyhow::Result<_>>()?;
         let replay = Replay {
             policy,
             params,
@@ -132,6 +143,7 @@ impl BacktestArgs {
             to,
             step,
             campaign: self.campaign.clone(),
+            own_policies,
             examples: self.examples,
         };
         let mut report = replay.report();

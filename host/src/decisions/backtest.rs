@@ -37,6 +37,9 @@ pub struct Replay {
     pub step: Duration,
     /// Only the messages of this campaign are proposed again (all count as history).
     pub campaign: Option<String>,
+    /// Campaigns with a rest policy of their own: their messages go to it instead, with its
+    /// parameters (a campaigns folder replayed whole).
+    pub own_policies: BTreeMap<String, (Arc<Plugin>, String)>,
     /// Examples kept per rule.
     pub examples: usize,
 }
@@ -128,6 +131,9 @@ pub struct Report {
     pub version: String,
     /// The campaign whose messages were proposed again, if one was named.
     pub campaign: Option<String>,
+    /// The campaigns judged by a policy of their own, and its name and version.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub own_policies: BTreeMap<String, String>,
     /// The period's start.
     pub from: String,
     /// Its end (exclusive).
@@ -178,6 +184,11 @@ impl Replay {
             policy: self.policy.name().to_owned(),
             version: self.policy.version.clone(),
             campaign: self.campaign.clone(),
+            own_policies: self
+                .own_policies
+                .iter()
+                .map(|(c, (p, _))| (c.clone(), format!("{} {}", p.name(), p.version)))
+                .collect(),
             from: self.from.to_string(),
             to: self.to.to_string(),
             step: self.step.to_string(),
@@ -234,7 +245,6 @@ impl Replay {
                 by_step.entry(k).or_default().push(c);
             }
         }
-        let fields = Fields::of(&self.policy.meta.reads);
         for (k, mut sent) in by_step {
             sent.sort_by_key(|c| c.at);
             let now = self.from + Duration::millis(k * step);
@@ -248,7 +258,7 @@ impl Replay {
                 ..record.clone()
             };
             for c in sent {
-                let answer = self.ask(worker, &seen, now, c, fields);
+                let answer = self.ask(worker, &seen, now, c);
                 match &answer {
                     Answer::Allow => seen.contacts.push(Contact {
                         at: now,
@@ -265,18 +275,16 @@ impl Replay {
         }
     }
 
-    fn ask(
-        &self,
-        worker: &mut Worker,
-        customer: &Record,
-        now: Timestamp,
-        c: &Contact,
-        fields: Fields,
-    ) -> Answer {
+    fn ask(&self, worker: &mut Worker, customer: &Record, now: Timestamp, c: &Contact) -> Answer {
+        let (policy, params) = c
+            .campaign
+            .as_ref()
+            .and_then(|code| self.own_policies.get(code))
+            .map_or((&self.policy, &self.params), |(p, params)| (p, params));
         let inputs = Inputs {
             now,
             default_tz: self.default_tz.clone(),
-            params: self.params.clone(),
+            params: params.clone(),
             message: Some(Message {
                 channel: c.channel,
                 campaign: c.campaign.clone(),
@@ -286,12 +294,12 @@ impl Replay {
             }),
             event: None,
         };
-        let eval = match Evaluation::new(self.policy.clone(), &inputs) {
+        let eval = match Evaluation::new(policy.clone(), &inputs) {
             Ok(e) => e,
             Err(e) => return Answer::Failed(e.to_string()),
         };
         let mut batch = EncodedBatch::new();
-        batch.push_reading(customer, fields);
+        batch.push_reading(customer, Fields::of(&policy.meta.reads));
         match worker.evaluate(&eval, &batch).map(|mut r| r.remove(0)) {
             Ok(Ok(Outcome::Rest(d))) => {
                 let rule = d.rule.clone().unwrap_or_else(|| "(unnamed)".into());
@@ -480,6 +488,25 @@ pub fn check_period(from: Timestamp, to: Timestamp, step: Duration) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// The campaigns of `campaigns` with a rest policy of their own (when no one campaign is
+/// named): code → plugin name and parameters.
+pub fn own_policies(
+    campaigns: &crate::pipeline::campaign::Campaigns,
+    code: Option<&str>,
+) -> BTreeMap<String, (String, String)> {
+    if code.is_some() {
+        return BTreeMap::new();
+    }
+    campaigns
+        .campaigns
+        .iter()
+        .filter_map(|c| {
+            let r = c.def.rest.as_ref()?;
+            Some((c.def.code.clone(), (r.plugin.clone(), r.params.to_string())))
+        })
+        .collect()
 }
 
 /// The rest policy a campaign runs under: its own, or the company's.

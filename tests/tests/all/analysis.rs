@@ -352,14 +352,18 @@ const RULES: &str = r#"{"rules":[{"id":"push-2-24h","type":"cap","channels":["pu
 
 /// The same replay, computed here without the engine: (sent, denied by cap, denied by consent,
 /// per step denied, per channel sent).
-fn by_hand(customers: &[serde_json::Value]) -> (u64, u64, u64, Vec<u64>, u64) {
+fn by_hand(
+    customers: &[serde_json::Value],
+    uncapped: Option<&str>,
+) -> (u64, u64, u64, Vec<u64>, u64) {
     let from = regua_sdk::Timestamp::parse(FROM).unwrap().as_millis();
     let day = 86_400_000;
     let (mut sent, mut cap, mut consent, mut pushes) = (0, 0, 0, 0);
     let mut per_step = vec![0; DAYS as usize];
     for c in customers {
         let email_ok = c["consents"]["email"]["marketing"]["status"] == "granted";
-        let contacts: Vec<(i64, bool)> = c["contacts"]
+        // (sent at, a push, its campaign's own policy has no cap)
+        let contacts: Vec<(i64, bool, bool)> = c["contacts"]
             .as_array()
             .unwrap()
             .iter()
@@ -367,29 +371,31 @@ fn by_hand(customers: &[serde_json::Value]) -> (u64, u64, u64, Vec<u64>, u64) {
                 let at = regua_sdk::Timestamp::parse(k["at"].as_str().unwrap())
                     .unwrap()
                     .as_millis();
-                (at, k["channel"] == "push")
+                let free = uncapped.is_some_and(|u| k["campaign"] == u);
+                (at, k["channel"] == "push", free)
             })
             .collect();
         for step in 0..DAYS {
             let t = from + step * day;
             let mut in_step: Vec<_> = contacts
                 .iter()
-                .filter(|(at, _)| *at >= t && *at < t + day)
+                .filter(|(at, ..)| *at >= t && *at < t + day)
                 .collect();
-            in_step.sort_by_key(|(at, _)| *at);
+            in_step.sort_by_key(|(at, ..)| *at);
             // Pushes seen at t: sent before t within (t − 24h, t], then the ones let through now.
             let mut recent = contacts
                 .iter()
-                .filter(|(at, push)| *push && *at < t && *at > t - day)
+                .filter(|(at, push, _)| *push && *at < t && *at > t - day)
                 .count();
-            for (_, push) in in_step {
+            for (_, push, free) in in_step {
                 sent += 1;
                 if *push {
                     pushes += 1;
-                    if recent >= 2 {
+                    if recent >= 2 && !free {
                         cap += 1;
                         per_step[step as usize] += 1;
                     } else {
+                        // Let through: it counts toward the next pushes' cap.
                         recent += 1;
                     }
                 } else if !email_ok {
@@ -405,7 +411,7 @@ fn by_hand(customers: &[serde_json::Value]) -> (u64, u64, u64, Vec<u64>, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backtest_over_generated_history_gives_the_independent_counts_on_the_cli_and_over_http() {
     let customers = history();
-    let (sent, cap, consent, per_step, pushes) = by_hand(&customers);
+    let (sent, cap, consent, per_step, pushes) = by_hand(&customers, None);
     assert!(
         cap > 20 && consent > 20,
         "the history exercises both rules: {cap} {consent}"
@@ -510,4 +516,80 @@ async fn a_backtest_over_generated_history_gives_the_independent_counts_on_the_c
             .contains("period is empty"),
         "{e}"
     );
+}
+
+#[test]
+fn a_backtest_of_a_campaigns_folder_judges_each_message_by_its_campaigns_policy() {
+    let customers = history();
+    let (sent, cap, consent, per_step, _) = by_hand(&customers, Some("C-1"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("history.ndjson");
+    std::fs::write(
+        &file,
+        customers
+            .iter()
+            .map(|c| format!("{c}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let campaigns = dir.path().join("campaigns");
+    std::fs::create_dir(&campaigns).unwrap();
+    // RULES, in TOML.
+    std::fs::write(
+        campaigns.join("company.toml"),
+        "[rest]\nplugin = \"standard-rest\"\n[rest.params]\nrules = [\n  { id = \"push-2-24h\", type = \"cap\", channels = [\"push\"], max = 2, window = { rolling = \"24h\" } },\n  { id = \"consent\", type = \"consent\" },\n]\n",
+    )
+    .unwrap();
+    for code in ["C-0", "C-1", "C-2"] {
+        let mut text = format!(
+            "code = \"{code}\"\nname = \"n\"\nrequester = \"r\"\nowner = \"o\"\npriority = 1\nstart = \"2025-01-01T00:00:00Z\"\n[message]\nchannel = \"push\"\ntemplate = \"t\"\n"
+        );
+        if code == "C-1" {
+            text.push_str("[rest]\nplugin = \"standard-rest\"\n[rest.params]\nrules = [{ id = \"consent\", type = \"consent\" }]\n");
+        }
+        std::fs::write(campaigns.join(format!("{code}.toml")), text).unwrap();
+    }
+    let out = regua(
+        &[
+            "backtest",
+            "--customers",
+            file.to_str().unwrap(),
+            "--campaigns",
+            campaigns.to_str().unwrap(),
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--from",
+            FROM,
+            "--to",
+            "2025-03-11T00:00:00Z",
+            "--json",
+            "--tz",
+            "UTC",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        r["own_policies"]["C-1"]
+            .as_str()
+            .unwrap()
+            .starts_with("standard-rest "),
+        "{r}"
+    );
+    assert_eq!(r["sent"], sent, "{}", r["by_campaign"]);
+    assert_eq!(r["by_rule"]["push-2-24h"]["denied"], cap);
+    assert_eq!(r["by_rule"]["consent"]["denied"], consent);
+    assert_eq!(
+        r["by_campaign"]["C-1"]["denied"].as_u64().unwrap() > 0,
+        true,
+        "C-1's e-mails still need consent"
+    );
+    let steps: Vec<u64> = r["by_step"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["denied"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, per_step);
 }

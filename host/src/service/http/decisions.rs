@@ -86,6 +86,7 @@ fn backtest_replay(state: &AppState, q: &BacktestQuery) -> Result<Replay, ApiErr
     let step = backtest::parse_step(q.step.as_deref().unwrap_or("day"))
         .map_err(|e| ApiError::bad(format!("query parameter `step`: {e}")))?;
     backtest::check_period(from, to, step).map_err(ApiError::bad)?;
+    let mut own: BTreeMap<String, (String, String)> = BTreeMap::new();
     let (name, params) = match (&q.policy, &q.campaign) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad(
@@ -107,20 +108,29 @@ fn backtest_replay(state: &AppState, q: &BacktestQuery) -> Result<Replay, ApiErr
             let current = state.campaigns().current();
             let r = backtest::campaign_policy(&current, campaign.as_deref())
                 .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
+            own = backtest::own_policies(&current, campaign.as_deref());
             (r.plugin.clone(), r.params.to_string())
         }
     };
-    let policy = plugin(state, &name)?;
-    if policy.kind() != Kind::Rest {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "wrong_kind",
-            format!(
-                "`{name}` is a {} plugin: a backtest replays a rest policy",
-                policy.kind()
-            ),
-        ));
-    }
+    let rest = |name: &str| {
+        let policy = plugin(state, name)?;
+        if policy.kind() != Kind::Rest {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "wrong_kind",
+                format!(
+                    "`{name}` is a {} plugin: a backtest replays a rest policy",
+                    policy.kind()
+                ),
+            ));
+        }
+        Ok(policy)
+    };
+    let policy = rest(&name)?;
+    let own_policies = own
+        .into_iter()
+        .map(|(code, (p, params))| Ok((code, (rest(&p)?, params))))
+        .collect::<Result<_, ApiError>>()?;
     Ok(Replay {
         policy,
         params,
@@ -129,6 +139,7 @@ fn backtest_replay(state: &AppState, q: &BacktestQuery) -> Result<Replay, ApiErr
         to,
         step,
         campaign: q.campaign.clone(),
+        own_policies,
         examples: q.examples.unwrap_or(3).min(100),
     })
 }
