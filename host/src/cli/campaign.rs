@@ -29,7 +29,8 @@ pub(crate) struct CampaignArgs {
 #[derive(Debug, Subcommand)]
 enum CampaignCommand {
     Check(CheckArgs),
-    Run(RunArgs),
+    // Boxed: its many options make it much larger than `check`.
+    Run(Box<RunArgs>),
 }
 
 /// Where the built plugins are, the company zone and the sandbox limits: what `campaign` and

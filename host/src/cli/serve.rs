@@ -20,7 +20,9 @@ use crate::service::reload;
 /// error in GET /v1/plugins; a deleted file unloads its plugin. With --dev the plugin crates'
 /// sources are watched too, and a saved change is rebuilt and swapped in. With --campaigns the
 /// campaigns of that folder are served too (GET /v1/campaigns, POST /v1/decide, …) and reloaded
-/// as their files change; a file that breaks keeps its last good version serving.
+/// as their files change; a file that breaks keeps its last good version serving. With
+/// --decision-log every decision (campaign decisions and plugin calls) is logged, each answer
+/// carries its id, and GET /v1/decisions/{id} explains one (docs/DECISIONS.md).
 ///
 /// A plugin that is not in the compiled-code cache answers first from a quick baseline compile
 /// (Winch), and from the optimised code (Cranelift) as soon as a background compile has it,

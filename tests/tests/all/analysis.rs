@@ -580,9 +580,8 @@ fn a_backtest_of_a_campaigns_folder_judges_each_message_by_its_campaigns_policy(
     assert_eq!(r["sent"], sent, "{}", r["by_campaign"]);
     assert_eq!(r["by_rule"]["push-2-24h"]["denied"], cap);
     assert_eq!(r["by_rule"]["consent"]["denied"], consent);
-    assert_eq!(
+    assert!(
         r["by_campaign"]["C-1"]["denied"].as_u64().unwrap() > 0,
-        true,
         "C-1's e-mails still need consent"
     );
     let steps: Vec<u64> = r["by_step"]
