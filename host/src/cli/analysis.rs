@@ -182,8 +182,9 @@ fn readout_svg(c: &readout::CampaignReadout, r: &readout::Readout) -> String {
 /// every run of the last --days, campaigns the rest policy always denied, active campaigns that
 /// made no decision, plugins no campaign uses and plugins the log never names.
 ///
-/// A run is one `now` a campaign decided for; the period is (now − days, now], by the decisions'
-/// `now`.
+/// The period is (now − days, now] of when the decisions were made (their `time`); a run is one
+/// `now` a campaign decided for. Campaigns past their end date are those whose end is at or
+/// before --now.
 ///
 /// Example: regua report --log decisions/ --campaigns examples/campaigns --days 30
 #[derive(Debug, Args)]

@@ -30,7 +30,7 @@ pub struct Idle {
     pub campaign: String,
     /// Who asked for it (empty for a campaign no longer in the folder).
     pub requester: String,
-    /// Its runs in the period (distinct `now`s it decided for).
+    /// Its runs in the period (distinct `now`s it decided for, among decisions made in it).
     pub runs: u64,
     /// Its decisions in the period.
     pub decisions: u64,
@@ -98,12 +98,16 @@ pub fn report(
                 .map_err(|e| format!("`{}` line {}: not a decision: {e}", path.display(), n + 1))?;
             total += 1;
             called.extend(e.plugins.keys().cloned());
-            let at = Timestamp::parse(&e.now)
-                .map_err(|err| format!("`{}` line {}: `now`: {err}", path.display(), n + 1))?;
-            // The period is half-open, as every window: (now − days, now].
-            if at <= since || at > now {
+            // The period is half-open, as every window: (now − days, now], by when each decision
+            // was made (a run of the last 30 days is one that ran in them, whatever `now` it
+            // decided for).
+            let made = Timestamp::parse(&e.time)
+                .map_err(|err| format!("`{}` line {}: `time`: {err}", path.display(), n + 1))?;
+            if made <= since || made > now {
                 continue;
             }
+            let at = Timestamp::parse(&e.now)
+                .map_err(|err| format!("`{}` line {}: `now`: {err}", path.display(), n + 1))?;
             in_period += 1;
             let Some(code) = e.campaign else { continue };
             let t = tallies.entry(code).or_default();

