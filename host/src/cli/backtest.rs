@@ -71,6 +71,9 @@ pub(crate) struct BacktestArgs {
     /// Draw the messages denied and deferred by step as SVG.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// No progress bar on standard error.
+    #[arg(long, short)]
+    quiet: bool,
     #[command(flatten)]
     setup: Setup,
 }
@@ -168,17 +171,40 @@ impl BacktestArgs {
         worker
             .check(&check)
             .with_context(|| format!("the policy `{name}` refuses its parameters"))?;
-        let lines = reader(&self.customers, "the customers")?;
-        for (n, line) in lines.lines().enumerate() {
-            let line = line.with_context(|| {
+        let total = std::fs::metadata(&self.customers).ok().map(|m| m.len());
+        let stdin = self.customers.as_os_str() == "-";
+        let bar = super::progress_bar(self.quiet, total.filter(|_| !stdin));
+        let show = super::show_progress(&bar);
+        let mut lines = reader(&self.customers, "the customers")?;
+        let (mut n, mut bytes, mut line) = (0u64, 0u64, Vec::new());
+        loop {
+            line.clear();
+            let read = lines.read_until(b'\n', &mut line).with_context(|| {
                 format!(
                     "cannot read `{}` (line {})",
                     self.customers.display(),
                     n + 1
                 )
             })?;
-            replay.line(&mut worker, &mut report, n as u64 + 1, &line);
+            if read == 0 {
+                break;
+            }
+            (n, bytes) = (n + 1, bytes + read as u64);
+            match std::str::from_utf8(&line) {
+                Ok(text) => {
+                    let text = text.trim_end_matches(['\n', '\r']);
+                    replay.line(&mut worker, &mut report, n, text);
+                }
+                Err(e) => {
+                    let error = format!("not UTF-8 (byte {})", e.valid_up_to());
+                    replay.bad_line(&mut report, n, error);
+                }
+            }
+            if n % 1024 == 0 {
+                show(n, bytes);
+            }
         }
+        bar.finish_and_clear();
         let json = serde_json::to_value(&report)?;
         if let Some(path) = &self.output {
             write_file(path, &serde_json::to_string_pretty(&json)?, "the backtest")?;

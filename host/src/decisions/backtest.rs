@@ -217,16 +217,19 @@ impl Replay {
         }
         match regua_sdk::json::from_str::<Record>(text, None) {
             Ok(record) => self.customer(worker, report, line_no, record),
-            Err(e) => {
-                report.bad_lines += 1;
-                if report.failures.len() < MAX_FAILURES {
-                    report.failures.push(Failure {
-                        line: line_no,
-                        customer: None,
-                        error: e,
-                    });
-                }
-            }
+            Err(e) => self.bad_line(report, line_no, e),
+        }
+    }
+
+    /// Counts a line that is not a customer record, naming it among the first failures.
+    pub fn bad_line(&self, report: &mut Report, line_no: u64, error: String) {
+        report.bad_lines += 1;
+        if report.failures.len() < MAX_FAILURES {
+            report.failures.push(Failure {
+                line: line_no,
+                customer: None,
+                error,
+            });
         }
     }
 

@@ -189,6 +189,52 @@ fn a_readout_of_small_groups_warns_and_bad_arguments_are_named() {
     );
 }
 
+#[test]
+fn a_send_list_reads_out_its_variants_and_says_it_has_no_holdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let send = dir.path().join("send.ndjson");
+    std::fs::write(
+        &send,
+        "{\"customer\":\"a\",\"campaign\":\"C\",\"variant\":\"B\",\"channel\":\"sms\",\"template\":\"t\",\"category\":\"marketing\",\"send_at\":\"2025-03-11T12:00:00Z\"}\n\
+         {\"customer\":\"b\",\"campaign\":\"C\",\"variant\":\"B\",\"channel\":\"sms\",\"template\":\"t\",\"category\":\"marketing\",\"send_at\":\"2025-03-11T12:00:00Z\"}\n",
+    )
+    .unwrap();
+    let later = dir.path().join("l.ndjson");
+    std::fs::write(
+        &later,
+        "{\"id\":\"a\",\"events\":[{\"name\":\"app_activated\",\"at\":\"2025-03-11T13:00:00Z\"}]}\n{\"id\":\"b\"}\n",
+    )
+    .unwrap();
+    let out = regua(
+        &[
+            "readout",
+            "--send-list",
+            send.to_str().unwrap(),
+            "--customers",
+            later.to_str().unwrap(),
+            "--conversion",
+            "event:app_activated",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &r["campaigns"][0];
+    assert_eq!(
+        (
+            c["groups"][0]["group"].as_str(),
+            c["groups"][0]["customers"].as_u64(),
+            c["groups"][0]["converted"].as_u64()
+        ),
+        (Some("B"), Some(2), Some(1))
+    );
+    assert!(
+        c["warnings"][0].as_str().unwrap().contains("no holdout"),
+        "{c}"
+    );
+}
+
 fn campaign_run(campaigns: &std::path::Path, now: &str, log: &std::path::Path) {
     let out = regua(
         &[
@@ -422,7 +468,9 @@ async fn a_backtest_over_generated_history_gives_the_independent_counts_on_the_c
     input.push_str("{\"id\": 7}\n"); // a bad line: counted and named, never dropped
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("history.ndjson");
-    std::fs::write(&file, &input).unwrap();
+    let mut bytes = input.clone().into_bytes();
+    bytes.extend_from_slice(b"{\"id\":\"\xff\"}\n"); // not UTF-8: counted and named too
+    std::fs::write(&file, &bytes).unwrap();
     let svg = dir.path().join("blocked.svg");
     let to = "2025-03-11T00:00:00Z";
     let out = regua(
@@ -451,8 +499,15 @@ async fn a_backtest_over_generated_history_gives_the_independent_counts_on_the_c
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["customers"], 200);
-    assert_eq!(r["bad_lines"], 1);
+    assert_eq!(r["bad_lines"], 2);
     assert_eq!(r["failures"][0]["line"], 201, "{}", r["failures"]);
+    assert_eq!(r["failures"][1]["line"], 202, "{}", r["failures"]);
+    assert!(
+        r["failures"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8")
+    );
     assert_eq!(r["sent"], sent);
     assert_eq!(r["denied"], cap + consent);
     assert_eq!(r["deferred"], 0);
@@ -499,7 +554,9 @@ async fn a_backtest_over_generated_history_gives_the_independent_counts_on_the_c
     let (status, h) = s.post(&url, input.clone()).await;
     assert_eq!(status, 200, "{h}");
     let strip = |mut v: serde_json::Value| {
-        v.as_object_mut().unwrap().remove("failures");
+        let o = v.as_object_mut().unwrap();
+        o.remove("failures");
+        o.remove("bad_lines");
         v
     };
     // The service's default zone is São Paulo; no customer here lacks a zone, so the answers match.
