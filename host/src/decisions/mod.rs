@@ -103,6 +103,46 @@ impl DecisionLog {
     }
 }
 
+/// Where a line of the log is, for errors: `` `decisions-000001.ndjson` line 7``.
+#[derive(Clone, Copy, Debug)]
+pub struct LineAt<'a> {
+    path: &'a std::path::Path,
+    line: usize,
+}
+
+impl std::fmt::Display for LineAt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` line {}", self.path.display(), self.line)
+    }
+}
+
+/// Calls `each` with every decision of the log folder `dir`, oldest file first, and where the
+/// line is; stops at the first error, its own or a line that is not a decision (named by file
+/// and line). Returns how many files were read.
+pub fn each_entry(
+    dir: &std::path::Path,
+    mut each: impl FnMut(Entry, LineAt<'_>) -> Result<(), String>,
+) -> Result<usize, String> {
+    use std::io::BufRead as _;
+    let files = sink::log_files(dir)
+        .map_err(|e| format!("cannot read the decision log `{}`: {e}", dir.display()))?;
+    for (_, path) in &files {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = LineAt { path, line: n + 1 };
+            let entry: Entry =
+                serde_json::from_str(&line).map_err(|e| format!("{at}: not a decision: {e}"))?;
+            each(entry, at)?;
+        }
+    }
+    Ok(files.len())
+}
+
 /// Finds decision `id` in the log folder `dir`, newest file first.
 pub fn find(dir: &std::path::Path, id: &str) -> std::io::Result<Option<Entry>> {
     let needle = format!("\"decision\":{}", serde_json::Value::from(id));

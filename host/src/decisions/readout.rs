@@ -24,8 +24,6 @@ use regua_sdk::{Duration, Record, Timestamp};
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use super::Entry;
-
 /// The 97.5th percentile of the standard normal distribution.
 pub const Z95: f64 = 1.959_963_984_540_054;
 
@@ -146,32 +144,18 @@ impl Assignments {
     /// The campaign decisions of a decision log folder (of campaign `only`, if given).
     pub fn from_log(dir: &std::path::Path, only: Option<&str>) -> Result<Assignments, String> {
         let mut a = Assignments::default();
-        let files = super::sink::log_files(dir)
-            .map_err(|e| format!("cannot read the decision log `{}`: {e}", dir.display()))?;
-        if files.is_empty() {
-            return Err(format!("the decision log `{}` has no files", dir.display()));
-        }
-        for (_, path) in files {
-            let file = std::fs::File::open(&path)
-                .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-            for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let e: Entry = serde_json::from_str(&line).map_err(|e| {
-                    format!("`{}` line {}: not a decision: {e}", path.display(), n + 1)
-                })?;
-                let Some(campaign) = &e.campaign else {
-                    continue;
-                };
-                if only.is_some_and(|o| o != campaign) {
-                    continue;
-                }
-                let at = Timestamp::parse(&e.now)
-                    .map_err(|err| format!("`{}` line {}: `now`: {err}", path.display(), n + 1))?;
-                a.add(&e.customer, campaign, &e.outcome, e.variant.as_deref(), at);
+        let files = super::each_entry(dir, |e, at| {
+            let Some(campaign) = &e.campaign else {
+                return Ok(());
+            };
+            if only.is_none_or(|o| o == campaign) {
+                let now = Timestamp::parse(&e.now).map_err(|err| format!("{at}: `now`: {err}"))?;
+                a.add(&e.customer, campaign, &e.outcome, e.variant.as_deref(), now);
             }
+            Ok(())
+        })?;
+        if files == 0 {
+            return Err(format!("the decision log `{}` has no files", dir.display()));
         }
         Ok(a)
     }

@@ -3,13 +3,11 @@
 //! always denied, plugins no campaign uses and plugins never called.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
 use std::path::Path;
 
 use regua_sdk::{Duration, Timestamp};
 use serde::Serialize;
 
-use super::Entry;
 use crate::pipeline::campaign::Campaigns;
 
 /// A campaign past its end date.
@@ -84,56 +82,45 @@ pub fn report(
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut called: BTreeSet<String> = BTreeSet::new();
     let (mut total, mut in_period) = (0, 0);
-    let files = super::sink::log_files(log)
-        .map_err(|e| format!("cannot read the decision log `{}`: {e}", log.display()))?;
-    for (_, path) in files {
-        let file = std::fs::File::open(&path)
-            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-            if line.trim().is_empty() {
-                continue;
+    super::each_entry(log, |e, at| {
+        total += 1;
+        called.extend(e.plugins.keys().cloned());
+        // The period is half-open, as every window: (now − days, now], by when each decision
+        // was made (a run of the last 30 days is one that ran in them, whatever `now` it
+        // decided for).
+        let made = Timestamp::parse(&e.time).map_err(|err| format!("{at}: `time`: {err}"))?;
+        if made <= since || made > now {
+            return Ok(());
+        }
+        let decided = Timestamp::parse(&e.now).map_err(|err| format!("{at}: `now`: {err}"))?;
+        in_period += 1;
+        let Some(code) = e.campaign else {
+            return Ok(());
+        };
+        let t = tallies.entry(code).or_default();
+        t.runs.insert(decided.as_millis());
+        t.decisions += 1;
+        match e.outcome.as_str() {
+            "inactive" => {}
+            "not_in_audience" | "error" => t.active += 1,
+            "denied" => {
+                t.active += 1;
+                t.in_audience += 1;
+                t.to_send += 1;
+                t.denied += 1;
             }
-            let e: Entry = serde_json::from_str(&line)
-                .map_err(|e| format!("`{}` line {}: not a decision: {e}", path.display(), n + 1))?;
-            total += 1;
-            called.extend(e.plugins.keys().cloned());
-            // The period is half-open, as every window: (now − days, now], by when each decision
-            // was made (a run of the last 30 days is one that ran in them, whatever `now` it
-            // decided for).
-            let made = Timestamp::parse(&e.time)
-                .map_err(|err| format!("`{}` line {}: `time`: {err}", path.display(), n + 1))?;
-            if made <= since || made > now {
-                continue;
+            "planned" => {
+                t.active += 1;
+                t.in_audience += 1;
+                t.to_send += 1;
             }
-            let at = Timestamp::parse(&e.now)
-                .map_err(|err| format!("`{}` line {}: `now`: {err}", path.display(), n + 1))?;
-            in_period += 1;
-            let Some(code) = e.campaign else { continue };
-            let t = tallies.entry(code).or_default();
-            t.runs.insert(at.as_millis());
-            t.decisions += 1;
-            match e.outcome.as_str() {
-                "inactive" => {}
-                "not_in_audience" | "error" => t.active += 1,
-                "denied" => {
-                    t.active += 1;
-                    t.in_audience += 1;
-                    t.to_send += 1;
-                    t.denied += 1;
-                }
-                "planned" => {
-                    t.active += 1;
-                    t.in_audience += 1;
-                    t.to_send += 1;
-                }
-                _ => {
-                    t.active += 1;
-                    t.in_audience += 1;
-                }
+            _ => {
+                t.active += 1;
+                t.in_audience += 1;
             }
         }
-    }
+        Ok(())
+    })?;
     let requester = |code: &str| {
         campaigns
             .get(code)
