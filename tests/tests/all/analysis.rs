@@ -259,6 +259,25 @@ fn campaign_run(campaigns: &std::path::Path, now: &str, log: &std::path::Path) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// `regua report` over `log` and `campaigns`, with the built plugins and `extra`.
+fn report(
+    log: &std::path::Path,
+    campaigns: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "report",
+        "--log",
+        log.to_str().unwrap(),
+        "--campaigns",
+        campaigns.to_str().unwrap(),
+        "--plugins-dir",
+        plugins_dir().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    regua(&args, "")
+}
+
 #[test]
 fn the_report_lists_the_campaigns_seeded_dead_and_not_the_live_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -278,21 +297,7 @@ fn the_report_lists_the_campaigns_seeded_dead_and_not_the_live_ones() {
     let log = dir.path().join("log");
     campaign_run(&campaigns, "2025-03-10T12:00:00Z", &log);
     campaign_run(&campaigns, "2025-03-11T12:00:00Z", &log);
-    let out = regua(
-        &[
-            "report",
-            "--log",
-            log.to_str().unwrap(),
-            "--campaigns",
-            campaigns.to_str().unwrap(),
-            "--plugins-dir",
-            plugins_dir().to_str().unwrap(),
-            "--days",
-            "30",
-            "--json",
-        ],
-        "",
-    );
+    let out = report(&log, &campaigns, &["--days", "30", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let codes = |key: &str| -> Vec<String> {
@@ -336,21 +341,10 @@ fn the_report_lists_the_campaigns_seeded_dead_and_not_the_live_ones() {
         "{r}"
     );
     // Outside the period, nothing ran.
-    let later = regua(
-        &[
-            "report",
-            "--log",
-            log.to_str().unwrap(),
-            "--campaigns",
-            campaigns.to_str().unwrap(),
-            "--plugins-dir",
-            plugins_dir().to_str().unwrap(),
-            "--now",
-            "2025-06-01T00:00:00Z",
-            "--days",
-            "7",
-        ],
-        "",
+    let later = report(
+        &log,
+        &campaigns,
+        &["--now", "2025-06-01T00:00:00Z", "--days", "7"],
     );
     let words = text(&later.stdout);
     assert!(

@@ -436,7 +436,7 @@ async fn a_failing_log_shows_in_health_and_metrics_and_refuses_when_told_to() {
         health["decision_log"]["error"]
             .as_str()
             .unwrap()
-            .contains("log"),
+            .contains("cannot create the folder"),
         "{health}"
     );
     assert_eq!(health["decision_log"]["pending"], ids.len(), "{health}");
