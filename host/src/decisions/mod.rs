@@ -160,3 +160,41 @@ pub fn find(dir: &std::path::Path, id: &str) -> std::io::Result<Option<Entry>> {
     }
     Ok(None)
 }
+
+/// The newest `n` decisions of the log folder `dir`, newest first. Reads each file from its end,
+/// a growing window at a time, so a long log costs what its last decisions take; a line that
+/// is not a decision is passed over (`regua decisions report` names such lines).
+pub fn latest(dir: &std::path::Path, n: usize) -> std::io::Result<Vec<Entry>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut found = Vec::new();
+    for (_, path) in sink::log_files(dir)?.into_iter().rev() {
+        let mut file = std::fs::File::open(&path)?;
+        let len = file.metadata()?.len();
+        let mut window = 256u64 << 10;
+        loop {
+            let start = len.saturating_sub(window);
+            file.seek(SeekFrom::Start(start))?;
+            let mut bytes = Vec::with_capacity((len - start) as usize);
+            file.by_ref().take(len - start).read_to_end(&mut bytes)?;
+            let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+            if start > 0 {
+                lines.remove(0); // begins inside a line
+            }
+            let entries: Vec<Entry> = lines
+                .iter()
+                .rev()
+                .filter_map(|l| serde_json::from_slice(l).ok())
+                .take(n - found.len())
+                .collect();
+            if entries.len() == n - found.len() || start == 0 {
+                found.extend(entries);
+                break;
+            }
+            window *= 4;
+        }
+        if found.len() == n {
+            break;
+        }
+    }
+    Ok(found)
+}

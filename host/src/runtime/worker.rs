@@ -221,6 +221,7 @@ impl Worker {
             records = n
         )
         .entered();
+        let started = std::time::Instant::now();
         let mut out: Vec<Option<RecordResult>> = vec![None; n];
         let mut todo = vec![(0usize, n)];
         while let Some((lo, hi)) = todo.pop() {
@@ -284,6 +285,7 @@ impl Worker {
                 }
             }
         }
+        plugin.time.add(n, started.elapsed());
         Ok(out
             .into_iter()
             .map(|r| r.expect("every customer was answered"))

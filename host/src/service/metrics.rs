@@ -67,6 +67,8 @@ pub struct Metrics {
     last_load: Gauge<f64, AtomicU64>,
     decisions: Family<CampaignLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
+    plugin_customers: Family<PluginLabels, Counter>,
+    plugin_seconds: Family<PluginLabels, Counter<f64, AtomicU64>>,
     log_written: Counter,
     log_lost: Counter,
     log_pending: Gauge,
@@ -141,6 +143,18 @@ impl Metrics {
             "Messages planned, by campaign and channel",
             messages.clone(),
         );
+        let plugin_customers = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_customers",
+            "Customers each plugin evaluated, on every path (plugin endpoints, batches, campaigns)",
+            plugin_customers.clone(),
+        );
+        let plugin_seconds = Family::<PluginLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "plugin_seconds",
+            "Time each plugin spent evaluating; over regua_plugin_customers_total, the mean time per customer",
+            plugin_seconds.clone(),
+        );
         let log_written = Counter::default();
         registry.register(
             "decision_log_written",
@@ -166,6 +180,8 @@ impl Metrics {
             log_failing.clone(),
         );
         Metrics {
+            plugin_customers,
+            plugin_seconds,
             log_written,
             log_lost,
             log_pending,
@@ -267,6 +283,23 @@ impl Metrics {
         if result == "loaded" {
             let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
             self.last_load.set(now);
+        }
+    }
+
+    /// Adds the time the serving plugins spent since the last rendering (called before each).
+    pub fn plugin_time(&self, plugins: &[(String, crate::service::registry::Slot)]) {
+        for (name, slot) in plugins {
+            let (customers, seconds) = slot.plugin.time.take();
+            if customers == 0 {
+                continue;
+            }
+            let labels = PluginLabels {
+                plugin: name.clone(),
+            };
+            self.plugin_customers
+                .get_or_create(&labels)
+                .inc_by(customers);
+            self.plugin_seconds.get_or_create(&labels).inc_by(seconds);
         }
     }
 

@@ -133,31 +133,30 @@ fn a_log_folder_that_cannot_be_written_fails_the_run_and_says_how_many_were_not_
 }
 
 /// `regua serve` run for real on 127.0.0.1 port 0, logging its decisions.
-struct Served {
+/// The `regua serve` binary, run for real on 127.0.0.1 port 0.
+pub(crate) struct Served {
     child: std::process::Child,
-    base: String,
+    pub(crate) base: String,
     client: reqwest::Client,
 }
 
 impl Served {
+    /// The example plugins and campaigns, logging decisions to `log`.
     fn start(log: &std::path::Path, extra: &[&str]) -> Served {
+        let log = log.to_str().unwrap();
+        let mut args = vec!["--plugins", plugins_dir().to_str().unwrap()];
+        args.extend(["--campaigns", "examples/campaigns", "--decision-log", log]);
+        args.extend(extra);
+        Served::spawn(&args)
+    }
+
+    /// `regua serve` with `args`, from the repository's root; returns once it listens.
+    pub(crate) fn spawn(args: &[&str]) -> Served {
         use std::io::BufRead;
         let mut child = std::process::Command::new(regua_tests::regua_bin())
             .current_dir(repo())
-            .args([
-                "serve",
-                "--plugins",
-                plugins_dir().to_str().unwrap(),
-                "--campaigns",
-                "examples/campaigns",
-                "--addr",
-                "127.0.0.1:0",
-                "--threads",
-                "2",
-                "--decision-log",
-                log.to_str().unwrap(),
-            ])
-            .args(extra)
+            .args(["serve", "--addr", "127.0.0.1:0", "--threads", "2"])
+            .args(args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -191,7 +190,11 @@ impl Served {
         }
     }
 
-    async fn post(&self, path: &str, body: &serde_json::Value) -> Option<(u16, serde_json::Value)> {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Option<(u16, serde_json::Value)> {
         let r = self
             .client
             .post(format!("{}{path}", self.base))
@@ -203,7 +206,7 @@ impl Served {
         Some((status, r.json().await.ok()?))
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let r = self
             .client
             .get(format!("{}{path}", self.base))

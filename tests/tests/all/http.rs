@@ -171,7 +171,7 @@ pub(crate) fn land(path: &Path, bytes: &[u8]) {
 }
 
 /// The same plugin with another content hash: a custom section appended (valid wasm, new version).
-fn rebuilt(name: &str, n: u8) -> Vec<u8> {
+pub(crate) fn rebuilt(name: &str, n: u8) -> Vec<u8> {
     let mut bytes = std::fs::read(wasm(name)).unwrap();
     let section_name = b"regua-test-build";
     bytes.push(0); // custom section id

@@ -6,6 +6,7 @@ mod cache;
 mod campaigns;
 mod cli;
 mod columnar;
+mod console;
 mod decisions;
 mod examples;
 mod hostile;

@@ -184,6 +184,7 @@ pub(super) async fn run_campaigns(
             return Err(e);
         }
     };
+    let inputs_now = inputs.now;
     let plan = Arc::new(
         state
             .0
@@ -203,7 +204,12 @@ pub(super) async fn run_campaigns(
         }
         lines
     });
-    let take = move |lines| collator.take(lines).0;
+    let mut tracker = RunTracker::start(&state, inputs_now);
+    let take = move |lines| {
+        let out = collator.take(lines).0;
+        tracker.update(&collator.report);
+        out
+    };
     Ok(stream_lines(
         state,
         body,
@@ -212,4 +218,80 @@ pub(super) async fn run_campaigns(
         process,
         take,
     ))
+}
+
+/// `GET /v1/runs/latest`: the funnel of the latest `POST /v1/campaigns/run`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct LatestRun {
+    /// The run's number since the service started (1 for the first).
+    run: u64,
+    /// The instant it decided for.
+    now: String,
+    /// When it started, by the service's clock.
+    started_at: String,
+    /// When its last line was answered (or its client went away); absent while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+    /// The funnel of the lines answered so far, as `regua campaign run --report` counts it.
+    report: campaign::Report,
+}
+
+/// Keeps the service's latest run up to date as a run's chunks are answered, and marks it
+/// finished when the run's stream ends.
+struct RunTracker {
+    state: AppState,
+    run: LatestRun,
+}
+
+impl RunTracker {
+    fn start(state: &AppState, now: regua_sdk::Timestamp) -> Self {
+        let mut latest = state.0.latest_run.lock().expect("latest run lock");
+        let run = latest.as_ref().map_or(1, |r| r.run + 1);
+        let tracker = RunTracker {
+            state: state.clone(),
+            run: LatestRun {
+                run,
+                now: now.to_string(),
+                started_at: jiff::Timestamp::now().to_string(),
+                finished_at: None,
+                report: campaign::Report::default(),
+            },
+        };
+        *latest = Some(tracker.run.clone());
+        tracker
+    }
+
+    fn update(&mut self, report: &campaign::Report) {
+        self.run.report = report.clone();
+        self.store();
+    }
+
+    /// Stores this run unless a later one started meanwhile.
+    fn store(&self) {
+        let mut latest = self.state.0.latest_run.lock().expect("latest run lock");
+        if latest.as_ref().is_none_or(|l| l.run <= self.run.run) {
+            *latest = Some(self.run.clone());
+        }
+    }
+}
+
+impl Drop for RunTracker {
+    fn drop(&mut self) {
+        self.run.finished_at = Some(jiff::Timestamp::now().to_string());
+        self.store();
+    }
+}
+
+#[utoipa::path(get, path = "/v1/runs/latest",
+    responses((status = 200, description = "the latest campaign run's funnel, live while it runs", body = LatestRun),
+        (status = 404, body = super::ErrorBody)))]
+pub(super) async fn latest_run(State(state): State<AppState>) -> Result<Json<LatestRun>, ApiError> {
+    let latest = state.0.latest_run.lock().expect("latest run lock").clone();
+    latest.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no campaign run since the service started (POST /v1/campaigns/run)",
+        )
+    })
 }

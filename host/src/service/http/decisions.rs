@@ -22,13 +22,7 @@ pub(super) async fn get_decision(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Explained>, ApiError> {
-    let Some(log) = state.decision_log().cloned() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "this service keeps no decision log (start it with --decision-log DIR)",
-        ));
-    };
+    let log = state.decision_log().cloned().ok_or_else(no_log)?;
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         return Err(ApiError::bad(
@@ -55,6 +49,56 @@ pub(super) async fn get_decision(
             format!("no decision `{id}` in the decision log"),
         )),
     }
+}
+
+/// `GET /v1/decisions`: the latest decisions.
+#[derive(Serialize, ToSchema)]
+pub struct Latest {
+    /// Newest first.
+    #[schema(value_type = Vec<Object>)]
+    decisions: Vec<Entry>,
+}
+
+/// Query parameters of `GET /v1/decisions`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LatestQuery {
+    /// How many (1 to 200; default 20).
+    limit: Option<usize>,
+}
+
+fn no_log() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "this service keeps no decision log (start it with --decision-log DIR)",
+    )
+}
+
+#[utoipa::path(get, path = "/v1/decisions", params(LatestQuery),
+    responses((status = 200, body = Latest), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn latest_decisions(
+    State(state): State<AppState>,
+    Query(q): Query<LatestQuery>,
+) -> Result<Json<Latest>, ApiError> {
+    let log = state.decision_log().cloned().ok_or_else(no_log)?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad(format!("`limit` is {limit}: give 1 to 200")));
+    }
+    let decisions = tokio::task::spawn_blocking(move || {
+        log.sink.sync();
+        crate::decisions::latest(log.sink.dir(), limit)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .or_else(|e| match e.kind() {
+        // Nothing decided yet: the folder is made with the first decision.
+        std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        _ => Err(ApiError::internal(e)),
+    })?;
+    Ok(Json(Latest { decisions }))
 }
 
 /// Query parameters of `POST /v1/backtest`.

@@ -25,6 +25,7 @@ use utoipa::{OpenApi, ToSchema};
 mod admin;
 mod batches;
 mod campaigns;
+mod console;
 mod decisions;
 mod plugins;
 
@@ -70,6 +71,8 @@ struct Inner {
     config: ServiceConfig,
     decisions: Option<Arc<DecisionLog>>,
     on_log_failure: OnLogFailure,
+    /// The latest campaign run's funnel, for the console.
+    latest_run: std::sync::Mutex<Option<campaigns::LatestRun>>,
 }
 
 /// What the service does while its decision log cannot be written.
@@ -117,6 +120,7 @@ impl AppState {
             config,
             decisions: None,
             on_log_failure: OnLogFailure::Answer,
+            latest_run: std::sync::Mutex::new(None),
         }))
     }
 
@@ -345,6 +349,7 @@ fn plugin(state: &AppState, name: &str) -> Result<Arc<Plugin>, ApiError> {
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics().plugin_time(&state.registry().slots());
     if let Some(log) = state.decision_log() {
         state.metrics().decision_log(&log.sink.status());
     }
@@ -362,9 +367,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
 #[openapi(
     info(title = "Régua rules service", description = "Evaluate segments, journey rules and channel-rest policies, sandboxed in WebAssembly."),
     paths(plugins::healthz, plugins::list_plugins, plugins::get_plugin, plugins::evaluate, plugins::evaluate_many, batches::batch_many, batches::batch_one, admin::put_plugin, admin::delete_plugin, metrics,
-        campaigns::list_campaigns, campaigns::get_campaign, campaigns::decide_all, campaigns::decide_one, campaigns::run_campaigns, decisions::get_decision, decisions::run_backtest),
+        campaigns::list_campaigns, campaigns::get_campaign, campaigns::decide_all, campaigns::decide_one, campaigns::run_campaigns, campaigns::latest_run, decisions::latest_decisions, decisions::get_decision, decisions::run_backtest),
     components(schemas(ErrorBody, ErrorDetail, plugins::PluginInfo, plugins::PluginList, plugins::FailureInfo, plugins::EvaluateRequest, plugins::MultiRequest, plugins::Health, plugins::LogHealth, decisions::Explained,
-        campaigns::CampaignList, campaigns::CampaignInfo, campaigns::DecideRequest)),
+        campaigns::CampaignList, campaigns::CampaignInfo, campaigns::DecideRequest, campaigns::LatestRun, crate::pipeline::campaign::Report, crate::pipeline::campaign::Funnel, decisions::Latest)),
     modifiers(&AdminToken)
 )]
 struct ApiDoc;
@@ -431,6 +436,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(console::index))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
+        .route("/console/example-customer.json", get(console::example))
         .route("/healthz", get(plugins::healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi_json))
@@ -450,6 +459,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{code}", get(campaigns::get_campaign))
         .route("/v1/campaigns/{code}/decide", post(campaigns::decide_one))
         .route("/v1/decide", post(campaigns::decide_all))
+        .route("/v1/runs/latest", get(campaigns::latest_run))
+        .route("/v1/decisions", get(decisions::latest_decisions))
         .route("/v1/decisions/{id}", get(decisions::get_decision))
         .route("/v1/backtest", post(decisions::run_backtest))
         .fallback(fallback)
