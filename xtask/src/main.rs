@@ -14,9 +14,10 @@ commands:
          examples/customers.ndjson (results in dist/results.ndjson), then run the example
          campaigns over them and print each campaign's funnel (dist/campaigns.ndjson, the send
          list in dist/send-list.csv, the funnels in dist/funnel.json)
-  test   run the whole test suite: the doc tests, then the tests (installs the wasm32 target
-         and the OpenAPI validator from PyPI when missing; uses cargo-nextest when installed,
-         cargo test otherwise)
+  test   run the whole test suite: the doc tests, then the tests (installs the wasm32 target,
+         the OpenAPI validator from PyPI, and Debian's chromium and chromium-driver for the
+         console's browser test, when missing; uses cargo-nextest when installed, cargo test
+         otherwise)
   fuzz   a short run of each fuzz target (installs cargo-fuzz when missing; CI runs it too)
 
 Every command builds in the release profile with the workspace's one feature set, so after
@@ -211,8 +212,44 @@ fn python_tools() -> Result<(), String> {
     ]))
 }
 
+/// Debian's Chromium and its WebDriver, which the console's browser test drives. Installed with
+/// apt-get when missing (the package lists refreshed first if the install fails on stale ones).
+fn browser() -> Result<(), String> {
+    let present = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| Path::new(p).is_file());
+    if present {
+        return Ok(());
+    }
+    // Root installs directly; anyone else through sudo, without a password prompt.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    let install = ["install", "-y", "-q", "chromium", "chromium-driver"];
+    if run(&mut apt(&install)).is_ok() {
+        return Ok(());
+    }
+    run(&mut apt(&["update", "-q"]))?;
+    run(&mut apt(&install)).map_err(|e| {
+        format!("{e}: the console tests need Debian's chromium and chromium-driver")
+    })
+}
+
 fn test() -> Result<(), String> {
     python_tools()?;
+    browser()?;
     // The CLI tests run the `regua` binary itself.
     build_host()?;
     // The doc tests first, so the suite's own summary closes the output.

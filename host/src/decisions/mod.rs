@@ -198,3 +198,60 @@ pub fn latest(dir: &std::path::Path, n: usize) -> std::io::Result<Vec<Entry>> {
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: usize, pad: usize) -> String {
+        let entry = Entry {
+            decision: format!("d-{n}"),
+            time: "2025-03-11T12:00:00Z".into(),
+            now: "2025-03-11T12:00:00Z".into(),
+            source: "plugin".into(),
+            customer: "c".repeat(pad),
+            input: "sha256:00".into(),
+            campaign: None,
+            requester: None,
+            variant: None,
+            plugins: Default::default(),
+            outcome: "match".into(),
+            reasons: vec![],
+            messages: vec![],
+            denied: vec![],
+            error: None,
+            fields: Default::default(),
+        };
+        serde_json::to_string(&entry).unwrap() + "\n"
+    }
+
+    #[test]
+    fn the_latest_are_read_from_the_end_newest_first_across_files_and_long_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three files, the middle one with lines longer than the first window read.
+        let mut n = 0;
+        for (file, count, pad) in [(1, 5, 10), (2, 3, 400_000), (3, 4, 10)] {
+            let mut text = String::new();
+            for _ in 0..count {
+                n += 1;
+                text.push_str(&line(n, pad));
+                if n == 2 {
+                    text.push_str("not a decision\n");
+                }
+            }
+            std::fs::write(dir.path().join(format!("decisions-{file:06}.ndjson")), text).unwrap();
+        }
+        let ids = |k| -> Vec<String> {
+            latest(dir.path(), k)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.decision)
+                .collect()
+        };
+        assert_eq!(ids(2), ["d-12", "d-11"]);
+        assert_eq!(ids(6), ["d-12", "d-11", "d-10", "d-9", "d-8", "d-7"]);
+        let all = ids(100);
+        assert_eq!(all.len(), 12, "the line that is not a decision is passed over");
+        assert_eq!(all.last().unwrap(), "d-1");
+    }
+}

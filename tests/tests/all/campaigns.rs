@@ -508,6 +508,9 @@ fn the_openapi_document_passes_a_validator() {
         "/v1/campaigns/{code}/decide",
         "/v1/decide",
         "/v1/campaigns/run",
+        "/v1/runs/latest",
+        "/v1/decisions",
+        "/v1/decisions/{id}",
     ] {
         assert!(paths.contains_key(path), "{path} is missing");
     }

@@ -570,3 +570,143 @@ fn last_decision_logged(dir: &Path) -> String {
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     last["decision"].as_str().unwrap().to_owned()
 }
+
+fn metric(metrics: &str, sample: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(sample))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// What the console reads besides the plugin and campaign lists: the latest run's funnel, the
+/// latest decisions, the time per plugin, and its own files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_reads_the_latest_run_the_latest_decisions_and_the_time_per_plugin() {
+    let (plugins, _) = example_plugins();
+    let log = tempfile::tempdir().unwrap();
+    let s = served(plugins.path(), Some(log.path()));
+    let (status, body) = s.get("/v1/runs/latest").await;
+    assert_eq!(status, 404, "no run yet: {body}");
+    assert!(body.contains("no campaign run"), "{body}");
+
+    // A run with a bad line and a repeated id: the funnel counts the lines kept.
+    let text = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let mut lines: Vec<&str> = text.lines().take(40).collect();
+    lines.insert(10, "{not json");
+    lines.push(lines[3]);
+    let input = lines.join("\n") + "\n";
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/campaigns/run?now={NOW}", s.base))
+        .body(input)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(answer.lines().count(), 42);
+    let (status, body) = s.get("/v1/runs/latest").await;
+    assert_eq!(status, 200, "{body}");
+    let latest: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(latest["run"], 1);
+    assert_eq!(latest["now"], NOW);
+    assert!(latest["finished_at"].is_string(), "{latest}");
+    let report = &latest["report"];
+    assert_eq!(
+        (&report["lines"], &report["customers"], &report["bad_lines"]),
+        (&json!(42), &json!(40), &json!(2)),
+        "{report}"
+    );
+    let kept: String = answer
+        .lines()
+        .filter(|l| !l.contains("\"error\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let expected = funnel_of(&kept);
+    for f in report["campaigns"].as_array().unwrap() {
+        let counts = &expected[f["campaign"].as_str().unwrap()];
+        assert_eq!(f["read"], 40, "{f}");
+        for (step, field) in [
+            ("in_audience", "in_audience"),
+            ("held_out", "held_out"),
+            ("planned", "planned"),
+            ("denied", "denied"),
+        ] {
+            assert_eq!(
+                f[field],
+                counts.get(step).copied().unwrap_or(0),
+                "{step} of {f}"
+            );
+        }
+    }
+
+    // The latest decisions, newest first: the run's last ones, in reverse.
+    for bad in ["0", "201", "x"] {
+        let (status, body) = s.get(&format!("/v1/decisions?limit={bad}")).await;
+        assert_eq!(status, 400, "limit={bad}: {body}");
+    }
+    let ids: Vec<String> = kept
+        .lines()
+        .flat_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let ds = v["decisions"].as_array().unwrap().clone();
+            ds.into_iter()
+                .map(|d| d["decision"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let (status, body) = s.get("/v1/decisions?limit=5").await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    let listed: Vec<&str> = listed["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["decision"].as_str().unwrap())
+        .collect();
+    let newest: Vec<&str> = ids.iter().rev().take(5).map(String::as_str).collect();
+    assert_eq!(listed, newest);
+    let (_, body) = s.get("/v1/decisions?limit=200").await;
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["decisions"].as_array().unwrap().len(), 200);
+
+    // The time per plugin counts every customer the plugin evaluated.
+    let before = s.get("/metrics").await.1;
+    let sample = r#"regua_plugin_customers_total{plugin="lapsed"} "#;
+    let batch: String = text.lines().take(25).map(|l| format!("{l}\n")).collect();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/plugins/lapsed/batch?now={NOW}", s.base))
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap().lines().count(), 25);
+    let after = s.get("/metrics").await.1;
+    assert_eq!(metric(&after, sample) - metric(&before, sample), 25.0);
+    assert!(metric(&after, r#"regua_plugin_seconds_total{plugin="lapsed"} "#) > 0.0);
+
+    // The console's files, under a policy that lets only them run.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console/console.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+        ("/console/example-customer.json", "application/json"),
+    ] {
+        let r = reqwest::get(format!("{}{path}", s.base)).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let header = |h: &str| r.headers()[h].to_str().unwrap().to_owned();
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert!(
+            header("content-security-policy").contains("script-src 'self'"),
+            "{path}"
+        );
+    }
+    let (status, _) = s.get("/console/nothing.js").await;
+    assert_eq!(status, 404);
+
+    // Without a decision log, the list says how to get one.
+    let s = served(plugins.path(), None);
+    let (status, body) = s.get("/v1/decisions").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("--decision-log"), "{body}");
+}
