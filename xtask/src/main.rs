@@ -14,9 +14,10 @@ commands:
          examples/customers.ndjson (results in dist/results.ndjson), then run the example
          campaigns over them and print each campaign's funnel (dist/campaigns.ndjson, the send
          list in dist/send-list.csv, the funnels in dist/funnel.json)
-  test   run the whole test suite: the doc tests, then the tests (installs the wasm32 target,
-         the OpenAPI validator from PyPI, and Debian's chromium and chromium-driver for the
-         console's browser test, when missing; uses cargo-nextest when installed, cargo test
+  test   run the whole test suite: the doc tests, then the tests (installs the wasm32 target;
+         from PyPI the OpenAPI tools, maturin, pyspark and pyarrow; from Debian chromium and
+         chromium-driver for the console's browser test and a Java runtime for the Spark test,
+         each when missing; uses cargo-nextest when installed, cargo test
          otherwise)
   fuzz   a short run of each fuzz target (installs cargo-fuzz when missing; CI runs it too)
 
@@ -191,11 +192,14 @@ fn fuzz_smoke() -> Result<(), String> {
 }
 
 /// The Python tools the tests use, from PyPI: the OpenAPI validator the service's document is
-/// checked with, and the generator of the client the tests call the service through. Installed
-/// when missing.
+/// checked with, the generator of the client the tests call the service through, and maturin,
+/// PySpark and pyarrow for the Python package and its Spark test. Installed when missing.
 fn python_tools() -> Result<(), String> {
     let present = Command::new("python3")
-        .args(["-c", "import openapi_spec_validator, openapi_python_client"])
+        .args([
+            "-c",
+            "import openapi_spec_validator, openapi_python_client, maturin, pyspark, pyarrow",
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     if present {
@@ -209,19 +213,16 @@ fn python_tools() -> Result<(), String> {
         "--disable-pip-version-check",
         "openapi-spec-validator==0.9.0",
         "openapi-python-client==0.29.1",
+        // The Python package's build tool, and what its Spark test runs on.
+        "maturin>=1.7,<2",
+        "pyspark==3.5.*",
+        "pyarrow>=15",
     ]))
 }
 
-/// Debian's Chromium and its WebDriver, which the console's browser test drives. Installed with
-/// apt-get when missing (the package lists refreshed first if the install fails on stale ones).
-fn browser() -> Result<(), String> {
-    let present = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
-        .iter()
-        .all(|p| Path::new(p).is_file());
-    if present {
-        return Ok(());
-    }
-    // Root installs directly; anyone else through sudo, without a password prompt.
+/// Installs Debian `packages` with apt-get (as root, or through `sudo -n`), refreshing the
+/// package lists first if the install fails on stale ones.
+fn apt_install(packages: &[&str], why: &str) -> Result<(), String> {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -237,19 +238,48 @@ fn browser() -> Result<(), String> {
         cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         cmd
     };
-    let install = ["install", "-y", "-q", "chromium", "chromium-driver"];
+    let mut install = vec!["install", "-y", "-q"];
+    install.extend(packages);
     if run(&mut apt(&install)).is_ok() {
         return Ok(());
     }
     run(&mut apt(&["update", "-q"]))?;
-    run(&mut apt(&install)).map_err(|e| {
-        format!("{e}: the console tests need Debian's chromium and chromium-driver")
-    })
+    run(&mut apt(&install)).map_err(|e| format!("{e}: {why}"))
+}
+
+/// Debian's Chromium and its WebDriver, which the console's browser test drives.
+fn browser() -> Result<(), String> {
+    let present = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| Path::new(p).is_file());
+    if present {
+        return Ok(());
+    }
+    apt_install(
+        &["chromium", "chromium-driver"],
+        "the console tests need Debian's chromium and chromium-driver",
+    )
+}
+
+/// A Java runtime, for the Spark test's local PySpark.
+fn java() -> Result<(), String> {
+    let present = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    apt_install(
+        &["openjdk-17-jre-headless"],
+        "the Spark test needs a Java runtime",
+    )
 }
 
 fn test() -> Result<(), String> {
     python_tools()?;
     browser()?;
+    java()?;
     // The CLI tests run the `regua` binary itself.
     build_host()?;
     // The doc tests first, so the suite's own summary closes the output.

@@ -251,7 +251,11 @@ mod tests {
         assert_eq!(ids(2), ["d-12", "d-11"]);
         assert_eq!(ids(6), ["d-12", "d-11", "d-10", "d-9", "d-8", "d-7"]);
         let all = ids(100);
-        assert_eq!(all.len(), 12, "the line that is not a decision is passed over");
+        assert_eq!(
+            all.len(),
+            12,
+            "the line that is not a decision is passed over"
+        );
         assert_eq!(all.last().unwrap(), "d-1");
     }
 }

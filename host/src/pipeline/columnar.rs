@@ -867,6 +867,22 @@ impl PartColumns {
     }
 }
 
+/// Reads the rows of a record batch handed over in memory (by Spark's `mapInArrow`, say) for
+/// rules that read `reads`, numbering them from `first_row`: its records, and for each row its
+/// record or why it has none. Fails, naming the column, when the batch does not have the
+/// customer schema.
+pub fn read_record_batch(
+    batch: &RecordBatch,
+    first_row: u64,
+    reads: Fields,
+) -> anyhow::Result<(Vec<Record>, Vec<LineRead>)> {
+    check_schema(&batch.schema(), reads)
+        .context("the batch does not have the customer schema (docs/COLUMNAR.md)")?;
+    let mut out = (Vec::new(), Vec::new());
+    read_batch(batch, first_row, reads, &mut out);
+    Ok(out)
+}
+
 /// An error in one cell: the column's path and what is wrong.
 struct Cell(String, String);
 

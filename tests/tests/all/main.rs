@@ -12,6 +12,7 @@ mod examples;
 mod hostile;
 mod http;
 mod sandbox;
+mod spark;
 
 use regua_host::pipeline::batch::{self, BatchOptions, Plugins, Summary};
 use regua_host::pipeline::evaluator::{Chunking, Evaluator};
