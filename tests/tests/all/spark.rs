@@ -76,55 +76,113 @@ fn unnumbered(error: &str) -> &str {
     }
 }
 
-#[test]
-fn spark_answers_row_for_row_as_regua_batch_error_rows_included() {
-    let work = tempfile::tempdir().unwrap();
-    let site = install_wheel(work.path());
-    let base = work.path().join("base.parquet");
-    let customers = work.path().join("customers.parquet");
-    run(
-        Command::new(regua_bin())
-            .args([
-                "generate", "--count", "3000", "--format", "parquet", "--output",
-            ])
-            .arg(&base),
-        "generating customers",
-    );
-    let script = repo().join("python/tests/spark_check.py");
-    let python = || {
-        let mut cmd = Command::new("python3");
-        cmd.env("PYTHONPATH", &site)
-            .env("PYSPARK_PYTHON", "python3");
-        cmd.arg(&script);
-        cmd
-    };
-    run(
-        python().arg("break").arg(&base).arg(&customers),
-        "breaking rows",
-    );
-    let plugins = ["lapsed", "rfm", "birthday-today", "app-not-activated"];
-    let paths: Vec<String> = plugins
+const PLUGINS: [&str; 4] = ["lapsed", "rfm", "birthday-today", "app-not-activated"];
+
+fn plugin_paths() -> Vec<String> {
+    PLUGINS
         .iter()
         .map(|p| wasm(p).display().to_string())
-        .collect();
-    let mut batch = Command::new(regua_bin());
-    batch.args([
-        "batch",
-        "--now",
-        NOW,
-        "-q",
-        "--allow-repeated-ids",
-        "--input",
-    ]);
-    batch.arg(&customers);
-    for p in &paths {
-        batch.args(["-p", p]);
+        .collect()
+}
+
+/// The wheel installed once for the tests of this file, and a Parquet file of 3000 generated
+/// customers of which three rows are broken (no id, blank ids), in several row groups.
+struct Prepared {
+    work: tempfile::TempDir,
+    site: std::path::PathBuf,
+    customers: std::path::PathBuf,
+}
+
+impl Prepared {
+    /// `python3 python/tests/SCRIPT` with the wheel importable, in Spark's workers too.
+    fn python(&self, script: &str) -> Command {
+        let mut cmd = Command::new("python3");
+        cmd.env("PYTHONPATH", &self.site)
+            .env("PYSPARK_PYTHON", "python3");
+        cmd.arg(repo().join("python/tests").join(script));
+        cmd
     }
-    let expected = run(&mut batch, "regua batch");
-    let answers = work.path().join("spark.ndjson");
-    let out = python()
+}
+
+fn prepared() -> &'static Prepared {
+    static PREPARED: std::sync::OnceLock<Prepared> = std::sync::OnceLock::new();
+    PREPARED.get_or_init(|| {
+        let work = tempfile::tempdir().unwrap();
+        let site = install_wheel(work.path());
+        let base = work.path().join("base.parquet");
+        run(
+            Command::new(regua_bin())
+                .args([
+                    "generate", "--count", "3000", "--format", "parquet", "--output",
+                ])
+                .arg(&base),
+            "generating customers",
+        );
+        let customers = work.path().join("customers.parquet");
+        let p = Prepared {
+            work,
+            site,
+            customers,
+        };
+        run(
+            p.python("spark_check.py")
+                .arg("break")
+                .arg(&base)
+                .arg(&p.customers),
+            "breaking rows",
+        );
+        p
+    })
+}
+
+/// `regua batch` of the four plugins over `input` at NOW: its output.
+fn regua_batch(input: &Path, extra: &[&str]) -> String {
+    let mut batch = Command::new(regua_bin());
+    batch.args(["batch", "--now", NOW, "-q", "--input"]);
+    batch.arg(input).args(extra);
+    for p in plugin_paths() {
+        batch.args(["-p", &p]);
+    }
+    run(&mut batch, "regua batch")
+}
+
+#[test]
+fn the_python_engine_answers_as_regua_batch_over_batches_and_lines() {
+    let p = prepared();
+    let lines = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let mut lines: Vec<&str> = lines.lines().take(60).collect();
+    lines.insert(7, r#"{"id": "broken", "transactions": 3}"#);
+    lines.push(lines[2]);
+    let ndjson = p.work.path().join("customers-engine.ndjson");
+    std::fs::write(&ndjson, lines.join("\n") + "\n").unwrap();
+    let from_parquet = p.work.path().join("batch-parquet.ndjson");
+    std::fs::write(&from_parquet, regua_batch(&p.customers, &[])).unwrap();
+    let from_lines = p.work.path().join("batch-lines.ndjson");
+    std::fs::write(&from_lines, regua_batch(&ndjson, &[])).unwrap();
+    let out = run(
+        p.python("engine_check.py")
+            .arg(&p.customers)
+            .arg(&ndjson)
+            .arg(&from_parquet)
+            .arg(&from_lines)
+            .arg(NOW)
+            .args(plugin_paths()),
+        "the engine's checks",
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn spark_answers_row_for_row_as_regua_batch_error_rows_included() {
+    let p = prepared();
+    let customers = &p.customers;
+    let paths = plugin_paths();
+    let expected = regua_batch(customers, &["--allow-repeated-ids"]);
+    let answers = p.work.path().join("spark.ndjson");
+    let out = p
+        .python("spark_check.py")
         .arg("spark")
-        .arg(&customers)
+        .arg(customers)
         .arg(&answers)
         .arg(NOW)
         .args(&paths)
@@ -151,6 +209,7 @@ fn spark_answers_row_for_row_as_regua_batch_error_rows_included() {
         (expected.lines().collect(), spark.lines().collect());
     assert_eq!(spark.len(), 3000, "one answer per row");
     assert_eq!(expected.len(), 3000);
+    let plugins = PLUGINS;
     let mut errors = 0;
     for (n, (want, got)) in expected.iter().zip(&spark).enumerate() {
         let want: Value = serde_json::from_str(want).unwrap();
