@@ -6,8 +6,9 @@
 
 `Engine(plugins, limits=None)` loads plugins given as paths or as the bytes of their `.wasm`;
 compiled plugins are kept for the life of the process, so making an `Engine` again (once per Spark
-task, say) compiles nothing. `limits` is a dict of `memory_mib`, `time_per_record_ms`,
-`output_kib_per_record` and `stack_kib` (the rest of the sandbox's limits keep their defaults).
+task, say) compiles nothing (`regua.compiled_plugins()` counts what the process compiled).
+`limits` is a dict of `memory_mib`, `time_per_record_ms`, `output_kib_per_record` and
+`stack_kib` (the rest of the sandbox's limits keep their defaults).
 
 `evaluate_arrow(batch, now, params=None, message=None, event=None, default_tz=..., first_row=1)`
 takes a `pyarrow.RecordBatch` with the customer schema (docs/COLUMNAR.md) and returns one with,
@@ -20,6 +21,6 @@ answers are then null).
 `regua.spark.evaluate(df, plugins, now, ...)` runs the same over a Spark DataFrame.
 """
 
-from ._regua import Engine, __version__
+from ._regua import Engine, __version__, compiled_plugins
 
-__all__ = ["Engine", "__version__"]
+__all__ = ["Engine", "__version__", "compiled_plugins"]

@@ -357,9 +357,17 @@ fn answer_batch(
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("columns of one length")
 }
 
+/// How many plugins this process has compiled: an `Engine` made again over the same plugins and
+/// limits compiles none.
+#[pyfunction]
+fn compiled_plugins() -> usize {
+    cache().lock().expect("plugin cache").plugins.len()
+}
+
 #[pymodule]
 fn _regua(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
+    m.add_function(wrap_pyfunction!(compiled_plugins, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -23,9 +23,15 @@ def unnumbered(error):
 def main(parquet, ndjson, batch_parquet, batch_ndjson, now, plugins):
     # Paths and bytes load the same plugins; making an engine again compiles nothing.
     engine = regua.Engine(plugins=plugins)
-    again = regua.Engine(plugins=[open(p, "rb").read() for p in plugins], limits={"memory_mib": 64})
+    again = regua.Engine(plugins=[open(p, "rb").read() for p in plugins], limits={"memory_mib": 32})
     if engine.versions() != again.versions():
         fail(f"versions differ: {engine.versions()} {again.versions()}")
+    compiled = regua.compiled_plugins()
+    if compiled != 2 * len(plugins):
+        fail(f"{compiled} plugins compiled for two sets of limits, not {2 * len(plugins)}")
+    regua.Engine(plugins=list(reversed(plugins)))
+    if regua.compiled_plugins() != compiled:
+        fail("an engine over plugins already compiled compiled them again")
     names = engine.names()
 
     # evaluate_ndjson: the very lines regua batch writes.
