@@ -376,15 +376,9 @@ async fn the_console_shows_what_the_api_says_in_a_real_browser() {
 
     // Campaigns: the funnel of a run, drawn with the run's counts.
     let input = std::fs::read(repo().join("examples/customers.ndjson")).unwrap();
-    let answer = reqwest::Client::new()
-        .post(format!("{}/v1/campaigns/run?now={NOW}", s.base))
-        .body(input)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let answer = s
+        .post_text(&format!("/v1/campaigns/run?now={NOW}"), input)
+        .await;
     let expected = funnel_of(&answer);
     b.page(&s.base, "campaigns").await;
     b.until(
@@ -595,15 +589,9 @@ async fn the_console_reads_the_latest_run_the_latest_decisions_and_the_time_per_
     lines.insert(10, "{not json");
     lines.push(lines[3]);
     let input = lines.join("\n") + "\n";
-    let answer = reqwest::Client::new()
-        .post(format!("{}/v1/campaigns/run?now={NOW}", s.base))
-        .body(input)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let answer = s
+        .post_text(&format!("/v1/campaigns/run?now={NOW}"), input)
+        .await;
     assert_eq!(answer.lines().count(), 42);
     let (status, body) = s.get("/v1/runs/latest").await;
     assert_eq!(status, 200, "{body}");

@@ -206,6 +206,18 @@ impl Served {
         Some((status, r.json().await.ok()?))
     }
 
+    /// POSTs `body` (NDJSON lines, say) and returns the answer's text.
+    pub(crate) async fn post_text(&self, path: &str, body: impl Into<reqwest::Body>) -> String {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    }
+
     pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let r = self
             .client
