@@ -8,7 +8,8 @@
 compiled plugins are kept for the life of the process, so making an `Engine` again (once per Spark
 task, say) compiles nothing (`regua.compiled_plugins()` counts what the process compiled).
 `limits` is a dict of `memory_mib`, `time_per_record_ms`, `output_kib_per_record` and
-`stack_kib` (the rest of the sandbox's limits keep their defaults).
+`stack_kib`, or by the names of `regua batch`'s flags, `memory_limit` (MiB), `time_limit` (ms)
+and `output_limit` (KiB); the rest of the sandbox's limits keep their defaults.
 
 `evaluate_arrow(batch, now, params=None, message=None, event=None, default_tz=..., first_row=1)`
 takes a `pyarrow.RecordBatch` with the customer schema (docs/COLUMNAR.md) and returns one with,

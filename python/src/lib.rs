@@ -36,7 +36,8 @@ fn value_error(e: impl std::fmt::Display) -> PyErr {
 }
 
 /// The sandbox limits from a dict of `memory_mib`, `time_per_record_ms`,
-/// `output_kib_per_record`, `stack_kib`; the rest keep the defaults.
+/// `output_kib_per_record`, `stack_kib` (or the names of `regua batch`'s flags: `memory_limit`
+/// in MiB, `time_limit` in ms, `output_limit` in KiB); the rest keep the defaults.
 fn limits_of(limits: Option<&Bound<'_, PyDict>>) -> PyResult<Limits> {
     let mut out = Limits::default();
     let Some(limits) = limits else {
@@ -48,9 +49,11 @@ fn limits_of(limits: Option<&Bound<'_, PyDict>>) -> PyResult<Limits> {
             .extract()
             .map_err(|_| value_error(format!("limits[{key:?}] is not a whole number")))?;
         match key.as_str() {
-            "memory_mib" => out.memory_bytes = (n as usize) << 20,
-            "time_per_record_ms" => out.time_per_record = Duration::from_millis(n),
-            "output_kib_per_record" => out.output_bytes_per_record = (n as usize) << 10,
+            "memory_mib" | "memory_limit" => out.memory_bytes = (n as usize) << 20,
+            "time_per_record_ms" | "time_limit" => out.time_per_record = Duration::from_millis(n),
+            "output_kib_per_record" | "output_limit" => {
+                out.output_bytes_per_record = (n as usize) << 10
+            }
             "stack_kib" => out.stack_bytes = (n as usize) << 10,
             _ => {
                 return Err(value_error(format!(

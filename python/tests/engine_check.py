@@ -4,6 +4,7 @@ where the two *_OUT files are what `regua batch` answered over the same inputs. 
 saying what differs, when an answer does."""
 
 import json
+import os
 import sys
 
 import pyarrow.parquet as pq
@@ -73,11 +74,27 @@ def main(parquet, ndjson, batch_parquet, batch_ndjson, now, plugins):
     if errors != 3:
         fail(f"{errors} error rows, not 3")
 
+    # The sandbox's limits hold: a plugin that never returns fails its victim, within the time
+    # limit, and answers everyone else.
+    hostile = regua.Engine(plugins=[os.environ["REGUA_HOSTILE"]], limits={"time_limit": 20})
+    sample = pq.read_table(parquet).slice(0, 40).to_batches()[0]
+    params = {"hostile": {"mode": "loop", "victims": "cus-0000007"}}
+    for row in hostile.evaluate_arrow(sample, now, params=params).to_pylist():
+        if row["error"]:
+            continue
+        answer = json.loads(row["hostile"])
+        if row["id"] == "cus-0000007":
+            if "time" not in answer.get("error", ""):
+                fail(f"the looping plugin's victim: {answer}")
+        elif answer.get("match") is not True:
+            fail(f"a customer the plugin did not attack: {answer}")
+
     # What a caller gets wrong is named.
     for call, wanted in [
         (lambda: regua.Engine(plugins=[b"not wasm"]), "plugins[0]"),
         (lambda: regua.Engine(plugins=[]), "empty"),
         (lambda: regua.Engine(plugins=plugins, limits={"memory": 1}), "unknown limit"),
+        (lambda: regua.Engine(plugins=plugins, limits={"time_limit": "soon"}), "time_limit"),
         (lambda: engine.evaluate_arrow(batch, "yesterday"), "`now`"),
         (lambda: engine.evaluate_arrow(batch, now, params={"nope": {}}), "params"),
         (lambda: engine.evaluate_arrow(batch.drop_columns(["id"]), now), "`id`"),

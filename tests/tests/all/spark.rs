@@ -161,6 +161,7 @@ fn the_python_engine_answers_as_regua_batch_over_batches_and_lines() {
     std::fs::write(&from_lines, regua_batch(&ndjson, &[])).unwrap();
     let out = run(
         p.python("engine_check.py")
+            .env("REGUA_HOSTILE", wasm("hostile"))
             .arg(&p.customers)
             .arg(&ndjson)
             .arg(&from_parquet)
