@@ -282,6 +282,20 @@ fn test() -> Result<(), String> {
     java()?;
     // The CLI tests run the `regua` binary itself.
     build_host()?;
+    // The Python package's wheel, which the Spark tests install; built here, before the tests
+    // start, so its compile (the host core again, for the wheel's own feature set) is not spent
+    // under a test's timeout. The tests build it again, which is then a no-op.
+    run(Command::new("python3").args([
+        "-m",
+        "maturin",
+        "build",
+        "--release",
+        "--quiet",
+        "-m",
+        "python/Cargo.toml",
+        "-o",
+        "target/wheels",
+    ]))?;
     // The doc tests first, so the suite's own summary closes the output.
     run(cargo().args(["test", "--release", "--workspace", "--doc"]))?;
     let nextest = cargo()
