@@ -17,7 +17,7 @@ commands:
   test   run the whole test suite: the doc tests, then the tests (installs the wasm32 target;
          from PyPI the OpenAPI tools, maturin, pyspark and pyarrow; from Debian chromium and
          chromium-driver for the console's browser test and a Java runtime for the Spark test,
-         each when missing; uses cargo-nextest when installed, cargo test
+         each when missing; builds the Python package's wheel into target/wheels first; uses cargo-nextest when installed, cargo test
          otherwise)
   fuzz   a short run of each fuzz target (installs cargo-fuzz when missing; CI runs it too)
 
