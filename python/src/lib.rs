@@ -243,16 +243,8 @@ impl Engine {
         let answers = py.detach(|| -> PyResult<RecordBatch> {
             let mut worker = Worker::new();
             let plugins = self.checked(evals, &mut worker)?;
-            let (customers, mut rows) =
-                columnar::read_record_batch(&batch, first_row.unwrap_or(1), plugins.reads())
-                    .map_err(|e| value_error(format!("{e:#}")))?;
-            if first_row.is_none() {
-                for row in &mut rows {
-                    if let LineRead::Bad(_, error) = row {
-                        *error = unnumbered(error).to_owned();
-                    }
-                }
-            }
+            let (customers, rows) = columnar::read_record_batch(&batch, first_row, plugins.reads())
+                .map_err(|e| value_error(format!("{e:#}")))?;
             let results: Vec<Vec<RecordResult>> = plugins
                 .evaluate(&mut worker, &customers)
                 .into_iter()
@@ -310,14 +302,6 @@ impl Engine {
             .map_err(|e| value_error(format!("{e:#}")))?;
             String::from_utf8(out).map_err(|e| PyRuntimeError::new_err(e.to_string()))
         })
-    }
-}
-
-/// A row's error without its `row N, ` prefix.
-fn unnumbered(error: &str) -> &str {
-    match error.split_once(", ") {
-        Some((row, rest)) if row.starts_with("row ") => rest,
-        _ => error,
     }
 }
 

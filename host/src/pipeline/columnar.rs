@@ -480,7 +480,7 @@ impl ColumnarInput {
         let failed = match self.batches(unit) {
             Ok(batches) => batches.into_iter().find_map(|batch| match batch {
                 Ok(batch) => {
-                    read_batch(&batch, row, self.reads, &mut out);
+                    read_batch(&batch, Some(row), self.reads, &mut out);
                     row += batch.num_rows() as u64;
                     None
                 }
@@ -868,12 +868,13 @@ impl PartColumns {
 }
 
 /// Reads the rows of a record batch handed over in memory (by Spark's `mapInArrow`, say) for
-/// rules that read `reads`, numbering them from `first_row`: its records, and for each row its
-/// record or why it has none. Fails, naming the column, when the batch does not have the
-/// customer schema.
+/// rules that read `reads`: its records, and for each row its record or why it has none. A
+/// row's error is numbered from `first_row`, or names only the column without one (a piece of a
+/// Spark partition has no row numbers). Fails, naming the column, when the batch does not have
+/// the customer schema.
 pub fn read_record_batch(
     batch: &RecordBatch,
-    first_row: u64,
+    first_row: Option<u64>,
     reads: Fields,
 ) -> anyhow::Result<(Vec<Record>, Vec<LineRead>)> {
     check_schema(&batch.schema(), reads)
@@ -888,10 +889,11 @@ struct Cell(String, String);
 
 type CellResult<T> = Result<T, Cell>;
 
-/// Reads a batch's rows (the first of which is row `first_row` of the file) into `out`.
+/// Reads a batch's rows (the first of which is row `first_row` of the file, when it is known)
+/// into `out`.
 fn read_batch(
     batch: &RecordBatch,
-    first_row: u64,
+    first_row: Option<u64>,
     reads: Fields,
     out: &mut (Vec<Record>, Vec<LineRead>),
 ) {
@@ -906,7 +908,6 @@ fn read_batch(
         })
         .collect();
     for r in 0..batch.num_rows() {
-        let row = first_row + r as u64;
         let salvaged = id.text(r).map(str::to_owned);
         match read_row(r, &id, &tz, &parts, reads) {
             Ok(c) => {
@@ -914,7 +915,10 @@ fn read_batch(
                 out.1.push(LineRead::Record(out.0.len() - 1));
             }
             Err(Cell(column, e)) => {
-                let error = format!("row {row}, column `{column}`: {e}");
+                let error = match first_row {
+                    Some(first) => format!("row {}, column `{column}`: {e}", first + r as u64),
+                    None => format!("column `{column}`: {e}"),
+                };
                 out.1.push(LineRead::Bad(
                     salvaged.filter(|s| !s.trim().is_empty()),
                     error,

@@ -85,7 +85,7 @@ fn plugin_paths() -> Vec<String> {
         .collect()
 }
 
-/// The wheel installed once for the tests of this file, and a Parquet file of 3000 generated
+/// The wheel installed once per test process (nextest runs each test in its own), and a Parquet file of 3000 generated
 /// customers of which three rows are broken (no id, blank ids), in several row groups.
 struct Prepared {
     work: tempfile::TempDir,
