@@ -402,15 +402,41 @@ impl Zone {
         }
     }
 
-    /// The first instant strictly after `now` at which the wall clock shows `time`.
+    /// The next occurrence of the local time `time` after `now`: the first instant strictly
+    /// after `now` at which this zone's clock reads `time`, or, on a day when the clock jumps
+    /// over `time` (a daylight-saving gap), the instant of the jump, when the clock first passes
+    /// it. On a day when the clock reads `time` twice (a fold), whichever occurrence comes next
+    /// after `now`. (DOMAIN §3: the earliest instant a deferred message may go.)
     pub fn next_wall_time(&self, now: Timestamp, time: CivilTime) -> Timestamp {
+        use jiff::tz::AmbiguousOffset;
+        let now_j = now.to_jiff();
         let mut date = now.local_date(self);
-        // Two steps always suffice for ordinary zones; a few more cover days a zone skipped
+        // Two days always suffice for ordinary zones; a few more cover days a zone skipped
         // entirely (date-line moves).
         for _ in 0..4 {
-            let at = self.at(date, time);
-            if at > now {
-                return at;
+            let wall = date.to_datetime(time);
+            let candidates: [Option<jiff::Timestamp>; 2] =
+                match self.0.to_ambiguous_timestamp(wall).offset() {
+                    AmbiguousOffset::Unambiguous { offset } => {
+                        [offset.to_timestamp(wall).ok(), None]
+                    }
+                    // Skipped: the clock jumps from before `time` to after it at a transition
+                    // instant T with T + after > wall >= T + before, so T > wall − after.
+                    AmbiguousOffset::Gap { after, .. } => [
+                        after.to_timestamp(wall).ok().and_then(|lower| {
+                            self.0.following(lower).next().map(|t| t.timestamp())
+                        }),
+                        None,
+                    ],
+                    // Repeated: first under the offset before the change, then under the one
+                    // after it.
+                    AmbiguousOffset::Fold { before, after } => [
+                        before.to_timestamp(wall).ok(),
+                        after.to_timestamp(wall).ok(),
+                    ],
+                };
+            if let Some(at) = candidates.into_iter().flatten().find(|at| *at > now_j) {
+                return Timestamp::from_jiff(at);
             }
             date = date.tomorrow().unwrap_or(date);
         }
@@ -477,18 +503,49 @@ impl QuietHours {
         })
     }
 
-    /// If `now` is inside the window in `zone`, the instant the window ends (the next local
-    /// `end`); otherwise `None`.
-    pub fn until(&self, now: Timestamp, zone: &Zone) -> Option<Timestamp> {
-        let local = zone.0.to_datetime(now.to_jiff()).time();
-        let inside = if self.start < self.end {
+    /// Whether the local time `local` falls in the window.
+    fn contains(&self, local: CivilTime) -> bool {
+        if self.start < self.end {
             local >= self.start && local < self.end
         } else if self.start > self.end {
             local >= self.start || local < self.end
         } else {
             false
-        };
-        inside.then(|| zone.next_wall_time(now, self.end))
+        }
+    }
+
+    /// If `now` is inside the window in `zone`, the instant the window ends: the first instant
+    /// after `now` at which the local clock reads a time outside it (DOMAIN §3: the earliest
+    /// instant a deferred message may go). That is the next occurrence of `end`
+    /// ([`Zone::next_wall_time`]: when a daylight-saving gap skips `end`, the instant of the jump;
+    /// when a fold repeats it, the occurrence that comes next), or earlier, a clock change that
+    /// lands outside the window. Otherwise `None`.
+    pub fn until(&self, now: Timestamp, zone: &Zone) -> Option<Timestamp> {
+        let local = |t: jiff::Timestamp| zone.0.to_datetime(t).time();
+        if !self.contains(local(now.to_jiff())) {
+            return None;
+        }
+        // Between clock changes the clock runs on, leaving the window only when it reads `end`;
+        // a change can also move it out at once. A change can also land inside the window
+        // after `end` was passed (a 23-hour window, say): then look again from there.
+        let mut from = now;
+        for _ in 0..8 {
+            let end = zone.next_wall_time(from, self.end);
+            let change = zone
+                .0
+                .following(from.to_jiff())
+                .map(|t| t.timestamp())
+                .take_while(|t| *t < end.to_jiff())
+                .find(|t| !self.contains(local(*t)));
+            if let Some(t) = change {
+                return Some(Timestamp::from_jiff(t));
+            }
+            if !self.contains(local(end.to_jiff())) {
+                return Some(end);
+            }
+            from = end;
+        }
+        Some(zone.next_wall_time(from, self.end))
     }
 }
 
@@ -578,6 +635,250 @@ mod tests {
         let q = QuietHours::parse("21:00", "08:00").unwrap();
         let late = ts("2025-03-09T02:30:00Z"); // 21:30 EST on the 8th
         assert_eq!(q.until(late, &ny), Some(ts("2025-03-09T12:00:00Z"))); // 08:00 EDT
+    }
+
+    #[test]
+    fn quiet_hours_end_skipped_by_a_gap_is_the_instant_of_the_jump() {
+        // New York, 2025-03-09: the clock jumps from 02:00 EST to 03:00 EDT at 07:00Z, passing
+        // 02:30 then. At 01:30 EST the quiet window 22:00–02:30 ends at the jump.
+        let ny = Zone::get("America/New_York").unwrap();
+        let q = QuietHours::parse("22:00", "02:30").unwrap();
+        assert_eq!(
+            q.until(ts("2025-03-09T06:30:00Z"), &ny),
+            Some(ts("2025-03-09T07:00:00Z"))
+        );
+        // And right after the jump (03:00 EDT) the window is over.
+        assert_eq!(q.until(ts("2025-03-09T07:00:00Z"), &ny), None);
+        assert_eq!(q.until(ts("2025-03-09T07:10:00Z"), &ny), None);
+    }
+
+    #[test]
+    fn quiet_hours_end_repeated_by_a_fold_is_the_next_occurrence() {
+        // Jerusalem, 2025-10-26: at 23:00Z the clock goes back from 02:00 IDT to 01:00 IST, so
+        // 01:30 happens at 22:30Z and again at 23:30Z.
+        let jlm = Zone::get("Asia/Jerusalem").unwrap();
+        let q = QuietHours::parse("21:00", "01:30").unwrap();
+        // 01:28 local, second pass: two minutes to go.
+        assert_eq!(
+            q.until(ts("2025-10-25T23:28:14Z"), &jlm),
+            Some(ts("2025-10-25T23:30:00Z"))
+        );
+        // 01:28 local, first pass: the first 01:30.
+        assert_eq!(
+            q.until(ts("2025-10-25T22:28:00Z"), &jlm),
+            Some(ts("2025-10-25T22:30:00Z"))
+        );
+        // 01:10 local in the second pass, after the first 01:30 went by at 22:30Z.
+        assert_eq!(
+            q.until(ts("2025-10-25T23:10:00Z"), &jlm),
+            Some(ts("2025-10-25T23:30:00Z"))
+        );
+    }
+
+    /// Zones with every kind of change: northern and southern summer time, half-hour and
+    /// 45-minute offsets, a 30-minute change (Lord Howe), a two-hour change (Troll), zones that
+    /// dropped summer time, and zones without it.
+    const ZONES: [&str; 45] = [
+        "America/New_York",
+        "America/Chicago",
+        "America/Denver",
+        "America/Los_Angeles",
+        "America/Anchorage",
+        "America/Halifax",
+        "America/St_Johns",
+        "America/Havana",
+        "America/Mexico_City",
+        "America/Santiago",
+        "America/Asuncion",
+        "America/Sao_Paulo",
+        "America/Noronha",
+        "America/Bogota",
+        "America/Godthab",
+        "America/Scoresbysund",
+        "Atlantic/Azores",
+        "Europe/Lisbon",
+        "Europe/London",
+        "Europe/Dublin",
+        "Europe/Paris",
+        "Europe/Berlin",
+        "Europe/Athens",
+        "Europe/Kyiv",
+        "Europe/Moscow",
+        "Africa/Cairo",
+        "Africa/Casablanca",
+        "Asia/Jerusalem",
+        "Asia/Beirut",
+        "Asia/Gaza",
+        "Asia/Tehran",
+        "Asia/Kolkata",
+        "Asia/Kathmandu",
+        "Asia/Tokyo",
+        "Australia/Sydney",
+        "Australia/Adelaide",
+        "Australia/Lord_Howe",
+        "Australia/Perth",
+        "Pacific/Auckland",
+        "Pacific/Chatham",
+        "Pacific/Apia",
+        "Pacific/Norfolk",
+        "Antarctica/Troll",
+        "Antarctica/Casey",
+        "UTC",
+    ];
+
+    /// SplitMix64: a small, seeded, reproducible source of cases.
+    struct Cases(u64);
+    impl Cases {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// The local wall-clock reading at `t`: the tz rules applied forwards (instant to local
+    /// time), the one direction the oracle below uses.
+    fn wall(zone: &Zone, t: jiff::Timestamp) -> jiff::civil::DateTime {
+        zone.0.to_datetime(t)
+    }
+
+    /// The next occurrence of `time` after `now`, found by walking the clock forward minute by
+    /// minute (every change of 2024–2026 falls on a whole minute): the first instant whose
+    /// reading is `time`, or at which the clock jumps from before some day's `time` to after it.
+    fn next_by_walking(zone: &Zone, now: jiff::Timestamp, time: CivilTime) -> jiff::Timestamp {
+        let minute = 60;
+        let mut t =
+            jiff::Timestamp::from_second(now.as_second().div_euclid(minute) * minute + minute)
+                .unwrap();
+        loop {
+            let cur = wall(zone, t);
+            if cur.time() == time {
+                return t;
+            }
+            // What the clock would read now without a change since a minute ago.
+            let expected = wall(zone, t - jiff::SignedDuration::from_mins(1))
+                .checked_add(jiff::SignedDuration::from_mins(1))
+                .unwrap();
+            if cur > expected {
+                let mut day = expected.date();
+                while day <= cur.date() {
+                    let d = day.to_datetime(time);
+                    if expected <= d && d < cur {
+                        return t;
+                    }
+                    day = day.tomorrow().unwrap();
+                }
+            }
+            t = t + jiff::SignedDuration::from_mins(1);
+        }
+    }
+
+    /// The first instant after `now` outside the quiet window, walking minute by minute.
+    fn quiet_end_by_walking(
+        zone: &Zone,
+        q: &QuietHours,
+        now: jiff::Timestamp,
+    ) -> Option<jiff::Timestamp> {
+        let inside = |t: jiff::Timestamp| {
+            let local = wall(zone, t).time();
+            if q.start < q.end {
+                local >= q.start && local < q.end
+            } else {
+                local >= q.start || local < q.end
+            }
+        };
+        if q.start == q.end || !inside(now) {
+            return None;
+        }
+        let mut t = jiff::Timestamp::from_second(now.as_second().div_euclid(60) * 60 + 60).unwrap();
+        while inside(t) {
+            t = t + jiff::SignedDuration::from_mins(1);
+        }
+        Some(t)
+    }
+
+    /// Many zones, many clock changes of 2024–2026, instants and local times drawn around each
+    /// change: the next local time (journey waits of the "next 09:00" kind) and the end of quiet
+    /// hours agree with walking the clock forward, which uses only the tz rules' instant-to-local
+    /// direction, not the local-to-instant resolution the code under test does.
+    #[test]
+    fn next_local_times_and_quiet_hours_agree_with_walking_the_clock_around_every_change() {
+        let mut cases = Cases(0x5eed_2025);
+        let from = jiff::Timestamp::from_second(1_704_067_200).unwrap(); // 2024-01-01T00:00Z
+        let to = jiff::Timestamp::from_second(1_798_761_600).unwrap(); // 2027-01-01T00:00Z
+        let (mut checked, mut near_changes) = (0, 0);
+        for name in ZONES {
+            let zone = Zone::get(name).unwrap();
+            let changes: Vec<jiff::Timestamp> = zone
+                .0
+                .following(from)
+                .map(|t| t.timestamp())
+                .take_while(|t| *t < to)
+                .collect();
+            // Instants near each change (and a few anywhere, for zones without changes).
+            let mut instants: Vec<jiff::Timestamp> = Vec::new();
+            for change in &changes {
+                for _ in 0..12 {
+                    let offset = cases.below(6 * 3600 * 2) as i64 - 6 * 3600;
+                    instants.push(*change + jiff::SignedDuration::from_secs(offset));
+                }
+            }
+            for _ in 0..24 {
+                let span = (to.as_second() - from.as_second()) as u64;
+                instants.push(
+                    jiff::Timestamp::from_second(from.as_second() + cases.below(span) as i64)
+                        .unwrap(),
+                );
+            }
+            for now in instants {
+                // A local time near the clock's readings around the change (so gaps and folds are
+                // hit), or anywhere in the day.
+                let time = if cases.below(3) > 0 {
+                    let near = now + jiff::SignedDuration::from_mins(cases.below(240) as i64 - 120);
+                    let t = wall(&zone, near).time();
+                    CivilTime::new(t.hour(), t.minute(), 0, 0).unwrap()
+                } else {
+                    CivilTime::new(cases.below(24) as i8, cases.below(60) as i8, 0, 0).unwrap()
+                };
+                let ours = zone.next_wall_time(Timestamp::from_jiff(now), time);
+                let walked = next_by_walking(&zone, now, time);
+                assert_eq!(
+                    ours.to_jiff(),
+                    walked,
+                    "{name}: next {time} after {now} (local {})",
+                    wall(&zone, now)
+                );
+                let wait = crate::journey::Wait::NextLocal(time);
+                assert_eq!(
+                    wait.ends(Timestamp::from_jiff(now), &zone).to_jiff(),
+                    walked
+                );
+                // A quiet window ending at `time`, starting a random number of hours before it.
+                let start = time.wrapping_sub(jiff::SignedDuration::from_mins(
+                    30 * (1 + cases.below(46) as i64),
+                ));
+                let start = CivilTime::new(start.hour(), start.minute(), 0, 0).unwrap();
+                let q = QuietHours { start, end: time };
+                assert_eq!(
+                    q.until(Timestamp::from_jiff(now), &zone)
+                        .map(Timestamp::to_jiff),
+                    quiet_end_by_walking(&zone, &q, now),
+                    "{name}: quiet {start}–{time} at {now} (local {})",
+                    wall(&zone, now)
+                );
+                checked += 1;
+                near_changes += usize::from(!changes.is_empty());
+            }
+        }
+        assert!(
+            checked > 3000 && near_changes > 2000,
+            "{checked} cases, {near_changes} near changes"
+        );
     }
 
     #[test]
