@@ -181,10 +181,28 @@ impl JourneyState {
     }
 }
 
-/// The event a host gives a journey rule when the rest policy denied a step's message, so the
-/// customer moves on: its `props` name the `journey`, the `instance` and the `step` whose message
-/// was not sent. [`Sequence`] answers it by moving that instance to the next step at once.
+/// The event a host gives a journey rule when the rest policy denied a step's message: its
+/// `props` name the `journey`, the `instance` and the `step` whose message was not sent, its `at`
+/// is when. [`Sequence`] answers it by keeping that instance on the step with the step's wait
+/// started at the denial, so the journey keeps its spacing: the next step comes when it would
+/// have come had the message been sent then.
 pub const MESSAGE_DENIED: &str = "regua.message_denied";
+
+/// The [`MESSAGE_DENIED`] event for the message of `step` of `journey`'s instance `instance`,
+/// denied at `at`.
+pub fn denied_event(journey: &str, instance: u32, step: &str, at: Timestamp) -> crate::Event {
+    use crate::Value;
+    let props = std::collections::BTreeMap::from([
+        ("journey".to_owned(), Value::String(journey.to_owned())),
+        ("instance".to_owned(), Value::Int(i64::from(instance))),
+        ("step".to_owned(), Value::String(step.to_owned())),
+    ]);
+    crate::Event {
+        name: MESSAGE_DENIED.to_owned(),
+        at,
+        props: Value::Object(props),
+    }
+}
 
 /// A message a step sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,8 +294,10 @@ impl Step {
 ///
 /// Each evaluation, every active instance moves at most one step, in this order: a conversion
 /// (an exit event or, if asked, a purchase since the instance was entered) exits it; the
-/// [`MESSAGE_DENIED`] event for its current step moves it on; the awaited event of the step, if
-/// it came in time, exits it or moves it on; a step whose wait has ended moves it on. Moving on
+/// [`MESSAGE_DENIED`] event for its current step starts the step's wait again at the denial (the
+/// instance stays on the step and moves on when that wait ends, as if the message had been
+/// sent); the awaited event of the step, if it came in time, exits it or moves it on; a step
+/// whose wait has ended moves it on. Moving on
 /// past the last step completes the instance; entering a step that waits until an instant
 /// already past exits it. Then a new instance enters when the entry policy and the rule's
 /// eligibility allow.
@@ -423,6 +443,52 @@ impl<'a> Sequence<'a> {
         }
     }
 
+    /// The message of `step` was denied at `now`: the instance stays on the step, and the step's
+    /// wait starts again at the denial, as if the message had been sent then (DOMAIN §4: a capped
+    /// customer advances to the component after the message, which is its delay). It moves on
+    /// when that wait ends, or when the step's awaited event comes within it; a denied last step
+    /// completes when its wait ends. A denial for a step that sends nothing (a pure wait, or a
+    /// control variant's step) changes nothing.
+    fn denied(&self, step: &Step, state: &JourneyState, now: Timestamp, zone: &Zone) -> Moved {
+        let sends = step.send.is_some() && !self.variant_of(state).is_some_and(|v| v.control);
+        if !sends {
+            let due = step.wait.ends(state.step_entered_at, zone);
+            return Moved {
+                actions: Vec::new(),
+                state: state.clone(),
+                reason: format!(
+                    "step `{}` sends no message, so none was denied; waiting at it until {due}",
+                    step.id
+                ),
+            };
+        }
+        let state = JourneyState {
+            step_entered_at: now,
+            ..state.clone()
+        };
+        let due = step.wait.ends(now, zone);
+        let wait = match &step.wait_for {
+            Some(event) => crate::Action::WaitForEvent {
+                event: event.clone(),
+                timeout_at: due,
+            },
+            None => crate::Action::WaitUntil { until: due },
+        };
+        let next = match self.steps.iter().position(|s| s.id == step.id) {
+            Some(i) if i + 1 < self.steps.len() => format!("step `{}`", self.steps[i + 1].id),
+            _ => "the journey's end".to_owned(),
+        };
+        Moved {
+            actions: vec![wait],
+            state,
+            reason: format!(
+                "the message of step `{}` was denied at {now}; waiting at `{}` until {due}, \
+                 then {next}",
+                step.id, step.id
+            ),
+        }
+    }
+
     /// The first event named one of `names` at or after `from`, before `before` and not after
     /// `now`: the triggering event or one in the record.
     fn event_in<'e>(
@@ -486,8 +552,7 @@ impl<'a> Sequence<'a> {
             && e.props.get("step").and_then(|v| v.as_str()) == Some(step.id.as_str())
             && e.props.get("instance").and_then(|v| v.as_f64()) == Some(f64::from(state.instance))
         {
-            let why = format!("the message of step `{}` was denied", step.id);
-            return Ok(self.next(index, state, why, product, now, zone));
+            return Ok(self.denied(step, state, now, zone));
         }
         let due = step.wait.ends(state.step_entered_at, zone);
         if let Some(awaited) = &step.wait_for {

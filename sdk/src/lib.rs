@@ -243,6 +243,24 @@ pub mod testing {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test event: {e}"))
     }
 
+    /// The [`crate::journey::MESSAGE_DENIED`] event a host feeds back when the rest policy
+    /// denies, at `at` (RFC 3339), the message `out` proposes; panics when `out` proposes none
+    /// (tests only).
+    pub fn denial_of(out: &crate::JourneyOutcome, at_: &str) -> crate::Event {
+        out.actions
+            .iter()
+            .find_map(|a| match a {
+                crate::Action::Send {
+                    journey: Some(j),
+                    instance: Some(n),
+                    step: Some(s),
+                    ..
+                } => Some(crate::journey::denied_event(j, *n, s, at(at_))),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no journey message to deny in {out:?}"))
+    }
+
     /// A context at `now` (RFC 3339) in the São Paulo company zone (tests only).
     pub fn context<'a, P>(now: &str, params: &'a P) -> crate::Context<'a, P> {
         crate::Context {

@@ -98,7 +98,7 @@ export_journey!(AppActivation);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, context, customer, evaluate_journey};
+    use regua_sdk::testing::{at, context, customer, denial_of, evaluate_journey, event};
 
     const CONTACTED: &str = r#"{"id":"c","contacts":[{"channel":"whatsapp","at":"2025-03-10T12:00:00Z","category":"marketing"}]}"#;
 
@@ -139,6 +139,62 @@ mod tests {
                 }
             ),
             "{next:?}"
+        );
+    }
+
+    fn deny(c: &Record, proposed: &JourneyOutcome, at_: &str) -> JourneyOutcome {
+        eval(c, Some(&denial_of(proposed, at_)), at_)
+    }
+
+    #[test]
+    fn a_denied_nudge_keeps_waiting_for_the_activation_from_the_denial() {
+        let mut c = customer(CONTACTED);
+        // The push nudge at 12:00Z, denied at 12:00Z: the step waits for `app_activated` for
+        // its 24 h from the denial; nothing else is proposed.
+        let push = eval(&c, None, "2025-03-11T12:00:00Z");
+        c.journeys = push.states.clone();
+        let denied = deny(&c, &push, "2025-03-11T12:00:00Z");
+        assert_eq!(
+            denied.actions,
+            vec![Action::WaitForEvent {
+                event: "app_activated".into(),
+                timeout_at: at("2025-03-12T12:00:00Z")
+            }]
+        );
+        assert_eq!(denied.state().unwrap().step, "push-nudge");
+        c.journeys = denied.states.clone();
+        assert!(eval(&c, None, "2025-03-12T11:59:59Z").actions.is_empty());
+        // The WhatsApp nudge when the push's wait ends, denied an hour later: 48 h from then.
+        let whatsapp = eval(&c, None, "2025-03-12T12:00:00Z");
+        assert!(
+            matches!(
+                &whatsapp.actions[1],
+                Action::Send {
+                    channel: Channel::Whatsapp,
+                    ..
+                }
+            ),
+            "{whatsapp:?}"
+        );
+        c.journeys = whatsapp.states.clone();
+        let denied = deny(&c, &whatsapp, "2025-03-12T13:00:00Z");
+        assert_eq!(
+            denied.actions,
+            vec![Action::WaitForEvent {
+                event: "app_activated".into(),
+                timeout_at: at("2025-03-14T13:00:00Z")
+            }]
+        );
+        c.journeys = denied.states.clone();
+        // The awaited activation still ends it while that wait runs...
+        let activated = event(r#"{"name":"app_activated","at":"2025-03-14T12:59:59Z"}"#);
+        let out = eval(&c, Some(&activated), "2025-03-14T12:59:59Z");
+        assert!(matches!(&out.actions[..], [Action::Exit { .. }]), "{out:?}");
+        // ...and without it, the last step completes when the wait ends, not at the denial.
+        assert!(eval(&c, None, "2025-03-14T12:59:59Z").actions.is_empty());
+        assert_eq!(
+            eval(&c, None, "2025-03-14T13:00:00Z").actions,
+            vec![Action::Complete]
         );
     }
 

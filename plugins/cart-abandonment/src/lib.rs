@@ -108,7 +108,7 @@ export_journey!(CartAbandonment);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer, evaluate_journey};
+    use regua_sdk::testing::{at, context, customer, denial_of, evaluate_journey};
 
     const CART: &str = r#"{"id":"c","events":[{"name":"cart_abandoned","at":"2025-03-11T10:00:00Z","props":{"value":320.5}}]}"#;
 
@@ -158,6 +158,72 @@ mod tests {
         assert_eq!(
             again.state().cloned().unwrap().status,
             JourneyStatus::Completed
+        );
+    }
+
+    fn deny(c: &Record, proposed: &JourneyOutcome, at_: &str) -> JourneyOutcome {
+        let denial = denial_of(proposed, at_);
+        evaluate_journey::<CartAbandonment>(c, Some(&denial), &context(at_, &Params::default()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_denied_reminder_keeps_the_spacing_and_the_cool_off_has_nothing_to_deny() {
+        let mut c = customer(CART);
+        let entered = eval(&c, "2025-03-11T10:05:00Z");
+        c.journeys = entered.states.clone();
+        // The cool-off sends nothing: a denial naming it changes nothing.
+        let stale = regua_sdk::journey::denied_event(
+            "cart-abandonment",
+            1,
+            "cool-off",
+            at("2025-03-11T10:30:00Z"),
+        );
+        let out = evaluate_journey::<CartAbandonment>(
+            &c,
+            Some(&stale),
+            &context("2025-03-11T10:30:00Z", &Params::default()),
+        )
+        .unwrap();
+        assert!(out.actions.is_empty(), "{out:?}");
+        assert_eq!(out.states, entered.states);
+        // The push at 11:05Z, denied at once: the e-mail 23 h later, as if the push had gone.
+        let push = eval(&c, "2025-03-11T11:05:00Z");
+        c.journeys = push.states.clone();
+        let denied = deny(&c, &push, "2025-03-11T11:05:00Z");
+        assert_eq!(
+            denied.actions,
+            vec![Action::WaitUntil {
+                until: at("2025-03-12T10:05:00Z")
+            }]
+        );
+        c.journeys = denied.states.clone();
+        assert!(eval(&c, "2025-03-12T10:04:59Z").actions.is_empty());
+        let email = eval(&c, "2025-03-12T10:05:00Z");
+        assert!(
+            matches!(
+                &email.actions[1],
+                Action::Send {
+                    channel: Channel::Email,
+                    ..
+                }
+            ),
+            "{email:?}"
+        );
+        c.journeys = email.states.clone();
+        // The e-mail denied at 12:00Z: the journey completes two days after the denial.
+        let denied = deny(&c, &email, "2025-03-12T12:00:00Z");
+        assert_eq!(
+            denied.actions,
+            vec![Action::WaitUntil {
+                until: at("2025-03-14T12:00:00Z")
+            }]
+        );
+        c.journeys = denied.states.clone();
+        assert!(eval(&c, "2025-03-14T11:59:59Z").actions.is_empty());
+        assert_eq!(
+            eval(&c, "2025-03-14T12:00:00Z").actions,
+            vec![Action::Complete]
         );
     }
 

@@ -139,7 +139,7 @@ export_journey!(Welcome);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, context, customer, evaluate_journey};
+    use regua_sdk::testing::{at, context, customer, denial_of, evaluate_journey};
 
     const NEW: &str = r#"{"id":"cus-1","tz":"America/Sao_Paulo","profile":{"created_at":"2025-03-10T12:00:00Z","product":"gold"}}"#;
 
@@ -213,6 +213,140 @@ mod tests {
             done.state().cloned().unwrap().status,
             JourneyStatus::Completed
         );
+    }
+
+    /// The rest policy's denial fed back at `at`.
+    fn deny(c: &Record, proposed: &JourneyOutcome, at_: &str) -> JourneyOutcome {
+        let denial = denial_of(proposed, at_);
+        evaluate_journey::<Welcome>(c, Some(&denial), &context(at_, &Params::default())).unwrap()
+    }
+
+    #[test]
+    fn a_denied_message_keeps_the_spacing_at_every_step() {
+        // A customer outside the control group, so every step has a message to deny.
+        let json = (0..100)
+            .map(|i| NEW.replace("cus-1", &format!("cus-{i}")))
+            .find(|j| {
+                let out = eval(&customer(j), "2025-03-11T15:00:00Z");
+                out.state().unwrap().variant.as_deref() != Some("control")
+            })
+            .unwrap();
+        let mut c = customer(&json);
+        let active = |out: &JourneyOutcome, step: &str, since: &str| {
+            let s = out.state().unwrap();
+            assert_eq!(
+                (s.status, s.step.as_str(), s.step_entered_at),
+                (JourneyStatus::Active, step, at(since)),
+                "{out:?}"
+            );
+        };
+
+        // 15:00Z: enters, the e-mail is proposed and denied. Nothing else is proposed; the
+        // instance waits at `welcome` one day from the denial.
+        let entered = eval(&c, "2025-03-11T15:00:00Z");
+        c.journeys = entered.states.clone();
+        let denied = deny(&c, &entered, "2025-03-11T15:00:00Z");
+        assert_eq!(
+            denied.actions,
+            vec![Action::WaitUntil {
+                until: at("2025-03-12T15:00:00Z")
+            }]
+        );
+        active(&denied, "welcome", "2025-03-11T15:00:00Z");
+        let why = denied.reasons.join("; ");
+        assert!(
+            why.contains("step `welcome` was denied")
+                && why.contains("until 2025-03-12T15:00:00Z")
+                && why.contains("then step `app`"),
+            "{why}"
+        );
+        c.journeys = denied.states.clone();
+        assert!(eval(&c, "2025-03-12T14:59:59Z").actions.is_empty());
+
+        // The next day at 15:00Z the push is due, as if the e-mail had gone.
+        let push = eval(&c, "2025-03-12T15:00:00Z");
+        assert_eq!(push.actions[0], Action::MoveTo { step: "app".into() });
+        assert!(
+            matches!(
+                &push.actions[1],
+                Action::Send {
+                    channel: Channel::Push,
+                    ..
+                }
+            ),
+            "{push:?}"
+        );
+        c.journeys = push.states.clone();
+        // Denied too: two days from that denial to the WhatsApp message.
+        let denied = deny(&c, &push, "2025-03-12T15:00:00Z");
+        assert_eq!(
+            denied.actions,
+            vec![Action::WaitUntil {
+                until: at("2025-03-14T15:00:00Z")
+            }]
+        );
+        active(&denied, "app", "2025-03-12T15:00:00Z");
+        c.journeys = denied.states.clone();
+        assert!(eval(&c, "2025-03-14T14:59:59Z").actions.is_empty());
+        let whatsapp = eval(&c, "2025-03-14T15:00:00Z");
+        assert_eq!(
+            whatsapp.actions[0],
+            Action::MoveTo {
+                step: "first-purchase".into()
+            }
+        );
+        assert!(
+            matches!(
+                &whatsapp.actions[1],
+                Action::Send {
+                    channel: Channel::Whatsapp,
+                    ..
+                }
+            ),
+            "{whatsapp:?}"
+        );
+        c.journeys = whatsapp.states.clone();
+
+        // The last message, denied at 10:00 local the next day (13:00Z; a deferred message
+        // denied when it came due, say): the last step's wait, until the next 09:00 in São
+        // Paulo, runs from the denial, and the instance completes when it ends, not at once.
+        let denied = deny(&c, &whatsapp, "2025-03-15T13:00:00Z");
+        assert_eq!(
+            denied.actions,
+            vec![Action::WaitUntil {
+                until: at("2025-03-16T12:00:00Z")
+            }]
+        );
+        assert!(denied.reasons.join("; ").contains("then the journey's end"));
+        active(&denied, "first-purchase", "2025-03-15T13:00:00Z");
+        c.journeys = denied.states.clone();
+        assert!(eval(&c, "2025-03-16T11:59:59Z").actions.is_empty());
+        let done = eval(&c, "2025-03-16T12:00:00Z");
+        assert_eq!(done.actions, vec![Action::Complete]);
+    }
+
+    #[test]
+    fn a_denial_for_another_step_or_instance_changes_nothing() {
+        let mut c = customer(NEW);
+        let entered = eval(&c, "2025-03-11T15:00:00Z");
+        c.journeys = entered.states.clone();
+        let state = entered.state().unwrap().clone();
+        for (step, instance) in [("app", 1), ("welcome", 2)] {
+            let stale = regua_sdk::journey::denied_event(
+                "welcome",
+                instance,
+                step,
+                at("2025-03-11T16:00:00Z"),
+            );
+            let out = evaluate_journey::<Welcome>(
+                &c,
+                Some(&stale),
+                &context("2025-03-11T16:00:00Z", &Params::default()),
+            )
+            .unwrap();
+            assert!(out.actions.is_empty(), "{out:?}");
+            assert_eq!(out.state(), Some(&state));
+        }
     }
 
     #[test]

@@ -58,11 +58,12 @@ fn run(dir: &Path, input: &str, extra: &[&str]) -> (Vec<serde_json::Value>, serd
         input_file.to_str().unwrap(),
         "--output",
         output_file.to_str().unwrap(),
-        "--now",
-        NOW,
         "--funnel",
         funnel.to_str().unwrap(),
     ];
+    if !extra.contains(&"--now") {
+        args.extend(["--now", NOW]);
+    }
     args.extend_from_slice(extra);
     let out = regua(&args, "");
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -151,7 +152,7 @@ params = { rules = [{ id = "consent", type = "consent" }] }
 "#;
 
 #[test]
-fn a_journey_message_denied_by_rest_is_not_sent_and_the_customer_moves_on() {
+fn a_journey_message_denied_by_rest_is_not_sent_and_the_journey_keeps_its_spacing() {
     let dir = folder(&[("j.toml", SEQUENCE)]);
     let customer = r#"{"id":"c-1","tz":"America/Sao_Paulo",
         "events":[{"name":"signed_up","at":"2025-03-11T14:00:00Z"}],
@@ -161,25 +162,51 @@ fn a_journey_message_denied_by_rest_is_not_sent_and_the_customer_moves_on() {
     let (lines, report) = run(dir.path(), &customer, &[]);
     let line = &lines[0];
     let d = &line["decisions"][0];
-    assert_eq!(d["outcome"], "planned", "{line}");
+    // The e-mail is denied and nothing else is proposed in this run: the push is a day away.
+    assert_eq!(d["outcome"], "denied", "{line}");
+    assert_eq!(d["denied"].as_array().unwrap().len(), 1, "{line}");
     assert_eq!(d["denied"][0]["step"], "email");
     assert_eq!(d["denied"][0]["reason"], "NO_CONSENT");
-    let sent: Vec<_> = line["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["template"].clone())
-        .collect();
-    assert_eq!(sent, ["second"], "the denied e-mail is not sent: {line}");
-    assert_eq!(line["messages"][0]["step"], "push");
+    assert_eq!(line["messages"], serde_json::json!([]), "{line}");
     let state = &line["journeys"][0];
     assert_eq!(state["journey"], "two-steps");
-    assert_eq!(state["step"], "push", "the state moved on: {line}");
+    assert_eq!(
+        state["step"], "email",
+        "the instance waits at the step: {line}"
+    );
+    assert_eq!(state["step_entered_at"], "2025-03-11T15:00:00Z");
     assert_eq!(state["status"], "active");
+    let why = d["reasons"].to_string();
+    assert!(
+        why.contains("denied") && why.contains("until 2025-03-12T15:00:00Z"),
+        "{why}"
+    );
     assert_eq!(
         report["campaigns"][0]["denials"]["consent/NO_CONSENT"], 1,
         "{report}"
     );
+    assert_eq!(report["campaigns"][0]["denied"], 1, "{report}");
+
+    // The customer with the state the run left: a second before the day is over nothing is
+    // due; at 15:00Z the next day the push is planned.
+    let mut next: serde_json::Value = serde_json::from_str(&customer).unwrap();
+    next["journeys"] = line["journeys"].clone();
+    let next = next.to_string();
+    let (early, _) = run(dir.path(), &next, &["--now", "2025-03-12T14:59:59Z"]);
+    assert_eq!(
+        early[0]["decisions"][0]["outcome"], "nothing_to_do",
+        "{}",
+        early[0]
+    );
+    let (due, _) = run(dir.path(), &next, &["--now", "2025-03-12T15:00:00Z"]);
+    let sent: Vec<_> = due[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["template"].clone(), m["step"].clone()))
+        .collect();
+    assert_eq!(sent, [("second".into(), "push".into())], "{}", due[0]);
+    assert_eq!(due[0]["journeys"][0]["step"], "push");
 }
 
 #[test]
@@ -548,11 +575,11 @@ fn the_openapi_document_passes_a_validator() {
 
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(&doc).unwrap()).unwrap();
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(regua_tests::python())
         .args(["-m", "openapi_spec_validator"])
         .arg(file.path())
         .output()
-        .expect("python3 runs (cargo xtask test installs the validator)");
+        .expect("the tests' Python runs (cargo xtask test installs the validator)");
     assert!(
         out.status.success(),
         "the OpenAPI document fails the validator (install it with `cargo xtask test`):\n{}{}",
@@ -575,7 +602,7 @@ fn regua_test_runs_the_fixture_cases_of_campaigns_and_plugins() {
     );
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
-    assert!(report.contains("17 passed, 0 failed"), "{report}");
+    assert!(report.contains("27 passed, 0 failed"), "{report}");
 }
 
 /// A Python client generated from the service's own OpenAPI document (openapi-python-client,
@@ -595,7 +622,8 @@ async fn a_client_generated_from_the_openapi_document_calls_the_service() {
     let run = |mut cmd: std::process::Command| {
         tokio::task::spawn_blocking(move || cmd.output().expect("the command runs"))
     };
-    let mut generate = std::process::Command::new("openapi-python-client");
+    let mut generate =
+        std::process::Command::new(regua_tests::python_tool("openapi-python-client"));
     generate
         .args(["generate", "--meta", "none", "--path"])
         .arg(&doc_file)
@@ -604,7 +632,7 @@ async fn a_client_generated_from_the_openapi_document_calls_the_service() {
     let generated = run(generate).await.unwrap();
     assert!(generated.status.success(), "{}", text(&generated.stderr));
     let customer = repo().join("examples/customer.json");
-    let mut check = std::process::Command::new("python3");
+    let mut check = std::process::Command::new(regua_tests::python());
     check
         .arg(repo().join("tests/client/check.py"))
         .arg(work.path())
@@ -669,4 +697,140 @@ fn a_broken_company_file_stops_the_run_rather_than_dropping_the_rest_policy() {
         "{err}"
     );
     assert!(out.stdout.is_empty(), "no line is decided");
+}
+
+/// The issue's example, on every path a user has: the example `welcome` journey (e-mail, a day,
+/// push, two days, WhatsApp) under the company's one-a-day cap, for a customer who had a push at
+/// 09:00 this morning in São Paulo. At 15:00Z nothing is planned and the instance waits at
+/// `welcome` until 15:00Z the next day; then the push is planned, the cap being free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_welcome_keeps_its_spacing_through_eval_campaign_run_and_decide() {
+    let case: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo().join("examples/campaigns/tests/cases/03-capped-welcome-waits.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let customer = case["customer"].clone();
+    let campaigns = example_campaigns();
+    let (today, _) = run(campaigns.path(), &customer.to_string(), &["-q"]);
+    let today = &today[0];
+    assert_eq!(today["messages"], serde_json::json!([]), "{today}");
+    let welcome = &today["decisions"][0];
+    assert_eq!(welcome["campaign"], "BRF-2025-001");
+    assert_eq!(welcome["outcome"], "denied", "{today}");
+    assert_eq!(welcome["denied"].as_array().unwrap().len(), 1, "{today}");
+    assert_eq!(welcome["denied"][0]["rule"], "one-a-day");
+    assert_eq!(welcome["denied"][0]["step"], "welcome");
+    assert!(
+        welcome["reasons"]
+            .to_string()
+            .contains("until 2025-03-12T15:00:00Z"),
+        "{welcome}"
+    );
+    let state = &today["journeys"][0];
+    assert_eq!(
+        (&state["step"], &state["status"], &state["step_entered_at"]),
+        (
+            &"welcome".into(),
+            &"active".into(),
+            &"2025-03-11T15:00:00Z".into()
+        ),
+        "{today}"
+    );
+    let mut next = customer.clone();
+    next["journeys"] = today["journeys"].clone();
+    let tomorrow_at = "2025-03-12T15:00:00Z";
+    let (tomorrow, _) = run(
+        campaigns.path(),
+        &next.to_string(),
+        &["-q", "--now", tomorrow_at],
+    );
+    let tomorrow = &tomorrow[0];
+    let sent: Vec<_> = tomorrow["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["channel"].clone(),
+                m["template"].clone(),
+                m["send_at"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [(
+            "push".into(),
+            "app-download-gold".into(),
+            tomorrow_at.into()
+        )],
+        "{tomorrow}"
+    );
+
+    // POST /v1/decide answers as the campaign run's lines.
+    let s = crate::http::start_campaigns(&EXAMPLE_PLUGINS, campaigns.path()).await;
+    for (record, now, line) in [(&customer, NOW, today), (&next, tomorrow_at, tomorrow)] {
+        let body = serde_json::json!({"customer": record, "now": now}).to_string();
+        let (status, got) = s.post("/v1/decide", body).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got["messages"], line["messages"], "{got}");
+        assert_eq!(got["journeys"], line["journeys"], "{got}");
+        assert_eq!(
+            got["decisions"][0]["outcome"],
+            line["decisions"][0]["outcome"]
+        );
+    }
+
+    // `regua eval` of the journey alone, with the denial fed back as the campaign run does.
+    let mut entered = customer.clone();
+    entered["journeys"] = serde_json::json!([{"journey": "welcome", "instance": 1,
+        "status": "active", "entered_at": NOW, "step": "welcome", "step_entered_at": NOW,
+        "variant": state["variant"]}]);
+    let denial = serde_json::json!({"name": "regua.message_denied", "at": NOW,
+        "props": {"journey": "welcome", "instance": 1, "step": "welcome"}});
+    let welcome_wasm = plugins_dir().join("welcome.wasm");
+    let eval = |record: &serde_json::Value, now: &str, event: Option<&serde_json::Value>| {
+        let mut args = vec![
+            "eval".to_owned(),
+            welcome_wasm.display().to_string(),
+            "--customer".into(),
+            "-".into(),
+            "--now".into(),
+            now.into(),
+        ];
+        if let Some(e) = event {
+            args.extend(["--event".into(), e.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = regua(&args, &record.to_string());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let answer = eval(&entered, NOW, Some(&denial));
+    assert_eq!(
+        answer["actions"],
+        serde_json::json!([{"wait_until": {"until": "2025-03-12T15:00:00Z"}}]),
+        "{answer}"
+    );
+    assert_eq!(answer["states"][0]["step"], "welcome", "{answer}");
+    let mut waited = customer.clone();
+    waited["journeys"] = answer["states"].clone();
+    assert!(
+        eval(&waited, "2025-03-12T14:59:59Z", None)["actions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let answer = eval(&waited, tomorrow_at, None);
+    assert_eq!(
+        answer["actions"][0],
+        serde_json::json!({"move_to": {"step": "app"}})
+    );
+    assert_eq!(
+        answer["actions"][1]["send"]["template"],
+        "app-download-gold"
+    );
 }

@@ -10,10 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use regua_sdk::ab::{BUCKETS, bucket};
-use regua_sdk::journey::MESSAGE_DENIED;
 use regua_sdk::{
     Action, Category, Channel, Contact, Event, Fields, JourneyState, Message, Record, Timestamp,
-    Value, Verdict,
+    Verdict,
 };
 use serde::Serialize;
 
@@ -779,18 +778,7 @@ impl Plan {
 }
 
 /// The event that tells a journey its step's message was denied.
-pub fn denied_event(journey: &str, instance: u32, step: &str, now: Timestamp) -> Event {
-    let props = BTreeMap::from([
-        ("journey".to_owned(), Value::String(journey.to_owned())),
-        ("instance".to_owned(), Value::Int(i64::from(instance))),
-        ("step".to_owned(), Value::String(step.to_owned())),
-    ]);
-    Event {
-        name: MESSAGE_DENIED.to_owned(),
-        at: now,
-        props: Value::Object(props),
-    }
-}
+pub use regua_sdk::journey::denied_event;
 
 /// Replaces the record's entries for the journeys `states` name with `states`.
 pub fn replace_states(customer: &mut Record, states: &[JourneyState]) {
