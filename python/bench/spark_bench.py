@@ -7,6 +7,7 @@ Needs the wheel installed (`pip install target/wheels/regua-*.whl`, or PYTHONPAT
 pyarrow and Java, and `target/release/regua` and the example plugins in `target/bench-plugins`
 (built by `regua build plugins --out target/bench-plugins`)."""
 
+import os
 import argparse
 import json
 import subprocess
@@ -54,6 +55,9 @@ def main():
     figures["regua batch, 1 thread"] = timed("regua batch --threads 1", batch(1))
     figures["regua batch, 2 threads"] = timed("regua batch --threads 2", batch(2))
 
+    # Spark's JVM reads this when it starts: without it, it binds beyond loopback when the
+    # machine's name resolves to a loopback address.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
     import regua.spark

@@ -5,6 +5,7 @@
                                        regua.spark.evaluate in local[2], each row as a JSON line
 """
 
+import os
 import json
 import sys
 
@@ -26,6 +27,9 @@ def break_rows(source, target):
 
 
 def spark(source, target, now, plugins):
+    # Spark's JVM reads this when it starts: without it, it binds beyond loopback when the
+    # machine's name resolves to a loopback address.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
     import regua.spark

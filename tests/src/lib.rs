@@ -54,3 +54,154 @@ pub fn regua_bin() -> PathBuf {
     );
     bin
 }
+
+/// The tests' own Python (target/py, the virtual environment `cargo xtask test` makes and
+/// installs into; `REGUA_TEST_PYTHON` names another).
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("REGUA_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/py/bin/python"));
+    assert!(
+        python.is_file(),
+        "{} is missing: the tests' Python environment is made by `cargo xtask test`",
+        python.display()
+    );
+    python
+}
+
+/// A command-line tool installed in the tests' Python environment.
+pub fn python_tool(name: &str) -> PathBuf {
+    let tool = python().with_file_name(name);
+    assert!(
+        tool.is_file(),
+        "{} is missing from the tests' Python environment (`cargo xtask test` installs it)",
+        tool.display()
+    );
+    tool
+}
+
+/// A process a test started, in a process group of its own, with everything it starts in turn:
+/// dropping it (when the test ends, passed or failed) kills the whole group and the whole tree,
+/// found through the processes' parents and, for those re-parented already, through `marker`, a
+/// string unique to this test that their command lines carry (a browser's profile folder, say).
+#[derive(Debug)]
+pub struct ProcessTree {
+    pub child: std::process::Child,
+    marker: Option<String>,
+}
+
+impl ProcessTree {
+    pub fn spawn(cmd: &mut std::process::Command, marker: Option<String>) -> ProcessTree {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        ProcessTree { child, marker }
+    }
+
+    /// Kills everything the process started (and the process too, if it still runs).
+    pub fn end(&mut self) {
+        let root = self.child.id();
+        kill_tree(root, self.marker.as_deref());
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{root}")])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcessTree {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// (pid, parent pid, command line) of every process.
+fn processes() -> Vec<(u32, u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // "pid (comm) state ppid …": comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        Some((
+            pid,
+            ppid,
+            String::from_utf8_lossy(&cmdline).replace('\0', " "),
+        ))
+    })
+    .collect()
+}
+
+/// Kills `root`'s descendants (not `root` itself) and every process whose command line holds
+/// `marker`, until none is left. The whole tree is found before anything is killed, so no
+/// process is re-parented out of sight half-way.
+pub fn kill_tree(root: u32, marker: Option<&str>) {
+    let me = std::process::id();
+    for _ in 0..20 {
+        let all = processes();
+        let mut doomed: Vec<u32> = all
+            .iter()
+            .filter(|(pid, _, cmd)| *pid != me && marker.is_some_and(|m| cmd.contains(m)))
+            .map(|(pid, _, _)| *pid)
+            .collect();
+        let mut parents = vec![root];
+        while let Some(parent) = parents.pop() {
+            for (pid, ppid, _) in &all {
+                if *ppid == parent && !doomed.contains(pid) {
+                    doomed.push(*pid);
+                    parents.push(*pid);
+                }
+            }
+        }
+        doomed.retain(|pid| *pid != root && *pid != me);
+        if doomed.is_empty() {
+            return;
+        }
+        let mut kill = std::process::Command::new("kill");
+        kill.arg("-KILL");
+        kill.args(doomed.iter().map(u32::to_string));
+        let _ = kill.stderr(std::process::Stdio::null()).status();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Runs `cmd` to its end in a process group of its own and returns its output; whatever it
+/// started and left running (a JVM, a worker) is killed when it exits, or when the test panics
+/// while it runs.
+pub fn output_then_reap(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::io::Read;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut tree = ProcessTree::spawn(cmd, None);
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = vec![];
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = read(Box::new(tree.child.stdout.take().unwrap()));
+    let stderr = read(Box::new(tree.child.stderr.take().unwrap()));
+    let status = tree.child.wait().expect("the command ends");
+    // What is left of its group holds the pipes open: end it before reading them to the end.
+    tree.end();
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}

@@ -14,11 +14,13 @@ commands:
          examples/customers.ndjson (results in dist/results.ndjson), then run the example
          campaigns over them and print each campaign's funnel (dist/campaigns.ndjson, the send
          list in dist/send-list.csv, the funnels in dist/funnel.json)
-  test   run the whole test suite: the doc tests, then the tests (installs the wasm32 target;
-         from PyPI the OpenAPI tools, maturin, pyspark and pyarrow; from Debian chromium and
-         chromium-driver for the console's browser test and a Java runtime for the Spark test,
-         each when missing; builds the Python package's wheel into target/wheels first; uses cargo-nextest when installed, cargo test
-         otherwise)
+  test   run the whole test suite: the doc tests, then the tests. Installs what they need: the
+         wasm32 target; a Python environment of their own in target/py (the OpenAPI tools and
+         maturin from PyPI, pinned by tests/python/constraints.txt, then the Python package's
+         wheel, built into target/wheels, with its `spark` extra); from Debian, when missing,
+         chromium and chromium-driver for the console's browser test and openjdk-17-jre-headless
+         for the Spark tests. Uses cargo-nextest when installed, cargo test otherwise. Fails if
+         the tests leave a process running (and ends it)
   fuzz   a short run of each fuzz target (installs cargo-fuzz when missing; CI runs it too)
 
 Every command builds in the release profile with the workspace's one feature set, so after
@@ -191,33 +193,80 @@ fn fuzz_smoke() -> Result<(), String> {
     Ok(())
 }
 
-/// The Python tools the tests use, from PyPI: the OpenAPI validator the service's document is
-/// checked with, the generator of the client the tests call the service through, and maturin,
-/// PySpark and pyarrow for the Python package and its Spark test. Installed when missing.
-fn python_tools() -> Result<(), String> {
-    let present = Command::new("python3")
-        .args([
-            "-c",
-            "import openapi_spec_validator, openapi_python_client, maturin, pyspark, pyarrow",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if present {
-        return Ok(());
-    }
-    run(Command::new("python3").args([
+/// The tests' own Python: a virtual environment in target/py, made by this command, so nothing
+/// on the machine (a package installed by hand, the machine's site-packages) is what the tests
+/// find. Everything in it is pinned by tests/python/constraints.txt.
+const VENV: &str = "target/py";
+
+fn venv_python() -> PathBuf {
+    root().join(VENV).join("bin/python")
+}
+
+/// `target/py/bin/python -m pip install …`, quiet, pinned by the constraints file.
+fn pip_install(args: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new(venv_python());
+    cmd.args([
         "-m",
         "pip",
         "install",
         "--quiet",
         "--disable-pip-version-check",
-        "openapi-spec-validator==0.9.0",
-        "openapi-python-client==0.29.1",
-        // The Python package's build tool, and what its Spark test runs on.
-        "maturin>=1.7,<2",
-        "pyspark==3.5.*",
-        "pyarrow>=15",
-    ]))
+        "--require-virtualenv",
+        "-c",
+        "tests/python/constraints.txt",
+    ])
+    .args(args);
+    run(&mut cmd)
+}
+
+/// Makes target/py (when missing) and installs the Python tools the tests use, from PyPI: the
+/// OpenAPI validator the service's document is checked with, the generator of the client the
+/// tests call the service through, and maturin, which builds the Python package. Skipped when
+/// the environment was made from the same requirement files.
+fn python_env() -> Result<(), String> {
+    let read = |f: &str| {
+        std::fs::read_to_string(root().join(f)).map_err(|e| format!("cannot read {f}: {e}"))
+    };
+    let wanted = read("tests/python/requirements.txt")? + &read("tests/python/constraints.txt")?;
+    let stamp = root().join(VENV).join("installed-from.txt");
+    if venv_python().is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(root().join(VENV));
+    run(Command::new("python3").args(["-m", "venv", VENV]))
+        .map_err(|e| format!("{e}: the tests' Python environment needs python3 with venv"))?;
+    pip_install(&["-r", "tests/python/requirements.txt"])?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
+}
+
+/// Builds the Python package's wheel into target/wheels and installs it into target/py with its
+/// `spark` extra: PySpark, pandas and pyarrow reach the tests only through the dependencies the
+/// package declares. Built here, before the tests start, so its compile (the host core again,
+/// for the wheel's own feature set) is not spent under a test's timeout; the tests build it again,
+/// which is then a no-op.
+fn python_package() -> Result<(), String> {
+    run(Command::new(venv_python()).args([
+        "-m",
+        "maturin",
+        "build",
+        "--release",
+        "--quiet",
+        "-m",
+        "python/Cargo.toml",
+        "-o",
+        "target/wheels",
+    ]))?;
+    let wheels = root().join("target/wheels");
+    let mut built: Vec<PathBuf> = std::fs::read_dir(&wheels)
+        .map_err(|e| format!("cannot read {}: {e}", wheels.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "whl"))
+        .collect();
+    built.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let wheel = built
+        .last()
+        .ok_or_else(|| format!("maturin wrote no wheel into {}", wheels.display()))?;
+    pip_install(&[&format!("{}[spark]", wheel.display())])
 }
 
 /// Installs Debian `packages` with apt-get (as root, or through `sudo -n`), refreshing the
@@ -247,7 +296,7 @@ fn apt_install(packages: &[&str], why: &str) -> Result<(), String> {
     run(&mut apt(&install)).map_err(|e| format!("{e}: {why}"))
 }
 
-/// Debian's Chromium and its WebDriver, which the console's browser test drives.
+/// Debian's Chromium and its WebDriver, the exact binaries the console's browser test drives.
 fn browser() -> Result<(), String> {
     let present = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
         .iter()
@@ -261,57 +310,58 @@ fn browser() -> Result<(), String> {
     )
 }
 
-/// A Java runtime, for the Spark test's local PySpark.
-fn java() -> Result<(), String> {
-    let present = Command::new("java")
-        .arg("-version")
+/// Debian's Java 17 runtime, which the Spark tests run PySpark on (JAVA_HOME points at it: a
+/// newer Java on the PATH is not one PySpark 3.5 supports). Returns its JAVA_HOME.
+fn java() -> Result<PathBuf, String> {
+    let arch = Command::new("dpkg")
+        .arg("--print-architecture")
         .output()
-        .is_ok_and(|o| o.status.success());
-    if present {
-        return Ok(());
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "amd64".into());
+    let home = PathBuf::from(format!("/usr/lib/jvm/java-17-openjdk-{arch}"));
+    if !home.join("bin/java").is_file() {
+        apt_install(
+            &["openjdk-17-jre-headless"],
+            "the Spark tests need a Java 17 runtime",
+        )?;
     }
-    apt_install(
-        &["openjdk-17-jre-headless"],
-        "the Spark test needs a Java runtime",
-    )
+    if home.join("bin/java").is_file() {
+        Ok(home)
+    } else {
+        Err(format!(
+            "openjdk-17-jre-headless is installed but {} is missing",
+            home.join("bin/java").display()
+        ))
+    }
 }
 
 fn test() -> Result<(), String> {
-    python_tools()?;
+    leftovers::adopt_orphans();
+    python_env()?;
     browser()?;
-    java()?;
+    let java_home = java()?;
     // The CLI tests run the `regua` binary itself.
     build_host()?;
-    // The Python package's wheel, which the Spark tests install; built here, before the tests
-    // start, so its compile (the host core again, for the wheel's own feature set) is not spent
-    // under a test's timeout. The tests build it again, which is then a no-op.
-    run(Command::new("python3").args([
-        "-m",
-        "maturin",
-        "build",
-        "--release",
-        "--quiet",
-        "-m",
-        "python/Cargo.toml",
-        "-o",
-        "target/wheels",
-    ]))?;
+    python_package()?;
     // The doc tests first, so the suite's own summary closes the output.
     run(cargo().args(["test", "--release", "--workspace", "--doc"]))?;
     let nextest = cargo()
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
+    let mut tests = cargo();
     if nextest {
-        run(cargo().args([
+        tests.args([
             "nextest",
             "run",
             "--release",
             "--workspace",
             "--no-fail-fast",
-        ]))
+        ]);
     } else {
-        run(cargo().args([
+        tests.args([
             "test",
             "--release",
             "--workspace",
@@ -319,7 +369,120 @@ fn test() -> Result<(), String> {
             "--lib",
             "--bins",
             "--tests",
-        ]))
+        ]);
+    }
+    tests
+        .env("REGUA_TEST_PYTHON", venv_python())
+        .env("JAVA_HOME", java_home);
+    let outcome = run(&mut tests);
+    // Whatever the tests started and left running (a browser, a JVM, a server) is ended here and
+    // fails the run, so a test that leaks a process is found on every machine.
+    match (outcome, leftovers::end_all()) {
+        (outcome, Ok(())) => outcome,
+        (Ok(()), Err(left)) => Err(left),
+        (Err(failed), Err(left)) => Err(format!("{failed}\n{left}")),
+    }
+}
+
+/// Processes the test suite leaves behind. `cargo xtask test` makes itself the "child subreaper"
+/// of everything it starts (Linux's PR_SET_CHILD_SUBREAPER), so a process orphaned by a test —
+/// a browser whose driver was killed, a JVM whose Python exited — is re-parented to it rather
+/// than to init, and can be found by its parent id when the tests are over.
+mod leftovers {
+    use std::time::{Duration, Instant};
+
+    unsafe extern "C" {
+        fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
+    }
+    const PR_SET_CHILD_SUBREAPER: i32 = 36;
+
+    pub fn adopt_orphans() {
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers and touches no memory.
+        if unsafe { prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            eprintln!(
+                "xtask: cannot become a subreaper; processes the tests leave are not checked"
+            );
+        }
+    }
+
+    /// (pid, parent pid, command line) of every process.
+    fn processes() -> Vec<(u32, u32, String)> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        dir.filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid …": comm may hold spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            Some((pid, ppid, cmdline.trim().to_owned()))
+        })
+        .collect()
+    }
+
+    /// Every process descended from this one, its own direct children included.
+    fn descendants() -> Vec<(u32, String)> {
+        let all = processes();
+        let mut found = vec![std::process::id()];
+        let mut out = vec![];
+        while let Some(parent) = found.pop() {
+            for (pid, ppid, cmd) in &all {
+                if *ppid == parent && !out.iter().any(|(p, _)| p == pid) {
+                    found.push(*pid);
+                    out.push((*pid, cmd.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits a few seconds for what the tests left to exit by itself, then kills what is left
+    /// and names it.
+    pub fn end_all() -> Result<(), String> {
+        let started = Instant::now();
+        let mut left = descendants();
+        while !left.is_empty() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(200));
+            reap();
+            left = descendants();
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        for (pid, _) in &left {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        reap();
+        let names: Vec<String> = left
+            .iter()
+            .map(|(pid, cmd)| format!("  {pid} {}", cmd.chars().take(160).collect::<String>()))
+            .collect();
+        Err(format!(
+            "the tests left {} process(es) running (now killed):\n{}",
+            left.len(),
+            names.join("\n")
+        ))
+    }
+
+    /// Collects the exit status of adopted orphans that have exited, so they leave no zombie.
+    fn reap() {
+        unsafe extern "C" {
+            fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+        }
+        const WNOHANG: i32 = 1;
+        let mut status = 0;
+        // SAFETY: waitpid writes one i32 into `status`, which lives for the call.
+        while unsafe { waitpid(-1, &mut status, WNOHANG) } > 0 {}
     }
 }
 

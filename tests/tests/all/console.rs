@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use regua_tests::{repo, wasm};
+use regua_tests::{ProcessTree, repo, wasm};
 use serde_json::{Value, json};
 
 use crate::decisions::Served;
@@ -17,17 +17,14 @@ use crate::http::{land, rebuilt};
 const NOW: &str = "2025-03-11T12:00:00Z";
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A chromedriver on a free loopback port and a headless Chromium session on it.
+/// A chromedriver on a free loopback port and a headless Chromium session on it. Dropping it
+/// (the test over, passed or failed) ends the driver, the browser and every process the browser
+/// started (zygotes, renderers, crash handler), found by their parents and by the browser's own
+/// profile folder in their command lines.
 struct Browser {
-    driver: std::process::Child,
     client: Client,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
+    _driver: ProcessTree,
+    _profile: tempfile::TempDir,
 }
 
 fn program(name: &str) -> PathBuf {
@@ -48,19 +45,27 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = std::process::Command::new(program("chromedriver"))
-            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
+        let profile = tempfile::Builder::new()
+            .prefix("regua-console-browser-")
+            .tempdir()
             .unwrap();
+        let driver = ProcessTree::spawn(
+            std::process::Command::new(program("chromedriver"))
+                .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+            Some(profile.path().display().to_string()),
+        );
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
             json!({
                 "binary": program("chromium"),
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1366,900", "--no-first-run", "--disable-extensions"],
+                    "--window-size=1366,900", "--no-first-run", "--disable-extensions",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-quic",
+                    format!("--user-data-dir={}", profile.path().display())],
             }),
         );
         let url = format!("http://127.0.0.1:{port}");
@@ -79,7 +84,11 @@ impl Browser {
                 }
             }
         };
-        Browser { driver, client }
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
     }
 
     /// Runs `script` in the page and returns its value.

@@ -254,6 +254,8 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        // A `--dev` service runs cargo: its builds end with it.
+        regua_tests::kill_tree(self.child.id(), None);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

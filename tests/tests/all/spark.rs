@@ -1,12 +1,13 @@
 //! Régua inside Apache Spark: the wheel built from `python/`, PySpark in local mode (`local[2]`)
 //! over a generated Parquet file of customers, answers identical row for row to `regua batch`
-//! over the same file, error rows included. `cargo xtask test` installs pyspark, pyarrow, maturin
-//! and a Java runtime when missing.
+//! over the same file, error rows included. They run in the Python environment `cargo xtask test`
+//! makes (target/py), where PySpark, pyarrow and pandas come only through the package's declared
+//! `spark` extra, on the Java 17 runtime it names in JAVA_HOME. Spark binds to 127.0.0.1 only.
 
 use std::path::Path;
 use std::process::Command;
 
-use regua_tests::{regua_bin, repo, wasm};
+use regua_tests::{output_then_reap, python, regua_bin, repo, wasm};
 use serde_json::Value;
 
 use crate::cli::text;
@@ -14,7 +15,7 @@ use crate::cli::text;
 const NOW: &str = "2025-03-11T12:00:00Z";
 
 fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let out = output_then_reap(cmd);
     assert!(
         out.status.success(),
         "{what} failed: {}\n{}",
@@ -28,7 +29,7 @@ fn run(cmd: &mut Command, what: &str) -> String {
 fn install_wheel(work: &Path) -> std::path::PathBuf {
     let wheels = work.join("wheels");
     run(
-        Command::new("python3")
+        Command::new(python())
             .current_dir(repo())
             .args([
                 "-m",
@@ -50,7 +51,7 @@ fn install_wheel(work: &Path) -> std::path::PathBuf {
         .expect("a wheel");
     let site = work.join("site");
     run(
-        Command::new("python3")
+        Command::new(python())
             .args([
                 "-m",
                 "pip",
@@ -94,11 +95,14 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// `python3 python/tests/SCRIPT` with the wheel importable, in Spark's workers too.
+    /// `python python/tests/SCRIPT` in the tests' environment with the wheel importable, in
+    /// Spark's workers too, and Spark's driver on loopback.
     fn python(&self, script: &str) -> Command {
-        let mut cmd = Command::new("python3");
+        let mut cmd = Command::new(python());
         cmd.env("PYTHONPATH", &self.site)
-            .env("PYSPARK_PYTHON", "python3");
+            .env("PYSPARK_PYTHON", python())
+            .env("PYSPARK_DRIVER_PYTHON", python())
+            .env("SPARK_LOCAL_IP", "127.0.0.1");
         cmd.arg(repo().join("python/tests").join(script));
         cmd
     }
@@ -180,21 +184,26 @@ fn spark_answers_row_for_row_as_regua_batch_error_rows_included() {
     let paths = plugin_paths();
     let expected = regua_batch(customers, &["--allow-repeated-ids"]);
     let answers = p.work.path().join("spark.ndjson");
-    let out = p
-        .python("spark_check.py")
-        .arg("spark")
-        .arg(customers)
-        .arg(&answers)
-        .arg(NOW)
-        .args(&paths)
-        .output()
-        .unwrap();
+    let out = output_then_reap(
+        p.python("spark_check.py")
+            .arg("spark")
+            .arg(customers)
+            .arg(&answers)
+            .arg(NOW)
+            .args(&paths),
+    );
     assert!(
         out.status.success(),
         "the Spark job failed:\n{}",
         text(&out.stderr)
     );
     let log = text(&out.stderr);
+    // Spark warns when it looks past loopback for an address to bind ("Your hostname … resolves
+    // to a loopback address …; using … instead"): it must not.
+    assert!(
+        !log.contains("resolves to a loopback address"),
+        "Spark looked for an address beyond loopback:\n{log}"
+    );
     let partitions: usize = log
         .lines()
         .find_map(|l| l.split("partitions: ").nth(1))
