@@ -59,6 +59,19 @@ pub(crate) struct ServeArgs {
     /// Largest request body (and NDJSON line), in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     max_body: usize,
+    /// Request bodies held at once across every connection, in MiB: a JSON body that does not
+    /// fit waits up to 5 s for room, then is answered 503 (streamed NDJSON bodies are read a
+    /// chunk at a time and are not counted).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    body_budget: usize,
+    /// Seconds a client may take to send a request's headers; also the longest a kept-alive
+    /// connection waits idle for its next request. Then the connection is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a whole JSON body may take to arrive (408 after), and the longest a streamed
+    /// NDJSON body may pause between two pieces.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
     /// Evaluation threads; default: one per core.
     #[arg(long)]
     threads: Option<usize>,
@@ -105,6 +118,7 @@ async fn shutdown_signal() {
 impl ServeArgs {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         regua_sdk::Zone::get(&self.tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
+        release_freed_memory_at_once();
         std::fs::create_dir_all(&self.plugins).with_context(|| {
             format!(
                 "cannot create the plugins folder `{}`",
@@ -139,8 +153,18 @@ impl ServeArgs {
             admin_token: self.admin_token.filter(|t| !t.is_empty()),
             default_tz: self.tz,
             max_body: self.max_body.max(1) << 20,
+            body_budget: self.body_budget.max(1) << 20,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout),
             ..ServiceConfig::default()
         };
+        if config.body_budget < config.max_body {
+            anyhow::bail!(
+                "--body-budget ({} MiB) is smaller than --max-body ({} MiB): a body of the largest size could never be read",
+                self.body_budget,
+                self.max_body
+            );
+        }
         let admin = config.admin_token.is_some();
         if let Some(dir) = &self.campaigns
             && !dir.is_dir()
@@ -192,4 +216,18 @@ impl ServeArgs {
         }
         Ok(())
     }
+}
+
+/// Has the allocator give memory back to the system as soon as it is freed. mimalloc otherwise
+/// keeps what a thread freed until that thread allocates again: after a burst of large request
+/// bodies, the service's memory stayed at twice the body budget with every request answered.
+/// Set for `regua serve` only: a batch's steady churn keeps its pages warm instead.
+fn release_freed_memory_at_once() {
+    unsafe extern "C" {
+        fn mi_option_set(option: i32, value: std::ffi::c_long);
+    }
+    // `mi_option_purge_delay` in mimalloc's option enum (v2 and v3 alike): 0 purges at once.
+    const MI_OPTION_PURGE_DELAY: i32 = 15;
+    // SAFETY: sets one integer option of the allocator; safe at any time, from any thread.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
 }

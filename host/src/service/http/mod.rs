@@ -50,6 +50,17 @@ pub struct ServiceConfig {
     pub max_body: usize,
     /// Lines per chunk of a streamed batch.
     pub chunk_lines: usize,
+    /// Bytes of request bodies held at once, across every connection: a body that does not fit
+    /// waits (up to `budget_wait`) or is answered 503.
+    pub body_budget: usize,
+    /// How long a request waits for room in the body budget before it is answered 503.
+    pub budget_wait: std::time::Duration,
+    /// How long a client may take to send a request's headers, and how long a kept-alive
+    /// connection may wait idle for its next request.
+    pub header_timeout: std::time::Duration,
+    /// How long a whole JSON body may take to arrive, and how long a streamed (NDJSON) body may
+    /// pause between two pieces.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -59,6 +70,10 @@ impl Default for ServiceConfig {
             default_tz: "America/Sao_Paulo".into(),
             max_body: 16 << 20,
             chunk_lines: 256,
+            body_budget: 256 << 20,
+            budget_wait: std::time::Duration::from_secs(5),
+            header_timeout: std::time::Duration::from_secs(30),
+            body_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -73,6 +88,8 @@ struct Inner {
     on_log_failure: OnLogFailure,
     /// The latest campaign run's funnel, for the console.
     latest_run: std::sync::Mutex<Option<campaigns::LatestRun>>,
+    /// The body budget: one permit a byte.
+    bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the service does while its decision log cannot be written.
@@ -117,10 +134,15 @@ impl AppState {
             registry,
             evaluator,
             metrics,
-            config,
             decisions: None,
             on_log_failure: OnLogFailure::Answer,
             latest_run: std::sync::Mutex::new(None),
+            bodies: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .body_budget
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            config,
         }))
     }
 
@@ -311,14 +333,114 @@ fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         .map_err(|e| ApiError::bad(format!("invalid request: {e}")))
 }
 
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
-    let limit = state.0.config.max_body;
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the request body is larger than {limit} bytes"),
-        )
+/// A request body received whole, with its share of the body budget, held until the handler
+/// is done with it.
+pub(super) struct Received {
+    bytes: Bytes,
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Received {
+    type Target = Bytes;
+    fn deref(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the request body is larger than {limit} bytes"),
+    )
+}
+
+fn budget_full(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        format!(
+            "the service holds as much of other requests' bodies as it takes at once ({} MiB): \
+             try again shortly",
+            state.0.config.body_budget >> 20
+        ),
+    )
+}
+
+/// `n` more bytes of the body budget, added to `held`; waits up to `wait` for them.
+async fn take_budget(
+    state: &AppState,
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+    n: usize,
+    wait: std::time::Duration,
+) -> Result<(), ApiError> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n = u32::try_from(n).map_err(|_| too_large(state.0.config.max_body))?;
+    let bodies = state.0.bodies.clone();
+    let permit = tokio::time::timeout(wait, bodies.acquire_many_owned(n))
+        .await
+        .map_err(|_| budget_full(state))?
+        .map_err(ApiError::internal)?;
+    match held {
+        Some(h) => h.merge(permit),
+        None => *held = Some(permit),
+    }
+    Ok(())
+}
+
+/// Reads a whole request body: at most `max_body` bytes, within `body_timeout`, inside the
+/// body budget shared by every connection (an announced length is taken from it before the
+/// first byte is read, so a crowd of unfinished uploads cannot hold more than the budget).
+async fn read_body(state: &AppState, body: Body) -> Result<Received, ApiError> {
+    use axum::body::HttpBody as _;
+    let config = &state.0.config;
+    let limit = config.max_body;
+    let mut held = None;
+    let announced = body.size_hint().exact().unwrap_or(0) as usize;
+    if announced > limit {
+        return Err(too_large(limit));
+    }
+    take_budget(state, &mut held, announced, config.budget_wait).await?;
+    let deadline = tokio::time::Instant::now() + config.body_timeout;
+    let mut stream = body.into_data_stream();
+    let mut data = Vec::with_capacity(announced);
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        config.body_timeout.as_secs()
+                    ),
+                )
+            })?;
+        let chunk = match next {
+            None => break,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the request body stopped arriving: {e}"),
+                ));
+            }
+        };
+        if data.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        // Beyond what was announced (a chunked body): taken as it comes, without waiting.
+        let beyond = (data.len() + chunk.len()).saturating_sub(announced.max(data.len()));
+        take_budget(state, &mut held, beyond, std::time::Duration::ZERO).await?;
+        data.extend_from_slice(&chunk);
+    }
+    Ok(Received {
+        bytes: Bytes::from(data),
+        _budget: held,
     })
 }
 
@@ -433,6 +555,90 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
+/// The POST endpoints whose body is one JSON document (the others take NDJSON, a plugin or a
+/// send list).
+fn takes_json(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["", "v1", "decide" | "evaluate"]
+            | ["", "v1", "plugins", _, "evaluate"]
+            | ["", "v1", "campaigns", _, "decide"]
+    )
+}
+
+/// Refuses what a web page of another site could send: a cross-site request needs no consent
+/// from the service when it is "simple" (a form's content types, no custom header), and would
+/// otherwise be evaluated and written to the decision log. Every request that changes or records
+/// anything (any method but GET, HEAD and OPTIONS) must come from no page at all (no `Origin`,
+/// as curl and programs send) or from the service's own origin (the console); and must say
+/// what it sends: JSON endpoints take `application/json` only, the others refuse the three
+/// content types a form can send without asking.
+async fn same_site_only(request: Request, next: Next) -> Response {
+    use axum::http::Method;
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("(not text)");
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if authority.is_none() || authority != host {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                format!(
+                    "requests from another origin (`{origin}`) are refused: call the service from \
+                     a program, or from its own console"
+                ),
+            )
+            .into_response();
+        }
+    }
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let path = request.uri().path();
+    let json = given
+        .as_deref()
+        .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+    let refused = if *request.method() == Method::POST && takes_json(path) {
+        (!json).then_some("`application/json`")
+    } else {
+        matches!(
+            given.as_deref(),
+            Some("text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data")
+        )
+        .then_some("NDJSON (`application/x-ndjson`), or what the endpoint documents")
+    };
+    if let Some(wanted) = refused {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "`{} {path}` takes {wanted}; the request says `content-type: {}`",
+                request.method(),
+                given.as_deref().unwrap_or("(none)")
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -464,18 +670,56 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/decisions/{id}", get(decisions::get_decision))
         .route("/v1/backtest", post(decisions::run_backtest))
         .fallback(fallback)
+        .layer(middleware::from_fn(same_site_only))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// Each connection is bounded in time: its request headers must arrive within `header_timeout`
+/// (also the longest a kept-alive connection waits idle for its next request), and a request
+/// body may pause at most `body_timeout` between two pieces.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let config = state.0.config.clone();
+    let app = tower::ServiceBuilder::new()
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            config.body_timeout,
+        ))
+        .service(router(state));
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
 }
