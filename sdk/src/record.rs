@@ -1014,13 +1014,31 @@ pub fn parse_customer_reading(bytes: &[u8], fields: Fields) -> Result<Record, St
     read_customer(text, None, fields)
 }
 
+/// The longest customer id, in bytes: an id names a customer in every answer, log line and send
+/// list, so one of megabytes would be copied into each.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// What is wrong with a customer id, if anything: blank, or longer than [`MAX_ID_BYTES`].
+pub fn id_problem(id: &str) -> Option<String> {
+    if id.trim().is_empty() {
+        Some("is empty".into())
+    } else if id.len() > MAX_ID_BYTES {
+        Some(format!(
+            "is {} bytes long: an id has at most {MAX_ID_BYTES}",
+            id.len()
+        ))
+    } else {
+        None
+    }
+}
+
 /// The one reader of JSON records: only an object is a record (not the array form serde would
-/// also take for a struct), and the id must not be blank.
+/// also take for a struct), and the id must be neither blank nor longer than [`MAX_ID_BYTES`].
 fn read_customer(text: &str, at: Option<&str>, fields: Fields) -> Result<Record, String> {
     let customer = crate::json::from_str_seed(text, at, Reading(fields))?;
-    if customer.id.trim().is_empty() {
+    if let Some(problem) = id_problem(&customer.id) {
         let field = at.map_or_else(|| "id".to_owned(), |at| format!("{at}.id"));
-        return Err(format!("field `{field}` is empty"));
+        return Err(format!("field `{field}` {problem}"));
     }
     Ok(customer)
 }

@@ -15,6 +15,10 @@ use std::sync::Arc;
 
 use crate::pipeline::campaign::{CustomerRun, Plan};
 
+/// The longest value of a kept field (`--decision-log-field`), as JSON, in bytes: a record whose
+/// field is longer is refused, naming the field, rather than copied into every line of the log.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
 /// A decision log: its sink and the record fields each line keeps.
 pub struct DecisionLog {
     /// Where the lines go.
@@ -45,7 +49,76 @@ impl DecisionLog {
         Arc::new(DecisionLog { sink, fields })
     }
 
-    /// The hash and the kept fields of `record`, as read.
+    /// The parts of a record the kept fields are in (`profile.email`: the profile), which every
+    /// path reading records for a logged run reads besides what its plugins read, so a field the
+    /// record has is logged whether or not a plugin reads it.
+    pub fn reads(&self) -> regua_sdk::Fields {
+        let parts: Vec<regua_sdk::Field> = self
+            .fields
+            .iter()
+            .filter_map(|name| {
+                let top = name.split('.').next().unwrap_or_default();
+                serde_json::from_value(serde_json::Value::String(top.to_owned())).ok()
+            })
+            .collect();
+        regua_sdk::Fields::of(&parts)
+    }
+
+    /// Whether the fields of `record` the log keeps fit its limit ([`MAX_FIELD_BYTES`] each, as
+    /// JSON); if not, which does not, in words.
+    pub fn check(&self, record: &regua_sdk::Record) -> Result<(), String> {
+        for (name, value) in entry::pick_fields(record, &self.fields) {
+            let len = value.to_string().len();
+            if len > MAX_FIELD_BYTES {
+                return Err(format!(
+                    "field `{name}` is {len} bytes long (as JSON): the decision log keeps fields \
+                     of at most {MAX_FIELD_BYTES} bytes (--decision-log-field)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns the lines of a chunk whose record [fails the check](DecisionLog::check) into error
+    /// lines naming the field, and drops their records, so nothing longer than the log keeps is
+    /// evaluated and logged.
+    pub fn refuse_oversized(
+        &self,
+        customers: &mut Vec<regua_sdk::Record>,
+        reads: &mut [crate::pipeline::evaluator::LineRead],
+    ) {
+        use crate::pipeline::evaluator::LineRead;
+        if self.fields.is_empty() {
+            return;
+        }
+        let problems: Vec<Option<String>> = customers.iter().map(|c| self.check(c).err()).collect();
+        if problems.iter().all(Option::is_none) {
+            return;
+        }
+        // Where each record goes among those kept, or why it is refused.
+        let mut kept = Vec::with_capacity(customers.len());
+        let mut fate: Vec<Result<usize, (String, String)>> = Vec::with_capacity(customers.len());
+        for (c, problem) in std::mem::take(customers).into_iter().zip(problems) {
+            match problem {
+                None => {
+                    fate.push(Ok(kept.len()));
+                    kept.push(c);
+                }
+                Some(problem) => fate.push(Err((c.id, problem))),
+            }
+        }
+        for read in reads.iter_mut() {
+            if let LineRead::Record(i) = read {
+                *read = match &fate[*i] {
+                    Ok(j) => LineRead::Record(*j),
+                    Err((id, problem)) => LineRead::Bad(Some(id.clone()), problem.clone()),
+                };
+            }
+        }
+        *customers = kept;
+    }
+
+    /// The hash and the kept fields of `record`, as read (with [`DecisionLog::reads`]).
     pub fn input_of(&self, record: &regua_sdk::Record) -> InputOf {
         InputOf {
             hash: entry::input_hash(record),
@@ -143,15 +216,69 @@ pub fn each_entry(
     Ok(files.len())
 }
 
-/// Finds decision `id` in the log folder `dir`, newest file first.
+/// The millisecond of the host's clock an id was made at (its first part), if it is an id.
+fn id_millis(id: &str) -> Option<i64> {
+    let ms = id.split('-').next()?;
+    (ms.len() == 12).then(|| i64::from_str_radix(ms, 16).ok())?
+}
+
+/// The clock millisecond of the first and of the last decision of a log file, read from its
+/// two ends only (a line of up to 1 MiB), or `None` for a file with no decision line there.
+fn file_span(path: &std::path::Path) -> std::io::Result<Option<(i64, i64)>> {
+    use std::io::{BufRead as _, Read as _, Seek as _, SeekFrom};
+    let millis_of = |line: &[u8]| {
+        serde_json::from_slice::<Entry>(line)
+            .ok()
+            .and_then(|e| id_millis(&e.decision))
+    };
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut first = Vec::new();
+    std::io::BufReader::new(&mut file)
+        .take(1 << 20)
+        .read_until(b'\n', &mut first)?;
+    let Some(first) = millis_of(&first) else {
+        return Ok(None);
+    };
+    let start = len.saturating_sub(1 << 20);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.take(len - start).read_to_end(&mut tail)?;
+    let last = tail
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(millis_of)
+        .unwrap_or(first);
+    Ok(Some((first, last)))
+}
+
+/// Finds decision `id` in the log folder `dir`, newest file first. Reads only the files whose
+/// first and last decisions were made around the id's millisecond (the id begins with it), each
+/// a line at a time, so an unknown id costs at most a scan of one file or two, in a small,
+/// bounded buffer, and an id from outside the log's period costs two reads per file.
 pub fn find(dir: &std::path::Path, id: &str) -> std::io::Result<Option<Entry>> {
+    use std::io::BufRead as _;
+    let Some(ms) = id_millis(id) else {
+        return Ok(None);
+    };
     let needle = format!("\"decision\":{}", serde_json::Value::from(id));
     let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    // Ids are made before their line is written: a line can land a little after a later one.
+    let slack = 60_000;
     for (_, path) in sink::log_files(dir)?.into_iter().rev() {
-        let bytes = std::fs::read(&path)?;
-        for line in bytes.split(|&b| b == b'\n') {
-            if finder.find(line).is_some()
-                && let Ok(entry) = serde_json::from_slice::<Entry>(line)
+        match file_span(&path)? {
+            Some((first, last)) if first - slack <= ms && ms <= last + slack => {}
+            _ => continue,
+        }
+        let mut lines = std::io::BufReader::with_capacity(64 << 10, std::fs::File::open(&path)?);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if lines.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if finder.find(&line).is_some()
+                && let Ok(entry) = serde_json::from_slice::<Entry>(&line)
                 && entry.decision == id
             {
                 return Ok(Some(entry));
@@ -204,8 +331,12 @@ mod tests {
     use super::*;
 
     fn line(n: usize, pad: usize) -> String {
+        line_with_id(format!("d-{n}"), pad)
+    }
+
+    fn line_with_id(decision: String, pad: usize) -> String {
         let entry = Entry {
-            decision: format!("d-{n}"),
+            decision,
             time: "2025-03-11T12:00:00Z".into(),
             now: "2025-03-11T12:00:00Z".into(),
             source: "plugin".into(),
@@ -257,5 +388,29 @@ mod tests {
             "the line that is not a decision is passed over"
         );
         assert_eq!(all.last().unwrap(), "d-1");
+    }
+
+    #[test]
+    fn a_decision_is_found_by_its_id_in_the_file_of_its_time_and_an_unknown_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = |ms: i64, n: usize| format!("{ms:012x}-1a2b-{n:x}");
+        // Three files a minute or more apart, made of the ids of their minutes.
+        let base = 1_741_694_400_000; // 2025-03-11T12:00:00Z
+        for (file, start) in [(1, 0), (2, 600_000), (3, 1_200_000)] {
+            let mut text = String::new();
+            for n in 0..50 {
+                text.push_str(&line_with_id(id(base + start + n as i64 * 1000, n), 20));
+            }
+            std::fs::write(dir.path().join(format!("decisions-{file:06}.ndjson")), text).unwrap();
+        }
+        let found = |wanted: &str| find(dir.path(), wanted).unwrap().map(|e| e.decision);
+        let wanted = id(base + 600_000 + 7_000, 7);
+        assert_eq!(found(&wanted), Some(wanted.clone()));
+        let first = id(base, 0);
+        assert_eq!(found(&first), Some(first.clone()));
+        // Inside a file's period but not in it; outside every period; not an id at all.
+        assert_eq!(found(&id(base + 600_000 + 7_000, 99)), None);
+        assert_eq!(found(&id(base - 86_400_000, 1)), None);
+        assert_eq!(found("not-an-id"), None);
     }
 }

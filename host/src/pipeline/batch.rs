@@ -122,6 +122,10 @@ impl Plugins {
 
     /// These plugins, logging each answer for each customer as a decision made at `now`.
     pub fn logging(mut self, log: Option<Arc<DecisionLog>>, now: regua_sdk::Timestamp) -> Plugins {
+        if let Some(log) = &log {
+            // The fields the log keeps are read too (each plugin still sees its own reads).
+            self.reads = self.reads.union(log.reads());
+        }
         self.log = log.map(|l| (l, now));
         self
     }
@@ -187,7 +191,10 @@ impl Plugins {
 /// Reads, evaluates and writes one chunk: the batch's part of the [`Evaluator`].
 pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: Format) -> Done {
     let evals = plugins.evals();
-    let (customers, reads) = chunk.read(plugins.reads());
+    let (mut customers, mut reads) = chunk.read(plugins.reads());
+    if let Some((log, _)) = &plugins.log {
+        log.refuse_oversized(&mut customers, &mut reads);
+    }
     let mut results: Vec<Vec<RecordResult>> = plugins
         .evaluate(worker, &customers)
         .into_iter()

@@ -920,7 +920,7 @@ fn read_batch(
                     None => format!("column `{column}`: {e}"),
                 };
                 out.1.push(LineRead::Bad(
-                    salvaged.filter(|s| !s.trim().is_empty()),
+                    salvaged.filter(|s| regua_sdk::record::id_problem(s).is_none()),
                     error,
                 ));
             }
@@ -943,8 +943,10 @@ fn read_row(
     }
     let id = match id.text(r) {
         None => return Err(cell("id", "is null (every record needs an id)".into())),
-        Some(t) if t.trim().is_empty() => return Err(cell("id", "is empty".into())),
-        Some(t) => t.to_owned(),
+        Some(t) => match regua_sdk::record::id_problem(t) {
+            Some(problem) => return Err(cell("id", problem)),
+            None => t.to_owned(),
+        },
     };
     let tz = tz.text(r).map(str::to_owned);
     if let Some(name) = &tz {

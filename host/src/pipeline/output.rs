@@ -10,8 +10,10 @@ use crate::runtime::worker::{Outcome, RecordResult};
 struct Tagged<'a> {
     plugin: &'a str,
     version: &'a str,
+    /// The decision's id when the decisions are logged: its own key, as a rest policy's answer
+    /// says `decision` for its verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
-    decision: Option<&'a str>,
+    decision_id: Option<&'a str>,
     #[serde(flatten)]
     body: Body<'a>,
 }
@@ -27,7 +29,7 @@ fn tagged<'a>(plugin: &'a Plugin, result: &'a RecordResult) -> Tagged<'a> {
     Tagged {
         plugin: plugin.name(),
         version: &plugin.version,
-        decision: None,
+        decision_id: None,
         body: match result {
             Ok(o) => Body::Ok(o),
             Err(e) => Body::Err { error: e },
@@ -60,7 +62,7 @@ pub fn write_results_line<'a>(
         serde_json::to_writer(&mut *out, plugin.name()).expect("writing to a Vec");
         out.push(b':');
         let mut t = tagged(plugin, result);
-        t.decision = decisions.get(i).map(String::as_str);
+        t.decision_id = decisions.get(i).map(String::as_str);
         serde_json::to_writer(&mut *out, &t).expect("writing to a Vec");
     }
     out.extend_from_slice(b"}}\n");

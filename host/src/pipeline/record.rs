@@ -14,11 +14,13 @@ pub fn salvage_id(bytes: &[u8]) -> Option<String> {
         id: serde_json::Value,
     }
     let r: IdOnly = serde_json::from_slice(bytes).ok()?;
-    match r.id {
-        serde_json::Value::String(s) => Some(s),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    let id = match r.id {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    // An id too long to be one is not echoed back: the error says how long it is.
+    (id.len() <= regua_sdk::record::MAX_ID_BYTES).then_some(id)
 }
 
 /// Customers encoded once for the ABI, ready to hand to any number of plugins, whole or in

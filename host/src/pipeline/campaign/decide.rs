@@ -107,8 +107,9 @@ pub struct Denial {
 /// What one campaign decided for one customer.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Decision {
-    /// The decision's id in the decision log, when the run keeps one.
-    #[serde(rename = "decision", skip_serializing_if = "Option::is_none")]
+    /// The decision's id in the decision log, when the run keeps one (the log line's `decision`).
+    /// Its own key, `decision_id`: a rest policy's answer says `decision` for its verdict.
+    #[serde(rename = "decision_id", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The campaign's code.
     pub campaign: String,
@@ -240,6 +241,10 @@ impl Plan {
     pub fn reads(&self) -> Fields {
         let company = &self.campaigns.company;
         let mut fields = Fields::default().union(Fields::of(&[regua_sdk::Field::Contacts]));
+        // The fields the decision log keeps are read too.
+        if let Some(log) = &self.log {
+            fields = fields.union(log.reads());
+        }
         fields = fields.union(Fields::of(&[regua_sdk::Field::Journeys]));
         for c in &self.campaigns.campaigns {
             for (_, _, name, _) in c.plugin_refs(company) {

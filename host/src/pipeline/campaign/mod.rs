@@ -280,7 +280,10 @@ pub struct LineOut {
 /// Decides one chunk of NDJSON lines: parses each record once, for what the plan's plugins read,
 /// runs the campaigns over the valid ones, and answers every line in order.
 pub fn process(worker: &mut Worker, plan: &Plan, chunk: Chunk) -> Vec<LineOut> {
-    let (customers, reads) = chunk.read(plan.reads());
+    let (mut customers, mut reads) = chunk.read(plan.reads());
+    if let Some(log) = &plan.log {
+        log.refuse_oversized(&mut customers, &mut reads);
+    }
     // The log hashes each record as read, before the run moves its journeys.
     let inputs: Vec<_> = match &plan.log {
         Some(log) => customers.iter().map(|c| log.input_of(c)).collect(),

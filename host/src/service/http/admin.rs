@@ -67,7 +67,11 @@ pub(super) async fn put_plugin(
     }
     let dir = registry.dir().to_owned();
     let path = dir.join(format!("{name}.wasm"));
-    let tmp = dir.join(format!(".{name}.wasm.upload"));
+    // A file of its own per upload (concurrent uploads of one plugin once shared one and failed),
+    // hidden from the folder's watcher by its leading dot, renamed over the plugin at once.
+    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.wasm.{}-{n}.upload", std::process::id()));
     let write = {
         let (path, tmp, bytes) = (path.clone(), tmp.clone(), bytes.clone());
         tokio::task::spawn_blocking(move || {

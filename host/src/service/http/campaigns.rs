@@ -112,9 +112,10 @@ async fn decide(state: AppState, only: Option<String>, body: Body) -> Result<Res
         None => return Err(no_campaign(only.as_deref().unwrap_or_default())),
     };
     // One customer is a batch of one: read for what the plan's plugins read, as a line is.
-    let customer = super::plugins::parse_customer_field(&req.customer, plan.reads())?;
+    let reads = super::plugins::logged_reads(&state, plan.reads());
+    let customer = super::plugins::parse_customer_field(&req.customer, reads)?;
     let log = state.decision_log().cloned();
-    let input = log.as_ref().map(|l| l.input_of(&customer));
+    let input = super::plugins::logged_input(&state, &customer)?;
     let plan = Arc::new(plan);
     let run_plan = plan.clone();
     let mut runs = state

@@ -16,7 +16,7 @@ pub struct Explained {
 }
 
 #[utoipa::path(get, path = "/v1/decisions/{id}",
-    params(("id" = String, Path, description = "the decision's id (the `decision` field of an answer)")),
+    params(("id" = String, Path, description = "the decision's id (the `decision_id` field of an answer)")),
     responses((status = 200, body = Explained), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_decision(
     State(state): State<AppState>,
@@ -26,9 +26,12 @@ pub(super) async fn get_decision(
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         return Err(ApiError::bad(
-            "the decision id is made of hex digits and dashes (the `decision` field of an answer)",
+            "the decision id is made of hex digits and dashes (the `decision_id` field of an answer)",
         ));
     }
+    // At most two lookups read the log at once; the others wait their turn, holding nothing.
+    static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let _turn = LOOKUPS.acquire().await.map_err(ApiError::internal)?;
     let wanted = id.clone();
     let found = tokio::task::spawn_blocking(move || {
         // A decision answered a moment ago may still be on its way to the file.

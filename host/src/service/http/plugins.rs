@@ -156,7 +156,8 @@ fn logged_values(
     if let (Some(log), Some(input)) = (state.decision_log(), input) {
         let ids = log.plugin_calls(now, customer, input, results.iter().map(|(p, r)| (&**p, r)));
         for (v, id) in values.iter_mut().zip(ids) {
-            v["decision"] = id.into();
+            // Its own key: a rest policy's answer already says `decision` (its verdict).
+            v["decision_id"] = id.into();
         }
     }
     values
@@ -208,6 +209,28 @@ pub struct EvaluateRequest {
     /// The triggering event (journey rules only).
     #[schema(value_type = Option<Object>)]
     event: Option<Box<RawValue>>,
+}
+
+/// What the plugins read, and the fields the decision log keeps when the service keeps one.
+pub(super) fn logged_reads(state: &AppState, reads: regua_sdk::Fields) -> regua_sdk::Fields {
+    match state.decision_log() {
+        Some(log) => reads.union(log.reads()),
+        None => reads,
+    }
+}
+
+/// What the decision log keeps of `customer`, when the service keeps one; a kept field longer
+/// than the log keeps is refused, named.
+pub(super) fn logged_input(
+    state: &AppState,
+    customer: &regua_sdk::Record,
+) -> Result<Option<crate::decisions::InputOf>, ApiError> {
+    let Some(log) = state.decision_log() else {
+        return Ok(None);
+    };
+    log.check(customer)
+        .map_err(|e| ApiError::bad(format!("field `customer`: {e}")))?;
+    Ok(Some(log.input_of(customer)))
 }
 
 /// The request's `customer`, read for what its plugins read, as a batch reads a line.
@@ -314,8 +337,8 @@ pub(super) async fn evaluate(
         &inputs_for(&state, &plugin, now, params, &x),
     )?;
     let plugins = Plugins::new(vec![eval]);
-    let customer = parse_customer_field(&req.customer, plugins.reads())?;
-    let input = state.decision_log().map(|l| l.input_of(&customer));
+    let customer = parse_customer_field(&req.customer, logged_reads(&state, plugins.reads()))?;
+    let input = logged_input(&state, &customer)?;
     let id = customer.id.clone();
     let (_, result) = evaluate_one(&state, plugins, customer).await?.remove(0);
     let result = result?;
@@ -329,7 +352,7 @@ pub(super) async fn evaluate(
         Err(e) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "plugin_failed",
-            match value.get("decision").and_then(|d| d.as_str()) {
+            match value.get("decision_id").and_then(|d| d.as_str()) {
                 Some(d) => format!("{e} (decision {d})"),
                 None => e.clone(),
             },
@@ -395,8 +418,8 @@ pub(super) async fn evaluate_many(
         )));
     }
     let plugins = Plugins::new(evals);
-    let customer = parse_customer_field(&req.customer, plugins.reads())?;
-    let input = state.decision_log().map(|l| l.input_of(&customer));
+    let customer = parse_customer_field(&req.customer, logged_reads(&state, plugins.reads()))?;
+    let input = logged_input(&state, &customer)?;
     let id = customer.id.clone();
     // A plugin that refuses the call fails alone: its entry carries the error.
     let results: Vec<_> = evaluate_one(&state, plugins, customer)

@@ -264,8 +264,10 @@ function decisionLink(id) {
 function pluginResult(a) {
   let outcome = "";
   let yes = true;
-  if ("matched" in a) { outcome = a.matched ? "in the segment" : "not in the segment"; yes = a.matched; }
-  else if ("verdict" in a) { outcome = a.verdict + (a.reason ? ` (${a.reason})` : "") + (a.until ? ` until ${a.until}` : ""); yes = a.verdict === "allow"; }
+  // The API's own words: a segment's `match`, a rest policy's `decision`, a journey's `actions`.
+  if ("error" in a) { outcome = `error: ${a.error}`; yes = false; }
+  else if ("match" in a) { outcome = `match: ${a.match}`; yes = a.match === true; }
+  else if ("decision" in a) { outcome = a.decision + (a.rule ? ` by ${a.rule}` : "") + (a.reason ? ` (${a.reason})` : "") + (a.until ? ` until ${a.until}` : ""); yes = a.decision === "allow"; }
   else if ("actions" in a) { outcome = a.actions.length ? `${a.actions.length} action(s)` : "nothing to do now"; yes = a.actions.length > 0; }
   else outcome = "answered";
   return el("div", { class: "result" },
@@ -273,7 +275,7 @@ function pluginResult(a) {
     el("p", { class: `outcome ${yes ? "yes" : "no"}`, text: outcome }),
     reasonsList(a.reasons),
     a.actions && a.actions.length ? el("pre", { text: json(a.actions) }) : null,
-    decisionLink(a.decision));
+    decisionLink(a.decision_id));
 }
 
 /** One campaign's decision: the whole trail, then the messages or why not. */
@@ -287,7 +289,7 @@ function decisionResult(d) {
       (d.messages || []).map((m) => el("li", { class: "message", text: `message: ${m.channel} ${m.template}, send at ${m.send_at}${m.deferred_by ? ` (deferred by ${m.deferred_by})` : ""}` })),
       (d.denied || []).map((x) => el("li", { class: "denied", text: `denied by ${x.rule}: ${x.reason} (${x.channel} ${x.template})` })),
       d.error ? el("li", { class: "error-text", text: d.error }) : null),
-    decisionLink(d.decision));
+    decisionLink(d.decision_id));
 }
 
 async function runTry(event) {
