@@ -175,11 +175,11 @@ fn example_plugins() -> (tempfile::TempDir, Vec<String>) {
 /// The answer without its decision id, which differs between two calls of the same input.
 fn without_ids(mut v: Value) -> Value {
     if let Some(o) = v.as_object_mut() {
-        o.remove("decision");
+        o.remove("decision_id");
     }
     if let Some(ds) = v.get_mut("decisions").and_then(Value::as_array_mut) {
         for d in ds {
-            d.as_object_mut().unwrap().remove("decision");
+            d.as_object_mut().unwrap().remove("decision_id");
         }
     }
     v
@@ -324,6 +324,56 @@ async fn the_console_shows_what_the_api_says_in_a_real_browser() {
     let reasons = b.text("#try-result .reasons").await;
     for r in api["reasons"].as_array().unwrap() {
         assert!(reasons.contains(r.as_str().unwrap()), "{reasons} lacks {r}");
+    }
+    // The words shown: the last purchase was 68 days before NOW, so past the 30 days.
+    assert_eq!(b.text("#try-result .outcome").await, "match: true");
+
+    // Each kind of plugin in the API's own words: a customer in São Paulo at 22:30 local, whom
+    // a push now falls in the company's quiet hours (deferred to 08:00, 11:00Z), and a fresh
+    // sign-up the welcome journey enters.
+    let night = "2025-03-11T01:30:00Z";
+    let sp = json!({"id": "c-night", "tz": "America/Sao_Paulo",
+        "profile": {"created_at": "2025-03-10T12:00:00Z", "product": "gold"},
+        "consents": {"push": {"marketing": {"status": "granted", "at": "2025-01-01T00:00:00Z"}}}});
+    let kinds = [
+        (
+            "plugin:standard-rest",
+            r#"{"channel":"push","category":"marketing"}"#,
+            "defer by night (QUIET_HOURS) until 2025-03-11T11:00:00Z",
+        ),
+        ("plugin:lapsed", "", "match: false"),
+        ("plugin:welcome", "", "action(s)"),
+    ];
+    for (value, message, words) in kinds {
+        target.select_by_value(value).await.unwrap();
+        b.js(
+            "document.querySelector('#try-customer').value = arguments[0];
+             document.querySelector('#try-now').value = arguments[1];
+             document.querySelector('#try-params').value = '';
+             document.querySelector('#try-message').value = arguments[2];
+             document.querySelector('#try-result').textContent = '';",
+            vec![sp.to_string().into(), night.into(), message.into()],
+        )
+        .await;
+        b.client
+            .find(Locator::Css("#try-run"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let outcome = b
+            .until(
+                value,
+                "const o = document.querySelector('#try-result .outcome'); return o && o.textContent;",
+            )
+            .await;
+        let outcome = outcome.as_str().unwrap();
+        assert!(
+            outcome.contains(words),
+            "{value}: shows {outcome:?}, not {words:?}"
+        );
+        assert_ne!(outcome, "answered");
     }
 
     // The campaign, through the keyboard: the bundled example picked, Enter on the button.
@@ -476,9 +526,10 @@ async fn the_console_shows_what_the_api_says_in_a_real_browser() {
 
     // Counts and latency per plugin, from the same counters as /metrics.
     b.page(&s.base, "plugins").await;
+    // `lapsed` answered three times: Try it twice (the segment, then each kind) and the API once.
     b.until(
         "the counts shown",
-        "const c = document.querySelector('tr[data-plugin=\"lapsed\"] .evaluations'); return c && c.dataset.ok === '2';",
+        "const c = document.querySelector('tr[data-plugin=\"lapsed\"] .evaluations'); return c && c.dataset.ok === '3';",
     )
     .await;
     let latency = b.text("tr[data-plugin=\"welcome\"] .latency").await;
@@ -648,7 +699,7 @@ async fn the_console_reads_the_latest_run_the_latest_decisions_and_the_time_per_
             let v: Value = serde_json::from_str(l).unwrap();
             let ds = v["decisions"].as_array().unwrap().clone();
             ds.into_iter()
-                .map(|d| d["decision"].as_str().unwrap().to_owned())
+                .map(|d| d["decision_id"].as_str().unwrap().to_owned())
         })
         .collect();
     let (status, body) = s.get("/v1/decisions?limit=5").await;

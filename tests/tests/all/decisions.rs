@@ -45,7 +45,7 @@ fn every_decision_of_a_campaign_run_is_logged_once_and_explained() {
     for line in text(&out.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         for d in v["decisions"].as_array().into_iter().flatten() {
-            let id = d["decision"]
+            let id = d["decision_id"]
                 .as_str()
                 .expect("every decision has an id")
                 .to_owned();
@@ -207,6 +207,11 @@ impl Served {
     }
 
     /// POSTs `body` (NDJSON lines, say) and returns the answer's text.
+    /// The service's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) async fn post_text(&self, path: &str, body: impl Into<reqwest::Body>) -> String {
         let r = self
             .client
@@ -296,7 +301,7 @@ fn ids_of(answer: &serde_json::Value) -> Vec<String> {
     decisions
         .chain(results)
         .map(|d| {
-            d["decision"]
+            d["decision_id"]
                 .as_str()
                 .expect("each decision has an id")
                 .to_owned()

@@ -690,6 +690,8 @@ async fn the_service_refuses_bad_names_from_files_metadata_and_urls() {
                 .client
                 .request(method.parse().unwrap(), s.url(url))
                 .bearer_auth("t0k3n")
+                // The name is refused whatever the body; the evaluate endpoint reads JSON.
+                .header("content-type", "application/json")
                 .body(std::fs::read(wasm("wat-good")).unwrap())
                 .send()
                 .await

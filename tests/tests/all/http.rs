@@ -141,6 +141,7 @@ impl Service {
         let r = self
             .client
             .post(self.url(path))
+            .header("content-type", "application/json")
             .body(body)
             .send()
             .await

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so plugins are built once and shared.
 
 mod analysis;
+mod attacks;
 mod bad_input;
 mod cache;
 mod campaigns;
