@@ -241,9 +241,9 @@ fn python_env() -> Result<(), String> {
 
 /// Builds the Python package's wheel into target/wheels and installs it into target/py with its
 /// `spark` extra: PySpark, pandas and pyarrow reach the tests only through the dependencies the
-/// package declares. Built here, before the tests start, so its compile (the host core again,
-/// for the wheel's own feature set) is not spent under a test's timeout; the tests build it again,
-/// which is then a no-op.
+/// package declares. It compiles only pyo3 and the package itself: python/Cargo.toml asks for the
+/// workspace's features, so the host core comes from the workspace's build (a test keeps that
+/// true). The tests build it again, which is then a no-op.
 fn python_package() -> Result<(), String> {
     run(Command::new(venv_python()).args([
         "-m",

@@ -251,3 +251,53 @@ fn spark_answers_row_for_row_as_regua_batch_error_rows_included() {
     }
     assert_eq!(errors, 3, "the three broken rows are error rows");
 }
+
+/// The wheel is built from the workspace's own compile of the host core: `maturin build`
+/// compiles the Python package alone, so every crate it shares with the workspace must get the
+/// same features there as in the workspace's build, or cargo compiles the whole core again
+/// (minutes). python/Cargo.toml lists what the rest of the workspace adds; this says what to add
+/// when that list falls behind.
+#[test]
+fn the_python_package_builds_on_the_workspace_build() {
+    let tree = |selection: &[&str]| -> std::collections::BTreeSet<String> {
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(repo())
+            .args([
+                "tree",
+                "--offline",
+                "-e",
+                "normal,build",
+                "-f",
+                "{p}|{f}",
+                "--prefix",
+                "none",
+            ])
+            .args(selection)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.replace(" (*)", ""))
+            .filter(|l| !l.contains("(/"))
+            .collect()
+    };
+    let workspace = tree(&["--workspace"]);
+    let python = tree(&["-p", "regua-python"]);
+    let missing: Vec<&String> = python.difference(&workspace).collect();
+    let wanted: Vec<String> = missing
+        .iter()
+        .filter_map(|l| {
+            let name = l.split(' ').next()?;
+            workspace
+                .iter()
+                .find(|w| w.starts_with(&format!("{name} v")))
+        })
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "python/Cargo.toml builds these crates with other features than the workspace does:\n  \
+         {missing:?}\nthe workspace's (add what differs to python/Cargo.toml):\n  {wanted:?}"
+    );
+}
