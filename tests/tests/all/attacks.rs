@@ -204,6 +204,24 @@ async fn concurrent_uploads_of_one_plugin_all_succeed_or_say_conflict() {
     );
 }
 
+/// `regua serve` over every built plugin and the example campaigns, with `extra` arguments.
+fn examples(extra: &[&str]) -> Served {
+    let dir = plugins_dir().to_str().unwrap().to_owned();
+    let mut args = vec!["--plugins", &dir, "--campaigns", "examples/campaigns"];
+    args.extend(extra);
+    Served::spawn(&args)
+}
+
+/// [`examples`] logging its decisions: the service, the folder that holds the log, and the log.
+fn logging(extra: &[&str]) -> (Served, tempfile::TempDir, std::path::PathBuf) {
+    let log = tempfile::tempdir().unwrap();
+    let log_dir = log.path().join("decisions");
+    let mut args = vec!["--decision-log", log_dir.to_str().unwrap()];
+    args.extend(extra);
+    let s = examples(&args);
+    (s, log, log_dir)
+}
+
 /// The resident memory of process `pid`, in MiB.
 fn rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -303,12 +321,7 @@ fn until_closed(stream: &mut std::net::TcpStream, limit: std::time::Duration) ->
 /// under the budget's bound and comes back down afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_bodies_are_bounded_by_the_budget_and_timed_out() {
-    let dir = plugins_dir().to_str().unwrap().to_owned();
-    let s = Served::spawn(&[
-        "--plugins",
-        &dir,
-        "--campaigns",
-        "examples/campaigns",
+    let s = examples(&[
         "--body-budget",
         "64",
         "--body-timeout",
@@ -389,17 +402,7 @@ async fn unfinished_bodies_are_bounded_by_the_budget_and_timed_out() {
 async fn slow_and_idle_connections_are_closed_after_their_timeouts() {
     use std::io::Write;
     use std::net::TcpStream;
-    let dir = plugins_dir().to_str().unwrap().to_owned();
-    let s = Served::spawn(&[
-        "--plugins",
-        &dir,
-        "--campaigns",
-        "examples/campaigns",
-        "--header-timeout",
-        "2",
-        "--body-timeout",
-        "3",
-    ]);
+    let s = examples(&["--header-timeout", "2", "--body-timeout", "3"]);
     let addr = address(&s);
     let started = std::time::Instant::now();
     let mut idle: Vec<TcpStream> = (0..100)
@@ -486,17 +489,7 @@ fn log_lines(dir: &std::path::Path) -> Vec<Value> {
 /// origin; the service's own origin (its console) and programs (no `Origin`) are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_decisions_are_refused_and_never_logged() {
-    let dir = plugins_dir().to_str().unwrap().to_owned();
-    let log = tempfile::tempdir().unwrap();
-    let log_dir = log.path().join("decisions");
-    let s = Served::spawn(&[
-        "--plugins",
-        &dir,
-        "--campaigns",
-        "examples/campaigns",
-        "--decision-log",
-        log_dir.to_str().unwrap(),
-    ]);
+    let (s, _log, log_dir) = logging(&[]);
     let client = reqwest::Client::new();
     let body = |id: &str| {
         let mut c = customer();
@@ -584,19 +577,7 @@ async fn cross_site_decisions_are_refused_and_never_logged() {
 /// logged even when no plugin reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_ids_and_fields_are_refused_and_kept_fields_are_logged_as_documented() {
-    let dir = plugins_dir().to_str().unwrap().to_owned();
-    let log = tempfile::tempdir().unwrap();
-    let log_dir = log.path().join("decisions");
-    let s = Served::spawn(&[
-        "--plugins",
-        &dir,
-        "--campaigns",
-        "examples/campaigns",
-        "--decision-log",
-        log_dir.to_str().unwrap(),
-        "--decision-log-field",
-        "profile.email",
-    ]);
+    let (s, _log, log_dir) = logging(&["--decision-log-field", "profile.email"]);
     let huge = "x".repeat(10 << 20);
     let mut long = customer();
     long["id"] = huge.clone().into();
@@ -687,19 +668,7 @@ async fn long_ids_and_fields_are_refused_and_kept_fields_are_logged_as_documente
 /// within a small bound instead of reading the log whole per lookup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_decision_ids_cost_bounded_memory() {
-    let dir = plugins_dir().to_str().unwrap().to_owned();
-    let log = tempfile::tempdir().unwrap();
-    let log_dir = log.path().join("decisions");
-    let s = Served::spawn(&[
-        "--plugins",
-        &dir,
-        "--campaigns",
-        "examples/campaigns",
-        "--decision-log",
-        log_dir.to_str().unwrap(),
-        "--decision-log-max-mib",
-        "8",
-    ]);
+    let (s, _log, log_dir) = logging(&["--decision-log-max-mib", "8"]);
     // About 20 MB of log: 7 campaigns × 6,000 customers.
     let generated = std::process::Command::new(regua_tests::regua_bin())
         .args(["generate", "--count", "6000"])

@@ -33,7 +33,7 @@ pub struct BatchQuery {
     request_body(content = String, content_type = "application/x-ndjson", description = "one customer record per line"),
     responses((status = 200, content_type = "application/x-ndjson",
         description = "one line per input line, in order: `{\"id\":…,\"results\":{…}}` or `{\"line\":N,\"id\":…,\"error\":\"…\"}`; with `format=csv`, text/csv: a header, then a row per input line", body = String),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 403, description = "from a web page of another origin", body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub(super) async fn batch_many(
     State(state): State<AppState>,
     Query(q): Query<BatchQuery>,
@@ -76,7 +76,7 @@ pub(super) async fn batch_many(
 #[utoipa::path(post, path = "/v1/plugins/{name}/batch", params(("name" = String, Path, description = "the plugin's name"), BatchQuery),
     request_body(content = String, content_type = "application/x-ndjson", description = "one customer record per line"),
     responses((status = 200, content_type = "application/x-ndjson", description = "one line per input line, in order (text/csv with `format=csv`)", body = String),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 403, description = "from a web page of another origin", body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub(super) async fn batch_one(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -133,7 +133,7 @@ async fn decide(state: AppState, only: Option<String>, body: Body) -> Result<Res
 
 #[utoipa::path(post, path = "/v1/decide", request_body = DecideRequest,
     responses((status = 200, description = "what to send this customer now: `{\"id\",\"messages\",\"decisions\",\"journeys\"}`, every active campaign in run order, as a line of `regua campaign run`", body = Object),
-        (status = 400, body = super::ErrorBody)))]
+        (status = 400, body = super::ErrorBody), (status = 403, description = "from a web page of another origin", body = super::ErrorBody), (status = 415, body = super::ErrorBody), (status = 408, description = "the body did not arrive in time", body = super::ErrorBody), (status = 503, description = "no room in the body budget: retry", body = super::ErrorBody)))]
 pub(super) async fn decide_all(
     State(state): State<AppState>,
     body: Body,
@@ -144,7 +144,7 @@ pub(super) async fn decide_all(
 #[utoipa::path(post, path = "/v1/campaigns/{code}/decide", request_body = DecideRequest,
     params(("code" = String, Path, description = "the campaign's briefing code")),
     responses((status = 200, description = "the campaign's decision for this customer, with the messages to send now or why not", body = Object),
-        (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+        (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 403, description = "from a web page of another origin", body = super::ErrorBody), (status = 415, body = super::ErrorBody), (status = 408, description = "the body did not arrive in time", body = super::ErrorBody), (status = 503, description = "no room in the body budget: retry", body = super::ErrorBody)))]
 pub(super) async fn decide_one(
     State(state): State<AppState>,
     Path(code): Path<String>,
@@ -168,7 +168,7 @@ pub struct RunQuery {
     request_body(content = String, content_type = "application/x-ndjson", description = "one customer record per line"),
     responses((status = 200, content_type = "application/x-ndjson",
         description = "one line per input line, in order, as `regua campaign run` writes them", body = String),
-        (status = 400, body = super::ErrorBody)))]
+        (status = 400, body = super::ErrorBody), (status = 403, description = "from a web page of another origin", body = super::ErrorBody), (status = 415, body = super::ErrorBody)))]
 pub(super) async fn run_campaigns(
     State(state): State<AppState>,
     Query(q): Query<RunQuery>,

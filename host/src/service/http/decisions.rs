@@ -194,7 +194,7 @@ fn backtest_replay(state: &AppState, q: &BacktestQuery) -> Result<Replay, ApiErr
 #[utoipa::path(post, path = "/v1/backtest", params(BacktestQuery),
     request_body(content = String, content_type = "application/x-ndjson", description = "one customer record per line, with its contact history"),
     responses((status = 200, description = "what the policy would have done to the messages sent, as `regua backtest --json`", body = Object),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 403, description = "from a web page of another origin", body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub(super) async fn run_backtest(
     State(state): State<AppState>,
     Query(q): Query<BacktestQuery>,

@@ -316,7 +316,7 @@ async fn evaluate_one(
 #[utoipa::path(post, path = "/v1/plugins/{name}/evaluate", params(("name" = String, Path, description = "the plugin's name")), request_body = EvaluateRequest,
     responses((status = 200, description = "the kind's result, with `plugin`, `version` and reasons", body = Object),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 403, description = "from a web page of another origin", body = ErrorBody), (status = 415, body = ErrorBody), (status = 408, description = "the body did not arrive in time", body = ErrorBody), (status = 503, description = "no room in the body budget: retry", body = ErrorBody)))]
 pub(super) async fn evaluate(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -385,7 +385,7 @@ pub struct MultiRequest {
 
 #[utoipa::path(post, path = "/v1/evaluate", request_body = MultiRequest,
     responses((status = 200, description = "`{\"id\":…,\"results\":{\"<plugin>\":{…}}}`; a plugin that failed on the customer has `error` in its entry", body = Object),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 403, description = "from a web page of another origin", body = ErrorBody), (status = 415, body = ErrorBody), (status = 408, description = "the body did not arrive in time", body = ErrorBody), (status = 503, description = "no room in the body budget: retry", body = ErrorBody)))]
 pub(super) async fn evaluate_many(
     State(state): State<AppState>,
     body: Body,
