@@ -43,7 +43,7 @@ pub(crate) struct ServeArgs {
     /// Also watch the plugin crates under --sources, rebuild the one that changed and swap it in.
     #[arg(long)]
     dev: bool,
-    /// The plugin crates, for --dev and for the first build.
+    /// The plugin crates, for --dev and for the first build: one crate, or a folder of them.
     #[arg(long, value_name = "DIR", default_value = "plugins")]
     sources: PathBuf,
     /// Cargo's target folder for --dev rebuilds (default: the crates' workspace's).
@@ -128,6 +128,17 @@ impl ServeArgs {
         let empty = !std::fs::read_dir(&self.plugins)?
             .filter_map(|e| e.ok())
             .any(|e| crate::service::registry::is_wasm(&e.path()));
+        if self.dev {
+            // A crate or a folder of crates; anything else would be watched for nothing.
+            let found = wasm_build::find_plugin_crates(&self.sources).unwrap_or_default();
+            if found.is_empty() {
+                anyhow::bail!(
+                    "--sources `{}` holds no plugin crate to watch: give a plugin crate (a Cargo.toml \
+                     with crate-type cdylib) or a folder of them",
+                    self.sources.display()
+                );
+            }
+        }
         if (empty || self.dev) && self.sources.is_dir() {
             tracing::info!(sources = %self.sources.display(), "building the plugin crates into {}", self.plugins.display());
             let crates =

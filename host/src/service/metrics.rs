@@ -64,6 +64,7 @@ pub struct Metrics {
     evaluations: Family<EvalLabels, Counter>,
     failures: Family<PluginLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    dev_builds: Family<ReloadLabels, Counter>,
     last_load: Gauge<f64, AtomicU64>,
     decisions: Family<CampaignLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
@@ -124,6 +125,12 @@ impl Metrics {
             "reloads",
             "Plugin file loads, by result (loaded, failed, removed)",
             reloads.clone(),
+        );
+        let dev_builds = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "dev_builds",
+            "Rebuilds of plugin crates in --dev mode, by result (ok, failed)",
+            dev_builds.clone(),
         );
         let last_load = Gauge::<f64, AtomicU64>::default();
         registry.register(
@@ -195,6 +202,7 @@ impl Metrics {
             evaluations,
             failures,
             reloads,
+            dev_builds,
             last_load,
         }
     }
@@ -271,6 +279,15 @@ impl Metrics {
                     .inc();
             }
         }
+    }
+
+    /// Counts a rebuild of a plugin crate in dev mode.
+    pub fn dev_build(&self, ok: bool) {
+        self.dev_builds
+            .get_or_create(&ReloadLabels {
+                result: if ok { "ok" } else { "failed" }.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a reload.

@@ -22,7 +22,7 @@ pub const SOURCE_DEBOUNCE: Duration = Duration::from_millis(300);
 /// Live watchers; dropping this stops them.
 pub struct Watchers {
     _plugins: Debouncer<RecommendedWatcher>,
-    _sources: Option<Debouncer<RecommendedWatcher>>,
+    _sources: Option<RecommendedWatcher>,
 }
 
 impl std::fmt::Debug for Watchers {
@@ -108,11 +108,14 @@ fn watch_plugins(
     Ok(debouncer)
 }
 
-/// The plugin crate under `root` that `path` belongs to.
+/// The plugin crate under `root` (a crate, or a folder of crates) that `path` belongs to.
 fn crate_of(root: &Path, path: &Path) -> Option<PathBuf> {
     let relative = path.strip_prefix(root).ok()?;
     if relative.components().any(|c| c.as_os_str() == "target") {
         return None;
+    }
+    if wasm_build::is_plugin_crate(root) {
+        return Some(root.to_owned());
     }
     let first = relative.components().next()?;
     let dir = root.join(first);
@@ -129,47 +132,87 @@ pub struct DevSources {
 }
 
 /// Rebuilds the crate at `dir` into the registry's folder; a failure is listed on the plugin.
-pub fn rebuild(registry: &Registry, dir: &Path, target_dir: Option<&Path>) {
+/// Whether it built.
+pub fn rebuild(registry: &Registry, dir: &Path, target_dir: Option<&Path>) -> bool {
     let source = dir.display().to_string();
     let name = wasm_build::package_name(dir).ok();
     tracing::info!(crate_dir = %source, "sources changed: rebuilding");
     match wasm_build::build(&[dir.to_owned()], registry.dir(), target_dir) {
         // The plugins watcher loads the new file.
-        Ok(_) => registry.clear_failure(&source, name.as_deref()),
+        Ok(_) => {
+            registry.clear_failure(&source, name.as_deref());
+            true
+        }
         Err(e) => {
             tracing::warn!(crate_dir = %source, "build failed; the last good version keeps serving:\n{e}");
             registry.record_failure(&source, name.as_deref(), e);
+            false
         }
     }
 }
 
-/// Watches plugin crates' sources and rebuilds the crate that changed.
+/// Whether an event changes what a build would read: a file written, made, removed or renamed.
+/// Not a file opened, read or closed unwritten, nor its times changed: a build opens every
+/// source, and reacting to that would make each build start the next.
+fn changes_sources(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any) => true,
+        // A file closed after writing (editors that write in place).
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        _ => false,
+    }
+}
+
+/// Watches plugin crates' sources and rebuilds the crate that changed, once the writes have been
+/// quiet for [`SOURCE_DEBOUNCE`]. Only writes count (see [`changes_sources`]): an idle `--dev`
+/// service builds nothing, and one save builds once.
 fn watch_sources(
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     dev: DevSources,
-) -> notify::Result<Debouncer<RecommendedWatcher>> {
+) -> notify::Result<RecommendedWatcher> {
+    use notify::Watcher as _;
     let root = dev.root.canonicalize().unwrap_or(dev.root);
     let watched = root.clone();
     let target_dir = dev.target_dir;
-    let mut debouncer =
-        new_debouncer(SOURCE_DEBOUNCE, move |res: DebounceEventResult| match res {
-            Ok(events) => {
-                let mut crates: Vec<PathBuf> = events
-                    .iter()
-                    .filter_map(|e| crate_of(&root, &e.path))
-                    .collect();
-                crates.sort();
-                crates.dedup();
-                for dir in crates {
-                    rebuild(&registry, &dir, target_dir.as_deref());
+    let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(event) if changes_sources(&event.kind) => {
+                for path in event.paths {
+                    let _ = tx.send(path);
                 }
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!("watching plugin sources: {e}"),
         })?;
-    debouncer
-        .watcher()
-        .watch(&watched, RecursiveMode::Recursive)?;
-    Ok(debouncer)
+    watcher.watch(&watched, RecursiveMode::Recursive)?;
+    // Ends when the watcher is dropped (its sender goes with it).
+    std::thread::spawn(move || {
+        use std::sync::mpsc::RecvTimeoutError;
+        while let Ok(first) = rx.recv() {
+            let mut paths = vec![first];
+            loop {
+                match rx.recv_timeout(SOURCE_DEBOUNCE) {
+                    Ok(path) => paths.push(path),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            let mut crates: Vec<PathBuf> =
+                paths.iter().filter_map(|p| crate_of(&root, p)).collect();
+            crates.sort();
+            crates.dedup();
+            for dir in crates {
+                let ok = rebuild(&registry, &dir, target_dir.as_deref());
+                metrics.dev_build(ok);
+            }
+        }
+    });
+    Ok(watcher)
 }
 
 /// Starts watching: the plugins folder always, the plugin crates' sources in dev mode.
@@ -179,7 +222,9 @@ pub fn watch(
     sources: Option<DevSources>,
 ) -> notify::Result<Watchers> {
     Ok(Watchers {
-        _plugins: watch_plugins(registry.clone(), metrics)?,
-        _sources: sources.map(|s| watch_sources(registry, s)).transpose()?,
+        _plugins: watch_plugins(registry.clone(), metrics.clone())?,
+        _sources: sources
+            .map(|s| watch_sources(registry, metrics, s))
+            .transpose()?,
     })
 }

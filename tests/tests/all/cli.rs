@@ -355,3 +355,33 @@ fn a_scaffolded_plugin_builds_passes_its_test_and_runs() {
         );
     }
 }
+
+/// `regua serve --dev --sources` with nothing to watch is refused, naming the path, instead of
+/// silently watching nothing.
+#[test]
+fn dev_mode_refuses_sources_with_no_plugin_crate() {
+    let empty = tempfile::tempdir().unwrap();
+    let plugins = tempfile::tempdir().unwrap();
+    let nowhere = empty.path().join("vip-buyers");
+    for sources in [empty.path().to_path_buf(), nowhere] {
+        let out = regua(
+            &[
+                "serve",
+                "--dev",
+                "--addr",
+                "127.0.0.1:0",
+                "--plugins",
+                plugins.path().to_str().unwrap(),
+                "--sources",
+                sources.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("holds no plugin crate") && err.contains(sources.to_str().unwrap()),
+            "{err}"
+        );
+    }
+}

@@ -803,6 +803,22 @@ async fn admin_endpoints_need_the_token() {
     assert_eq!(delete().await.unwrap().status(), StatusCode::NOT_FOUND);
 }
 
+/// How many `--dev` rebuilds the service counted, ok and failed.
+async fn dev_builds(s: &Service) -> (u64, u64) {
+    let metrics = s.metrics().await;
+    let count = |result: &str| {
+        let sample = format!("regua_dev_builds_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&sample))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    (count("ok"), count("failed"))
+}
+
+/// `--sources` may name one crate: an idle service builds nothing (a build opens every source,
+/// and reacting to that would make each build start the next), one save builds once, and a
+/// compile error is shown while the last good build keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_rebuilds_a_saved_crate_and_shows_compile_errors() {
     let sources = tempfile::tempdir().unwrap();
@@ -822,13 +838,18 @@ async fn dev_mode_rebuilds_a_saved_crate_and_shows_compile_errors() {
     regua_host::authoring::build::build(std::slice::from_ref(&krate), dir.path(), Some(&target))
         .unwrap();
     let dev = reload::DevSources {
-        root: sources.path().to_owned(),
+        root: krate.clone(),
         target_dir: Some(target),
     };
     let s = start_with(&[], None, Some(dev), dir).await;
     let first = version_serving(&s, "dev-rule")
         .await
         .expect("the first build is served");
+    // Left alone, a dev service builds nothing, even when its crate is read.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = std::fs::read_to_string(krate.join("src/lib.rs")).unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(dev_builds(&s).await, (0, 0), "an idle dev service built");
 
     let lib = krate.join("src/lib.rs");
     let source = std::fs::read_to_string(&lib).unwrap();
@@ -852,6 +873,9 @@ async fn dev_mode_rebuilds_a_saved_crate_and_shows_compile_errors() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // One save, one build: the build's own reads of the sources start no other.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(dev_builds(&s).await, (1, 0), "one save, one build");
 
     std::fs::write(&lib, source.replace("pub struct Rule;", "pub struct Rule")).unwrap();
     let listed = listed_failure(&s, "dev-rule", Duration::from_secs(240)).await;
