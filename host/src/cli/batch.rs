@@ -53,6 +53,11 @@ pub(crate) struct BatchArgs {
     /// Exit with status 3 when any line was not a valid record or any plugin failed on a record.
     #[arg(long)]
     fail_on_error: bool,
+    /// Stop once plugins have failed on N customers (counted over every plugin), for a plugin
+    /// that fails on everyone (a time limit hit on each record, a wrong parameter): the lines
+    /// answered so far are written, the rest of the input is not read, and the exit status is 3.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_failures: Option<u64>,
     /// No progress bar and no summary.
     #[arg(long, short)]
     quiet: bool,
@@ -131,6 +136,7 @@ impl BatchArgs {
             chunking: self.stream.chunking(),
             allow_repeated_ids: self.allow_repeated_ids,
             format: self.format,
+            max_failures: self.max_failures,
         };
         let summary = batch::run(
             &evaluator,
@@ -139,17 +145,32 @@ impl BatchArgs {
             output,
             &options,
             &super::show_progress(&bar),
-        )?;
+        );
         bar.finish_and_clear();
+        let summary = match summary {
+            Ok(summary) => summary,
+            Err(e) if self.max_failures.is_some() && e.to_string().contains("--max-failures") => {
+                eprintln!("error: {e}");
+                std::process::exit(3);
+            }
+            Err(e) => return Err(e),
+        };
 
         let failed: u64 = summary.tallies.iter().map(|t| t.failed).sum();
         if !self.quiet {
             let secs = summary.elapsed.as_secs_f64();
             eprintln!(
-                "{} lines in {secs:.2}s ({:.0} customers/s), {} with an error (invalid record or repeated id)",
+                "{} lines in {secs:.2}s ({:.0} customers/s): {} not a valid record (or a repeated \
+                 id), {failed} plugin failures on customers{}",
                 summary.lines,
                 summary.lines as f64 / secs.max(1e-9),
-                summary.bad_lines
+                summary.bad_lines,
+                if failed > 0 && !self.fail_on_error {
+                    " (--fail-on-error exits with status 3 when there are any; --max-failures N \
+                     stops early)"
+                } else {
+                    ""
+                }
             );
             for (eval, tally) in plugins.evals().iter().zip(&summary.tallies) {
                 let p = &eval.plugin;

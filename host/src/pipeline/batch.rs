@@ -27,6 +27,9 @@ pub struct BatchOptions {
     pub allow_repeated_ids: bool,
     /// How answers are written.
     pub format: Format,
+    /// Stop once plugins have failed on this many customers (counted over every plugin): the
+    /// lines answered so far are written, and the batch ends with an error saying so.
+    pub max_failures: Option<u64>,
 }
 
 /// What a batch did.
@@ -397,7 +400,15 @@ pub fn run(
         &mut |done| {
             let (out, _) = collator.take(done);
             progress(collator.summary.lines, collator.summary.bytes);
-            out
+            let failed: u64 = collator.summary.tallies.iter().map(|t| t.failed).sum();
+            let stop = options.max_failures.filter(|&max| failed >= max).map(|max| {
+                anyhow::anyhow!(
+                    "stopped after {failed} plugin failures (--max-failures {max}): the first {} \
+                     lines are answered in the output, the rest of the input was not read",
+                    collator.summary.lines
+                )
+            });
+            (out, stop)
         },
     )?;
     let mut summary = collator.summary;

@@ -444,7 +444,7 @@ impl Evaluator {
         output: &mut impl Write,
         chunking: Chunking,
         process: Arc<ProcessChunk<D>>,
-        take: &mut dyn FnMut(D) -> Vec<u8>,
+        take: &mut dyn FnMut(D) -> Taken,
     ) -> anyhow::Result<()> {
         let (feed, answers) = self.stream(chunking, process);
         std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -467,14 +467,21 @@ impl Evaluator {
     }
 }
 
+/// What the caller of [`Evaluator::run_lines`] makes of a chunk's answers: the bytes to write and,
+/// to stop the stream after them (the input is then read no further), why.
+pub type Taken = (Vec<u8>, Option<anyhow::Error>);
+
 fn write_answers<D>(
     mut answers: Answers<D>,
     output: &mut impl Write,
-    take: &mut dyn FnMut(D) -> Vec<u8>,
+    take: &mut dyn FnMut(D) -> Taken,
 ) -> anyhow::Result<()> {
     while let Some(done) = answers.next_blocking() {
-        let out = take(done?);
+        let (out, stop) = take(done?);
         output.write_all(&out).context("cannot write output")?;
+        if let Some(why) = stop {
+            return Err(why);
+        }
     }
     Ok(())
 }
@@ -606,7 +613,7 @@ mod tests {
                 process,
                 &mut |first| {
                     firsts.push(first);
-                    Vec::new()
+                    (Vec::new(), None)
                 },
             )
             .unwrap();

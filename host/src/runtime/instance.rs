@@ -219,6 +219,19 @@ fn guest_text(caller: &mut Caller<'_, StoreState>, ptr: u32, len: u32, max: usiz
     }
 }
 
+/// A panic message, escaped by [`escape_controls`], read as one line: Rust writes
+/// `panicked at src/lib.rs:10:5:` and the message on the next line, and the line breaks read as
+/// the spaces they stand for rather than as a literal `\n` (still never as a line of their own in a
+/// log).
+fn panic_line(escaped: &str) -> String {
+    escaped
+        .split("\\n")
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `text` with every control character written as an escape (`\n`, `\u{1b}`, …).
 pub(crate) fn escape_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -303,7 +316,7 @@ pub(crate) fn define_host_functions(linker: &mut Linker<StoreState>) -> wasmtime
         PANIC.name,
         |mut caller: Caller<'_, StoreState>, ptr: u32, len: u32| {
             let text = guest_text(&mut caller, ptr, len, MAX_PANIC);
-            caller.data_mut().panic = Some(text);
+            caller.data_mut().panic = Some(panic_line(&text));
         },
     )?;
     Ok(())

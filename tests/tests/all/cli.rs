@@ -151,7 +151,9 @@ fn batch_streams_one_line_per_input_line_and_summarizes() {
     assert_eq!(lines[2]["id"], "b");
     let summary = text(&out.stderr);
     assert!(
-        summary.contains("3 lines") && summary.contains("1 with an error"),
+        summary.contains("3 lines")
+            && summary.contains("1 not a valid record")
+            && summary.contains("0 plugin failures"),
         "{summary}"
     );
 
@@ -384,4 +386,52 @@ fn dev_mode_refuses_sources_with_no_plugin_crate() {
             "{err}"
         );
     }
+}
+
+/// A plugin failing on every customer: the summary counts the failures (not only the bad lines),
+/// and `--max-failures` stops the batch early, the lines answered so far written, exit status 3.
+#[test]
+fn batch_summary_counts_plugin_failures_and_max_failures_stops_early() {
+    let input: String = (0..300)
+        .map(|i| format!("{{\"id\":\"bad-{i}\"}}\n"))
+        .collect();
+    let hostile = wasm("hostile");
+    let args = |extra: &[&'static str]| {
+        let mut args = vec![
+            "batch".to_owned(),
+            "-p".into(),
+            hostile.to_str().unwrap().into(),
+            "--params".into(),
+            r#"{"mode":"fail"}"#.into(),
+            "-i".into(),
+            "-".into(),
+            "--threads".into(),
+            "1".into(),
+            "--chunk-lines".into(),
+            "20".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |a: Vec<String>| regua(&a.iter().map(String::as_str).collect::<Vec<_>>(), &input);
+
+    let out = run(args(&[]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("300 plugin failures on customers"), "{err}");
+    assert!(err.contains("--max-failures"), "{err}");
+    assert_eq!(text(&out.stdout).lines().count(), 300);
+
+    let out = run(args(&["--max-failures", "30"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("stopped after") && err.contains("--max-failures 30"),
+        "{err}"
+    );
+    let answered = text(&out.stdout).lines().count();
+    // Whole chunks of 20: the one that reached 30 failures is written, the input read no further
+    // than the chunks already handed out.
+    assert!((30..300).contains(&answered), "{answered} lines");
+    assert!(answered % 20 == 0, "{answered} lines");
 }

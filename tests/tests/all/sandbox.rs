@@ -92,6 +92,12 @@ fn a_panic_message_reaches_the_error() {
     let error = results[1]["error"].as_str().unwrap();
     assert!(error.contains("customer bad-2 has no wallet"), "{error}");
     assert!(error.contains("panicked at"), "{error}");
+    // As written: the line break after the location reads as a space, not as a literal `\n`.
+    assert!(!error.contains("\\n"), "{error}");
+    assert!(
+        error.contains(".rs:") && error.contains(": customer bad-2 has no wallet"),
+        "{error}"
+    );
 }
 
 #[test]

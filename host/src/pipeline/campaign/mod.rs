@@ -503,7 +503,7 @@ pub fn run(
                 list_error = Some(e);
             }
             progress(collator.report.lines, bytes);
-            out
+            (out, None)
         },
     )?;
     if let Some(e) = list_error {

@@ -270,6 +270,23 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The reason, in the service's log too (inside the request's span), not only the status.
+        if self.status.is_client_error() || self.status == StatusCode::SERVICE_UNAVAILABLE {
+            let mut said = crate::runtime::instance::escape_controls(&self.message);
+            if said.len() > 1000 {
+                let cut = (0..=1000)
+                    .rev()
+                    .find(|&i| said.is_char_boundary(i))
+                    .unwrap_or(0);
+                said.truncate(cut);
+                said.push('…');
+            }
+            tracing::info!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "refused: {said}"
+            );
+        }
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
