@@ -834,3 +834,77 @@ async fn a_capped_welcome_keeps_its_spacing_through_eval_campaign_run_and_decide
         "app-download-gold"
     );
 }
+
+const BIRTHDAY_JOURNEY: &str = r#"code = "BDAY-1"
+name = "Birthday journey"
+requester = "ana"
+owner = "crm"
+priority = 1
+start = "2025-01-01T00:00:00Z"
+
+[audience]
+all_of = [{ plugin = "birthday-today" }]
+
+[journey]
+plugin = "sequence"
+[journey.params]
+journey = "birthday"
+steps = [
+  { id = "greeting", send = { channel = "sms", template = "bday-sms" }, wait = { for = "4d" } },
+  { id = "reminder", send = { channel = "push", template = "bday-push" }, wait = { for = "1d" } },
+]
+
+[rest]
+plugin = "standard-rest"
+params = { rules = [{ id = "consent", type = "consent" }] }
+"#;
+
+/// A journey campaign's audience decides entry only (DOMAIN §4a): a birthday journey entered on
+/// the birthday sends its day-4 push although the customer is no longer in `birthday-today`; a
+/// customer outside the audience and in no instance is still not in it.
+#[test]
+fn a_journey_campaigns_audience_decides_entry_and_the_journey_goes_on_after() {
+    let dir = folder(&[("b.toml", BIRTHDAY_JOURNEY)]);
+    let customer = r#"{"id":"c-bday","tz":"America/Sao_Paulo","profile":{"birthday":"1990-03-11"},
+        "events":[{"name":"account_created","at":"2025-03-01T12:00:00Z"}],
+        "consents":{"sms":{"marketing":{"status":"granted","at":"2025-01-01T00:00:00Z"}},
+                    "push":{"marketing":{"status":"granted","at":"2025-01-01T00:00:00Z"}}}}"#
+        .replace('\n', "");
+    // The birthday, 12:00 in São Paulo: enters, the SMS goes.
+    let (lines, _) = run(dir.path(), &customer, &[]);
+    let d = &lines[0]["decisions"][0];
+    assert_eq!(d["outcome"], "planned", "{}", lines[0]);
+    assert_eq!(lines[0]["messages"][0]["template"], "bday-sms");
+    // Four days later the birthday is over; the journey's push is due all the same.
+    let mut later: serde_json::Value = serde_json::from_str(&customer).unwrap();
+    later["journeys"] = lines[0]["journeys"].clone();
+    let other = r#"{"id":"c-other","tz":"America/Sao_Paulo","profile":{"birthday":"1990-07-01"},
+        "events":[{"name":"account_created","at":"2025-03-01T12:00:00Z"}]}"#
+        .replace('\n', "");
+    let input = format!("{later}\n{other}\n");
+    let (lines, report) = run(dir.path(), &input, &["--now", "2025-03-15T15:00:00Z"]);
+    let d = &lines[0]["decisions"][0];
+    assert_eq!(d["outcome"], "planned", "{}", lines[0]);
+    let sent: Vec<_> = lines[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["template"].clone(), m["step"].clone()))
+        .collect();
+    assert_eq!(
+        sent,
+        [("bday-push".into(), "reminder".into())],
+        "{}",
+        lines[0]
+    );
+    assert!(
+        d["reasons"]
+            .to_string()
+            .contains("not in segment `birthday-today`"),
+        "the reasons say why it goes on: {d}"
+    );
+    assert_eq!(lines[0]["journeys"][0]["step"], "reminder");
+    // Not in the audience and in no instance: not in the audience, as before.
+    assert_eq!(lines[1]["decisions"][0]["outcome"], "not_in_audience");
+    assert_eq!(report["campaigns"][0]["planned"], 1, "{report}");
+}

@@ -132,6 +132,11 @@ pub struct Decision {
     /// The version of every plugin that decided it, by plugin name.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, String>,
+    /// Outside the audience, but in an active instance of the campaign's journey: the journey
+    /// goes on, and enters no new instance (DOMAIN §4a: the audience decides entry).
+    #[serde(skip)]
+    #[schema(ignore)]
+    continuing_only: bool,
 }
 
 impl Decision {
@@ -146,6 +151,7 @@ impl Decision {
             error: None,
             reasons: Vec::new(),
             versions: BTreeMap::new(),
+            continuing_only: false,
         }
     }
 
@@ -341,7 +347,21 @@ impl Plan {
             return ds;
         }
         let mut live: Vec<usize> = (0..runs.len()).collect();
-        self.audience(worker, campaign, runs, &mut ds, &mut live);
+        // A journey campaign's audience decides entry: a customer in an active instance of its
+        // journey goes on whether or not they are still in it (DOMAIN §4a).
+        let continuing: Vec<bool> = match self.journey_name(campaign) {
+            Some(name) => runs
+                .iter()
+                .map(|r| {
+                    r.customer
+                        .journeys
+                        .iter()
+                        .any(|j| j.journey == name && j.is_active())
+                })
+                .collect(),
+            None => vec![false; runs.len()],
+        };
+        self.audience(worker, campaign, runs, &mut ds, &mut live, &continuing);
         self.holdout(campaign, runs, &mut ds, &mut live);
         if live.is_empty() {
             return ds;
@@ -415,8 +435,26 @@ impl Plan {
         runs: &[CustomerRun],
         ds: &mut [Decision],
         live: &mut Vec<usize>,
+        continuing: &[bool],
     ) {
         let audience = &campaign.def.audience;
+        // Out of the audience: the end for this campaign, unless the customer is in an active
+        // instance of its journey, which goes on without entering anew.
+        let leave = |d: &mut Decision, i: usize, why: String| -> bool {
+            if d.continuing_only {
+                return true;
+            }
+            if continuing[i] {
+                d.reasons.push(format!(
+                    "{why}; goes on in the journey it entered (the audience decides entry only)"
+                ));
+                d.continuing_only = true;
+                true
+            } else {
+                d.ended(Kind::NotInAudience, why);
+                false
+            }
+        };
         // For each customer: (all of matched, any of matched, none of matched).
         let mut any_hit = vec![audience.any_of.is_empty(); runs.len()];
         let groups = [
@@ -465,26 +503,29 @@ impl Plan {
                     if group == 1 && matched {
                         any_hit[i] = true;
                     }
-                    match out {
-                        Some(why) => d.ended(Kind::NotInAudience, why),
-                        None => still.push(i),
+                    let stays = match out {
+                        Some(why) => leave(d, i, why),
+                        None => true,
+                    };
+                    if stays {
+                        still.push(i);
                     }
                 }
                 *live = still;
             }
         }
         live.retain(|&i| {
-            if !any_hit[i] {
-                let names: Vec<_> = audience.any_of.iter().map(|s| s.plugin.as_str()).collect();
-                ds[i].ended(
-                    Kind::NotInAudience,
-                    format!("in none of the segments {}", names.join(", ")),
-                );
+            if any_hit[i] {
+                return true;
             }
-            any_hit[i]
+            let names: Vec<_> = audience.any_of.iter().map(|s| s.plugin.as_str()).collect();
+            let why = format!("in none of the segments {}", names.join(", "));
+            leave(&mut ds[i], i, why)
         });
         for &i in live.iter() {
-            ds[i].reasons.push("in the audience".into());
+            if !ds[i].continuing_only {
+                ds[i].reasons.push("in the audience".into());
+            }
         }
     }
 
@@ -537,6 +578,27 @@ impl Plan {
         });
     }
 
+    /// The name of the journey a journey campaign runs (its `journey` parameter, or its plugin's
+    /// default), to find the customers in an active instance of it.
+    fn journey_name(&self, campaign: &Campaign) -> Option<String> {
+        let j = campaign.def.journey.as_ref()?;
+        let given = j
+            .params
+            .get("journey")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        given.or_else(|| {
+            // Looked up without recording it: the journey call records the version it used.
+            let plugin = (self.lookup)(&j.plugin)?;
+            plugin
+                .meta
+                .params
+                .get("journey")?
+                .as_str()
+                .map(str::to_owned)
+        })
+    }
+
     /// Calls the journey over `idx` and queues the messages it sends.
     #[allow(clippy::too_many_arguments)]
     fn journey(
@@ -575,6 +637,11 @@ impl Plan {
                     d.failed(format!("journey `{}`: {e}", journey.plugin));
                     continue;
                 }
+            };
+            let out = if d.continuing_only {
+                without_entry(out, &runs[i].customer)
+            } else {
+                out
             };
             replace_states(&mut runs[i].customer, &out.states);
             d.reasons.extend(out.reasons.iter().cloned());
@@ -780,6 +847,32 @@ impl Plan {
             }
         }
     }
+}
+
+/// A journey's answer for a customer outside the campaign's audience who goes on in an instance
+/// already entered: the entry of a new instance, and what follows it, is not taken.
+fn without_entry(
+    mut out: regua_sdk::JourneyOutcome,
+    customer: &Record,
+) -> regua_sdk::JourneyOutcome {
+    let Some(at) = out
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::Enter { .. }))
+    else {
+        return out;
+    };
+    out.actions.truncate(at);
+    out.states.retain(|s| {
+        customer
+            .journeys
+            .iter()
+            .any(|j| j.journey == s.journey && j.instance == s.instance)
+    });
+    out.reasons.retain(|r| !r.starts_with("entered `"));
+    out.reasons
+        .push("no new instance: not in the audience (it decides entry only)".into());
+    out
 }
 
 /// The event that tells a journey its step's message was denied.
