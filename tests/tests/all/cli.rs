@@ -435,3 +435,70 @@ fn batch_summary_counts_plugin_failures_and_max_failures_stops_early() {
     assert!((30..300).contains(&answered), "{answered} lines");
     assert!(answered % 20 == 0, "{answered} lines");
 }
+
+/// Every Rust block of the README, put together as the crate the README walks a new user
+/// through (the rule, then its test), builds and passes its test natively; and the rule's
+/// answer for a customer with no purchase reads `R$ 0.00`, not `R$ -0.00`.
+#[test]
+fn the_readme_rule_and_its_test_build_and_pass() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```rust") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), l) => {
+                block.push_str(l);
+                block.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(blocks.len() >= 2, "the README's rule and its test");
+    let dir = tempfile::tempdir().unwrap();
+    let krate = dir.path().join("vip-buyers");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"vip-buyers\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+             [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\n\
+             regua-sdk = {{ path = \"{}\" }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n\
+             [workspace]\n",
+            repo().join("sdk").display()
+        ),
+    )
+    .unwrap();
+    let no_purchase = r##"
+#[cfg(test)]
+mod no_purchase {
+    use super::*;
+    use regua_sdk::testing::{context, customer, evaluate_segment};
+
+    #[test]
+    fn reads_zero_reais() {
+        let params = Params::default();
+        let ctx = context("2025-03-11T12:00:00Z", &params);
+        let m = evaluate_segment::<VipBuyers>(&customer(r#"{"id":"c-0"}"#), &ctx).unwrap();
+        assert_eq!(m.reasons, ["R$ 0.00 in 90 days"]);
+    }
+}
+"##;
+    std::fs::write(krate.join("src/lib.rs"), blocks.join("\n") + no_purchase).unwrap();
+    let test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--quiet", "--offline", "--manifest-path"])
+        .arg(krate.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", plugin_target_dir())
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}{}",
+        text(&test.stdout),
+        text(&test.stderr)
+    );
+}
