@@ -6,6 +6,29 @@ use crate::record::{Field, JourneyState, JourneyStatus};
 use crate::time::{CivilTime, Duration, Timestamp, Zone};
 use crate::view::{Customer, EventView};
 
+/// What [`Sequence`] reads of a customer's record, whatever its options: the journey's own
+/// state (`journeys`), each event's name and time (conversions, awaited events), and each
+/// transaction's time and kind (`exit_on_purchase`). A journey rule built on it declares these
+/// in its `READS`, beside what its own entry rule reads:
+///
+/// ```
+/// use regua_sdk::Field;
+/// const READS: &[Field] = &[
+///     // regua_sdk::journey::READS:
+///     Field::Journeys, Field::EventName, Field::EventAt, Field::TransactionAt, Field::TransactionKind,
+///     // and what the rule's own entry test reads:
+///     Field::Profile,
+/// ];
+/// assert!(regua_sdk::journey::READS.iter().all(|f| READS.contains(f)));
+/// ```
+pub const READS: &[Field] = &[
+    Field::Journeys,
+    Field::EventName,
+    Field::EventAt,
+    Field::TransactionAt,
+    Field::TransactionKind,
+];
+
 /// Who may enter a journey again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -717,5 +740,79 @@ mod tests {
         assert_eq!(w.ends(from, &sp), at("2025-03-12T12:00:00Z"));
         let bin = postcard::to_allocvec(&w).unwrap();
         assert_eq!(postcard::from_bytes::<Wait>(&bin).unwrap(), w);
+    }
+
+    /// A journey declaring exactly [`READS`], run through every mechanism of [`Sequence`]
+    /// (entry, a step's wait, an awaited event, a conversion event, a purchase exit, a denial),
+    /// reads nothing else: the list is complete.
+    #[test]
+    fn a_journey_declaring_the_sequence_reads_reads_nothing_else() {
+        use crate::testing::{context, customer, evaluate_journey};
+        use crate::{Context, Event, JourneyOutcome, JourneyRule, NoParams, Result};
+        struct Everything;
+        impl JourneyRule for Everything {
+            type Params = NoParams;
+            const READS: &'static [Field] = READS;
+            fn evaluate(
+                c: &Customer,
+                event: Option<&Event>,
+                ctx: &Context<'_, NoParams>,
+            ) -> Result<JourneyOutcome> {
+                let steps = [
+                    Step::send(
+                        "a",
+                        crate::Channel::Email,
+                        "a",
+                        Wait::For(Duration::days(1)),
+                    )
+                    .next_on_event("opened"),
+                    Step::pause(
+                        "b",
+                        Wait::NextLocal(crate::time::parse_wall_time("09:00").unwrap()),
+                    ),
+                ];
+                let exits = ["activated".to_owned()];
+                let s = Sequence {
+                    exit_events: &exits,
+                    exit_on_purchase: true,
+                    entry: EntryPolicy {
+                        reentry: Reentry::ReentryAnytime,
+                        min_interval: Duration::ZERO,
+                    },
+                    ..Sequence::new("j", "CMP", &steps)
+                };
+                s.run(c, event, ctx, "", |_| Ok(()))
+            }
+        }
+        let state = r#"{"journey":"j","instance":1,"status":"active","entered_at":"2025-03-10T12:00:00Z","step":"a","step_entered_at":"2025-03-10T12:00:00Z"}"#;
+        let records = [
+            r#"{"id":"c"}"#.to_owned(),
+            format!(
+                r#"{{"id":"c","journeys":[{state}],"events":[{{"name":"opened","at":"2025-03-10T13:00:00Z","props":{{"x":1}}}}]}}"#
+            ),
+            format!(
+                r#"{{"id":"c","journeys":[{state}],"events":[{{"name":"activated","at":"2025-03-10T13:00:00Z"}}]}}"#
+            ),
+            format!(
+                r#"{{"id":"c","journeys":[{state}],"transactions":[{{"id":"t","at":"2025-03-10T13:00:00Z","kind":"purchase","amount":5,"currency":"BRL"}}],"profile":{{"first_name":"Bia"}}}}"#
+            ),
+            format!(
+                r#"{{"id":"c","journeys":[{state}],"contacts":[{{"channel":"email","at":"2025-03-10T12:00:00Z","category":"marketing"}}]}}"#
+            ),
+        ];
+        for record in &records {
+            let c = customer(record);
+            for event in [
+                None,
+                Some(denied_event("j", 1, "a", at("2025-03-11T12:00:00Z"))),
+            ] {
+                let out = evaluate_journey::<Everything>(
+                    &c,
+                    event.as_ref(),
+                    &context("2025-03-11T12:00:00Z", &NoParams::default()),
+                );
+                assert!(out.is_ok(), "{record}: {out:?}");
+            }
+        }
     }
 }

@@ -42,9 +42,18 @@ impl Reads {
     #[track_caller]
     #[cold]
     fn undeclared(self, field: Field) -> ! {
+        // Reads made for the rule by the SDK's journey mechanics, named so the rule's author
+        // knows where the read comes from and can declare them all at once.
+        let sequence = if crate::journey::READS.contains(&field) {
+            "; a journey built on `journey::Sequence` reads every field of \
+             `regua_sdk::journey::READS` (journeys, events' names and times, transactions' times \
+             and kinds): declare them all"
+        } else {
+            ""
+        };
         panic!(
             "rule `{}` read `{}`, which it does not declare: add `Field::{field:?}` to its READS \
-             (a batch hands a rule only the parts it declares)",
+             (a batch hands a rule only the parts it declares){sequence}",
             self.rule,
             field.name()
         )
