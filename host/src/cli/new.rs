@@ -16,7 +16,9 @@ pub(crate) struct NewArgs {
     /// Where to create the crate (default: plugins/NAME).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// The regua-sdk crate to depend on (default: the SDK this regua was built with).
+    /// The regua-sdk crate to depend on. Default: inside a Régua checkout, its `sdk/` (by a
+    /// relative path); anywhere else, the SDK this regua carries, written out once beside the
+    /// new crate (`regua-sdk/` in the same folder) and shared by the crates made there.
     #[arg(long, value_name = "DIR")]
     sdk: Option<PathBuf>,
 }
@@ -53,6 +55,108 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
     out
 }
 
+/// The SDK of the Régua checkout `dir` is in, if it is in one: an ancestor's `sdk/` crate named
+/// `regua-sdk`.
+fn checkout_sdk(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().skip(1).find_map(|a| {
+        let sdk = a.join("sdk");
+        let toml = std::fs::read_to_string(sdk.join("Cargo.toml")).ok()?;
+        toml.lines()
+            .any(|l| l.trim() == r#"name = "regua-sdk""#)
+            .then_some(sdk)
+    })
+}
+
+/// The SDK's sources this regua was built with, carried in the binary, by path in `sdk/`.
+const SDK_FILES: &[(&str, &str)] = &[
+    ("README.md", include_str!("../../../sdk/README.md")),
+    ("src/ab.rs", include_str!("../../../sdk/src/ab.rs")),
+    ("src/guest.rs", include_str!("../../../sdk/src/guest.rs")),
+    (
+        "src/journey.rs",
+        include_str!("../../../sdk/src/journey.rs"),
+    ),
+    ("src/json.rs", include_str!("../../../sdk/src/json.rs")),
+    ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
+    (
+        "src/outcome.rs",
+        include_str!("../../../sdk/src/outcome.rs"),
+    ),
+    ("src/plugin.rs", include_str!("../../../sdk/src/plugin.rs")),
+    ("src/record.rs", include_str!("../../../sdk/src/record.rs")),
+    ("src/rfm.rs", include_str!("../../../sdk/src/rfm.rs")),
+    ("src/time.rs", include_str!("../../../sdk/src/time.rs")),
+    ("src/value.rs", include_str!("../../../sdk/src/value.rs")),
+    ("src/view.rs", include_str!("../../../sdk/src/view.rs")),
+    (
+        "src/wire/mod.rs",
+        include_str!("../../../sdk/src/wire/mod.rs"),
+    ),
+    (
+        "src/wire/record.rs",
+        include_str!("../../../sdk/src/wire/record.rs"),
+    ),
+];
+
+/// The SDK's manifest, and the workspace's it inherits from, as this regua was built with.
+const SDK_MANIFEST: &str = include_str!("../../../sdk/Cargo.toml");
+const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
+
+/// The SDK's manifest standing alone: what it inherits from the workspace written in.
+fn standalone_sdk_manifest() -> anyhow::Result<String> {
+    let workspace: toml::Table = toml::from_str(WORKSPACE_MANIFEST)?;
+    let mut sdk: toml::Table = toml::from_str(SDK_MANIFEST)?;
+    let inherited = |t: &toml::Value| {
+        t.as_table()
+            .and_then(|t| t.get("workspace"))
+            .and_then(toml::Value::as_bool)
+            == Some(true)
+    };
+    let ws = &workspace["workspace"];
+    if let Some(package) = sdk.get_mut("package").and_then(toml::Value::as_table_mut) {
+        for (key, value) in package.iter_mut() {
+            if inherited(value) {
+                *value = ws["package"][key.as_str()].clone();
+            }
+        }
+    }
+    if let Some(deps) = sdk
+        .get_mut("dependencies")
+        .and_then(toml::Value::as_table_mut)
+    {
+        for (name, value) in deps.iter_mut() {
+            if inherited(value) {
+                *value = ws["dependencies"][name.as_str()].clone();
+            }
+        }
+    }
+    sdk.remove("lints");
+    Ok(format!(
+        "# regua-sdk as `regua {}` carries it, written out by `regua new`.\n{}",
+        env!("CARGO_PKG_VERSION"),
+        toml::to_string(&sdk)?
+    ))
+}
+
+/// Writes the SDK this regua carries to `folder`/regua-sdk, unless that already holds one;
+/// returns its path.
+fn write_sdk(folder: &Path) -> anyhow::Result<PathBuf> {
+    let sdk = folder.join("regua-sdk");
+    if sdk.join("Cargo.toml").is_file() {
+        eprintln!("using the SDK in {}", sdk.display());
+        return Ok(sdk);
+    }
+    for (path, text) in SDK_FILES {
+        let file = sdk.join(path);
+        std::fs::create_dir_all(file.parent().expect("a file in a folder"))?;
+        std::fs::write(&file, text)
+            .with_context(|| format!("cannot write `{}`", file.display()))?;
+    }
+    std::fs::write(sdk.join("Cargo.toml"), standalone_sdk_manifest()?)?;
+    eprintln!("wrote the SDK this regua carries to {}", sdk.display());
+    Ok(sdk)
+}
+
 impl NewArgs {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         if !valid_name(&self.name) {
@@ -68,9 +172,15 @@ impl NewArgs {
         if dir.join("Cargo.toml").exists() {
             bail!("`{}` already holds a crate", dir.display());
         }
+        std::fs::create_dir_all(dir.join("src"))
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+        let abs = dir.canonicalize()?;
         let sdk = match &self.sdk {
             Some(s) => s.clone(),
-            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"),
+            None => match checkout_sdk(&abs) {
+                Some(sdk) => sdk,
+                None => write_sdk(abs.parent().unwrap_or(&abs))?,
+            },
         };
         let sdk = sdk.canonicalize().with_context(|| {
             format!(
@@ -78,9 +188,6 @@ impl NewArgs {
                 sdk.display()
             )
         })?;
-        std::fs::create_dir_all(dir.join("src"))
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
-        let abs = dir.canonicalize()?;
         let sdk_rel = relative(&abs, &sdk);
         let crate_name = self.name.replace('-', "_");
         let (description, source, case) = match self.kind {
@@ -410,3 +517,44 @@ mod tests {
     }
 }
 "##;
+
+#[cfg(test)]
+mod carried_sdk_tests {
+    use super::*;
+
+    /// The SDK the binary carries is the whole SDK: every file of sdk/ but its manifest, which
+    /// is written standing alone.
+    #[test]
+    fn the_carried_sdk_has_every_file_of_the_sdk() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+        let mut found = Vec::new();
+        let mut folders = vec![root.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                if path.is_dir() {
+                    if rel != "target" {
+                        folders.push(path);
+                    }
+                } else if rel != "Cargo.toml" {
+                    found.push(rel);
+                }
+            }
+        }
+        found.sort();
+        let mut carried: Vec<String> = SDK_FILES.iter().map(|(p, _)| p.to_string()).collect();
+        carried.sort();
+        assert_eq!(
+            carried, found,
+            "add the SDK's new files to SDK_FILES in cli/new.rs"
+        );
+        let manifest = standalone_sdk_manifest().unwrap();
+        assert!(!manifest.contains("workspace"), "{manifest}");
+        assert!(manifest.contains("jiff"), "{manifest}");
+    }
+}

@@ -273,23 +273,34 @@ fn help_explains_every_subcommand() {
     }
 }
 
-/// The walkthrough: scaffold, test natively, build to wasm, evaluate.
+/// The walkthrough: scaffold, test natively, build to wasm, evaluate. With a copy of the binary,
+/// as `cargo install` leaves one, in a fresh folder outside any checkout: the SDK the binary
+/// carries is written out once beside the crates and shared by them.
 #[test]
 fn a_scaffolded_plugin_builds_passes_its_test_and_runs() {
+    let installed = tempfile::tempdir().unwrap();
+    let bin = installed.path().join("regua");
+    std::fs::copy(regua_bin(), &bin).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     for kind in ["segment", "journey", "rest"] {
-        let dir = tempfile::tempdir().unwrap();
         let krate = dir.path().join(format!("my-{kind}"));
-        let out = regua(
-            &[
-                "new",
-                kind,
-                &format!("my-{kind}"),
-                "--dir",
-                krate.to_str().unwrap(),
-            ],
-            "",
-        );
+        let out = Command::new(&bin)
+            .current_dir(dir.path())
+            .args(["new", kind, &format!("my-{kind}"), "--dir"])
+            .arg(&krate)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
+        let sdk = dir.path().join("regua-sdk");
+        assert!(
+            sdk.join("src/lib.rs").is_file(),
+            "the carried SDK is written out"
+        );
+        let said = text(&out.stderr);
+        assert!(
+            said.contains(&sdk.display().to_string()),
+            "it says where the SDK is: {said}"
+        );
 
         let test = Command::new("cargo")
             .args(["test", "--quiet", "--manifest-path"])
@@ -501,4 +512,34 @@ mod no_purchase {
         text(&test.stdout),
         text(&test.stderr)
     );
+}
+
+/// Inside a Régua checkout, `regua new` points the crate at that checkout's own SDK by a relative
+/// path (a second clone's crate never names the first clone's SDK), and writes none out.
+#[test]
+fn regua_new_inside_a_checkout_uses_its_sdk() {
+    let inside = tempfile::Builder::new()
+        .prefix("new-in-checkout-")
+        .tempdir_in(repo().join("target"))
+        .unwrap();
+    let krate = inside.path().join("in-checkout");
+    let out = regua(
+        &[
+            "new",
+            "segment",
+            "in-checkout",
+            "--dir",
+            krate.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
+    let depth = krate.strip_prefix(repo()).unwrap().components().count();
+    let want = format!("{}sdk", "../".repeat(depth));
+    assert!(
+        manifest.contains(&format!("regua-sdk = {{ path = \"{want}\" }}")),
+        "{manifest}"
+    );
+    assert!(!inside.path().join("regua-sdk").exists());
 }
