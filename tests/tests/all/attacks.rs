@@ -711,3 +711,25 @@ async fn unknown_decision_ids_cost_bounded_memory() {
         "resident memory went from {before} MiB to {peak} MiB for {size} bytes of log"
     );
 }
+
+/// A refused request's reason is in the service's log, not only its status: a plugin that fails
+/// on the customer (422) says why there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_says_why_a_request_was_refused() {
+    let s = examples(&[]);
+    let body = json!({"customer": {"id": "bad-7"}, "now": NIGHT, "params": {"mode": "fail"}});
+    let (status, answer) = s.post("/v1/plugins/hostile/evaluate", &body).await.unwrap();
+    assert_eq!(status, 422, "{answer}");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let log = s.log();
+        if log
+            .iter()
+            .any(|l| l.contains("422") && l.contains("cannot judge customer bad-7"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{log:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

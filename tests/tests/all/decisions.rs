@@ -138,6 +138,8 @@ pub(crate) struct Served {
     child: std::process::Child,
     pub(crate) base: String,
     client: reqwest::Client,
+    /// What the service has written to its log (stderr) so far, a line each.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -164,10 +166,13 @@ impl Served {
             .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         // Reads the address, then keeps draining so the service never blocks on its stderr.
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                kept.lock().unwrap().push(line.clone());
                 if let Some(at) = line.find("regua: serving ")
                     && let Some(url) = line[at..]
                         .split_whitespace()
@@ -183,6 +188,7 @@ impl Served {
         Served {
             child,
             base,
+            log,
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
@@ -207,6 +213,11 @@ impl Served {
     }
 
     /// POSTs `body` (NDJSON lines, say) and returns the answer's text.
+    /// The service's log so far.
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
     /// The service's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
