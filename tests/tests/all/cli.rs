@@ -302,18 +302,7 @@ fn a_scaffolded_plugin_builds_passes_its_test_and_runs() {
             "it says where the SDK is: {said}"
         );
 
-        let test = Command::new("cargo")
-            .args(["test", "--quiet", "--manifest-path"])
-            .arg(krate.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", plugin_target_dir())
-            .output()
-            .unwrap();
-        assert!(
-            test.status.success(),
-            "{kind}: {}{}",
-            text(&test.stdout),
-            text(&test.stderr)
-        );
+        cargo_test(&krate, kind);
 
         let dist = dir.path().join("dist");
         let build = regua(
@@ -500,15 +489,21 @@ mod no_purchase {
 }
 "##;
     std::fs::write(krate.join("src/lib.rs"), blocks.join("\n") + no_purchase).unwrap();
+    cargo_test(&krate, "the README's crate");
+}
+
+/// `cargo test` of the crate at `krate`, natively, in the plugins' target folder (its
+/// dependencies built once for every such test); fails the test, saying `what`, if it fails.
+fn cargo_test(krate: &std::path::Path, what: &str) {
     let test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["test", "--quiet", "--offline", "--manifest-path"])
+        .args(["test", "--quiet", "--manifest-path"])
         .arg(krate.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", plugin_target_dir())
         .output()
         .unwrap();
     assert!(
         test.status.success(),
-        "{}{}",
+        "{what}: {}{}",
         text(&test.stdout),
         text(&test.stderr)
     );
