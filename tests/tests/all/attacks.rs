@@ -511,7 +511,8 @@ async fn cross_site_decisions_are_refused_and_never_logged() {
             415,
         ),
         ("forged-plain", None, Some("text/plain;charset=UTF-8"), 415),
-        ("forged-none", None, None, 415),
+        // No content type and no Origin: a program, not a page.
+        ("no-type", None, None, 200),
         (
             "forged-json",
             Some("http://evil.example"),
@@ -567,7 +568,9 @@ async fn cross_site_decisions_are_refused_and_never_logged() {
         .collect();
     assert_eq!(
         logged,
-        ["a-program", "own-origin"].map(String::from).into(),
+        ["a-program", "no-type", "own-origin"]
+            .map(String::from)
+            .into(),
         "the log holds only what was answered"
     );
 }

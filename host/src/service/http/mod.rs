@@ -588,9 +588,9 @@ fn takes_json(path: &str) -> bool {
 /// from the service when it is "simple" (a form's content types, no custom header), and would
 /// otherwise be evaluated and written to the decision log. Every request that changes or records
 /// anything (any method but GET, HEAD and OPTIONS) must come from no page at all (no `Origin`,
-/// as curl and programs send) or from the service's own origin (the console); and must say
-/// what it sends: JSON endpoints take `application/json` only, the others refuse the three
-/// content types a form can send without asking.
+/// as curl and programs send) or from the service's own origin (the console); and must not say
+/// it sends something else: JSON endpoints take `application/json` (or no content type, from a
+/// program), the others refuse the three content types a form can send without asking.
 async fn same_site_only(request: Request, next: Next) -> Response {
     use axum::http::Method;
     if matches!(
@@ -632,8 +632,10 @@ async fn same_site_only(request: Request, next: Next) -> Response {
     let json = given
         .as_deref()
         .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+    // A request that names no content type is a program's (a page's would carry an `Origin`,
+    // refused above): the JSON endpoints read it as JSON, as before.
     let refused = if *request.method() == Method::POST && takes_json(path) {
-        (!json).then_some("`application/json`")
+        (given.is_some() && !json).then_some("`application/json`")
     } else {
         matches!(
             given.as_deref(),
