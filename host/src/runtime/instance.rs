@@ -207,6 +207,11 @@ impl ResourceLimiter for StoreState {
 /// Copies at most `max` bytes of guest text, lossily decoded, with control characters escaped
 /// so a plugin cannot forge a log line or a terminal sequence.
 fn guest_text(caller: &mut Caller<'_, StoreState>, ptr: u32, len: u32, max: usize) -> String {
+    escape_controls(&guest_text_raw(caller, ptr, len, max))
+}
+
+/// The guest's text at `ptr`, `len` (at most `max` bytes), as written: control characters kept.
+fn guest_text_raw(caller: &mut Caller<'_, StoreState>, ptr: u32, len: u32, max: usize) -> String {
     let Some(memory) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
         return String::from("<no memory>");
     };
@@ -214,22 +219,21 @@ fn guest_text(caller: &mut Caller<'_, StoreState>, ptr: u32, len: u32, max: usiz
     let start = ptr as usize;
     let end = start.saturating_add((len as usize).min(max));
     match data.get(start..end.min(data.len())) {
-        Some(bytes) => escape_controls(&String::from_utf8_lossy(bytes)),
+        Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
         None => String::from("<message out of bounds>"),
     }
 }
 
-/// A panic message, escaped by [`escape_controls`], read as one line: Rust writes
-/// `panicked at src/lib.rs:10:5:` and the message on the next line, and the line breaks read as
-/// the spaces they stand for rather than as a literal `\n` (still never as a line of their own in a
-/// log).
-fn panic_line(escaped: &str) -> String {
-    escaped
-        .split("\\n")
+/// A panic message as one line: Rust writes `panicked at src/lib.rs:10:5:` and the message on
+/// the next line; the line breaks read as the spaces they stand for, and any other control
+/// character is escaped (so never a line of its own in a log).
+fn panic_line(raw: &str) -> String {
+    let joined: Vec<&str> = raw
+        .lines()
         .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+        .filter(|l| !l.is_empty())
+        .collect();
+    escape_controls(&joined.join(" "))
 }
 
 /// `text` with every control character written as an escape (`\n`, `\u{1b}`, …).
@@ -315,7 +319,7 @@ pub(crate) fn define_host_functions(linker: &mut Linker<StoreState>) -> wasmtime
         IMPORT_MODULE,
         PANIC.name,
         |mut caller: Caller<'_, StoreState>, ptr: u32, len: u32| {
-            let text = guest_text(&mut caller, ptr, len, MAX_PANIC);
+            let text = guest_text_raw(&mut caller, ptr, len, MAX_PANIC);
             caller.data_mut().panic = Some(panic_line(&text));
         },
     )?;
