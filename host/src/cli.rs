@@ -12,6 +12,7 @@ mod eval;
 mod generate;
 mod inspect;
 mod new;
+mod replay;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ enum Command {
     Eval(eval::EvalArgs),
     Batch(batch::BatchArgs),
     Campaign(campaign::CampaignArgs),
+    Replay(replay::ReplayArgs),
+    Customers(replay::CustomersArgs),
     Test(cases::TestArgs),
     Inspect(inspect::InspectArgs),
     New(new::NewArgs),
@@ -81,6 +84,8 @@ impl Cli {
             Command::Eval(a) => a.run(),
             Command::Batch(a) => a.run(),
             Command::Campaign(a) => a.run(),
+            Command::Replay(a) => a.run(),
+            Command::Customers(a) => a.run(),
             Command::Test(a) => a.run(),
             Command::Inspect(a) => a.run(),
             Command::New(a) => a.run(),

@@ -21,6 +21,7 @@
 //! [`cli`].
 
 pub mod authoring;
+pub mod automation;
 pub mod cli;
 pub mod decisions;
 pub mod pipeline;

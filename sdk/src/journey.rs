@@ -590,8 +590,16 @@ impl<'a> Sequence<'a> {
             }
         }
         if now < due {
+            // The wait goes on: said again, so a runtime knows when to come back.
+            let wait = match &step.wait_for {
+                Some(event) => crate::Action::WaitForEvent {
+                    event: event.clone(),
+                    timeout_at: due,
+                },
+                None => crate::Action::WaitUntil { until: due },
+            };
             return Ok(Moved {
-                actions: Vec::new(),
+                actions: vec![wait],
                 state: state.clone(),
                 reason: format!("waiting at step `{}` until {due}", state.step),
             });

@@ -243,6 +243,17 @@ pub mod testing {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test event: {e}"))
     }
 
+    /// Whether a journey's answer only waits: no entry, message, move or exit, at most the
+    /// wait it is in (said again so a runtime knows when to come back).
+    pub fn waits_only(out: &crate::JourneyOutcome) -> bool {
+        out.actions.iter().all(|a| {
+            matches!(
+                a,
+                crate::Action::WaitUntil { .. } | crate::Action::WaitForEvent { .. }
+            )
+        })
+    }
+
     /// The [`crate::journey::MESSAGE_DENIED`] event a host feeds back when the rest policy
     /// denies, at `at` (RFC 3339), the message `out` proposes; panics when `out` proposes none
     /// (tests only).

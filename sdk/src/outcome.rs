@@ -259,6 +259,26 @@ impl JourneyOutcome {
         JourneyOutcome::default()
     }
 
+    /// This answer, telling a runtime when to ask again if the customer is in no active
+    /// instance and could enter at `at` (after `now`) with nothing else happening: a
+    /// [`Action::WaitUntil`] with no state. For journeys whose entry waits on time rather than
+    /// an event ("24 h after the first contact", "30 days without a purchase"), so a runtime
+    /// that decides only on inputs and timers comes back then. Batch runs ignore it.
+    pub fn entry_not_before(mut self, at: Option<Timestamp>, now: Timestamp) -> Self {
+        let waiting = self.states.iter().any(|s| s.is_active())
+            || self
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Enter { .. }));
+        if let Some(at) = at
+            && at > now
+            && !waiting
+        {
+            self.actions.push(Action::WaitUntil { until: at });
+        }
+        self
+    }
+
     /// Nothing to do, because `reason`.
     pub fn because(reason: impl Into<String>) -> Self {
         JourneyOutcome {

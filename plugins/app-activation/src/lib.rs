@@ -73,7 +73,16 @@ impl JourneyRule for AppActivation {
             exit_events: &exit_events,
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx, "", |event| {
+        // When the grace of the first contact (sent or planned) ends, for a runtime to come
+        // back then.
+        let entry_at = c
+            .contacts()
+            .iter()
+            .filter(|x| p.first_contact_channels.contains(&x.channel))
+            .map(|x| x.at)
+            .min()
+            .map(|first| first + p.grace);
+        let out = sequence.run(c, event, ctx, "", |event| {
             if event.is_some_and(|e| e.name == p.activation_event)
                 || c.first_event(&p.activation_event, ctx.now).is_some()
             {
@@ -89,7 +98,8 @@ impl JourneyRule for AppActivation {
                 ));
             }
             Ok(())
-        })
+        })?;
+        Ok(out.entry_not_before(entry_at, ctx.now))
     }
 }
 
@@ -98,7 +108,9 @@ export_journey!(AppActivation);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, context, customer, denial_of, evaluate_journey, event};
+    use regua_sdk::testing::{
+        at, context, customer, denial_of, evaluate_journey, event, waits_only,
+    };
 
     const CONTACTED: &str = r#"{"id":"c","contacts":[{"channel":"whatsapp","at":"2025-03-10T12:00:00Z","category":"marketing"}]}"#;
 
@@ -109,7 +121,13 @@ mod tests {
     #[test]
     fn push_24h_after_first_contact_then_whatsapp() {
         let mut c = customer(CONTACTED);
-        assert!(eval(&c, None, "2025-03-11T11:59:59Z").actions.is_empty());
+        assert_eq!(
+            eval(&c, None, "2025-03-11T11:59:59Z").actions,
+            [Action::WaitUntil {
+                until: at("2025-03-11T12:00:00Z")
+            }],
+            "not entered yet, and when to ask again"
+        );
         let out = eval(&c, None, "2025-03-11T12:00:00Z");
         assert!(
             matches!(
@@ -163,7 +181,7 @@ mod tests {
         );
         assert_eq!(denied.state().unwrap().step, "push-nudge");
         c.journeys = denied.states.clone();
-        assert!(eval(&c, None, "2025-03-12T11:59:59Z").actions.is_empty());
+        assert!(waits_only(&eval(&c, None, "2025-03-12T11:59:59Z")));
         // The WhatsApp nudge when the push's wait ends, denied an hour later: 48 h from then.
         let whatsapp = eval(&c, None, "2025-03-12T12:00:00Z");
         assert!(
@@ -191,7 +209,7 @@ mod tests {
         let out = eval(&c, Some(&activated), "2025-03-14T12:59:59Z");
         assert!(matches!(&out.actions[..], [Action::Exit { .. }]), "{out:?}");
         // ...and without it, the last step completes when the wait ends, not at the denial.
-        assert!(eval(&c, None, "2025-03-14T12:59:59Z").actions.is_empty());
+        assert!(waits_only(&eval(&c, None, "2025-03-14T12:59:59Z")));
         assert_eq!(
             eval(&c, None, "2025-03-14T13:00:00Z").actions,
             vec![Action::Complete]

@@ -66,7 +66,11 @@ impl JourneyRule for InactivityOffer {
             funnel_stage: Some("at_risk"),
             ..Sequence::new(&p.journey, &p.campaign, &p.steps)
         };
-        sequence.run(c, event, ctx, "", |_| {
+        // The first instant with more than `inactive_for` idle, for a runtime to come back then.
+        let entry_at = c
+            .last_purchase(ctx.now)
+            .map(|last| last.at() + p.inactive_for + Duration::millis(1));
+        let out = sequence.run(c, event, ctx, "", |_| {
             let last = c
                 .last_purchase(ctx.now)
                 .ok_or("no purchase yet: a prospect")?;
@@ -76,7 +80,8 @@ impl JourneyRule for InactivityOffer {
             } else {
                 Err(format!("last purchase {} days ago", idle.whole_days()))
             }
-        })
+        })?;
+        Ok(out.entry_not_before(entry_at, ctx.now))
     }
 }
 

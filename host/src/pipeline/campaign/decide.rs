@@ -85,6 +85,11 @@ pub struct Planned {
     /// The journey's step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+    /// The journey's instance: with the step, what makes a journey message unique (the
+    /// runtime's outbox key). Not in answers, which name the step only.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub instance: Option<u32>,
 }
 
 /// A message the rest policy denied.
@@ -137,6 +142,12 @@ pub struct Decision {
     #[serde(skip)]
     #[schema(ignore)]
     continuing_only: bool,
+    /// The earliest instant the journey's last answer waits until (a wait's end, an event
+    /// wait's timeout, or when a customer not entered yet may enter): when the journey runtime
+    /// decides this campaign again for the customer.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub wake: Option<Timestamp>,
 }
 
 impl Decision {
@@ -152,6 +163,7 @@ impl Decision {
             reasons: Vec::new(),
             versions: BTreeMap::new(),
             continuing_only: false,
+            wake: None,
         }
     }
 
@@ -265,6 +277,17 @@ impl Plan {
 
     /// Runs every campaign over `customers`.
     pub fn run(&self, worker: &mut Worker, customers: Vec<Record>) -> Vec<CustomerRun> {
+        self.run_some(worker, customers, |_| true)
+    }
+
+    /// Runs the campaigns `keep` selects over `customers`, in run order: each run's decisions
+    /// are those campaigns' only.
+    pub fn run_some(
+        &self,
+        worker: &mut Worker,
+        customers: Vec<Record>,
+        keep: impl Fn(&Campaign) -> bool,
+    ) -> Vec<CustomerRun> {
         let mut runs: Vec<CustomerRun> = customers
             .into_iter()
             .map(|customer| CustomerRun {
@@ -272,7 +295,7 @@ impl Plan {
                 decisions: Vec::new(),
             })
             .collect();
-        for campaign in &self.campaigns.campaigns {
+        for campaign in self.campaigns.campaigns.iter().filter(|c| keep(c)) {
             let decisions = self.run_campaign(worker, campaign, &mut runs);
             for (run, d) in runs.iter_mut().zip(decisions) {
                 run.decisions.push(d);
@@ -580,7 +603,7 @@ impl Plan {
 
     /// The name of the journey a journey campaign runs (its `journey` parameter, or its plugin's
     /// default), to find the customers in an active instance of it.
-    fn journey_name(&self, campaign: &Campaign) -> Option<String> {
+    pub fn journey_name(&self, campaign: &Campaign) -> Option<String> {
         let j = campaign.def.journey.as_ref()?;
         let given = j
             .params
@@ -645,6 +668,15 @@ impl Plan {
             };
             replace_states(&mut runs[i].customer, &out.states);
             d.reasons.extend(out.reasons.iter().cloned());
+            d.wake = out
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::WaitUntil { until } => Some(*until),
+                    Action::WaitForEvent { timeout_at, .. } => Some(*timeout_at),
+                    _ => None,
+                })
+                .min();
             for a in &out.actions {
                 if let Action::Send {
                     channel,
@@ -783,6 +815,7 @@ impl Plan {
                                 deferred_by: (v.decision == Verdict::Defer)
                                     .then(|| v.rule.clone().unwrap_or_default()),
                                 journey: proposal.journey.as_ref().map(|(j, _, _)| j.clone()),
+                                instance: proposal.journey.as_ref().map(|(_, n, _)| *n),
                                 step,
                             });
                         }

@@ -185,6 +185,24 @@ pub struct Definition {
     /// Its rest policy; none: the company's default.
     #[serde(default)]
     pub rest: Option<PluginRef>,
+    /// When the journey runtime (`regua serve --state`, `regua replay`) runs it: see
+    /// [`Delivery`]. Batch runs (`regua campaign run`, `/v1/decide`) do not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+}
+
+/// How the journey runtime triggers a campaign (docs/RUNTIME.md).
+///
+/// A message campaign is action-based: it is decided on each input named in `events`, and
+/// never on any other; one without a `delivery` is for batch runs only. A journey campaign's
+/// `events` are the inputs that may enter it (without a `delivery` every input may); an active
+/// instance sees every input of its customer, and its own timers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// Input names: an event's `name`, a transaction's `kind`, or `inbound`, `consent`,
+    /// `profile`.
+    pub events: Vec<String>,
 }
 
 /// The global control group.
@@ -393,6 +411,18 @@ impl Definition {
                 "field `end`: {end} is not after `start` ({})",
                 self.start
             ));
+        }
+        if let Some(d) = &self.delivery {
+            if d.events.is_empty() {
+                return Err(
+                    "field `delivery.events` is empty: name the inputs that trigger \
+                            the campaign (an event's name, a transaction's kind, …)"
+                        .into(),
+                );
+            }
+            if let Some(i) = d.events.iter().position(|e| e.trim().is_empty()) {
+                return Err(format!("field `delivery.events[{i}]` is empty"));
+            }
         }
         match (&self.message, &self.journey) {
             (Some(_), Some(_)) => {

@@ -1,0 +1,350 @@
+//! Réguas that run themselves: the journey runtime (docs/RUNTIME.md).
+//!
+//! Its core is a deterministic step: the stored state of one customer, one input (an event, or
+//! a due timer) and its instant in; the campaigns that input concerns evaluated on the campaign
+//! pipeline; the new record (journeys moved, planned messages among the contacts), the
+//! campaigns' next timers, the outbox entries and the decisions out, written in one
+//! transaction. Two drivers use it: the service on the wall clock (`regua serve --state`) and
+//! `regua replay` on recorded time.
+
+pub mod input;
+pub mod replay;
+pub mod store;
+
+use std::sync::Arc;
+
+use regua_sdk::{Record, Timestamp};
+use serde::Serialize;
+
+pub use input::{Input, What};
+pub use store::{Change, OutboxEntry, Sqlite, Store, Timer};
+
+use crate::pipeline::campaign::{Campaign, Kind, Plan, RunInputs};
+use crate::runtime::worker::Worker;
+
+/// Attempts of a timer whose campaign fails on the customer (a plugin error): retried 1, 2, 4,
+/// 8 minutes after the failed attempt, then dropped (the decisions say so).
+pub const TIMER_ATTEMPTS: u32 = 5;
+
+/// The campaigns as served now, with their plugins: a plan whose inputs the step sets.
+pub type Source = Arc<dyn Fn() -> Plan + Send + Sync>;
+
+/// What happened to one input.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    /// Applied: the campaigns it concerns were decided; `messages` are the outbox keys planned.
+    Applied {
+        /// The instant it was applied at.
+        at: String,
+        /// The outbox entries it planned, by idempotency key.
+        messages: Vec<String>,
+        /// Campaigns whose plugins failed on it (their decision says why).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<String>,
+    },
+    /// Its id was applied before: not applied again.
+    Duplicate,
+    /// Not applied, and why.
+    Refused {
+        /// Why.
+        error: String,
+    },
+}
+
+/// The step and its drivers' shared moves, over one store.
+#[derive(Clone)]
+pub struct Core {
+    source: Source,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").finish()
+    }
+}
+
+/// What triggers a step.
+enum Trigger<'a> {
+    Input(&'a Input),
+    /// A customer's timers due at the same instant: their campaigns are decided together, in
+    /// run order, so the most important one gets a slot they compete for.
+    Timers(&'a [Timer]),
+}
+
+/// How many timers one call to [`Core::fire_due`] fires at most between queries.
+const TIMER_PAGE: usize = 512;
+
+impl Core {
+    /// A core deciding with the campaigns `source` gives at each step.
+    pub fn new(source: Source) -> Core {
+        Core { source }
+    }
+
+    /// Applies one input at its instant (`input.at` must be set): first the customer's timers
+    /// due at or before it, in order; then the input, unless its id was applied before or it is
+    /// older than the customer's last applied input.
+    pub fn apply(
+        &self,
+        store: &mut dyn Store,
+        worker: &mut Worker,
+        input: &Input,
+    ) -> anyhow::Result<Status> {
+        let at = input.at.expect("the driver gives every input an instant");
+        if store.event_seen(&input.id)? {
+            return Ok(Status::Duplicate);
+        }
+        self.fire_customer(store, worker, &input.customer, at)?;
+        let stored = store.customer(&input.customer)?;
+        let (record, clock) = match stored {
+            Some(s) => (s.record, s.clock),
+            None => (
+                Record {
+                    id: input.customer.clone(),
+                    ..Record::default()
+                },
+                None,
+            ),
+        };
+        if let Some(clock) = clock
+            && at < clock
+        {
+            return Ok(Status::Refused {
+                error: format!(
+                    "late: at {at}, before {clock}, the instant of the last input applied to \
+                     customer `{}`; inputs of a customer are applied in time order, so a late \
+                     one is refused rather than reordered",
+                    input.customer
+                ),
+            });
+        }
+        let (change, status) = self.step(worker, record, Trigger::Input(input), at)?;
+        let Some(change) = change else {
+            return Ok(status);
+        };
+        store.commit(&change)?;
+        Ok(status)
+    }
+
+    /// Fires the timers due at or before `until`, in order of due instant, each at its due
+    /// instant; answers how many fired.
+    pub fn fire_due(
+        &self,
+        store: &mut dyn Store,
+        worker: &mut Worker,
+        until: Timestamp,
+        limit: usize,
+    ) -> anyhow::Result<u64> {
+        let mut fired = 0u64;
+        while (fired as usize) < limit {
+            let page = store.due(until, TIMER_PAGE.min(limit - fired as usize))?;
+            if page.is_empty() {
+                break;
+            }
+            for t in page {
+                // A customer's timers fire in order: a timer set by an earlier one of this
+                // page may come before this one.
+                fired += self.fire_customer(store, worker, &t.customer, t.due)?;
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Fires `customer`'s timers due at or before `until`, earliest first.
+    fn fire_customer(
+        &self,
+        store: &mut dyn Store,
+        worker: &mut Worker,
+        customer: &str,
+        until: Timestamp,
+    ) -> anyhow::Result<u64> {
+        let mut fired = 0;
+        while let Some(first) = store.due_for(customer, until)? {
+            let timers: Vec<Timer> = store
+                .timers_of(customer)?
+                .into_iter()
+                .filter(|t| t.due == first.due)
+                .collect();
+            let Some(stored) = store.customer(customer)? else {
+                // No record to decide on: the timers have nothing to do.
+                store.commit(&Change {
+                    customer: customer.to_owned(),
+                    at: first.due,
+                    timers: timers.iter().map(|t| (t.campaign.clone(), None)).collect(),
+                    ..Change::default()
+                })?;
+                continue;
+            };
+            let at = stored.clock.map_or(first.due, |c| c.max(first.due));
+            let (change, _) = self.step(worker, stored.record, Trigger::Timers(&timers), at)?;
+            if let Some(change) = change {
+                store.commit(&change)?;
+            }
+            fired += timers.len() as u64;
+        }
+        Ok(fired)
+    }
+
+    /// One step: decides the campaigns the trigger concerns for the customer at `at`.
+    fn step(
+        &self,
+        worker: &mut Worker,
+        mut record: Record,
+        trigger: Trigger<'_>,
+        at: Timestamp,
+    ) -> anyhow::Result<(Option<Change>, Status)> {
+        let mut plan = (self.source)();
+        let (event, input_name) = match &trigger {
+            Trigger::Input(input) => match input.apply(&mut record, at) {
+                Ok(e) => (Some(e), input.id.clone()),
+                Err(e) => {
+                    return Ok((None, Status::Refused { error: e }));
+                }
+            },
+            Trigger::Timers(ts) => (None, format!("timer@{}", ts[0].due)),
+        };
+        plan.inputs = RunInputs {
+            now: at,
+            default_tz: plan.inputs.default_tz.clone(),
+            event: event.clone(),
+        };
+        let selected: Vec<String> = plan
+            .campaigns
+            .campaigns
+            .iter()
+            .filter(|c| concerns(&plan, c, &record, &trigger, at))
+            .map(|c| c.def.code.clone())
+            .collect();
+        let mut change = Change {
+            customer: record.id.clone(),
+            at,
+            input: input_name.clone(),
+            event_id: match &trigger {
+                Trigger::Input(i) => Some(i.id.clone()),
+                Trigger::Timers(_) => None,
+            },
+            ..Change::default()
+        };
+        if let Trigger::Timers(ts) = &trigger {
+            for t in ts.iter().filter(|t| !selected.contains(&t.campaign)) {
+                // Its campaign is no longer served: the timer goes.
+                change.timers.push((t.campaign.clone(), None));
+                change.decisions.push((
+                    t.campaign.clone(),
+                    serde_json::json!({"campaign": t.campaign, "outcome": "error",
+                        "error": "the campaign is no longer served: its timer is dropped"}),
+                ));
+            }
+        }
+        let mut run = plan
+            .run_some(worker, vec![record], |c| selected.contains(&c.def.code))
+            .pop()
+            .expect("one customer, one run");
+        let mut keys = Vec::new();
+        let mut failed = Vec::new();
+        for d in &run.decisions {
+            let campaign = plan.campaigns.get(&d.campaign);
+            let is_journey = campaign.is_some_and(|c| c.def.journey.is_some());
+            if d.outcome == Kind::Error {
+                failed.push(d.campaign.clone());
+            }
+            if is_journey {
+                let fired = match &trigger {
+                    Trigger::Timers(ts) => ts.iter().find(|t| t.campaign == d.campaign),
+                    Trigger::Input(_) => None,
+                };
+                let timer = match (fired, d.outcome) {
+                    (Some(t), Kind::Error) => {
+                        let attempts = t.attempts + 1;
+                        (attempts < TIMER_ATTEMPTS).then(|| {
+                            let backoff = regua_sdk::Duration::minutes(1i64 << (attempts - 1));
+                            (at + backoff, attempts)
+                        })
+                    }
+                    // A failure on another input leaves the campaign's timer as it was.
+                    (_, Kind::Error) => continue,
+                    _ => d.wake.filter(|w| *w > at).map(|w| (w, 0)),
+                };
+                change.timers.push((d.campaign.clone(), timer));
+            }
+            for m in &d.messages {
+                let key = match (&m.journey, m.instance, &m.step) {
+                    (Some(j), Some(n), Some(s)) => {
+                        format!("{}/{}/{j}#{n}/{s}", run.customer.id, d.campaign)
+                    }
+                    _ => format!("{}/{}/{input_name}", run.customer.id, d.campaign),
+                };
+                keys.push(key.clone());
+                change.outbox.push(OutboxEntry {
+                    seq: 0,
+                    key,
+                    customer: run.customer.id.clone(),
+                    campaign: d.campaign.clone(),
+                    variant: d.variant.clone(),
+                    channel: m.channel.as_str().to_owned(),
+                    template: m.template.clone(),
+                    category: m.category.as_str().to_owned(),
+                    tags: m.tags.clone(),
+                    send_at: m.send_at.to_string(),
+                    journey: m.journey.clone(),
+                    instance: m.instance,
+                    step: m.step.clone(),
+                    decided_at: at.to_string(),
+                    input: input_name.clone(),
+                    state: "pending".into(),
+                    detail: None,
+                });
+            }
+            change.decisions.push((
+                d.campaign.clone(),
+                serde_json::to_value(d).expect("a decision is JSON"),
+            ));
+        }
+        change.record = Some(std::mem::take(&mut run.customer));
+        Ok((
+            Some(change),
+            Status::Applied {
+                at: at.to_string(),
+                messages: keys,
+                failed,
+            },
+        ))
+    }
+}
+
+/// Whether a trigger concerns a campaign (docs/RUNTIME.md): a timer, its own campaign; an
+/// input, a journey campaign the customer is in an active instance of, a journey campaign
+/// the input may enter (its `delivery.events`, or any input without them), and a message
+/// campaign whose `delivery.events` name it. Inactive campaigns are not decided on inputs.
+fn concerns(
+    plan: &Plan,
+    c: &Campaign,
+    record: &Record,
+    trigger: &Trigger<'_>,
+    at: Timestamp,
+) -> bool {
+    let input = match trigger {
+        Trigger::Timers(ts) => return ts.iter().any(|t| t.campaign == c.def.code),
+        Trigger::Input(input) => input,
+    };
+    if !c.active_at(at) {
+        return false;
+    }
+    let named = || {
+        c.def
+            .delivery
+            .as_ref()
+            .map(|d| d.events.iter().any(|e| *e == input.name()))
+    };
+    if c.def.journey.is_some() {
+        let active = plan.journey_name(c).is_some_and(|name| {
+            record
+                .journeys
+                .iter()
+                .any(|j| j.journey == name && j.is_active())
+        });
+        active || named().unwrap_or(true)
+    } else {
+        named().unwrap_or(false)
+    }
+}

@@ -1,0 +1,226 @@
+//! The drivers' shared pieces: importing customers into a store, and replaying a time-ordered
+//! file of inputs on recorded time.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use regua_sdk::{Fields, Record, Timestamp};
+use serde::Serialize;
+
+use super::{Core, Input, Status, Store};
+use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, LineRead};
+use crate::runtime::worker::Worker;
+
+/// What an import did.
+#[derive(Debug, Default, Serialize)]
+pub struct Imported {
+    /// Lines (or rows) read.
+    pub lines: u64,
+    /// Customers imported (new or merged).
+    pub customers: u64,
+    /// Lines that are not valid records: (line, id if readable, what is wrong).
+    pub errors: Vec<(u64, Option<String>, String)>,
+}
+
+/// Imports every record of `input` (NDJSON, Parquet or Arrow IPC) into `store`, a chunk per
+/// transaction; a line that is not a valid record is reported, never silently skipped.
+pub fn import(
+    evaluator: &Evaluator,
+    store: &mut dyn Store,
+    input: crate::pipeline::evaluator::Input<'_>,
+    progress: &dyn Fn(u64),
+) -> anyhow::Result<Imported> {
+    let mut report = Imported::default();
+    let mut failure: Option<anyhow::Error> = None;
+    let process = Arc::new(|_: &mut Worker, chunk: Chunk| {
+        let first = chunk.first_line;
+        let (records, reads) = chunk.read(Fields::all());
+        (first, records, reads)
+    });
+    evaluator.run_lines(
+        input,
+        &mut std::io::sink(),
+        Chunking::default(),
+        process,
+        &mut |(first, records, reads): (u64, Vec<Record>, Vec<LineRead>)| {
+            report.lines += reads.len() as u64;
+            for (i, r) in reads.into_iter().enumerate() {
+                if let LineRead::Bad(id, e) = r {
+                    report.errors.push((first + i as u64, id, e));
+                }
+            }
+            if failure.is_none() {
+                match store.import(&records) {
+                    Ok(()) => report.customers += records.len() as u64,
+                    Err(e) => failure = Some(e),
+                }
+            }
+            progress(report.lines);
+            (Vec::new(), None)
+        },
+    )?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Serialize)]
+pub struct Replayed {
+    /// Input lines read.
+    pub lines: u64,
+    /// Inputs applied.
+    pub applied: u64,
+    /// Inputs whose id was applied before.
+    pub duplicates: u64,
+    /// Inputs refused (not valid, out of time order, late for their customer).
+    pub refused: u64,
+    /// Timers fired.
+    pub timers: u64,
+    /// Timers still waiting after the end of the replay.
+    pub timers_left: u64,
+    /// Messages in the outbox at the end.
+    pub messages: u64,
+    /// The instant the replay ran to.
+    pub until: Option<String>,
+}
+
+/// One input line's answer in a replay or a `POST /v1/events`.
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    /// The line (1-based).
+    pub line: u64,
+    /// The input's id, when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What happened to it.
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+/// Inputs per transaction in a replay.
+const REPLAY_BATCH: usize = 1000;
+
+/// Replays `inputs` (NDJSON, in time order, each with its `at`) through `core` on recorded
+/// time: before each input, every timer due at or before its instant fires at its due instant;
+/// after the last, the timers due at or before `until` (default: the last input's instant).
+/// One answer line per input line goes to `answers`.
+pub fn replay(
+    core: &Core,
+    store: &mut dyn Store,
+    worker: &mut Worker,
+    inputs: impl BufRead,
+    until: Option<Timestamp>,
+    answers: &mut dyn Write,
+    progress: &dyn Fn(u64),
+) -> anyhow::Result<Replayed> {
+    let mut report = Replayed::default();
+    let mut last: Option<(Timestamp, u64)> = None;
+    let mut lines = inputs.lines();
+    let mut done = false;
+    while !done {
+        let mut out = Vec::new();
+        store.batch(&mut |store| {
+            for _ in 0..REPLAY_BATCH {
+                let Some(line) = lines.next() else {
+                    done = true;
+                    return Ok(());
+                };
+                let line = line.context("cannot read the inputs")?;
+                report.lines += 1;
+                let n = report.lines;
+                if line.trim().is_empty() {
+                    report.refused += 1;
+                    write_answer(&mut out, n, None, refused("empty line: expected an input"));
+                    continue;
+                }
+                let input = match Input::parse(&line) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        report.refused += 1;
+                        let id = crate::pipeline::record::salvage_id(line.as_bytes());
+                        write_answer(&mut out, n, id, refused(&e));
+                        continue;
+                    }
+                };
+                let Some(at) = input.at else {
+                    report.refused += 1;
+                    let e = "field `at` is missing: a replay runs on the inputs' own instants";
+                    write_answer(&mut out, n, Some(input.id), refused(e));
+                    continue;
+                };
+                if let Some((prev, prev_line)) = last
+                    && at < prev
+                {
+                    report.refused += 1;
+                    let e = format!(
+                        "field `at`: {at} is before line {prev_line}'s {prev}: a replay's inputs \
+                         come in time order"
+                    );
+                    write_answer(&mut out, n, Some(input.id), refused(&e));
+                    continue;
+                }
+                last = Some((at, n));
+                report.timers += core.fire_due(store, worker, at, usize::MAX)?;
+                let status = core.apply(store, worker, &input)?;
+                match status {
+                    Status::Applied { .. } => report.applied += 1,
+                    Status::Duplicate => report.duplicates += 1,
+                    Status::Refused { .. } => report.refused += 1,
+                }
+                write_answer(&mut out, n, Some(input.id), status);
+            }
+            Ok(())
+        })?;
+        answers
+            .write_all(&out)
+            .context("cannot write the answers")?;
+        progress(report.lines);
+    }
+    let end = until.or(last.map(|(t, _)| t));
+    if let Some(end) = end {
+        store.batch(&mut |store| {
+            report.timers += core.fire_due(store, worker, end, usize::MAX)?;
+            Ok(())
+        })?;
+        report.until = Some(end.to_string());
+    }
+    let (_, timers, messages) = store.counts()?;
+    report.timers_left = timers;
+    report.messages = messages;
+    answers.flush().context("cannot write the answers")?;
+    Ok(report)
+}
+
+fn refused(error: &str) -> Status {
+    Status::Refused {
+        error: error.to_owned(),
+    }
+}
+
+fn write_answer(out: &mut Vec<u8>, line: u64, id: Option<String>, status: Status) {
+    serde_json::to_writer(&mut *out, &Answer { line, id, status }).expect("writing to a Vec");
+    out.push(b'\n');
+}
+
+/// Writes the whole outbox, in order, as NDJSON.
+pub fn write_outbox(store: &mut dyn Store, out: &mut dyn Write) -> anyhow::Result<u64> {
+    let mut after = 0;
+    let mut n = 0;
+    loop {
+        let page = store.outbox(after, 10_000, None, None)?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.seq;
+        for e in &page {
+            serde_json::to_writer(&mut *out, e)?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+    }
+    out.flush()?;
+    Ok(n)
+}

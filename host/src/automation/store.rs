@@ -1,0 +1,668 @@
+//! What the journey runtime keeps: customers, the inputs applied, journey timers, the outbox and
+//! the decisions, behind one small interface ([`Store`]) with SQLite behind it.
+//!
+//! SQLite in WAL mode with `synchronous = NORMAL`: a commit survives the process being killed
+//! (the write-ahead log is in the operating system's hands before the commit returns); only a
+//! power loss may take the last commits back, together, never half of one.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use regua_sdk::{Record, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// A customer as the runtime keeps it: the record, and the instant of the last input applied
+/// to it (its clock: no input older than it is applied).
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The record, journeys and contacts included.
+    pub record: Record,
+    /// The last applied input's instant, if any input was applied.
+    pub clock: Option<Timestamp>,
+}
+
+/// A journey campaign's wake-up for one customer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Timer {
+    /// The customer.
+    pub customer: String,
+    /// The campaign's code.
+    pub campaign: String,
+    /// When it fires.
+    #[serde(serialize_with = "instant")]
+    pub due: Timestamp,
+    /// Failed attempts so far (a plugin failing on the customer).
+    pub attempts: u32,
+}
+
+/// One planned message in the outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct OutboxEntry {
+    /// Its place in the outbox (a cursor).
+    pub seq: i64,
+    /// The idempotency key: `customer/campaign/journey#instance/step` for a journey's message,
+    /// `customer/campaign/input id` for a message campaign's.
+    pub key: String,
+    /// The customer.
+    pub customer: String,
+    /// The campaign's code.
+    pub campaign: String,
+    /// The variant, if the campaign has variants.
+    pub variant: Option<String>,
+    /// The channel.
+    pub channel: String,
+    /// The template.
+    pub template: String,
+    /// `marketing` or `transactional`.
+    pub category: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// When to send it: the decision's instant, or the rest policy's `until`.
+    pub send_at: String,
+    /// The journey, if a journey sends it.
+    pub journey: Option<String>,
+    /// The journey's instance.
+    pub instance: Option<u32>,
+    /// The journey's step.
+    pub step: Option<String>,
+    /// The instant of the decision that planned it.
+    pub decided_at: String,
+    /// The input that led to it: an event's id, or `timer:<campaign>@<due>`.
+    pub input: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// The delivery report's detail, if any.
+    pub detail: Option<String>,
+}
+
+/// One decision the runtime made, as kept for a customer's timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeptDecision {
+    /// The instant decided at.
+    pub at: String,
+    /// The input.
+    pub input: String,
+    /// The decision, as `regua campaign run` writes it.
+    pub decision: serde_json::Value,
+}
+
+/// What one input changed, written in one transaction.
+#[derive(Debug, Default)]
+pub struct Change {
+    /// The customer.
+    pub customer: String,
+    /// The customer's record after the input (`None`: unchanged).
+    pub record: Option<Record>,
+    /// The input's instant: the customer's new clock.
+    pub at: Timestamp,
+    /// The event id to remember (a repeat is then a duplicate), if the input was an event.
+    pub event_id: Option<String>,
+    /// Timers to set (`Some`) or clear (`None`), by campaign.
+    pub timers: Vec<(String, Option<(Timestamp, u32)>)>,
+    /// Messages to add to the outbox (a key already there is not added again).
+    pub outbox: Vec<OutboxEntry>,
+    /// The decisions made, as JSON, by campaign.
+    pub decisions: Vec<(String, serde_json::Value)>,
+    /// The input's description, for the decisions.
+    pub input: String,
+}
+
+/// A delivery report for one outbox entry.
+#[derive(Clone, Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// The entry's idempotency key.
+    pub key: String,
+    /// `delivered` or `failed`.
+    pub state: String,
+    /// The provider's detail (an error, a message id).
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// The interface the runtime keeps its state through. One writer at a time calls it (the
+/// runtime holds it behind a lock), so an input's read, decision and write are never
+/// interleaved with another's.
+pub trait Store: Send {
+    /// A customer, if known.
+    fn customer(&mut self, id: &str) -> anyhow::Result<Option<Stored>>;
+    /// Whether an event id was applied already.
+    fn event_seen(&mut self, id: &str) -> anyhow::Result<bool>;
+    /// Writes one input's change atomically.
+    fn commit(&mut self, change: &Change) -> anyhow::Result<()>;
+    /// Groups the commits `f` makes into one transaction (one disk sync for many inputs);
+    /// if `f` fails, none of them is kept.
+    fn batch(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>;
+    /// Imports records: a new customer as given, a known one merged ([`merge_import`]).
+    fn import(&mut self, records: &[Record]) -> anyhow::Result<()>;
+    /// The earliest timers due at or before `until`, in order of due instant, at most `limit`.
+    fn due(&mut self, until: Timestamp, limit: usize) -> anyhow::Result<Vec<Timer>>;
+    /// The customer's earliest timer due at or before `until`.
+    fn due_for(&mut self, customer: &str, until: Timestamp) -> anyhow::Result<Option<Timer>>;
+    /// The earliest due instant of any timer.
+    fn next_due(&mut self) -> anyhow::Result<Option<Timestamp>>;
+    /// Outbox entries after `after`, at most `limit`: with `due` only pending ones whose
+    /// `send_at` is at or before it.
+    fn outbox(
+        &mut self,
+        after: i64,
+        limit: usize,
+        due: Option<Timestamp>,
+        customer: Option<&str>,
+    ) -> anyhow::Result<Vec<OutboxEntry>>;
+    /// Records delivery reports; answers, per report, whether its key was found.
+    fn ack(&mut self, acks: &[Ack], at: Timestamp) -> anyhow::Result<Vec<bool>>;
+    /// A customer's timers.
+    fn timers_of(&mut self, customer: &str) -> anyhow::Result<Vec<Timer>>;
+    /// A customer's latest decisions, newest first.
+    fn decisions_of(&mut self, customer: &str, limit: usize) -> anyhow::Result<Vec<KeptDecision>>;
+    /// Counts: customers, pending timers, outbox entries.
+    fn counts(&mut self) -> anyhow::Result<(u64, u64, u64)>;
+}
+
+fn instant<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(t)
+}
+
+/// The SQLite store: one file, `regua.db`, in the state folder.
+pub struct Sqlite {
+    conn: Connection,
+    /// Inside [`Store::batch`]: commits are savepoints of its transaction.
+    in_batch: bool,
+}
+
+impl std::fmt::Debug for Sqlite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sqlite").finish()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS customers (
+    id TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    clock INTEGER
+);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    customer TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS timers (
+    customer TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    due INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (customer, campaign)
+);
+CREATE INDEX IF NOT EXISTS timers_due ON timers (due, customer, campaign);
+CREATE INDEX IF NOT EXISTS timers_customer_due ON timers (customer, due);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    customer TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    variant TEXT,
+    channel TEXT NOT NULL,
+    template TEXT NOT NULL,
+    category TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    send_at INTEGER NOT NULL,
+    journey TEXT,
+    instance INTEGER,
+    step TEXT,
+    decided_at INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    detail TEXT,
+    updated_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, send_at);
+CREATE INDEX IF NOT EXISTS outbox_customer ON outbox (customer, seq);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    customer TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    decision TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer, seq);
+";
+
+fn ts(ms: i64) -> String {
+    Timestamp::from_millis(ms).to_string()
+}
+
+impl Sqlite {
+    /// Opens (creating it if need be) the store in the folder `dir`.
+    pub fn open(dir: &Path) -> anyhow::Result<Sqlite> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the state folder {}", dir.display()))?;
+        let path = dir.join("regua.db");
+        let conn = Connection::open(&path)
+            .with_context(|| format!("cannot open the store {}", path.display()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;",
+        )
+        .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(30)))
+        .and_then(|_| conn.execute_batch(SCHEMA))
+        .with_context(|| format!("cannot set up the store {}", path.display()))?;
+        Ok(Sqlite {
+            conn,
+            in_batch: false,
+        })
+    }
+
+    fn write(&mut self, change: &Change) -> rusqlite::Result<()> {
+        let c = &self.conn;
+        let id = &change.customer;
+        if let Some(record) = &change.record {
+            let text = serde_json::to_string(record).expect("a record is JSON");
+            c.prepare_cached(
+                "INSERT INTO customers (id, record, clock) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record, clock = excluded.clock",
+            )?
+            .execute(params![id, text, change.at.as_millis()])?;
+        }
+        if let Some(e) = &change.event_id {
+            c.prepare_cached("INSERT INTO events (id, customer, at) VALUES (?1, ?2, ?3)")?
+                .execute(params![e, id, change.at.as_millis()])?;
+        }
+        for (campaign, timer) in &change.timers {
+            match timer {
+                Some((due, attempts)) => {
+                    c.prepare_cached(
+                        "INSERT INTO timers (customer, campaign, due, attempts)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (customer, campaign)
+                         DO UPDATE SET due = excluded.due, attempts = excluded.attempts",
+                    )?
+                    .execute(params![
+                        id,
+                        campaign,
+                        due.as_millis(),
+                        attempts
+                    ])?;
+                }
+                None => {
+                    c.prepare_cached("DELETE FROM timers WHERE customer = ?1 AND campaign = ?2")?
+                        .execute(params![id, campaign])?;
+                }
+            }
+        }
+        for m in &change.outbox {
+            let send_at = Timestamp::parse(&m.send_at).map_or(0, |t| t.as_millis());
+            let decided = Timestamp::parse(&m.decided_at).map_or(0, |t| t.as_millis());
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO outbox (key, customer, campaign, variant, channel, template,
+                    category, tags, send_at, journey, instance, step, decided_at, input)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                m.key,
+                m.customer,
+                m.campaign,
+                m.variant,
+                m.channel,
+                m.template,
+                m.category,
+                serde_json::to_string(&m.tags).expect("tags are JSON"),
+                send_at,
+                m.journey,
+                m.instance,
+                m.step,
+                decided,
+                m.input
+            ])?;
+        }
+        for (campaign, d) in &change.decisions {
+            c.prepare_cached(
+                "INSERT INTO decisions (customer, at, input, campaign, decision)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                id,
+                change.at.as_millis(),
+                change.input,
+                campaign,
+                d.to_string()
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn timer(row: &rusqlite::Row<'_>) -> rusqlite::Result<Timer> {
+        Ok(Timer {
+            customer: row.get(0)?,
+            campaign: row.get(1)?,
+            due: Timestamp::from_millis(row.get(2)?),
+            attempts: row.get(3)?,
+        })
+    }
+
+    fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
+        let tags: String = row.get(8)?;
+        Ok(OutboxEntry {
+            seq: row.get(0)?,
+            key: row.get(1)?,
+            customer: row.get(2)?,
+            campaign: row.get(3)?,
+            variant: row.get(4)?,
+            channel: row.get(5)?,
+            template: row.get(6)?,
+            category: row.get(7)?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            send_at: ts(row.get(9)?),
+            journey: row.get(10)?,
+            instance: row.get(11)?,
+            step: row.get(12)?,
+            decided_at: ts(row.get(13)?),
+            input: row.get(14)?,
+            state: row.get(15)?,
+            detail: row.get(16)?,
+        })
+    }
+}
+
+const OUTBOX_COLUMNS: &str = "seq, key, customer, campaign, variant, channel, template, category, \
+     tags, send_at, journey, instance, step, decided_at, input, state, detail";
+
+impl Store for Sqlite {
+    fn customer(&mut self, id: &str) -> anyhow::Result<Option<Stored>> {
+        let row: Option<(String, Option<i64>)> = self
+            .conn
+            .prepare_cached("SELECT record, clock FROM customers WHERE id = ?1")?
+            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((text, clock)) = row else {
+            return Ok(None);
+        };
+        let record = regua_sdk::record::parse_customer(&text)
+            .map_err(|e| anyhow::anyhow!("the stored record of `{id}` is damaged: {e}"))?;
+        Ok(Some(Stored {
+            record,
+            clock: clock.map(Timestamp::from_millis),
+        }))
+    }
+
+    fn event_seen(&mut self, id: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+            .query_row(params![id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    fn commit(&mut self, change: &Change) -> anyhow::Result<()> {
+        if self.in_batch {
+            self.conn.execute_batch("SAVEPOINT input")?;
+            match self.write(change) {
+                Ok(()) => self.conn.execute_batch("RELEASE input")?,
+                Err(e) => {
+                    self.conn
+                        .execute_batch("ROLLBACK TO input; RELEASE input")?;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            match self.write(change) {
+                Ok(()) => self.conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    self.conn.execute_batch("ROLLBACK")?;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn batch(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        if self.in_batch {
+            return f(self);
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.in_batch = true;
+        let result = f(self);
+        self.in_batch = false;
+        match result {
+            Ok(()) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(())
+            }
+            Err(e) => {
+                self.conn.execute_batch("ROLLBACK")?;
+                Err(e)
+            }
+        }
+    }
+
+    fn import(&mut self, records: &[Record]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut get = tx.prepare_cached("SELECT record FROM customers WHERE id = ?1")?;
+            let mut put = tx.prepare_cached(
+                "INSERT INTO customers (id, record) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+            )?;
+            for r in records {
+                let old: Option<String> =
+                    get.query_row(params![r.id], |row| row.get(0)).optional()?;
+                let merged = match old {
+                    Some(text) => {
+                        let old = regua_sdk::record::parse_customer(&text).map_err(|e| {
+                            anyhow::anyhow!("the stored record of `{}` is damaged: {e}", r.id)
+                        })?;
+                        merge_import(old, r.clone())
+                    }
+                    None => r.clone(),
+                };
+                let text = serde_json::to_string(&merged).expect("a record is JSON");
+                put.execute(params![r.id, text])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn due(&mut self, until: Timestamp, limit: usize) -> anyhow::Result<Vec<Timer>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT customer, campaign, due, attempts FROM timers WHERE due <= ?1
+             ORDER BY due, customer, campaign LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![until.as_millis(), limit as i64], Self::timer)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn due_for(&mut self, customer: &str, until: Timestamp) -> anyhow::Result<Option<Timer>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT customer, campaign, due, attempts FROM timers
+                 WHERE customer = ?1 AND due <= ?2 ORDER BY due, campaign LIMIT 1",
+            )?
+            .query_row(params![customer, until.as_millis()], Self::timer)
+            .optional()?)
+    }
+
+    fn next_due(&mut self) -> anyhow::Result<Option<Timestamp>> {
+        let due: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT MIN(due) FROM timers")?
+            .query_row([], |r| r.get(0))?;
+        Ok(due.map(Timestamp::from_millis))
+    }
+
+    fn outbox(
+        &mut self,
+        after: i64,
+        limit: usize,
+        due: Option<Timestamp>,
+        customer: Option<&str>,
+    ) -> anyhow::Result<Vec<OutboxEntry>> {
+        let limit = limit as i64;
+        let rows = match (due, customer) {
+            (Some(due), _) => {
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox
+                     WHERE state = 'pending' AND send_at <= ?1 AND seq > ?2
+                     ORDER BY seq LIMIT ?3"
+                ))?;
+                stmt.query_map(params![due.as_millis(), after, limit], Self::entry)?
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            (None, Some(customer)) => {
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE customer = ?1 AND seq > ?2
+                     ORDER BY seq LIMIT ?3"
+                ))?;
+                stmt.query_map(params![customer, after, limit], Self::entry)?
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            (None, None) => {
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))?;
+                stmt.query_map(params![after, limit], Self::entry)?
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        Ok(rows)
+    }
+
+    fn ack(&mut self, acks: &[Ack], at: Timestamp) -> anyhow::Result<Vec<bool>> {
+        let tx = self.conn.transaction()?;
+        let mut found = Vec::with_capacity(acks.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET state = ?2, detail = ?3, updated_at = ?4 WHERE key = ?1",
+            )?;
+            for a in acks {
+                found.push(stmt.execute(params![a.key, a.state, a.detail, at.as_millis()])? > 0);
+            }
+        }
+        tx.commit()?;
+        Ok(found)
+    }
+
+    fn timers_of(&mut self, customer: &str) -> anyhow::Result<Vec<Timer>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT customer, campaign, due, attempts FROM timers WHERE customer = ?1
+             ORDER BY due, campaign",
+        )?;
+        let rows = stmt.query_map(params![customer], Self::timer)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn decisions_of(&mut self, customer: &str, limit: usize) -> anyhow::Result<Vec<KeptDecision>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at, input, decision FROM decisions WHERE customer = ?1
+             ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![customer, limit as i64], |r| {
+            let text: String = r.get(2)?;
+            Ok(KeptDecision {
+                at: ts(r.get(0)?),
+                input: r.get(1)?,
+                decision: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn counts(&mut self) -> anyhow::Result<(u64, u64, u64)> {
+        let count = |sql: &str| -> anyhow::Result<u64> {
+            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+        };
+        Ok((
+            count("SELECT COUNT(*) FROM customers")?,
+            count("SELECT COUNT(*) FROM timers")?,
+            count("SELECT COUNT(*) FROM outbox")?,
+        ))
+    }
+}
+
+/// How an imported record merges into the one the store has (docs/RUNTIME.md): the import's
+/// `tz` when it has one; its profile attributes over the stored ones, key by key; consents per
+/// channel and purpose, the later `at` winning; transactions by id (the import's replacing);
+/// events, inbound messages and contacts added when not already there. Journey states are the
+/// runtime's own: the stored ones stay.
+pub fn merge_import(mut stored: Record, new: Record) -> Record {
+    if new.tz.is_some() {
+        stored.tz = new.tz;
+    }
+    let mut profile = serde_json::to_value(&stored.profile).expect("a profile is JSON");
+    let given = serde_json::to_value(&new.profile).expect("a profile is JSON");
+    if let (Some(p), Some(g)) = (profile.as_object_mut(), given.as_object()) {
+        for (k, v) in g {
+            let empty = v.is_null() || v.as_array().is_some_and(|a| a.is_empty());
+            if !empty {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Ok(p) = serde_json::from_value(profile) {
+        stored.profile = p;
+    }
+    let mut consents = serde_json::to_value(&stored.consents).expect("consents are JSON");
+    let given = serde_json::to_value(&new.consents).expect("consents are JSON");
+    if let (Some(c), Some(g)) = (consents.as_object_mut(), given.as_object()) {
+        for (channel, purposes) in g {
+            let slot = c
+                .entry(channel.clone())
+                .or_insert_with(|| serde_json::json!({}));
+            let (Some(slot), Some(purposes)) = (slot.as_object_mut(), purposes.as_object()) else {
+                continue;
+            };
+            for (purpose, consent) in purposes {
+                let later = match slot.get(purpose) {
+                    Some(old) => consent_at(consent) >= consent_at(old),
+                    None => true,
+                };
+                if later {
+                    slot.insert(purpose.clone(), consent.clone());
+                }
+            }
+        }
+    }
+    if let Ok(c) = serde_json::from_value(consents) {
+        stored.consents = c;
+    }
+    for t in new.transactions {
+        match stored.transactions.iter_mut().find(|x| x.id == t.id) {
+            Some(x) => *x = t,
+            None => stored.transactions.push(t),
+        }
+    }
+    for e in new.events {
+        if !stored.events.contains(&e) {
+            stored.events.push(e);
+        }
+    }
+    for i in new.inbound {
+        if !stored.inbound.contains(&i) {
+            stored.inbound.push(i);
+        }
+    }
+    for c in new.contacts {
+        if !stored.contacts.contains(&c) {
+            stored.contacts.push(c);
+        }
+    }
+    stored
+}
+
+fn consent_at(v: &serde_json::Value) -> Option<Timestamp> {
+    v.get("at")
+        .and_then(|a| a.as_str())
+        .and_then(|a| Timestamp::parse(a).ok())
+}
