@@ -37,6 +37,14 @@ pub(crate) struct ServeArgs {
     /// A folder of campaign files (TOML) to serve and watch.
     #[arg(long, value_name = "DIR")]
     campaigns: Option<PathBuf>,
+    /// Run the réguas: keep customers, journey instances, timers and an outbox in this folder
+    /// (SQLite), take inputs at POST /v1/events and fire timers when due (docs/RUNTIME.md).
+    #[arg(long, value_name = "DIR", requires = "campaigns")]
+    state: Option<PathBuf>,
+    /// With --state: the service's clock starts at this instant and moves only by POST
+    /// /v1/clock, to rehearse réguas on recorded time.
+    #[arg(long, value_name = "RFC3339", requires = "state")]
+    manual_clock: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -192,7 +200,28 @@ impl ServeArgs {
             tracing::warn!("campaign not served: {e}");
         }
         let _campaign_watcher = store.watch().context("cannot watch the campaigns folder")?;
+        let automation = match &self.state {
+            Some(dir) => {
+                let clock = match &self.manual_clock {
+                    Some(t) => crate::service::automation::Clock::Manual(std::sync::Mutex::new(
+                        regua_sdk::Timestamp::parse(t)
+                            .map_err(|e| anyhow::anyhow!("--manual-clock: {e}"))?,
+                    )),
+                    None => crate::service::automation::Clock::Wall,
+                };
+                Some(crate::service::automation::Automation::open(
+                    dir,
+                    store.clone(),
+                    &config.default_tz,
+                    clock,
+                )?)
+            }
+            None => None,
+        };
         let mut state = AppState::new(registry, evaluator, metrics, config).with_campaigns(store);
+        if let Some(a) = &automation {
+            state = state.with_automation(a.clone());
+        }
         let log = self.decision_log.open();
         if let Some(log) = &log {
             state = state.with_decision_log(log.clone(), self.decision_log_on_failure);
@@ -212,6 +241,11 @@ impl ServeArgs {
                 if self.dev { "on" } else { "off" }
             );
             eprintln!("regua: serving {} on http://{addr}", self.plugins.display());
+            if let Some(a) = automation {
+                // Overdue timers (the service was down) fire first, in order, at their due
+                // instants; then each as it comes due.
+                tokio::spawn(a.run_timers(state.clone()));
+            }
             crate::service::http::serve(listener, state, shutdown_signal())
                 .await
                 .context("the server failed")

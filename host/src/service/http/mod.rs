@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 use utoipa::{OpenApi, ToSchema};
 
 mod admin;
+mod automation;
 mod batches;
 mod campaigns;
 mod console;
@@ -90,6 +91,8 @@ struct Inner {
     latest_run: std::sync::Mutex<Option<campaigns::LatestRun>>,
     /// The body budget: one permit a byte.
     bodies: Arc<tokio::sync::Semaphore>,
+    /// The journey runtime, with `--state`.
+    automation: Option<Arc<crate::service::automation::Automation>>,
 }
 
 /// What the service does while its decision log cannot be written.
@@ -137,6 +140,7 @@ impl AppState {
             decisions: None,
             on_log_failure: OnLogFailure::Answer,
             latest_run: std::sync::Mutex::new(None),
+            automation: None,
             bodies: Arc::new(tokio::sync::Semaphore::new(
                 config
                     .body_budget
@@ -185,6 +189,19 @@ impl AppState {
             .expect("campaigns are set before the state is shared")
             .campaigns = store;
         self
+    }
+
+    /// This state, running réguas with `automation` (before the service starts).
+    pub fn with_automation(mut self, automation: Arc<crate::service::automation::Automation>) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("the runtime is set before the state is shared")
+            .automation = Some(automation);
+        self
+    }
+
+    /// The journey runtime, if the service runs one.
+    pub fn automation(&self) -> Option<&Arc<crate::service::automation::Automation>> {
+        self.0.automation.as_ref()
     }
 
     /// The campaigns served.
@@ -506,9 +523,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
 #[openapi(
     info(title = "Régua rules service", description = "Evaluate segments, journey rules and channel-rest policies, sandboxed in WebAssembly."),
     paths(plugins::healthz, plugins::list_plugins, plugins::get_plugin, plugins::evaluate, plugins::evaluate_many, batches::batch_many, batches::batch_one, admin::put_plugin, admin::delete_plugin, metrics,
-        campaigns::list_campaigns, campaigns::get_campaign, campaigns::decide_all, campaigns::decide_one, campaigns::run_campaigns, campaigns::latest_run, decisions::latest_decisions, decisions::get_decision, decisions::run_backtest),
+        campaigns::list_campaigns, campaigns::get_campaign, campaigns::decide_all, campaigns::decide_one, campaigns::run_campaigns, campaigns::latest_run, decisions::latest_decisions, decisions::get_decision, decisions::run_backtest,
+        automation::post_events, automation::post_customers, automation::get_customer, automation::get_outbox, automation::post_ack, automation::post_clock),
     components(schemas(ErrorBody, ErrorDetail, plugins::PluginInfo, plugins::PluginList, plugins::FailureInfo, plugins::EvaluateRequest, plugins::MultiRequest, plugins::Health, plugins::LogHealth, decisions::Explained,
-        campaigns::CampaignList, campaigns::CampaignInfo, campaigns::DecideRequest, campaigns::LatestRun, crate::pipeline::campaign::Report, crate::pipeline::campaign::Funnel, decisions::Latest)),
+        campaigns::CampaignList, campaigns::CampaignInfo, campaigns::DecideRequest, campaigns::LatestRun, crate::pipeline::campaign::Report, crate::pipeline::campaign::Funnel, decisions::Latest, crate::automation::store::Ack, automation::ClockRequest)),
     modifiers(&AdminToken)
 )]
 struct ApiDoc;
@@ -578,7 +596,8 @@ fn takes_json(path: &str) -> bool {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     matches!(
         segments.as_slice(),
-        ["", "v1", "decide" | "evaluate"]
+        ["", "v1", "decide" | "evaluate" | "clock"]
+            | ["", "v1", "outbox", "ack"]
             | ["", "v1", "plugins", _, "evaluate"]
             | ["", "v1", "campaigns", _, "decide"]
     )
@@ -684,6 +703,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{code}", get(campaigns::get_campaign))
         .route("/v1/campaigns/{code}/decide", post(campaigns::decide_one))
         .route("/v1/decide", post(campaigns::decide_all))
+        .route("/v1/events", post(automation::post_events))
+        .route("/v1/customers", post(automation::post_customers))
+        .route("/v1/customers/{id}", get(automation::get_customer))
+        .route("/v1/outbox", get(automation::get_outbox))
+        .route("/v1/outbox/ack", post(automation::post_ack))
+        .route("/v1/clock", post(automation::post_clock))
         .route("/v1/runs/latest", get(campaigns::latest_run))
         .route("/v1/decisions", get(decisions::latest_decisions))
         .route("/v1/decisions/{id}", get(decisions::get_decision))

@@ -1,0 +1,189 @@
+//! The journey runtime in the service (`regua serve --state`): the store, the core over the
+//! campaigns served (as they are at each input, so a new build applies at the customer's next
+//! input), the clock, and the loop that fires timers when they are due.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use regua_sdk::Timestamp;
+
+use crate::automation::{Core, Input, Sqlite, Status, Store};
+use crate::pipeline::campaign::RunInputs;
+use crate::runtime::worker::Worker;
+use crate::service::campaigns::CampaignStore;
+
+/// How far ahead of the service's clock an input's `at` may be: a client's clock a little
+/// ahead is fine; an input days ahead would hold its customer's later inputs as late.
+pub const MAX_AHEAD: Duration = Duration::from_secs(300);
+
+/// Timers fired per pass of the timer loop before it lets inputs in again.
+const TIMERS_PER_PASS: usize = 2_000;
+
+/// The service's clock.
+#[derive(Debug)]
+pub enum Clock {
+    /// The system's.
+    Wall,
+    /// Set by `POST /v1/clock` only: for rehearsing réguas on recorded time.
+    Manual(Mutex<Timestamp>),
+}
+
+impl Clock {
+    /// Now.
+    pub fn now(&self) -> Timestamp {
+        match self {
+            Clock::Wall => Timestamp::from_millis(jiff::Timestamp::now().as_millisecond()),
+            Clock::Manual(t) => *t.lock().expect("clock lock"),
+        }
+    }
+}
+
+/// The runtime the service drives.
+pub struct Automation {
+    store: Mutex<Box<dyn Store>>,
+    core: Core,
+    /// The clock.
+    pub clock: Clock,
+    /// Woken when a commit may have set an earlier timer.
+    wake: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Automation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Automation")
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl Automation {
+    /// A runtime keeping its state in the folder `dir`, deciding with the campaigns `campaigns`
+    /// serves.
+    pub fn open(
+        dir: &std::path::Path,
+        campaigns: Arc<CampaignStore>,
+        default_tz: &str,
+        clock: Clock,
+    ) -> anyhow::Result<Arc<Automation>> {
+        let store = Sqlite::open(dir)?;
+        let tz = default_tz.to_owned();
+        let core = Core::new(Arc::new(move || {
+            campaigns
+                .plan(
+                    None,
+                    RunInputs {
+                        now: Timestamp::from_millis(0),
+                        default_tz: tz.clone(),
+                        event: None,
+                    },
+                )
+                .expect("every campaign, even none")
+        }));
+        Ok(Arc::new(Automation {
+            store: Mutex::new(Box::new(store)),
+            core,
+            clock,
+            wake: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// Runs `f` on the store, alone.
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut dyn Store) -> R) -> R {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        f(store.as_mut())
+    }
+
+    /// Applies inputs (each with its instant), all committed together before this returns:
+    /// an input is accepted once this returns its status.
+    pub fn apply(&self, worker: &mut Worker, inputs: &[Input]) -> anyhow::Result<Vec<Status>> {
+        let mut statuses = Vec::with_capacity(inputs.len());
+        self.with_store(|store| {
+            store.batch(&mut |store| {
+                statuses.clear();
+                for input in inputs {
+                    statuses.push(self.core.apply(store, worker, input)?);
+                }
+                Ok(())
+            })
+        })?;
+        self.wake.notify_one();
+        Ok(statuses)
+    }
+
+    /// Fires the timers due at or before `until` (at most `limit`); answers how many fired.
+    pub fn fire_due(
+        &self,
+        worker: &mut Worker,
+        until: Timestamp,
+        limit: usize,
+    ) -> anyhow::Result<u64> {
+        let mut fired = 0;
+        self.with_store(|store| {
+            store.batch(&mut |store| {
+                fired = self.core.fire_due(store, worker, until, limit)?;
+                Ok(())
+            })
+        })?;
+        Ok(fired)
+    }
+
+    /// Moves a manual clock to `to` (never back) and fires the timers due by then.
+    pub fn advance(&self, worker: &mut Worker, to: Timestamp) -> Result<u64, String> {
+        let Clock::Manual(clock) = &self.clock else {
+            return Err("the service runs on the wall clock; start it with --manual-clock to \
+                        set its clock"
+                .into());
+        };
+        {
+            let mut now = clock.lock().expect("clock lock");
+            if to < *now {
+                return Err(format!(
+                    "field `now`: {to} is before the service's clock ({}); the clock only moves \
+                     forward",
+                    *now
+                ));
+            }
+            *now = to;
+        }
+        self.fire_due(worker, to, usize::MAX)
+            .map_err(|e| format!("the store failed: {e}"))
+    }
+
+    /// Fires due timers as the clock reaches them, until the service stops.
+    pub async fn run_timers(self: Arc<Self>, state: crate::service::http::AppState) {
+        loop {
+            let now = self.clock.now();
+            let me = self.clone();
+            let fired = state
+                .evaluator()
+                .run(move |w| me.fire_due(w, now, TIMERS_PER_PASS))
+                .await;
+            let more = match fired {
+                Ok(Ok(n)) => n as usize >= TIMERS_PER_PASS,
+                Ok(Err(e)) => {
+                    tracing::error!("firing timers: {e}");
+                    false
+                }
+                Err(_) => {
+                    tracing::error!("firing timers: a worker panicked");
+                    false
+                }
+            };
+            if more {
+                continue;
+            }
+            let next = self.with_store(|s| s.next_due()).unwrap_or(None);
+            let wait = match (next, &self.clock) {
+                (_, Clock::Manual(_)) | (None, _) => Duration::from_secs(60),
+                (Some(due), Clock::Wall) => {
+                    let ms = (due.as_millis() - self.clock.now().as_millis()).max(0) as u64;
+                    Duration::from_millis(ms).min(Duration::from_secs(60))
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The journey runtime's endpoints (`regua serve --state`): inputs in, customers, the outbox and
+//! its delivery reports, and the clock (docs/RUNTIME.md).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{ApiError, AppState, read_body};
+use crate::automation::replay::Answer;
+use crate::automation::store::Ack;
+use crate::automation::{Input, Status};
+use crate::service::automation::{Automation, MAX_AHEAD};
+
+fn runtime(state: &AppState) -> Result<Arc<Automation>, ApiError> {
+    state.automation().cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the journey runtime is off: start the service with --state DIR (and --campaigns)",
+        )
+    })
+}
+
+fn internal(e: anyhow::Error) -> ApiError {
+    ApiError::internal(format!("the runtime's store: {e:#}"))
+}
+
+/// Splits a body into its non-empty lines, numbered from 1, and says whether it was one JSON
+/// object (answered with one object rather than NDJSON).
+fn lines(bytes: &[u8]) -> Result<(Vec<(u64, &str)>, bool), ApiError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ApiError::bad(format!("the body is not UTF-8 (byte {})", e.valid_up_to())))?;
+    let lines: Vec<(u64, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i as u64 + 1, l))
+        .collect();
+    if lines.is_empty() {
+        return Err(ApiError::bad(
+            "the body is empty: send one input (a JSON object) or NDJSON, one a line",
+        ));
+    }
+    let single = lines.len() == 1;
+    // A pretty-printed single object spans lines: read the whole body as that object.
+    if !single && serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.is_object()) {
+        return Ok((vec![(1, text)], true));
+    }
+    Ok((lines, single))
+}
+
+fn answer_lines(answers: Vec<Answer>, single: bool) -> Response {
+    if single {
+        let a = answers.into_iter().next().expect("one answer");
+        return axum::Json(serde_json::to_value(a).expect("an answer is JSON")).into_response();
+    }
+    let mut out = Vec::new();
+    for a in answers {
+        serde_json::to_writer(&mut out, &a).expect("writing to a Vec");
+        out.push(b'\n');
+    }
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
+}
+
+#[utoipa::path(post, path = "/v1/events",
+    request_body(content = String, content_type = "application/x-ndjson", description = "one input (a JSON object), or NDJSON: `{\"id\",\"customer\",\"at\",\"name\",\"props\"}` for an event; `transaction`, `inbound`, `consent` or `profile` instead of `name` for the others (docs/RUNTIME.md)"),
+    responses((status = 200, description = "per input, in order: `applied` (with the outbox keys it planned), `duplicate`, or `refused` with the error naming the field; every applied input is committed before this answer", body = String),
+        (status = 400, body = super::ErrorBody), (status = 404, description = "the runtime is off", body = super::ErrorBody)))]
+pub(super) async fn post_events(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let auto = runtime(&state)?;
+    let bytes = read_body(&state, body).await?;
+    let (lines, single) = lines(&bytes)?;
+    let now = auto.clock.now();
+    let ahead = regua_sdk::Duration::millis(MAX_AHEAD.as_millis() as i64);
+    let mut answers: Vec<Answer> = Vec::with_capacity(lines.len());
+    let mut inputs = Vec::new();
+    for (line, text) in lines {
+        let refused = |id, error: String| Answer {
+            line,
+            id,
+            status: Status::Refused { error },
+        };
+        match Input::parse(text) {
+            Err(e) => {
+                let id = crate::pipeline::record::salvage_id(text.as_bytes());
+                answers.push(refused(id, e));
+            }
+            Ok(mut input) => {
+                let at = *input.at.get_or_insert(now);
+                if at > now + ahead {
+                    answers.push(refused(
+                        Some(input.id),
+                        format!(
+                            "field `at`: {at} is ahead of the service's clock ({now}) by more \
+                             than {} s",
+                            MAX_AHEAD.as_secs()
+                        ),
+                    ));
+                    continue;
+                }
+                answers.push(Answer {
+                    line,
+                    id: Some(input.id.clone()),
+                    status: Status::Duplicate,
+                });
+                inputs.push((answers.len() - 1, input));
+            }
+        }
+    }
+    let me = auto.clone();
+    let (slots, inputs): (Vec<usize>, Vec<Input>) = inputs.into_iter().unzip();
+    let statuses = state
+        .evaluator()
+        .run(move |w| me.apply(w, &inputs))
+        .await?
+        .map_err(internal)?;
+    for (slot, status) in slots.into_iter().zip(statuses) {
+        answers[slot].status = status;
+    }
+    Ok(answer_lines(answers, single))
+}
+
+#[utoipa::path(post, path = "/v1/customers",
+    request_body(content = String, content_type = "application/x-ndjson", description = "customer records, one a line (or one JSON object)"),
+    responses((status = 200, description = "per line: `imported`, or `refused` with the error; a known customer is merged (docs/RUNTIME.md)", body = String),
+        (status = 400, body = super::ErrorBody), (status = 404, description = "the runtime is off", body = super::ErrorBody)))]
+pub(super) async fn post_customers(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let auto = runtime(&state)?;
+    let bytes = read_body(&state, body).await?;
+    let (lines, single) = lines(&bytes)?;
+    let mut answers = Vec::with_capacity(lines.len());
+    let mut records = Vec::new();
+    for (line, text) in lines {
+        match regua_sdk::record::parse_customer(text) {
+            Ok(r) => {
+                answers.push(serde_json::json!({"line": line, "id": r.id, "status": "imported"}));
+                records.push(r);
+            }
+            Err(e) => {
+                let id = crate::pipeline::record::salvage_id(text.as_bytes());
+                answers.push(
+                    serde_json::json!({"line": line, "id": id, "status": "refused", "error": e}),
+                );
+            }
+        }
+    }
+    let me = auto.clone();
+    tokio::task::spawn_blocking(move || me.with_store(|s| s.import(&records)))
+        .await
+        .map_err(|e| ApiError::internal(e))?
+        .map_err(internal)?;
+    if single {
+        return Ok(axum::Json(answers.pop().expect("one answer")).into_response());
+    }
+    let mut out = Vec::new();
+    for a in answers {
+        serde_json::to_writer(&mut out, &a).expect("writing to a Vec");
+        out.push(b'\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/customers/{id}",
+    params(("id" = String, Path, description = "the customer's id")),
+    responses((status = 200, description = "the record, its journey instances, next timers, outbox entries and latest decisions", body = Object),
+        (status = 404, body = super::ErrorBody)))]
+pub(super) async fn get_customer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let auto = runtime(&state)?;
+    let me = auto.clone();
+    let view = tokio::task::spawn_blocking(move || {
+        me.with_store(|s| -> anyhow::Result<Option<serde_json::Value>> {
+            let Some(stored) = s.customer(&id)? else {
+                return Ok(None);
+            };
+            let timers = s.timers_of(&id)?;
+            let outbox = s.outbox(0, 200, None, Some(&id))?;
+            let decisions = s.decisions_of(&id, 50)?;
+            Ok(Some(serde_json::json!({
+                "id": id,
+                "clock": stored.clock.map(|c| c.to_string()),
+                "journeys": stored.record.journeys,
+                "timers": timers,
+                "outbox": outbox,
+                "decisions": decisions,
+                "record": stored.record,
+            })))
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(e))?
+    .map_err(internal)?;
+    match view {
+        Some(v) => Ok(axum::Json(v).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no customer with this id in the runtime's store",
+        )),
+    }
+}
+
+/// Query parameters of `GET /v1/outbox`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    /// Entries after this `seq` (a cursor for paging); default 0.
+    after: Option<i64>,
+    /// At most this many (1–10000); default 1000.
+    limit: Option<usize>,
+    /// `due` (default): pending entries whose `send_at` has come, to deliver; `all`: every
+    /// entry, delivered, failed and not yet due included.
+    state: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/outbox", params(OutboxQuery),
+    responses((status = 200, description = "`{\"entries\":[…],\"next\":SEQ}`: pass `next` as `after` for the next page; an entry stays due until it is acknowledged", body = Object),
+        (status = 400, body = super::ErrorBody), (status = 404, description = "the runtime is off", body = super::ErrorBody)))]
+pub(super) async fn get_outbox(
+    State(state): State<AppState>,
+    Query(q): Query<OutboxQuery>,
+) -> Result<Response, ApiError> {
+    let auto = runtime(&state)?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad("`limit` is from 1 to 10000"));
+    }
+    let due = match q.state.as_deref() {
+        None | Some("due") => Some(auto.clock.now()),
+        Some("all") => None,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "`state`: `{other}` is neither `due` nor `all`"
+            )));
+        }
+    };
+    let after = q.after.unwrap_or(0);
+    let me = auto.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        me.with_store(|s| s.outbox(after, limit, due, None))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e))?
+    .map_err(internal)?;
+    let next = entries.last().map_or(after, |e| e.seq);
+    Ok(axum::Json(serde_json::json!({"entries": entries, "next": next})).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/outbox/ack",
+    request_body(content = Vec<Ack>, description = "delivery reports: `[{\"key\",\"state\":\"delivered\"|\"failed\",\"detail\"}]`"),
+    responses((status = 200, description = "per report, in order: `{\"key\",\"found\"}`", body = Object),
+        (status = 400, body = super::ErrorBody), (status = 404, description = "the runtime is off", body = super::ErrorBody)))]
+pub(super) async fn post_ack(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let auto = runtime(&state)?;
+    let bytes = read_body(&state, body).await?;
+    let acks: Vec<Ack> = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v) if v.is_object() => vec![super::parse_body(&bytes)?],
+        _ => super::parse_body(&bytes)?,
+    };
+    for (i, a) in acks.iter().enumerate() {
+        if a.state != "delivered" && a.state != "failed" {
+            return Err(ApiError::bad(format!(
+                "field `[{i}].state`: `{}` is neither `delivered` nor `failed`",
+                a.state
+            )));
+        }
+    }
+    let now = auto.clock.now();
+    let me = auto.clone();
+    let keys: Vec<String> = acks.iter().map(|a| a.key.clone()).collect();
+    let found = tokio::task::spawn_blocking(move || me.with_store(|s| s.ack(&acks, now)))
+        .await
+        .map_err(|e| ApiError::internal(e))?
+        .map_err(internal)?;
+    let out: Vec<serde_json::Value> = keys
+        .into_iter()
+        .zip(found)
+        .map(|(key, found)| serde_json::json!({"key": key, "found": found}))
+        .collect();
+    Ok(axum::Json(serde_json::Value::Array(out)).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClockRequest {
+    /// The new instant (RFC 3339), not before the clock.
+    now: String,
+}
+
+#[utoipa::path(post, path = "/v1/clock", request_body = ClockRequest,
+    responses((status = 200, description = "`{\"now\",\"fired\"}`: the clock moved and the timers due by then fired (a service started with --manual-clock only)", body = Object),
+        (status = 400, body = super::ErrorBody), (status = 404, description = "the runtime is off", body = super::ErrorBody)))]
+pub(super) async fn post_clock(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let auto = runtime(&state)?;
+    let bytes = read_body(&state, body).await?;
+    let req: ClockRequest = super::parse_body(&bytes)?;
+    let to = regua_sdk::Timestamp::parse(&req.now)
+        .map_err(|e| ApiError::bad(format!("field `now`: {e}")))?;
+    let me = auto.clone();
+    let fired = state
+        .evaluator()
+        .run(move |w| me.advance(w, to))
+        .await?
+        .map_err(ApiError::bad)?;
+    Ok(axum::Json(serde_json::json!({"now": to.to_string(), "fired": fired})).into_response())
+}
