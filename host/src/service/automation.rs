@@ -130,9 +130,11 @@ impl Automation {
     /// Moves a manual clock to `to` (never back) and fires the timers due by then.
     pub fn advance(&self, worker: &mut Worker, to: Timestamp) -> Result<u64, String> {
         let Clock::Manual(clock) = &self.clock else {
-            return Err("the service runs on the wall clock; start it with --manual-clock to \
+            return Err(
+                "the service runs on the wall clock; start it with --manual-clock to \
                         set its clock"
-                .into());
+                    .into(),
+            );
         };
         {
             let mut now = clock.lock().expect("clock lock");

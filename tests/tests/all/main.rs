@@ -12,6 +12,7 @@ mod decisions;
 mod examples;
 mod hostile;
 mod http;
+mod runtime;
 mod sandbox;
 mod spark;
 

@@ -29,9 +29,12 @@ fn internal(e: anyhow::Error) -> ApiError {
     ApiError::internal(format!("the runtime's store: {e:#}"))
 }
 
+/// A body's lines, numbered from 1, and whether it was a single object.
+type Lines<'a> = (Vec<(u64, &'a str)>, bool);
+
 /// Splits a body into its non-empty lines, numbered from 1, and says whether it was one JSON
 /// object (answered with one object rather than NDJSON).
-fn lines(bytes: &[u8]) -> Result<(Vec<(u64, &str)>, bool), ApiError> {
+fn lines(bytes: &[u8]) -> Result<Lines<'_>, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| ApiError::bad(format!("the body is not UTF-8 (byte {})", e.valid_up_to())))?;
     let lines: Vec<(u64, &str)> = text
@@ -157,7 +160,7 @@ pub(super) async fn post_customers(
     let me = auto.clone();
     tokio::task::spawn_blocking(move || me.with_store(|s| s.import(&records)))
         .await
-        .map_err(|e| ApiError::internal(e))?
+        .map_err(ApiError::internal)?
         .map_err(internal)?;
     if single {
         return Ok(axum::Json(answers.pop().expect("one answer")).into_response());
@@ -200,7 +203,7 @@ pub(super) async fn get_customer(
         })
     })
     .await
-    .map_err(|e| ApiError::internal(e))?
+    .map_err(ApiError::internal)?
     .map_err(internal)?;
     match view {
         Some(v) => Ok(axum::Json(v).into_response()),
@@ -249,12 +252,11 @@ pub(super) async fn get_outbox(
     };
     let after = q.after.unwrap_or(0);
     let me = auto.clone();
-    let entries = tokio::task::spawn_blocking(move || {
-        me.with_store(|s| s.outbox(after, limit, due, None))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e))?
-    .map_err(internal)?;
+    let entries =
+        tokio::task::spawn_blocking(move || me.with_store(|s| s.outbox(after, limit, due, None)))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(internal)?;
     let next = entries.last().map_or(after, |e| e.seq);
     Ok(axum::Json(serde_json::json!({"entries": entries, "next": next})).into_response())
 }
@@ -286,7 +288,7 @@ pub(super) async fn post_ack(
     let keys: Vec<String> = acks.iter().map(|a| a.key.clone()).collect();
     let found = tokio::task::spawn_blocking(move || me.with_store(|s| s.ack(&acks, now)))
         .await
-        .map_err(|e| ApiError::internal(e))?
+        .map_err(ApiError::internal)?
         .map_err(internal)?;
     let out: Vec<serde_json::Value> = keys
         .into_iter()

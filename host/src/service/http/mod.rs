@@ -192,7 +192,10 @@ impl AppState {
     }
 
     /// This state, running réguas with `automation` (before the service starts).
-    pub fn with_automation(mut self, automation: Arc<crate::service::automation::Automation>) -> Self {
+    pub fn with_automation(
+        mut self,
+        automation: Arc<crate::service::automation::Automation>,
+    ) -> Self {
         Arc::get_mut(&mut self.0)
             .expect("the runtime is set before the state is shared")
             .automation = Some(automation);

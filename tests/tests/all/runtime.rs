@@ -1,0 +1,624 @@
+//! Réguas that run themselves (docs/RUNTIME.md): the seed scenarios through `regua replay` and
+//! through `regua serve --state`, caps across réguas, duplicate, late and broken inputs, a
+//! SIGKILL mid-stream and a restart after downtime. Every expected message is worked out from
+//! the journeys' steps and the example company's rest rules (one marketing message per local
+//! day, quiet hours 22:00–08:00 São Paulo), not read from a run.
+
+use std::path::Path;
+
+use regua_tests::{plugins_dir, repo};
+use serde_json::{Value, json};
+
+use crate::cli::{regua, text};
+use crate::decisions::Served;
+
+const REGUAS: &str = "examples/reguas";
+
+// The customers' ids are outside the 5 % global holdout and the welcome journey's control
+// variant (buckets of SHA-256("global:<id>") and ("welcome:<id>"): eva 5065 and 6416, bia 1392
+// and 8153, caio 2858 and 6899; duda 1484, and 9325 in the welcome control, has no welcome).
+
+/// A customer created on 2025-03-10 12:00Z with marketing consent on `channels`.
+fn customer(id: &str, channels: &[&str], extra: Value) -> Value {
+    let consent = json!({"marketing": {"status": "granted", "at": "2025-03-01T00:00:00Z"}});
+    let consents: serde_json::Map<String, Value> = channels
+        .iter()
+        .map(|c| (c.to_string(), consent.clone()))
+        .collect();
+    let mut c = json!({"id": id, "tz": "America/Sao_Paulo",
+        "profile": {"created_at": "2025-03-10T12:00:00Z", "product": "gold"},
+        "consents": consents});
+    if let Some(o) = extra.as_object() {
+        for (k, v) in o {
+            c[k] = v.clone();
+        }
+    }
+    c
+}
+
+fn ndjson(values: &[Value]) -> String {
+    values.iter().map(|v| format!("{v}\n")).collect()
+}
+
+fn read_ndjson(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `regua replay` over the example réguas: (outbox, answers, stderr).
+fn replay(customers: &[Value], events: &str, until: &str) -> (Vec<Value>, Vec<Value>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, e) = (dir.path().join("c.ndjson"), dir.path().join("e.ndjson"));
+    std::fs::write(&c, ndjson(customers)).unwrap();
+    std::fs::write(&e, events).unwrap();
+    let (out, answers) = (dir.path().join("out.ndjson"), dir.path().join("a.ndjson"));
+    let run = regua(
+        &[
+            "replay",
+            "--campaigns",
+            REGUAS,
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--customers",
+            c.to_str().unwrap(),
+            "--events",
+            e.to_str().unwrap(),
+            "--until",
+            until,
+            "--answers",
+            answers.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    let err = text(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    (read_ndjson(&out), read_ndjson(&answers), err)
+}
+
+/// The outbox as (customer, campaign, channel, step, send_at), in send order.
+fn sends(outbox: &[Value]) -> Vec<(String, String, String, String, String)> {
+    let mut v: Vec<_> = outbox
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+            (
+                s("customer"),
+                s("campaign"),
+                s("channel"),
+                s("step"),
+                s("send_at"),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.4, &a.0, &a.1).cmp(&(&b.4, &b.0, &b.1)));
+    v
+}
+
+fn send(
+    c: &str,
+    campaign: &str,
+    channel: &str,
+    step: &str,
+    at: &str,
+) -> (String, String, String, String, String) {
+    (
+        c.into(),
+        campaign.into(),
+        channel.into(),
+        step.into(),
+        at.into(),
+    )
+}
+
+const WELCOME: &str = "BRF-2025-001";
+const ACTIVATION: &str = "BEN-2025-007";
+const CART: &str = "BRF-2025-022";
+const INACTIVITY: &str = "BRF-2025-031";
+
+fn event(id: &str, customer: &str, at: &str, name: &str) -> String {
+    format!(
+        "{}\n",
+        json!({"id": id, "customer": customer, "at": at, "name": name})
+    )
+}
+
+/// Welcome (e-mail, 1 day, push, 2 days, WhatsApp at the next 09:00) and app activation (push
+/// 24 h after the first e-mail or WhatsApp, then WhatsApp 24 h later) under one marketing
+/// message a local day: the welcome push (priority 10) takes the day both want; the activation
+/// push is denied and its journey keeps its spacing, so its WhatsApp comes 24 h after the
+/// denial; a customer who activated the app first gets no nudge.
+#[test]
+fn welcome_and_app_activation_run_on_their_timers_and_share_the_daily_cap() {
+    let customers = [
+        customer("eva", &["email", "push", "whatsapp"], json!({})),
+        customer("bia", &["email", "push", "whatsapp"], json!({})),
+    ];
+    let events = [
+        event("e1", "eva", "2025-03-10T15:00:00Z", "account_created"),
+        event("e2", "bia", "2025-03-10T15:00:00Z", "account_created"),
+        event("e3", "bia", "2025-03-11T10:00:00Z", "app_activated"),
+    ]
+    .concat();
+    let (outbox, answers, _) = replay(&customers, &events, "2025-03-20T00:00:00Z");
+    assert!(
+        answers.iter().all(|a| a["status"] == "applied"),
+        "{answers:?}"
+    );
+    let mut expected = vec![
+        send("eva", WELCOME, "email", "welcome", "2025-03-10T15:00:00Z"),
+        send("bia", WELCOME, "email", "welcome", "2025-03-10T15:00:00Z"),
+        send("eva", WELCOME, "push", "app", "2025-03-11T15:00:00Z"),
+        send("bia", WELCOME, "push", "app", "2025-03-11T15:00:00Z"),
+        send(
+            "eva",
+            ACTIVATION,
+            "whatsapp",
+            "whatsapp-nudge",
+            "2025-03-12T15:00:00Z",
+        ),
+        // The push step waits 2 days; then the WhatsApp, the only message of that day.
+        send(
+            "eva",
+            WELCOME,
+            "whatsapp",
+            "first-purchase",
+            "2025-03-13T15:00:00Z",
+        ),
+        send(
+            "bia",
+            WELCOME,
+            "whatsapp",
+            "first-purchase",
+            "2025-03-13T15:00:00Z",
+        ),
+    ];
+    expected.sort_by(|a, b| (&a.4, &a.0, &a.1).cmp(&(&b.4, &b.0, &b.1)));
+    assert_eq!(sends(&outbox), expected);
+    // One message per key: the outbox never holds a step twice.
+    let mut keys: Vec<&str> = outbox.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), outbox.len());
+}
+
+/// Cart abandonment: a push an hour after the cart, an e-mail 23 h after the push; a purchase
+/// after the cart exits before the push.
+#[test]
+fn cart_abandonment_pushes_an_hour_later_unless_a_purchase_came_first() {
+    let customers = [
+        customer("caio", &["email", "push"], json!({})),
+        customer("duda", &["email", "push"], json!({})),
+    ];
+    let purchase = json!({"id": "p1", "customer": "duda", "at": "2025-03-12T14:59:59Z",
+        "transaction": {"id": "t1", "kind": "purchase", "amount": 120.0, "currency": "BRL"}});
+    let events = [
+        event("c1", "caio", "2025-03-12T14:00:00Z", "cart_abandoned"),
+        event("c2", "duda", "2025-03-12T14:00:00Z", "cart_abandoned"),
+        format!("{purchase}\n"),
+    ]
+    .concat();
+    let (outbox, answers, _) = replay(&customers, &events, "2025-03-20T00:00:00Z");
+    assert!(
+        answers.iter().all(|a| a["status"] == "applied"),
+        "{answers:?}"
+    );
+    assert_eq!(
+        sends(&outbox),
+        [
+            send(
+                "caio",
+                CART,
+                "push",
+                "push-reminder",
+                "2025-03-12T15:00:00Z"
+            ),
+            send(
+                "caio",
+                CART,
+                "email",
+                "email-reminder",
+                "2025-03-13T14:00:00Z"
+            ),
+        ]
+    );
+}
+
+/// The inactivity offer: 30 days (and a moment) after the last purchase, with no input then;
+/// its reminder three days later.
+#[test]
+fn the_inactivity_offer_comes_thirty_days_after_the_last_purchase_with_nothing_happening() {
+    let buyer = customer(
+        "edu",
+        &["email", "push"],
+        json!({"transactions": [{"id": "t", "at": "2025-02-01T12:00:00Z", "kind": "purchase",
+            "amount": 99.0, "currency": "BRL"}]}),
+    );
+    let events = event("l1", "edu", "2025-02-05T12:00:00Z", "login");
+    let (outbox, _, _) = replay(&[buyer], &events, "2025-03-31T00:00:00Z");
+    assert_eq!(
+        sends(&outbox),
+        [
+            send(
+                "edu",
+                INACTIVITY,
+                "email",
+                "offer",
+                "2025-03-03T12:00:00.001Z"
+            ),
+            send(
+                "edu",
+                INACTIVITY,
+                "push",
+                "reminder",
+                "2025-03-06T12:00:00.001Z"
+            ),
+        ]
+    );
+}
+
+/// Every input line gets an answer: a repeated id is a duplicate (applied once), a line out of
+/// time order or broken is refused with what is wrong, and nothing else changes.
+#[test]
+fn a_replay_answers_every_line_and_applies_a_repeated_id_once() {
+    let customers = [customer("caio", &["email", "push"], json!({}))];
+    let events = [
+        event("c1", "caio", "2025-03-12T14:00:00Z", "cart_abandoned"),
+        event("c1", "caio", "2025-03-12T14:00:01Z", "cart_abandoned"),
+        event("x", "caio", "2025-03-12T13:00:00Z", "login"),
+        "{\"id\":\"y\",\"customer\":\"caio\",\"at\":\"2025-03-12T14:00:02Z\",\"nam\":\"login\"}\n"
+            .into(),
+        "not json\n".into(),
+        "{\"id\":\"z\",\"customer\":\"caio\",\"name\":\"login\"}\n".into(),
+    ]
+    .concat();
+    let (outbox, answers, err) = replay(&customers, &events, "2025-03-20T00:00:00Z");
+    let status: Vec<&str> = answers
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        status,
+        [
+            "applied",
+            "duplicate",
+            "refused",
+            "refused",
+            "refused",
+            "refused"
+        ]
+    );
+    let lines: Vec<u64> = answers
+        .iter()
+        .map(|a| a["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [1, 2, 3, 4, 5, 6]);
+    let error = |i: usize| answers[i]["error"].as_str().unwrap().to_owned();
+    assert!(error(2).contains("before line 2"), "{}", error(2));
+    assert!(error(3).contains("`nam`"), "{}", error(3));
+    assert!(error(5).contains("`at`"), "{}", error(5));
+    assert!(err.contains("1 duplicates, 4 refused"), "{err}");
+    assert_eq!(
+        outbox.len(),
+        2,
+        "the cart's push and e-mail, once: {outbox:?}"
+    );
+}
+
+/// The scenario of several réguas as inputs: (customers, events).
+fn mixed() -> (Vec<Value>, Vec<Value>) {
+    let customers = vec![
+        customer("eva", &["email", "push", "whatsapp"], json!({})),
+        customer("bia", &["email", "push", "whatsapp"], json!({})),
+        customer("caio", &["email", "push"], json!({})),
+        customer("duda", &["email", "push"], json!({})),
+    ];
+    let mut events = Vec::new();
+    let mut n = 0;
+    let mut push = |c: &str, at: &str, name: &str| {
+        n += 1;
+        events.push(json!({"id": format!("ev-{n}"), "customer": c, "at": at, "name": name}));
+    };
+    push("eva", "2025-03-10T15:00:00Z", "account_created");
+    push("bia", "2025-03-10T15:00:00Z", "account_created");
+    push("caio", "2025-03-10T16:00:00Z", "account_created");
+    push("bia", "2025-03-11T10:00:00Z", "app_activated");
+    push("caio", "2025-03-12T14:00:00Z", "cart_abandoned");
+    push("duda", "2025-03-12T14:00:00Z", "cart_abandoned");
+    push("eva", "2025-03-12T18:00:00Z", "login");
+    push("duda", "2025-03-13T11:00:00Z", "cart_abandoned");
+    (customers, events)
+}
+
+const START: &str = "2025-03-10T00:00:00Z";
+const END: &str = "2025-03-20T00:00:00Z";
+
+fn serve_state(state: &Path, clock: &str) -> Served {
+    Served::spawn(&[
+        "--plugins",
+        plugins_dir().to_str().unwrap(),
+        "--campaigns",
+        REGUAS,
+        "--state",
+        state.to_str().unwrap(),
+        "--manual-clock",
+        clock,
+    ])
+}
+
+/// Posts each event after moving the clock to its instant (when that is not behind the clock);
+/// answers the statuses.
+async fn feed(s: &Served, events: &[Value]) -> Vec<Value> {
+    let mut statuses = Vec::new();
+    for e in events {
+        s.post("/v1/clock", &json!({"now": e["at"]})).await.unwrap();
+        let (code, a) = s.post("/v1/events", e).await.unwrap();
+        assert_eq!(code, 200, "{a}");
+        statuses.push(a);
+    }
+    statuses
+}
+
+fn keyed(outbox: &[Value]) -> Vec<(String, String, String, String)> {
+    let mut v: Vec<_> = outbox
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+            (s("key"), s("send_at"), s("template"), s("decided_at"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The service on a manual clock, fed the same inputs at their instants, plans the outbox the
+/// replay plans, message for message (key, instant, template and when it was decided).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_and_replay_plan_the_same_outbox() {
+    let (customers, events) = mixed();
+    let (replayed, _, _) = replay(&customers, &ndjson(&events), END);
+    assert!(replayed.len() >= 8, "{replayed:?}");
+    let state = tempfile::tempdir().unwrap();
+    let s = serve_state(state.path(), START);
+    let imported = s.post_text("/v1/customers", ndjson(&customers)).await;
+    assert_eq!(imported.lines().count(), customers.len(), "{imported}");
+    let statuses = feed(&s, &events).await;
+    assert!(
+        statuses.iter().all(|a| a["status"] == "applied"),
+        "{statuses:?}"
+    );
+    let (_, moved) = s.post("/v1/clock", &json!({"now": END})).await.unwrap();
+    assert!(moved["fired"].as_u64().unwrap() > 0, "{moved}");
+    let (_, all) = s.get("/v1/outbox?state=all&limit=10000").await;
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(keyed(all["entries"].as_array().unwrap()), keyed(&replayed));
+
+    // The customer's view: record, journeys, timers, outbox and decisions.
+    let (code, view) = s.get("/v1/customers/eva").await;
+    assert_eq!(code, 200);
+    let view: Value = serde_json::from_str(&view).unwrap();
+    assert!(
+        view["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["journey"] == "welcome")
+    );
+    assert!(!view["outbox"].as_array().unwrap().is_empty());
+    assert!(!view["decisions"].as_array().unwrap().is_empty());
+    assert_eq!(s.get("/v1/customers/nobody").await.0, 404);
+
+    // Delivery: due entries until acknowledged; a failed one is recorded as failed.
+    let (_, due) = s.get("/v1/outbox").await;
+    let due: Value = serde_json::from_str(&due).unwrap();
+    let due = due["entries"].as_array().unwrap().clone();
+    assert_eq!(due.len(), replayed.len(), "every message is due by the end");
+    let acks: Vec<Value> = due
+        .iter()
+        .enumerate()
+        .map(
+            |(i, e)| json!({"key": e["key"], "state": if i == 0 { "failed" } else { "delivered" }}),
+        )
+        .collect();
+    let (code, found) = s.post("/v1/outbox/ack", &Value::Array(acks)).await.unwrap();
+    assert_eq!(code, 200);
+    assert!(found.as_array().unwrap().iter().all(|f| f["found"] == true));
+    let (_, left) = s.get("/v1/outbox").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&left).unwrap()["entries"],
+        json!([])
+    );
+    let (_, all) = s.get("/v1/outbox?state=all").await;
+    let all: Value = serde_json::from_str(&all).unwrap();
+    let failed = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"] == "failed")
+        .count();
+    assert_eq!(failed, 1);
+}
+
+/// A repeated event id is a duplicate; an event before the customer's last applied input is
+/// refused as late, naming both instants; one more than 5 minutes ahead of the clock is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_late_and_future_events_are_answered_and_not_applied() {
+    let state = tempfile::tempdir().unwrap();
+    let s = serve_state(state.path(), "2025-03-12T14:00:00Z");
+    let lines = [
+        json!({"id": "a", "customer": "caio", "name": "cart_abandoned"}),
+        json!({"id": "a", "customer": "caio", "name": "cart_abandoned"}),
+        json!({"id": "b", "customer": "caio", "at": "2025-03-12T13:00:00Z", "name": "login"}),
+        json!({"id": "c", "customer": "caio", "at": "2025-03-12T15:00:00Z", "name": "login"}),
+        json!({"id": "d", "customer": "caio", "at": "2025-03-12T14:00:00Z"}),
+    ];
+    let answers = s.post_text("/v1/events", ndjson(&lines)).await;
+    let answers: Vec<Value> = answers
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let status: Vec<&str> = answers
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        status,
+        ["applied", "duplicate", "refused", "refused", "refused"],
+        "{answers:?}"
+    );
+    let late = answers[2]["error"].as_str().unwrap();
+    assert!(
+        late.contains("late") && late.contains("2025-03-12T14:00:00Z"),
+        "{late}"
+    );
+    assert!(
+        answers[3]["error"].as_str().unwrap().contains("ahead"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exactly one of"),
+        "{answers:?}"
+    );
+    let view: Value = serde_json::from_str(&s.get("/v1/customers/caio").await.1).unwrap();
+    let names: Vec<&str> = view["record"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["cart_abandoned"],
+        "applied once, the refused ones not at all"
+    );
+}
+
+/// SIGKILL while events stream in: after a restart on the same folder, resending every event
+/// (a client retries what it has no answer for) applies each exactly once, and the outbox is
+/// the replay's, with no message twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_mid_stream_loses_no_accepted_event_and_sends_nothing_twice() {
+    let (customers, events) = mixed();
+    let (replayed, _, _) = replay(&customers, &ndjson(&events), END);
+    let state = tempfile::tempdir().unwrap();
+    let mut accepted = Vec::new();
+    {
+        let s = serve_state(state.path(), START);
+        s.post_text("/v1/customers", ndjson(&customers)).await;
+        let half = events.len() / 2;
+        accepted.extend(feed(&s, &events[..half]).await);
+        // The kill lands while the next request is in flight, or just after it.
+        let pid = s.pid();
+        let next = events[half].clone();
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
+        });
+        let _ = s.post("/v1/clock", &json!({"now": next["at"]})).await;
+        let _ = s.post("/v1/events", &next).await;
+        killer.join().unwrap();
+    }
+    assert!(accepted.iter().all(|a| a["status"] == "applied"));
+    // The clock restarts where the last accepted event left it.
+    let resume = events[events.len() / 2 - 1]["at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = serve_state(state.path(), &resume);
+    let again = feed(&s, &events).await;
+    for (i, a) in again.iter().enumerate().take(events.len() / 2) {
+        assert_eq!(
+            a["status"], "duplicate",
+            "event {i} was accepted before the kill: {a}"
+        );
+    }
+    for a in &again[events.len() / 2 + 1..] {
+        assert_eq!(a["status"], "applied", "{a}");
+    }
+    s.post("/v1/clock", &json!({"now": END})).await.unwrap();
+    let (_, all) = s.get("/v1/outbox?state=all&limit=10000").await;
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(keyed(all["entries"].as_array().unwrap()), keyed(&replayed));
+}
+
+/// Down for a week: on restart the overdue timers fire in order, each at its own due instant
+/// (the messages say when they were decided), not all at the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_downtime_fires_overdue_timers_in_order_at_their_instants() {
+    let (customers, events) = mixed();
+    let first_day: Vec<Value> = events
+        .iter()
+        .filter(|e| e["at"].as_str().unwrap() < "2025-03-11")
+        .cloned()
+        .collect();
+    let (replayed, _, _) = replay(&customers, &ndjson(&first_day), END);
+    let state = tempfile::tempdir().unwrap();
+    {
+        let s = serve_state(state.path(), START);
+        s.post_text("/v1/customers", ndjson(&customers)).await;
+        feed(&s, &first_day).await;
+    }
+    // Restarted at the end of the period: the timer loop catches up on its own.
+    let s = serve_state(state.path(), END);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, all) = s.get("/v1/outbox?state=all&limit=10000").await;
+        let all: Value = serde_json::from_str(&all).unwrap();
+        let got = keyed(all["entries"].as_array().unwrap());
+        if got == keyed(&replayed) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got:?}\n!=\n{:?}",
+            keyed(&replayed)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        replayed
+            .iter()
+            .any(|e| e["decided_at"] != "2025-03-10T15:00:00Z" && e["decided_at"] != END)
+    );
+}
+
+#[test]
+fn customers_import_reports_bad_lines_with_their_numbers_and_imports_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.ndjson");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{{\"id\":\"\"}}\n{}\n",
+            customer("a", &["email"], json!({})),
+            customer("b", &["email"], json!({}))
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = regua(
+        &[
+            "customers",
+            "import",
+            "--state",
+            state.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        "",
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("line 2") && err.contains("`id`"), "{err}");
+    assert!(err.contains("2 customers imported from 3 lines"), "{err}");
+    let _ = repo();
+}
