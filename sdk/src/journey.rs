@@ -558,16 +558,14 @@ impl<'a> Sequence<'a> {
         if self.exit_on_purchase && c.purchases(now).any(|t| t.at() >= state.entered_at) {
             return Ok(exit("converted: purchase".into()));
         }
-        let index = self
-            .steps
-            .iter()
-            .position(|s| s.id == state.step)
-            .ok_or_else(|| {
-                crate::Error::new(format!(
-                    "journey state names step `{}`, which `{}` does not have",
-                    state.step, self.journey
-                ))
-            })?;
+        // A new version of the journey without the instance's step: the instance ends, saying
+        // why, rather than failing at every evaluation.
+        let Some(index) = self.steps.iter().position(|s| s.id == state.step) else {
+            return Ok(exit(format!(
+                "step `{}` no longer exists in `{}`",
+                state.step, self.journey
+            )));
+        };
         let step = &self.steps[index];
         if let Some(e) = trigger
             && e.name == MESSAGE_DENIED
