@@ -223,7 +223,7 @@ impl CheckArgs {
     }
 }
 
-fn create(path: &Path, what: &str) -> anyhow::Result<Box<dyn Write>> {
+pub(crate) fn create(path: &Path, what: &str) -> anyhow::Result<Box<dyn Write>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::stdout().lock()));
     }

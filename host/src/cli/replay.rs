@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use regua_sdk::Timestamp;
 
-use super::campaign::Setup;
+use super::campaign::{Setup, create};
 use crate::automation::replay::{self, Imported};
 use crate::automation::{Core, Sqlite, Store};
 use crate::pipeline::campaign::RunInputs;
@@ -136,15 +136,6 @@ impl ImportArgs {
         import_file(&mut store, &self.input, self.quiet)?;
         Ok(())
     }
-}
-
-fn create(path: &Path, what: &str) -> anyhow::Result<Box<dyn Write>> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(std::io::stdout().lock()));
-    }
-    let file =
-        File::create(path).with_context(|| format!("cannot create {what} `{}`", path.display()))?;
-    Ok(Box::new(std::io::BufWriter::with_capacity(1 << 20, file)))
 }
 
 impl ReplayArgs {

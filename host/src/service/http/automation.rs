@@ -56,7 +56,8 @@ fn lines(bytes: &[u8]) -> Result<Lines<'_>, ApiError> {
     Ok((lines, single))
 }
 
-fn answer_lines(answers: Vec<Answer>, single: bool) -> Response {
+/// One answer per line: a JSON object for a body of one object, NDJSON otherwise.
+fn answer_lines<T: serde::Serialize>(answers: Vec<T>, single: bool) -> Response {
     if single {
         let a = answers.into_iter().next().expect("one answer");
         return axum::Json(serde_json::to_value(a).expect("an answer is JSON")).into_response();
@@ -162,15 +163,7 @@ pub(super) async fn post_customers(
         .await
         .map_err(ApiError::internal)?
         .map_err(internal)?;
-    if single {
-        return Ok(axum::Json(answers.pop().expect("one answer")).into_response());
-    }
-    let mut out = Vec::new();
-    for a in answers {
-        serde_json::to_writer(&mut out, &a).expect("writing to a Vec");
-        out.push(b'\n');
-    }
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+    Ok(answer_lines(answers, single))
 }
 
 #[utoipa::path(get, path = "/v1/customers/{id}",
