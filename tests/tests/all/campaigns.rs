@@ -818,11 +818,10 @@ async fn a_capped_welcome_keeps_its_spacing_through_eval_campaign_run_and_decide
     assert_eq!(answer["states"][0]["step"], "welcome", "{answer}");
     let mut waited = customer.clone();
     waited["journeys"] = answer["states"].clone();
-    assert!(
-        eval(&waited, "2025-03-12T14:59:59Z", None)["actions"]
-            .as_array()
-            .unwrap()
-            .is_empty()
+    // A second before, it still waits, and says until when.
+    assert_eq!(
+        eval(&waited, "2025-03-12T14:59:59Z", None)["actions"],
+        serde_json::json!([{"wait_until": {"until": "2025-03-12T15:00:00Z"}}])
     );
     let answer = eval(&waited, tomorrow_at, None);
     assert_eq!(
