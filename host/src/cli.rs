@@ -299,7 +299,7 @@ impl InputArgs {
     ) -> anyhow::Result<crate::Inputs> {
         let now = match &self.now {
             Some(t) => Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--now: {e}"))?,
-            None => Timestamp::from_millis(jiff::Timestamp::now().as_millisecond()),
+            None => crate::wall_clock(),
         };
         regua_sdk::Zone::get(&self.tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
         let mut params = String::from("{}");

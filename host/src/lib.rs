@@ -17,8 +17,8 @@
 //! - [`cli`] is the `regua` command line.
 //!
 //! The folders are the layers: [`runtime`] (the wasm sandbox), [`pipeline`] (evaluation over
-//! records), [`service`] (HTTP, registry, reload, metrics), [`authoring`] (build, generate) and
-//! [`cli`].
+//! records), [`automation`] (the journey runtime: inputs, timers, outbox, over a store),
+//! [`service`] (HTTP, registry, reload, metrics), [`authoring`] (build, generate) and [`cli`].
 
 pub mod authoring;
 pub mod automation;
@@ -33,3 +33,9 @@ pub use runtime::engine::{Engine, Limits};
 pub use runtime::error::{CallError, LoadError};
 pub use runtime::plugin::Plugin;
 pub use runtime::worker::{Evaluation, Inputs, Outcome, RecordResult, Worker};
+
+/// The system clock's instant, for the host's defaults (`--now` left out, the service's clock).
+/// Plugins never read it: `now` is their input.
+pub fn wall_clock() -> regua_sdk::Timestamp {
+    regua_sdk::Timestamp::from_millis(jiff::Timestamp::now().as_millisecond())
+}

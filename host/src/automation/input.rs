@@ -1,7 +1,10 @@
 //! The inputs of the journey runtime: what happened to a customer, with an id and an instant,
 //! and how each one changes the customer's record (docs/RUNTIME.md).
 
-use regua_sdk::{Category, Channel, ConsentStatus, Event, Record, Timestamp};
+use regua_sdk::{
+    Category, Channel, Consent, ConsentStatus, Event, Inbound, Profile, Record, Timestamp,
+    Transaction, Value,
+};
 use serde::Deserialize;
 
 /// One input: a behaviour event, a transaction, a message the customer sent, a consent change
@@ -18,18 +21,19 @@ pub struct Input {
     pub what: What,
 }
 
-/// What an input says happened.
+/// What an input says happened, read and checked once when the input is parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum What {
-    /// A behaviour event (`name`, `props`), added to `events`.
+    /// A behaviour event, added to `events`.
     Event {
         /// Its name.
         name: String,
         /// Its properties.
-        props: serde_json::Value,
+        props: Value,
     },
-    /// A transaction, added to `transactions` (replacing one with the same id).
-    Transaction(serde_json::Value),
+    /// A transaction, added to `transactions` (replacing one with the same id); its `at` is
+    /// the input's.
+    Transaction(Transaction),
     /// A message from the customer, added to `inbound`.
     Inbound(Channel),
     /// A consent decision for a channel and purpose.
@@ -51,11 +55,11 @@ struct Raw {
     id: String,
     customer: String,
     #[serde(default)]
-    at: Option<String>,
+    at: Option<Timestamp>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    props: Option<serde_json::Value>,
+    props: Option<Value>,
     #[serde(default)]
     transaction: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
@@ -80,32 +84,15 @@ struct RawConsent {
     status: ConsentStatus,
 }
 
-/// The longest input id, in bytes, as for customer ids.
-pub const MAX_INPUT_ID_BYTES: usize = regua_sdk::record::MAX_ID_BYTES;
-
 impl Input {
     /// Parses one input (a JSON object); the error names the field and what is wrong.
     pub fn parse(text: &str) -> Result<Input, String> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                e.into_inner().to_string()
-            } else {
-                format!("field `{path}`: {}", e.into_inner())
+        let raw: Raw = regua_sdk::json::from_str(text, None)?;
+        for (field, id) in [("id", &raw.id), ("customer", &raw.customer)] {
+            if let Some(p) = regua_sdk::record::id_problem(id) {
+                return Err(format!("field `{field}` {p}"));
             }
-        })?;
-        if let Some(p) = input_id_problem(&raw.id) {
-            return Err(format!("field `id` {p}"));
         }
-        if let Some(p) = regua_sdk::record::id_problem(&raw.customer) {
-            return Err(format!("field `customer` {p}"));
-        }
-        let at = raw
-            .at
-            .as_deref()
-            .map(|t| Timestamp::parse(t).map_err(|e| format!("field `at`: {e}")))
-            .transpose()?;
         let given = [
             raw.name.is_some(),
             raw.transaction.is_some(),
@@ -125,8 +112,8 @@ impl Input {
             if name.trim().is_empty() {
                 return Err("field `name` is empty".into());
             }
-            let props = raw.props.unwrap_or_else(|| serde_json::json!({}));
-            if !props.is_object() {
+            let props = raw.props.unwrap_or(Value::Object(Default::default()));
+            if !matches!(props, Value::Object(_)) {
                 return Err("field `props`: expected an object".into());
             }
             What::Event { name, props }
@@ -134,15 +121,10 @@ impl Input {
             if t.contains_key("at") {
                 return Err("field `transaction.at`: the input's `at` is the transaction's".into());
             }
-            // Checked now, so a bad transaction is refused rather than stored.
-            t.insert(
-                "at".into(),
-                serde_json::Value::String("1970-01-01T00:00:00Z".into()),
-            );
-            let value = serde_json::Value::Object(t);
-            regua_sdk::json::from_str::<regua_sdk::Transaction>(&value.to_string(), None)
-                .map_err(|e| format!("field `transaction`: {e}"))?;
-            What::Transaction(value)
+            // Read with a stand-in instant, replaced by the input's when it is applied.
+            t.insert("at".into(), "1970-01-01T00:00:00Z".into());
+            let text = serde_json::Value::Object(t).to_string();
+            What::Transaction(regua_sdk::json::from_str(&text, Some("transaction"))?)
         } else if let Some(i) = raw.inbound {
             What::Inbound(i.channel)
         } else if let Some(c) = raw.consent {
@@ -152,105 +134,149 @@ impl Input {
                 status: c.status,
             }
         } else {
-            let profile = raw.profile.expect("one of them is given");
-            for key in profile.keys() {
-                if key == "attributes" {
-                    return Err("field `profile.attributes`: give attributes as keys of \
-                                `profile`"
-                        .into());
-                }
-            }
-            What::Profile(profile)
+            let attrs = raw.profile.expect("one of them is given");
+            // Checked now, so a bad attribute is refused rather than stored.
+            set_profile(&Profile::default(), &attrs)?;
+            What::Profile(attrs)
         };
         Ok(Input {
             id: raw.id,
             customer: raw.customer,
-            at,
+            at: raw.at,
             what,
         })
     }
 
     /// The name campaigns' `delivery.events` match: an event's name, a transaction's kind, or
     /// `inbound`, `consent`, `profile`.
-    pub fn name(&self) -> String {
+    pub fn name(&self) -> &str {
         match &self.what {
-            What::Event { name, .. } => name.clone(),
-            What::Transaction(t) => t
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .unwrap_or("transaction")
-                .to_owned(),
-            What::Inbound(_) => "inbound".into(),
-            What::Consent { .. } => "consent".into(),
-            What::Profile(_) => "profile".into(),
+            What::Event { name, .. } => name,
+            What::Transaction(t) => &t.kind,
+            What::Inbound(_) => "inbound",
+            What::Consent { .. } => "consent",
+            What::Profile(_) => "profile",
         }
     }
 
-    /// Applies the input to `record` at `at`, and answers the event the journeys are given.
-    pub fn apply(&self, record: &mut Record, at: Timestamp) -> Result<Event, String> {
+    /// Applies the input to `record` at `at`, and answers the event the journeys are given:
+    /// the event itself, or one named as [`Input::name`] whose props are what the input says.
+    pub fn apply(&self, record: &mut Record, at: Timestamp) -> Event {
         let props = match &self.what {
             What::Event { name, props } => {
-                let event: Event = regua_sdk::json::from_str(
-                    &serde_json::json!({"name": name, "at": at.to_string(), "props": props})
-                        .to_string(),
-                    None,
-                )?;
+                let event = Event {
+                    name: name.clone(),
+                    at,
+                    props: props.clone(),
+                };
                 record.events.push(event.clone());
-                return Ok(event);
+                return event;
             }
             What::Transaction(t) => {
-                let mut t = t.clone();
-                t["at"] = serde_json::Value::String(at.to_string());
-                let tx: regua_sdk::Transaction = regua_sdk::json::from_str(&t.to_string(), None)?;
-                match record.transactions.iter_mut().find(|x| x.id == tx.id) {
-                    Some(x) => *x = tx,
-                    None => record.transactions.push(tx),
+                let t = Transaction { at, ..t.clone() };
+                let props = to_value(&t);
+                match record.transactions.iter_mut().find(|x| x.id == t.id) {
+                    Some(x) => *x = t,
+                    None => record.transactions.push(t),
                 }
-                t
+                props
             }
             What::Inbound(channel) => {
-                record.inbound.push(regua_sdk::Inbound {
+                record.inbound.push(Inbound {
                     channel: *channel,
                     at,
                 });
-                serde_json::json!({ "channel": channel.as_str() })
+                to_value(&serde_json::json!({ "channel": channel }))
             }
             What::Consent {
                 channel,
                 purpose,
                 status,
             } => {
-                record.consents.entry(*channel).or_default().insert(
-                    *purpose,
-                    regua_sdk::Consent {
-                        status: *status,
-                        at,
-                    },
-                );
-                serde_json::json!({
-                    "channel": channel.as_str(), "purpose": purpose.as_str(),
-                    "status": serde_json::to_value(status).expect("a status is JSON"),
-                })
+                let consent = Consent {
+                    status: *status,
+                    at,
+                };
+                record
+                    .consents
+                    .entry(*channel)
+                    .or_default()
+                    .insert(*purpose, consent);
+                to_value(&serde_json::json!({"channel": channel, "purpose": purpose,
+                    "status": status}))
             }
             What::Profile(attrs) => {
-                let mut profile = serde_json::to_value(&record.profile).expect("JSON");
-                let obj = profile.as_object_mut().expect("a profile is an object");
-                for (k, v) in attrs {
-                    obj.insert(k.clone(), v.clone());
-                }
-                record.profile = regua_sdk::json::from_str(&profile.to_string(), None)
-                    .map_err(|e| format!("field `profile`: {e}"))?;
-                serde_json::Value::Object(attrs.clone())
+                record.profile =
+                    set_profile(&record.profile, attrs).expect("checked when the input was read");
+                to_value(attrs)
             }
         };
-        regua_sdk::json::from_str(
-            &serde_json::json!({"name": self.name(), "at": at.to_string(), "props": props})
-                .to_string(),
-            None,
-        )
+        Event {
+            name: self.name().to_owned(),
+            at,
+            props,
+        }
     }
 }
 
-fn input_id_problem(id: &str) -> Option<String> {
-    regua_sdk::record::id_problem(id)
+/// `profile` with `attrs` set over it, key by key (a conventional key must have its type).
+pub fn set_profile(
+    profile: &Profile,
+    attrs: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Profile, String> {
+    let mut merged = serde_json::to_value(profile).expect("a profile is JSON");
+    let obj = merged.as_object_mut().expect("a profile is an object");
+    for (k, v) in attrs {
+        obj.insert(k.clone(), v.clone());
+    }
+    regua_sdk::json::from_str(&merged.to_string(), Some("profile"))
+}
+
+fn to_value(v: &impl serde::Serialize) -> Value {
+    serde_json::from_value(serde_json::to_value(v).expect("JSON")).expect("JSON is a value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        Input::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = error(r#"{"id":"i","customer":"c","nam":"login"}"#);
+        assert!(e.contains("`nam`"), "{e}");
+        let e = error(
+            r#"{"id":"i","customer":"c","transaction":{"id":"t","kind":"purchase","amount":"ten"}}"#,
+        );
+        assert!(e.contains("`transaction.amount`"), "{e}");
+        let e = error(r#"{"id":"i","customer":"c","at":"yesterday","name":"login"}"#);
+        assert!(e.contains("`at`"), "{e}");
+        let e = error(r#"{"id":"i","customer":"c","profile":{"birthday":"31/02"}}"#);
+        assert!(e.contains("`profile.birthday`"), "{e}");
+        let e = error(r#"{"id":"","customer":"c","name":"login"}"#);
+        assert!(e.contains("`id`"), "{e}");
+        let e = error(r#"{"id":"i","customer":"c","name":"login","inbound":{"channel":"sms"}}"#);
+        assert!(e.contains("exactly one of"), "{e}");
+    }
+
+    #[test]
+    fn a_transaction_takes_the_input_instant_and_replaces_its_id() {
+        let at = Timestamp::parse("2025-03-12T10:00:00Z").unwrap();
+        let text =
+            r#"{"id":"i","customer":"c","transaction":{"id":"t","kind":"purchase","amount":10}}"#;
+        let input = Input::parse(text).unwrap();
+        let mut record = Record::default();
+        let event = input.apply(&mut record, at);
+        input.apply(&mut record, at);
+        assert_eq!(record.transactions.len(), 1, "one transaction per id");
+        assert_eq!(record.transactions[0].at, at);
+        assert_eq!((event.name.as_str(), event.at), ("purchase", at));
+        assert_eq!(
+            event.props.get("amount").and_then(Value::as_f64),
+            Some(10.0)
+        );
+    }
 }

@@ -17,7 +17,7 @@ use regua_sdk::{Record, Timestamp};
 use serde::Serialize;
 
 pub use input::{Input, What};
-pub use store::{Change, OutboxEntry, Sqlite, Store, Timer};
+pub use store::{Change, Entries, OutboxEntry, Sqlite, Store, Timer};
 
 use crate::pipeline::campaign::{Campaign, Kind, Plan, RunInputs};
 use crate::runtime::worker::Worker;
@@ -36,7 +36,7 @@ pub enum Status {
     /// Applied: the campaigns it concerns were decided; `messages` are the outbox keys planned.
     Applied {
         /// The instant it was applied at.
-        at: String,
+        at: Timestamp,
         /// The outbox entries it planned, by idempotency key.
         messages: Vec<String>,
         /// Campaigns whose plugins failed on it (their decision says why).
@@ -195,12 +195,7 @@ impl Core {
     ) -> anyhow::Result<(Option<Change>, Status)> {
         let mut plan = (self.source)();
         let (event, input_name) = match &trigger {
-            Trigger::Input(input) => match input.apply(&mut record, at) {
-                Ok(e) => (Some(e), input.id.clone()),
-                Err(e) => {
-                    return Ok((None, Status::Refused { error: e }));
-                }
-            },
+            Trigger::Input(input) => (Some(input.apply(&mut record, at)), input.id.clone()),
             Trigger::Timers(ts) => (None, format!("timer@{}", ts[0].due)),
         };
         plan.inputs = RunInputs {
@@ -285,11 +280,11 @@ impl Core {
                     template: m.template.clone(),
                     category: m.category.as_str().to_owned(),
                     tags: m.tags.clone(),
-                    send_at: m.send_at.to_string(),
+                    send_at: m.send_at,
                     journey: m.journey.clone(),
                     instance: m.instance,
                     step: m.step.clone(),
-                    decided_at: at.to_string(),
+                    decided_at: at,
                     input: input_name.clone(),
                     state: "pending".into(),
                     detail: None,
@@ -304,7 +299,7 @@ impl Core {
         Ok((
             Some(change),
             Status::Applied {
-                at: at.to_string(),
+                at,
                 messages: keys,
                 failed,
             },
@@ -334,7 +329,7 @@ fn concerns(
         c.def
             .delivery
             .as_ref()
-            .map(|d| d.events.iter().any(|e| *e == input.name()))
+            .map(|d| d.events.iter().any(|e| e == input.name()))
     };
     if c.def.journey.is_some() {
         let active = plan.journey_name(c).is_some_and(|name| {

@@ -100,6 +100,26 @@ pub struct Answer {
     pub status: Status,
 }
 
+impl Answer {
+    /// An input refused, and why.
+    pub fn refused(line: u64, id: Option<String>, error: String) -> Answer {
+        Answer {
+            line,
+            id,
+            status: Status::Refused { error },
+        }
+    }
+}
+
+/// Reads one input line; for one that is not an input, its id if it can still be read, and
+/// what is wrong.
+pub fn read_input(text: &str) -> Result<Input, (Option<String>, String)> {
+    if text.trim().is_empty() {
+        return Err((None, "empty line: expected an input (a JSON object)".into()));
+    }
+    Input::parse(text).map_err(|e| (crate::pipeline::record::salvage_id(text.as_bytes()), e))
+}
+
 /// Inputs per transaction in a replay.
 const REPLAY_BATCH: usize = 1000;
 
@@ -131,46 +151,42 @@ pub fn replay(
                 let line = line.context("cannot read the inputs")?;
                 report.lines += 1;
                 let n = report.lines;
-                if line.trim().is_empty() {
-                    report.refused += 1;
-                    write_answer(&mut out, n, None, refused("empty line: expected an input"));
-                    continue;
-                }
-                let input = match Input::parse(&line) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        report.refused += 1;
-                        let id = crate::pipeline::record::salvage_id(line.as_bytes());
-                        write_answer(&mut out, n, id, refused(&e));
-                        continue;
-                    }
+                let answer = match read_input(&line) {
+                    Err((id, e)) => Answer::refused(n, id, e),
+                    Ok(input) => match (input.at, last) {
+                        (None, _) => Answer::refused(
+                            n,
+                            Some(input.id),
+                            "field `at` is missing: a replay runs on the inputs' own instants"
+                                .into(),
+                        ),
+                        (Some(at), Some((prev, prev_line))) if at < prev => Answer::refused(
+                            n,
+                            Some(input.id),
+                            format!(
+                                "field `at`: {at} is before line {prev_line}'s {prev}: a \
+                                 replay's inputs come in time order"
+                            ),
+                        ),
+                        (Some(at), _) => {
+                            last = Some((at, n));
+                            report.timers += core.fire_due(store, worker, at, usize::MAX)?;
+                            let status = core.apply(store, worker, &input)?;
+                            Answer {
+                                line: n,
+                                id: Some(input.id),
+                                status,
+                            }
+                        }
+                    },
                 };
-                let Some(at) = input.at else {
-                    report.refused += 1;
-                    let e = "field `at` is missing: a replay runs on the inputs' own instants";
-                    write_answer(&mut out, n, Some(input.id), refused(e));
-                    continue;
-                };
-                if let Some((prev, prev_line)) = last
-                    && at < prev
-                {
-                    report.refused += 1;
-                    let e = format!(
-                        "field `at`: {at} is before line {prev_line}'s {prev}: a replay's inputs \
-                         come in time order"
-                    );
-                    write_answer(&mut out, n, Some(input.id), refused(&e));
-                    continue;
-                }
-                last = Some((at, n));
-                report.timers += core.fire_due(store, worker, at, usize::MAX)?;
-                let status = core.apply(store, worker, &input)?;
-                match status {
+                match answer.status {
                     Status::Applied { .. } => report.applied += 1,
                     Status::Duplicate => report.duplicates += 1,
                     Status::Refused { .. } => report.refused += 1,
                 }
-                write_answer(&mut out, n, Some(input.id), status);
+                serde_json::to_writer(&mut out, &answer).expect("writing to a Vec");
+                out.push(b'\n');
             }
             Ok(())
         })?;
@@ -194,23 +210,12 @@ pub fn replay(
     Ok(report)
 }
 
-fn refused(error: &str) -> Status {
-    Status::Refused {
-        error: error.to_owned(),
-    }
-}
-
-fn write_answer(out: &mut Vec<u8>, line: u64, id: Option<String>, status: Status) {
-    serde_json::to_writer(&mut *out, &Answer { line, id, status }).expect("writing to a Vec");
-    out.push(b'\n');
-}
-
 /// Writes the whole outbox, in order, as NDJSON.
 pub fn write_outbox(store: &mut dyn Store, out: &mut dyn Write) -> anyhow::Result<u64> {
     let mut after = 0;
     let mut n = 0;
     loop {
-        let page = store.outbox(after, 10_000, None, None)?;
+        let page = store.outbox(super::Entries::All, after, 10_000)?;
         let Some(last) = page.last() else {
             break;
         };

@@ -30,14 +30,13 @@ pub struct Timer {
     /// The campaign's code.
     pub campaign: String,
     /// When it fires.
-    #[serde(serialize_with = "instant")]
     pub due: Timestamp,
     /// Failed attempts so far (a plugin failing on the customer).
     pub attempts: u32,
 }
 
 /// One planned message in the outbox.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OutboxEntry {
     /// Its place in the outbox (a cursor).
     pub seq: i64,
@@ -59,7 +58,7 @@ pub struct OutboxEntry {
     /// Tags.
     pub tags: Vec<String>,
     /// When to send it: the decision's instant, or the rest policy's `until`.
-    pub send_at: String,
+    pub send_at: Timestamp,
     /// The journey, if a journey sends it.
     pub journey: Option<String>,
     /// The journey's instance.
@@ -67,7 +66,7 @@ pub struct OutboxEntry {
     /// The journey's step.
     pub step: Option<String>,
     /// The instant of the decision that planned it.
-    pub decided_at: String,
+    pub decided_at: Timestamp,
     /// The input that led to it: an event's id, or `timer:<campaign>@<due>`.
     pub input: String,
     /// `pending`, `delivered` or `failed`.
@@ -80,7 +79,7 @@ pub struct OutboxEntry {
 #[derive(Clone, Debug, Serialize)]
 pub struct KeptDecision {
     /// The instant decided at.
-    pub at: String,
+    pub at: Timestamp,
     /// The input.
     pub input: String,
     /// The decision, as `regua campaign run` writes it.
@@ -108,6 +107,36 @@ pub struct Change {
     pub input: String,
 }
 
+/// Which outbox entries to list.
+#[derive(Clone, Copy, Debug)]
+pub enum Entries<'a> {
+    /// Pending ones whose `send_at` is at or before this instant: to deliver.
+    Due(Timestamp),
+    /// One customer's.
+    Of(&'a str),
+    /// Every one.
+    All,
+}
+
+/// What a channel provider reports of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// It was delivered.
+    Delivered,
+    /// It failed; it keeps counting toward caps (docs/RUNTIME.md).
+    Failed,
+}
+
+impl Delivery {
+    fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+        }
+    }
+}
+
 /// A delivery report for one outbox entry.
 #[derive(Clone, Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -115,7 +144,7 @@ pub struct Ack {
     /// The entry's idempotency key.
     pub key: String,
     /// `delivered` or `failed`.
-    pub state: String,
+    pub state: Delivery,
     /// The provider's detail (an error, a message id).
     #[serde(default)]
     pub detail: Option<String>,
@@ -145,14 +174,12 @@ pub trait Store: Send {
     fn due_for(&mut self, customer: &str, until: Timestamp) -> anyhow::Result<Option<Timer>>;
     /// The earliest due instant of any timer.
     fn next_due(&mut self) -> anyhow::Result<Option<Timestamp>>;
-    /// Outbox entries after `after`, at most `limit`: with `due` only pending ones whose
-    /// `send_at` is at or before it.
+    /// Outbox entries after `after` (a `seq`) that `which` selects, in order, at most `limit`.
     fn outbox(
         &mut self,
+        which: Entries<'_>,
         after: i64,
         limit: usize,
-        due: Option<Timestamp>,
-        customer: Option<&str>,
     ) -> anyhow::Result<Vec<OutboxEntry>>;
     /// Records delivery reports; answers, per report, whether its key was found.
     fn ack(&mut self, acks: &[Ack], at: Timestamp) -> anyhow::Result<Vec<bool>>;
@@ -162,10 +189,6 @@ pub trait Store: Send {
     fn decisions_of(&mut self, customer: &str, limit: usize) -> anyhow::Result<Vec<KeptDecision>>;
     /// Counts: customers, pending timers, outbox entries.
     fn counts(&mut self) -> anyhow::Result<(u64, u64, u64)>;
-}
-
-fn instant<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(t)
 }
 
 /// The SQLite store: one file, `regua.db`, in the state folder.
@@ -234,10 +257,6 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer, seq);
 ";
 
-fn ts(ms: i64) -> String {
-    Timestamp::from_millis(ms).to_string()
-}
-
 impl Sqlite {
     /// Opens (creating it if need be) the store in the folder `dir`.
     pub fn open(dir: &Path) -> anyhow::Result<Sqlite> {
@@ -296,8 +315,6 @@ impl Sqlite {
             }
         }
         for m in &change.outbox {
-            let send_at = Timestamp::parse(&m.send_at).map_or(0, |t| t.as_millis());
-            let decided = Timestamp::parse(&m.decided_at).map_or(0, |t| t.as_millis());
             c.prepare_cached(
                 "INSERT OR IGNORE INTO outbox (key, customer, campaign, variant, channel, template,
                     category, tags, send_at, journey, instance, step, decided_at, input)
@@ -312,11 +329,11 @@ impl Sqlite {
                 m.template,
                 m.category,
                 serde_json::to_string(&m.tags).expect("tags are JSON"),
-                send_at,
+                m.send_at.as_millis(),
                 m.journey,
                 m.instance,
                 m.step,
-                decided,
+                m.decided_at.as_millis(),
                 m.input
             ])?;
         }
@@ -357,11 +374,11 @@ impl Sqlite {
             template: row.get(6)?,
             category: row.get(7)?,
             tags: serde_json::from_str(&tags).unwrap_or_default(),
-            send_at: ts(row.get(9)?),
+            send_at: Timestamp::from_millis(row.get(9)?),
             journey: row.get(10)?,
             instance: row.get(11)?,
             step: row.get(12)?,
-            decided_at: ts(row.get(13)?),
+            decided_at: Timestamp::from_millis(row.get(13)?),
             input: row.get(14)?,
             state: row.get(15)?,
             detail: row.get(16)?,
@@ -400,24 +417,14 @@ impl Store for Sqlite {
     }
 
     fn commit(&mut self, change: &Change) -> anyhow::Result<()> {
-        if self.in_batch {
-            self.conn.execute_batch("SAVEPOINT input")?;
-            match self.write(change) {
-                Ok(()) => self.conn.execute_batch("RELEASE input")?,
-                Err(e) => {
-                    self.conn
-                        .execute_batch("ROLLBACK TO input; RELEASE input")?;
-                    return Err(e.into());
-                }
-            }
-        } else {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            match self.write(change) {
-                Ok(()) => self.conn.execute_batch("COMMIT")?,
-                Err(e) => {
-                    self.conn.execute_batch("ROLLBACK")?;
-                    return Err(e.into());
-                }
+        // A savepoint: inside a batch, a part of its transaction; alone, a transaction.
+        self.conn.execute_batch("SAVEPOINT input")?;
+        match self.write(change) {
+            Ok(()) => self.conn.execute_batch("RELEASE input")?,
+            Err(e) => {
+                self.conn
+                    .execute_batch("ROLLBACK TO input; RELEASE input")?;
+                return Err(e.into());
             }
         }
         Ok(())
@@ -504,14 +511,13 @@ impl Store for Sqlite {
 
     fn outbox(
         &mut self,
+        which: Entries<'_>,
         after: i64,
         limit: usize,
-        due: Option<Timestamp>,
-        customer: Option<&str>,
     ) -> anyhow::Result<Vec<OutboxEntry>> {
         let limit = limit as i64;
-        let rows = match (due, customer) {
-            (Some(due), _) => {
+        let rows = match which {
+            Entries::Due(due) => {
                 let mut stmt = self.conn.prepare_cached(&format!(
                     "SELECT {OUTBOX_COLUMNS} FROM outbox
                      WHERE state = 'pending' AND send_at <= ?1 AND seq > ?2
@@ -520,7 +526,7 @@ impl Store for Sqlite {
                 stmt.query_map(params![due.as_millis(), after, limit], Self::entry)?
                     .collect::<Result<Vec<_>, _>>()?
             }
-            (None, Some(customer)) => {
+            Entries::Of(customer) => {
                 let mut stmt = self.conn.prepare_cached(&format!(
                     "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE customer = ?1 AND seq > ?2
                      ORDER BY seq LIMIT ?3"
@@ -528,7 +534,7 @@ impl Store for Sqlite {
                 stmt.query_map(params![customer, after, limit], Self::entry)?
                     .collect::<Result<Vec<_>, _>>()?
             }
-            (None, None) => {
+            Entries::All => {
                 let mut stmt = self.conn.prepare_cached(&format!(
                     "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2"
                 ))?;
@@ -547,7 +553,8 @@ impl Store for Sqlite {
                 "UPDATE outbox SET state = ?2, detail = ?3, updated_at = ?4 WHERE key = ?1",
             )?;
             for a in acks {
-                found.push(stmt.execute(params![a.key, a.state, a.detail, at.as_millis()])? > 0);
+                let state = a.state.as_str();
+                found.push(stmt.execute(params![a.key, state, a.detail, at.as_millis()])? > 0);
             }
         }
         tx.commit()?;
@@ -571,7 +578,7 @@ impl Store for Sqlite {
         let rows = stmt.query_map(params![customer, limit as i64], |r| {
             let text: String = r.get(2)?;
             Ok(KeptDecision {
-                at: ts(r.get(0)?),
+                at: Timestamp::from_millis(r.get(0)?),
                 input: r.get(1)?,
                 decision: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
             })
@@ -600,42 +607,20 @@ pub fn merge_import(mut stored: Record, new: Record) -> Record {
     if new.tz.is_some() {
         stored.tz = new.tz;
     }
-    let mut profile = serde_json::to_value(&stored.profile).expect("a profile is JSON");
-    let given = serde_json::to_value(&new.profile).expect("a profile is JSON");
-    if let (Some(p), Some(g)) = (profile.as_object_mut(), given.as_object()) {
-        for (k, v) in g {
-            let empty = v.is_null() || v.as_array().is_some_and(|a| a.is_empty());
-            if !empty {
-                p.insert(k.clone(), v.clone());
+    if let serde_json::Value::Object(attrs) =
+        serde_json::to_value(&new.profile).expect("a profile is JSON")
+    {
+        // Both sides are valid profiles, so their merge is one.
+        stored.profile =
+            super::input::set_profile(&stored.profile, &attrs).expect("a merge of valid profiles");
+    }
+    for (channel, purposes) in new.consents {
+        let slot = stored.consents.entry(channel).or_default();
+        for (purpose, consent) in purposes {
+            if slot.get(&purpose).is_none_or(|old| consent.at >= old.at) {
+                slot.insert(purpose, consent);
             }
         }
-    }
-    if let Ok(p) = serde_json::from_value(profile) {
-        stored.profile = p;
-    }
-    let mut consents = serde_json::to_value(&stored.consents).expect("consents are JSON");
-    let given = serde_json::to_value(&new.consents).expect("consents are JSON");
-    if let (Some(c), Some(g)) = (consents.as_object_mut(), given.as_object()) {
-        for (channel, purposes) in g {
-            let slot = c
-                .entry(channel.clone())
-                .or_insert_with(|| serde_json::json!({}));
-            let (Some(slot), Some(purposes)) = (slot.as_object_mut(), purposes.as_object()) else {
-                continue;
-            };
-            for (purpose, consent) in purposes {
-                let later = match slot.get(purpose) {
-                    Some(old) => consent_at(consent) >= consent_at(old),
-                    None => true,
-                };
-                if later {
-                    slot.insert(purpose.clone(), consent.clone());
-                }
-            }
-        }
-    }
-    if let Ok(c) = serde_json::from_value(consents) {
-        stored.consents = c;
     }
     for t in new.transactions {
         match stored.transactions.iter_mut().find(|x| x.id == t.id) {
@@ -659,10 +644,4 @@ pub fn merge_import(mut stored: Record, new: Record) -> Record {
         }
     }
     stored
-}
-
-fn consent_at(v: &serde_json::Value) -> Option<Timestamp> {
-    v.get("at")
-        .and_then(|a| a.as_str())
-        .and_then(|a| Timestamp::parse(a).ok())
 }

@@ -219,7 +219,7 @@ impl ReportArgs {
         }
         let now = match &self.now {
             Some(t) => Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--now: {e}"))?,
-            None => Timestamp::from_millis(jiff::Timestamp::now().as_millisecond()),
+            None => crate::wall_clock(),
         };
         let campaigns = crate::pipeline::campaign::Campaigns::load_dir(&self.campaigns)
             .map_err(|e| anyhow::anyhow!("--campaigns: {e}"))?;

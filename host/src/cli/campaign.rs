@@ -125,9 +125,7 @@ impl CampaignArgs {
 fn parse_now(now: Option<&str>) -> anyhow::Result<Timestamp> {
     match now {
         Some(t) => Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--now: {e}")),
-        None => Ok(Timestamp::from_millis(
-            jiff::Timestamp::now().as_millisecond(),
-        )),
+        None => Ok(crate::wall_clock()),
     }
 }
 
@@ -187,6 +185,35 @@ pub(crate) fn plan(campaigns: Campaigns, plugins: Loaded, inputs: RunInputs) -> 
     )
 }
 
+/// Loads a campaigns folder to run it: lists its problems, and refuses when the company's file
+/// fails, when a campaign file fails (unless `keep_going`), or when no campaign is left.
+pub(crate) fn load_to_run(
+    setup: &Setup,
+    dir: &Path,
+    now: Timestamp,
+    keep_going: bool,
+) -> anyhow::Result<(Campaigns, Loaded)> {
+    let (campaigns, plugins) = load(setup, dir, now)?;
+    print_errors(&campaigns);
+    if campaigns.company_failed {
+        bail!(
+            "company.toml has a problem (listed above): no campaign runs without the company's \
+             rest policy and global holdout"
+        );
+    }
+    if !campaigns.errors.is_empty() && !keep_going {
+        bail!(
+            "{} campaign files have problems (listed above): fix them, or pass --keep-going to \
+             run the others",
+            campaigns.errors.len()
+        );
+    }
+    if campaigns.campaigns.is_empty() {
+        bail!("no campaign to run in `{}`", dir.display());
+    }
+    Ok((campaigns, plugins))
+}
+
 fn print_errors(campaigns: &Campaigns) {
     for e in &campaigns.errors {
         eprintln!("error: {e}");
@@ -244,24 +271,7 @@ impl RunArgs {
                     .map_err(|e| anyhow::anyhow!("invalid --event: {e}"))
             })
             .transpose()?;
-        let (campaigns, plugins) = load(&self.setup, &self.campaigns, now)?;
-        print_errors(&campaigns);
-        if campaigns.company_failed {
-            bail!(
-                "company.toml has a problem (listed above): no campaign runs without the \
-                 company's rest policy and global holdout"
-            );
-        }
-        if !campaigns.errors.is_empty() && !self.keep_going {
-            bail!(
-                "{} campaign files have problems (listed above): fix them, or pass --keep-going \
-                 to run the others",
-                campaigns.errors.len()
-            );
-        }
-        if campaigns.campaigns.is_empty() {
-            bail!("no campaign to run in `{}`", self.campaigns.display());
-        }
+        let (campaigns, plugins) = load_to_run(&self.setup, &self.campaigns, now, self.keep_going)?;
         let inputs = RunInputs {
             now,
             default_tz: self.setup.tz.clone(),

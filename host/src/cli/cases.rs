@@ -124,7 +124,7 @@ impl TestArgs {
             }
             return Ok(Subject::Plugin(Plugin::load(engine, &path)?));
         }
-        let now = Timestamp::from_millis(jiff::Timestamp::now().as_millisecond());
+        let now = crate::wall_clock();
         let (campaigns, plugins) = super::campaign::load(&self.setup, dir, now)?;
         if campaigns.campaigns.is_empty() && campaigns.errors.is_empty() {
             bail!(

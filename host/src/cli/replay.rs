@@ -145,26 +145,13 @@ impl ReplayArgs {
             .as_deref()
             .map(|t| Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--until: {e}")))
             .transpose()?;
-        let checked_at = until.unwrap_or(Timestamp::from_millis(
-            jiff::Timestamp::now().as_millisecond(),
-        ));
-        let (campaigns, plugins) = super::campaign::load(&self.setup, &self.campaigns, checked_at)?;
-        for e in &campaigns.errors {
-            eprintln!("error: {e}");
-        }
-        if campaigns.company_failed {
-            bail!("company.toml has a problem (listed above)");
-        }
-        if !campaigns.errors.is_empty() && !self.keep_going {
-            bail!(
-                "{} campaign files have problems (listed above): fix them, or pass --keep-going \
-                 to run the others",
-                campaigns.errors.len()
-            );
-        }
-        if campaigns.campaigns.is_empty() {
-            bail!("no campaign to run in `{}`", self.campaigns.display());
-        }
+        let checked_at = until.unwrap_or(crate::wall_clock());
+        let (campaigns, plugins) = super::campaign::load_to_run(
+            &self.setup,
+            &self.campaigns,
+            checked_at,
+            self.keep_going,
+        )?;
         let plan = super::campaign::plan(
             campaigns,
             plugins,

@@ -32,7 +32,7 @@ impl Clock {
     /// Now.
     pub fn now(&self) -> Timestamp {
         match self {
-            Clock::Wall => Timestamp::from_millis(jiff::Timestamp::now().as_millisecond()),
+            Clock::Wall => crate::wall_clock(),
             Clock::Manual(t) => *t.lock().expect("clock lock"),
         }
     }
@@ -127,8 +127,8 @@ impl Automation {
         Ok(fired)
     }
 
-    /// Moves a manual clock to `to` (never back) and fires the timers due by then.
-    pub fn advance(&self, worker: &mut Worker, to: Timestamp) -> Result<u64, String> {
+    /// Moves a manual clock to `to` (never back); the caller fires the timers due by then.
+    pub fn set_clock(&self, to: Timestamp) -> Result<(), String> {
         let Clock::Manual(clock) = &self.clock else {
             return Err(
                 "the service runs on the wall clock; start it with --manual-clock to \
@@ -136,19 +136,16 @@ impl Automation {
                     .into(),
             );
         };
-        {
-            let mut now = clock.lock().expect("clock lock");
-            if to < *now {
-                return Err(format!(
-                    "field `now`: {to} is before the service's clock ({}); the clock only moves \
-                     forward",
-                    *now
-                ));
-            }
-            *now = to;
+        let mut now = clock.lock().expect("clock lock");
+        if to < *now {
+            return Err(format!(
+                "field `now`: {to} is before the service's clock ({}); the clock only moves \
+                 forward",
+                *now
+            ));
         }
-        self.fire_due(worker, to, usize::MAX)
-            .map_err(|e| format!("the store failed: {e}"))
+        *now = to;
+        Ok(())
     }
 
     /// Fires due timers as the clock reaches them, until the service stops.
@@ -156,25 +153,26 @@ impl Automation {
         loop {
             let now = self.clock.now();
             let me = self.clone();
-            let fired = state
+            // On an evaluation thread: the store's lock may be held by a long batch.
+            let pass = state
                 .evaluator()
-                .run(move |w| me.fire_due(w, now, TIMERS_PER_PASS))
+                .run(move |w| {
+                    let fired = me.fire_due(w, now, TIMERS_PER_PASS)?;
+                    anyhow::Ok((fired, me.with_store(|s| s.next_due())?))
+                })
                 .await;
-            let more = match fired {
-                Ok(Ok(n)) => n as usize >= TIMERS_PER_PASS,
+            let next = match pass {
+                Ok(Ok((fired, _))) if fired as usize >= TIMERS_PER_PASS => continue,
+                Ok(Ok((_, next))) => next,
                 Ok(Err(e)) => {
-                    tracing::error!("firing timers: {e}");
-                    false
+                    tracing::error!("firing timers: {e:#}");
+                    None
                 }
                 Err(_) => {
                     tracing::error!("firing timers: a worker panicked");
-                    false
+                    None
                 }
             };
-            if more {
-                continue;
-            }
-            let next = self.with_store(|s| s.next_due()).unwrap_or(None);
             let wait = match (next, &self.clock) {
                 (_, Clock::Manual(_)) | (None, _) => Duration::from_secs(60),
                 (Some(due), Clock::Wall) => {

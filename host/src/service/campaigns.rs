@@ -7,7 +7,6 @@ use std::sync::{Arc, RwLock};
 
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
-use regua_sdk::Timestamp;
 
 use crate::pipeline::campaign::definition::{is_campaign_file, is_company_file};
 use crate::pipeline::campaign::{Campaigns, FileError, Plan, RunInputs};
@@ -74,7 +73,7 @@ impl CampaignStore {
                 }
             }
         }
-        let now = Timestamp::from_millis(jiff::Timestamp::now().as_millisecond());
+        let now = crate::wall_clock();
         let registry = self.registry.clone();
         let lookup = move |name: &str| {
             registry
@@ -122,16 +121,19 @@ impl CampaignStore {
     /// A plan over the campaigns served now (or only `code`), with plugins from the registry
     /// as they are at each call.
     pub fn plan(&self, only: Option<&str>, inputs: RunInputs) -> Option<Plan> {
-        let mut campaigns = (*self.current()).clone();
+        let mut campaigns = self.current();
         if let Some(code) = only {
-            campaigns.campaigns.retain(|c| c.def.code == code);
-            if campaigns.campaigns.is_empty() {
+            // A copy for one campaign only; every campaign shares the one served.
+            let mut one = (*campaigns).clone();
+            one.campaigns.retain(|c| c.def.code == code);
+            if one.campaigns.is_empty() {
                 return None;
             }
+            campaigns = Arc::new(one);
         }
         let registry = self.registry.clone();
         Some(Plan::new(
-            Arc::new(campaigns),
+            campaigns,
             Arc::new(move |name: &str| registry.get(name)),
             inputs,
         ))

@@ -103,10 +103,6 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_millis(jiff::Timestamp::now().as_millisecond())
-}
-
 impl Registry {
     /// An empty registry for `dir`. The folder is made absolute, so the paths the file watcher
     /// reports and the paths listed at start name the same files.
@@ -257,7 +253,7 @@ impl Registry {
                     name.clone(),
                     Slot {
                         plugin,
-                        loaded_at: now(),
+                        loaded_at: crate::wall_clock(),
                         last_error: None,
                     },
                 );
@@ -278,7 +274,7 @@ impl Registry {
         let failure = LoadFailure {
             source: source.to_owned(),
             error,
-            at: now(),
+            at: crate::wall_clock(),
         };
         let mut state = self.state.write().expect("registry lock");
         match plugin.and_then(|p| state.plugins.get_mut(p)) {

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{ApiError, AppState, read_body};
-use crate::automation::replay::Answer;
+use crate::automation::replay::{Answer, read_input};
 use crate::automation::store::Ack;
-use crate::automation::{Input, Status};
+use crate::automation::{Entries, Input};
 use crate::service::automation::{Automation, MAX_AHEAD};
 
 fn runtime(state: &AppState) -> Result<Arc<Automation>, ApiError> {
@@ -27,6 +27,18 @@ fn runtime(state: &AppState) -> Result<Arc<Automation>, ApiError> {
 
 fn internal(e: anyhow::Error) -> ApiError {
     ApiError::internal(format!("the runtime's store: {e:#}"))
+}
+
+/// Runs `f` on the runtime's store off the async threads (it may wait for a batch).
+async fn on_store<R: Send + 'static>(
+    auto: &Arc<Automation>,
+    f: impl FnOnce(&mut dyn crate::automation::Store) -> anyhow::Result<R> + Send + 'static,
+) -> Result<R, ApiError> {
+    let me = auto.clone();
+    tokio::task::spawn_blocking(move || me.with_store(f))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(internal)
 }
 
 /// A body's lines, numbered from 1, and whether it was a single object.
@@ -84,48 +96,43 @@ pub(super) async fn post_events(
     let now = auto.clock.now();
     let ahead = regua_sdk::Duration::millis(MAX_AHEAD.as_millis() as i64);
     let mut answers: Vec<Answer> = Vec::with_capacity(lines.len());
-    let mut inputs = Vec::new();
+    // The inputs to apply, with the place of their answer.
+    let mut inputs: Vec<(usize, Input)> = Vec::new();
     for (line, text) in lines {
-        let refused = |id, error: String| Answer {
-            line,
-            id,
-            status: Status::Refused { error },
-        };
-        match Input::parse(text) {
-            Err(e) => {
-                let id = crate::pipeline::record::salvage_id(text.as_bytes());
-                answers.push(refused(id, e));
+        let status = match read_input(text) {
+            Err((id, error)) => {
+                answers.push(Answer::refused(line, id, error));
+                continue;
             }
-            Ok(mut input) => {
-                let at = *input.at.get_or_insert(now);
-                if at > now + ahead {
-                    answers.push(refused(
-                        Some(input.id),
-                        format!(
-                            "field `at`: {at} is ahead of the service's clock ({now}) by more \
-                             than {} s",
-                            MAX_AHEAD.as_secs()
-                        ),
-                    ));
-                    continue;
-                }
-                answers.push(Answer {
+            Ok(mut input) => match *input.at.get_or_insert(now) {
+                at if at > now + ahead => Answer::refused(
                     line,
-                    id: Some(input.id.clone()),
-                    status: Status::Duplicate,
-                });
-                inputs.push((answers.len() - 1, input));
-            }
-        }
+                    Some(input.id),
+                    format!(
+                        "field `at`: {at} is ahead of the service's clock ({now}) by more than \
+                         {} s",
+                        MAX_AHEAD.as_secs()
+                    ),
+                ),
+                _ => {
+                    inputs.push((answers.len(), input));
+                    // Replaced by what applying it answers.
+                    Answer::refused(line, None, String::new())
+                }
+            },
+        };
+        answers.push(status);
     }
     let me = auto.clone();
     let (slots, inputs): (Vec<usize>, Vec<Input>) = inputs.into_iter().unzip();
+    let ids: Vec<String> = inputs.iter().map(|i| i.id.clone()).collect();
     let statuses = state
         .evaluator()
         .run(move |w| me.apply(w, &inputs))
         .await?
         .map_err(internal)?;
-    for (slot, status) in slots.into_iter().zip(statuses) {
+    for ((slot, id), status) in slots.into_iter().zip(ids).zip(statuses) {
+        answers[slot].id = Some(id);
         answers[slot].status = status;
     }
     Ok(answer_lines(answers, single))
@@ -158,11 +165,7 @@ pub(super) async fn post_customers(
             }
         }
     }
-    let me = auto.clone();
-    tokio::task::spawn_blocking(move || me.with_store(|s| s.import(&records)))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(internal)?;
+    on_store(&auto, move |s| s.import(&records)).await?;
     Ok(answer_lines(answers, single))
 }
 
@@ -175,29 +178,21 @@ pub(super) async fn get_customer(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let auto = runtime(&state)?;
-    let me = auto.clone();
-    let view = tokio::task::spawn_blocking(move || {
-        me.with_store(|s| -> anyhow::Result<Option<serde_json::Value>> {
-            let Some(stored) = s.customer(&id)? else {
-                return Ok(None);
-            };
-            let timers = s.timers_of(&id)?;
-            let outbox = s.outbox(0, 200, None, Some(&id))?;
-            let decisions = s.decisions_of(&id, 50)?;
-            Ok(Some(serde_json::json!({
-                "id": id,
-                "clock": stored.clock.map(|c| c.to_string()),
-                "journeys": stored.record.journeys,
-                "timers": timers,
-                "outbox": outbox,
-                "decisions": decisions,
-                "record": stored.record,
-            })))
-        })
+    let view = on_store(&auto, move |s| {
+        let Some(stored) = s.customer(&id)? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::json!({
+            "id": id,
+            "clock": stored.clock,
+            "journeys": stored.record.journeys,
+            "timers": s.timers_of(&id)?,
+            "outbox": s.outbox(Entries::Of(&id), 0, 200)?,
+            "decisions": s.decisions_of(&id, 50)?,
+            "record": stored.record,
+        })))
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(internal)?;
+    .await?;
     match view {
         Some(v) => Ok(axum::Json(v).into_response()),
         None => Err(ApiError::new(
@@ -232,11 +227,13 @@ pub(super) async fn get_outbox(
     let auto = runtime(&state)?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad("`limit` is from 1 to 10000"));
+        return Err(ApiError::bad(format!(
+            "`limit`: {limit} is not from 1 to 10000"
+        )));
     }
-    let due = match q.state.as_deref() {
-        None | Some("due") => Some(auto.clock.now()),
-        Some("all") => None,
+    let which = match q.state.as_deref() {
+        None | Some("due") => Entries::Due(auto.clock.now()),
+        Some("all") => Entries::All,
         Some(other) => {
             return Err(ApiError::bad(format!(
                 "`state`: `{other}` is neither `due` nor `all`"
@@ -244,18 +241,13 @@ pub(super) async fn get_outbox(
         }
     };
     let after = q.after.unwrap_or(0);
-    let me = auto.clone();
-    let entries =
-        tokio::task::spawn_blocking(move || me.with_store(|s| s.outbox(after, limit, due, None)))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(internal)?;
+    let entries = on_store(&auto, move |s| s.outbox(which, after, limit)).await?;
     let next = entries.last().map_or(after, |e| e.seq);
     Ok(axum::Json(serde_json::json!({"entries": entries, "next": next})).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/outbox/ack",
-    request_body(content = Vec<Ack>, description = "delivery reports: `[{\"key\",\"state\":\"delivered\"|\"failed\",\"detail\"}]`"),
+    request_body(content = Vec<Ack>, description = "delivery reports: `[{\"key\",\"state\":\"delivered\"|\"failed\",\"detail\"}]`, or one report"),
     responses((status = 200, description = "per report, in order: `{\"key\",\"found\"}`", body = Object),
         (status = 400, body = super::ErrorBody), (status = 404, description = "the runtime is off", body = super::ErrorBody)))]
 pub(super) async fn post_ack(
@@ -264,25 +256,14 @@ pub(super) async fn post_ack(
 ) -> Result<Response, ApiError> {
     let auto = runtime(&state)?;
     let bytes = read_body(&state, body).await?;
-    let acks: Vec<Ack> = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(v) if v.is_object() => vec![super::parse_body(&bytes)?],
-        _ => super::parse_body(&bytes)?,
+    let acks: Vec<Ack> = if bytes.trim_ascii_start().starts_with(b"[") {
+        super::parse_body(&bytes)?
+    } else {
+        vec![super::parse_body(&bytes)?]
     };
-    for (i, a) in acks.iter().enumerate() {
-        if a.state != "delivered" && a.state != "failed" {
-            return Err(ApiError::bad(format!(
-                "field `[{i}].state`: `{}` is neither `delivered` nor `failed`",
-                a.state
-            )));
-        }
-    }
     let now = auto.clock.now();
-    let me = auto.clone();
     let keys: Vec<String> = acks.iter().map(|a| a.key.clone()).collect();
-    let found = tokio::task::spawn_blocking(move || me.with_store(|s| s.ack(&acks, now)))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(internal)?;
+    let found = on_store(&auto, move |s| s.ack(&acks, now)).await?;
     let out: Vec<serde_json::Value> = keys
         .into_iter()
         .zip(found)
@@ -310,11 +291,12 @@ pub(super) async fn post_clock(
     let req: ClockRequest = super::parse_body(&bytes)?;
     let to = regua_sdk::Timestamp::parse(&req.now)
         .map_err(|e| ApiError::bad(format!("field `now`: {e}")))?;
+    auto.set_clock(to).map_err(ApiError::bad)?;
     let me = auto.clone();
     let fired = state
         .evaluator()
-        .run(move |w| me.advance(w, to))
+        .run(move |w| me.fire_due(w, to, usize::MAX))
         .await?
-        .map_err(ApiError::bad)?;
-    Ok(axum::Json(serde_json::json!({"now": to.to_string(), "fired": fired})).into_response())
+        .map_err(internal)?;
+    Ok(axum::Json(serde_json::json!({"now": to, "fired": fired})).into_response())
 }

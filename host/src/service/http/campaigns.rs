@@ -37,7 +37,7 @@ pub struct CampaignInfo {
 }
 
 fn info(c: &Campaign) -> CampaignInfo {
-    let now = regua_sdk::Timestamp::from_millis(jiff::Timestamp::now().as_millisecond());
+    let now = crate::wall_clock();
     CampaignInfo {
         active: c.active_at(now),
         campaign: c.clone(),

@@ -486,9 +486,7 @@ fn parse_now(now: Option<&str>) -> Result<Timestamp, ApiError> {
         Some(text) => {
             Timestamp::parse(text).map_err(|e| ApiError::bad(format!("field `now`: {e}")))
         }
-        None => Ok(Timestamp::from_millis(
-            jiff::Timestamp::now().as_millisecond(),
-        )),
+        None => Ok(crate::wall_clock()),
     }
 }
 
