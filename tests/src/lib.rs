@@ -119,31 +119,8 @@ impl Drop for ProcessTree {
     }
 }
 
-/// (pid, parent pid, command line) of every process.
-fn processes() -> Vec<(u32, u32, String)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    dir.filter_map(|e| {
-        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // "pid (comm) state ppid …": comm may hold spaces and parentheses.
-        let ppid = stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        Some((
-            pid,
-            ppid,
-            String::from_utf8_lossy(&cmdline).replace('\0', " "),
-        ))
-    })
-    .collect()
-}
+mod procs;
+use procs::processes;
 
 /// Kills `root`'s descendants (not `root` itself) and every process whose command line holds
 /// `marker`, until none is left. The whole tree is found before anything is killed, so no

@@ -384,6 +384,11 @@ fn test() -> Result<(), String> {
     }
 }
 
+// The same reading of /proc as the tests' helpers, from their file (xtask does not depend on the
+// tests crate, whose build compiles every example plugin).
+#[path = "../../tests/src/procs.rs"]
+mod procs;
+
 /// Processes the test suite leaves behind. `cargo xtask test` makes itself the "child subreaper"
 /// of everything it starts (Linux's PR_SET_CHILD_SUBREAPER), so a process orphaned by a test —
 /// a browser whose driver was killed, a JVM whose Python exited — is re-parented to it rather
@@ -405,28 +410,7 @@ mod leftovers {
         }
     }
 
-    /// (pid, parent pid, command line) of every process.
-    fn processes() -> Vec<(u32, u32, String)> {
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return vec![];
-        };
-        dir.filter_map(|e| {
-            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // "pid (comm) state ppid …": comm may hold spaces and parentheses.
-            let ppid = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            Some((pid, ppid, cmdline.trim().to_owned()))
-        })
-        .collect()
-    }
+    use super::procs::processes;
 
     /// Every process descended from this one, its own direct children included.
     fn descendants() -> Vec<(u32, String)> {

@@ -591,32 +591,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-/// The POST endpoints whose body is one JSON document (the others take NDJSON, a plugin or a
-/// send list).
-fn takes_json(path: &str) -> bool {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    matches!(
-        segments.as_slice(),
-        ["", "v1", "decide" | "evaluate" | "clock"]
-            | ["", "v1", "outbox", "ack"]
-            | ["", "v1", "plugins", _, "evaluate"]
-            | ["", "v1", "campaigns", _, "decide"]
-    )
-}
-
 /// Refuses what a web page of another site could send: a cross-site request needs no consent
 /// from the service when it is "simple" (a form's content types, no custom header), and would
 /// otherwise be evaluated and written to the decision log. Every request that changes or records
 /// anything (any method but GET, HEAD and OPTIONS) must come from no page at all (no `Origin`,
-/// as curl and programs send) or from the service's own origin (the console); and must not say
-/// it sends something else: JSON endpoints take `application/json` (or no content type, from a
-/// program), the others refuse the three content types a form can send without asking.
+/// as curl and programs send) or from the service's own origin (the console). What it may say it
+/// sends is each route's: [`json_body`] or [`not_a_form`].
 async fn same_site_only(request: Request, next: Next) -> Response {
-    use axum::http::Method;
-    if matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
+    if is_safe(&request) {
         return next.run(request).await;
     }
     let headers = request.headers();
@@ -638,7 +620,35 @@ async fn same_site_only(request: Request, next: Next) -> Response {
             .into_response();
         }
     }
-    let given = headers
+    next.run(request).await
+}
+
+fn is_safe(request: &Request) -> bool {
+    use axum::http::Method;
+    matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    )
+}
+
+/// For the endpoints whose body is one JSON document: `application/json` (or `+json`), or no
+/// content type at all (a program's: a page's request carries an `Origin`, refused before).
+async fn json_body(request: Request, next: Next) -> Response {
+    content_policy(request, next, true).await
+}
+
+/// For the other endpoints (NDJSON, a plugin, a send list): anything but the three content
+/// types a form can send without asking.
+async fn not_a_form(request: Request, next: Next) -> Response {
+    content_policy(request, next, false).await
+}
+
+async fn content_policy(request: Request, next: Next, json_only: bool) -> Response {
+    if is_safe(&request) {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -648,13 +658,10 @@ async fn same_site_only(request: Request, next: Next) -> Response {
                 .trim()
                 .to_ascii_lowercase()
         });
-    let path = request.uri().path();
-    let json = given
-        .as_deref()
-        .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
-    // A request that names no content type is a program's (a page's would carry an `Origin`,
-    // refused above): the JSON endpoints read it as JSON, as before.
-    let refused = if *request.method() == Method::POST && takes_json(path) {
+    let refused = if json_only {
+        let json = given
+            .as_deref()
+            .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
         (given.is_some() && !json).then_some("`application/json`")
     } else {
         matches!(
@@ -668,8 +675,9 @@ async fn same_site_only(request: Request, next: Next) -> Response {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
-                "`{} {path}` takes {wanted}; the request says `content-type: {}`",
+                "`{} {}` takes {wanted}; the request says `content-type: {}`",
                 request.method(),
+                request.uri().path(),
                 given.as_deref().unwrap_or("(none)")
             ),
         )
@@ -680,6 +688,15 @@ async fn same_site_only(request: Request, next: Next) -> Response {
 
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
+    // The endpoints whose body is one JSON document, and what they may say they send.
+    let json = Router::new()
+        .route("/v1/plugins/{name}/evaluate", post(plugins::evaluate))
+        .route("/v1/evaluate", post(plugins::evaluate_many))
+        .route("/v1/campaigns/{code}/decide", post(campaigns::decide_one))
+        .route("/v1/decide", post(campaigns::decide_all))
+        .route("/v1/outbox/ack", post(automation::post_ack))
+        .route("/v1/clock", post(automation::post_clock))
+        .route_layer(middleware::from_fn(json_body));
     Router::new()
         .route("/", get(console::index))
         .route("/console/console.js", get(console::script))
@@ -695,25 +712,21 @@ pub fn router(state: AppState) -> Router {
                 .put(admin::put_plugin)
                 .delete(admin::delete_plugin),
         )
-        .route("/v1/plugins/{name}/evaluate", post(plugins::evaluate))
         .route("/v1/plugins/{name}/batch", post(batches::batch_one))
-        .route("/v1/evaluate", post(plugins::evaluate_many))
         .route("/v1/batch", post(batches::batch_many))
         .route("/v1/campaigns", get(campaigns::list_campaigns))
         .route("/v1/campaigns/run", post(campaigns::run_campaigns))
         .route("/v1/campaigns/{code}", get(campaigns::get_campaign))
-        .route("/v1/campaigns/{code}/decide", post(campaigns::decide_one))
-        .route("/v1/decide", post(campaigns::decide_all))
         .route("/v1/events", post(automation::post_events))
         .route("/v1/customers", post(automation::post_customers))
         .route("/v1/customers/{id}", get(automation::get_customer))
         .route("/v1/outbox", get(automation::get_outbox))
-        .route("/v1/outbox/ack", post(automation::post_ack))
-        .route("/v1/clock", post(automation::post_clock))
         .route("/v1/runs/latest", get(campaigns::latest_run))
         .route("/v1/decisions", get(decisions::latest_decisions))
         .route("/v1/decisions/{id}", get(decisions::get_decision))
         .route("/v1/backtest", post(decisions::run_backtest))
+        .route_layer(middleware::from_fn(not_a_form))
+        .merge(json)
         .fallback(fallback)
         .layer(middleware::from_fn(same_site_only))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
