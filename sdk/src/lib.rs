@@ -243,6 +243,17 @@ pub mod testing {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test event: {e}"))
     }
 
+    /// The channels of the messages a journey's answer proposes, in order.
+    pub fn sends(out: &crate::JourneyOutcome) -> Vec<crate::Channel> {
+        out.actions
+            .iter()
+            .filter_map(|a| match a {
+                crate::Action::Send { channel, .. } => Some(*channel),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether a journey's answer only waits: no entry, message, move or exit, at most the
     /// wait it is in (said again so a runtime knows when to come back).
     pub fn waits_only(out: &crate::JourneyOutcome) -> bool {

@@ -108,7 +108,9 @@ export_journey!(CartAbandonment);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, context, customer, denial_of, evaluate_journey, waits_only};
+    use regua_sdk::testing::{
+        at, context, customer, denial_of, evaluate_journey, sends, waits_only,
+    };
 
     const CART: &str = r#"{"id":"c","events":[{"name":"cart_abandoned","at":"2025-03-11T10:00:00Z","props":{"value":320.5}}]}"#;
 
@@ -120,34 +122,13 @@ mod tests {
     fn cool_off_then_push_then_email_then_done() {
         let mut c = customer(CART);
         let out = eval(&c, "2025-03-11T10:05:00Z");
-        assert!(
-            !out.actions.iter().any(|a| matches!(a, Action::Send { .. })),
-            "{out:?}"
-        );
+        assert!(sends(&out).is_empty(), "{out:?}");
         c.journeys.push(out.state().cloned().unwrap());
         let push = eval(&c, "2025-03-11T11:05:00Z");
-        assert!(
-            matches!(
-                &push.actions[1],
-                Action::Send {
-                    channel: Channel::Push,
-                    ..
-                }
-            ),
-            "{push:?}"
-        );
+        assert_eq!(sends(&push), [Channel::Push], "{push:?}");
         c.journeys[0] = push.state().cloned().unwrap();
         let email = eval(&c, "2025-03-12T10:05:00Z");
-        assert!(
-            matches!(
-                &email.actions[1],
-                Action::Send {
-                    channel: Channel::Email,
-                    ..
-                }
-            ),
-            "{email:?}"
-        );
+        assert_eq!(sends(&email), [Channel::Email], "{email:?}");
         c.journeys[0] = email.state().cloned().unwrap();
         let done = eval(&c, "2025-03-14T10:05:00Z");
         assert_eq!(done.actions, vec![Action::Complete]);
@@ -200,16 +181,7 @@ mod tests {
         c.journeys = denied.states.clone();
         assert!(waits_only(&eval(&c, "2025-03-12T10:04:59Z")));
         let email = eval(&c, "2025-03-12T10:05:00Z");
-        assert!(
-            matches!(
-                &email.actions[1],
-                Action::Send {
-                    channel: Channel::Email,
-                    ..
-                }
-            ),
-            "{email:?}"
-        );
+        assert_eq!(sends(&email), [Channel::Email], "{email:?}");
         c.journeys = email.states.clone();
         // The e-mail denied at 12:00Z: the journey completes two days after the denial.
         let denied = deny(&c, &email, "2025-03-12T12:00:00Z");

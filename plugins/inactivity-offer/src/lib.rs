@@ -90,7 +90,7 @@ export_journey!(InactivityOffer);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{context, customer, evaluate_journey};
+    use regua_sdk::testing::{context, customer, evaluate_journey, sends};
 
     const BUYER: &str = r#"{"id":"c","transactions":[{"id":"t","at":"2025-02-09T12:00:00Z","kind":"purchase","amount":99}]}"#;
 
@@ -103,16 +103,7 @@ mod tests {
         let c = customer(BUYER);
         assert!(eval(&c, "2025-03-11T12:00:00Z").state().is_none());
         let out = eval(&c, "2025-03-11T12:00:01Z");
-        assert!(
-            matches!(
-                &out.actions[2],
-                Action::Send {
-                    channel: Channel::Email,
-                    ..
-                }
-            ),
-            "{out:?}"
-        );
+        assert_eq!(sends(&out), [Channel::Email], "{out:?}");
     }
 
     #[test]

@@ -139,7 +139,9 @@ export_journey!(Welcome);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regua_sdk::testing::{at, context, customer, denial_of, evaluate_journey, waits_only};
+    use regua_sdk::testing::{
+        at, context, customer, denial_of, evaluate_journey, sends, waits_only,
+    };
 
     const NEW: &str = r#"{"id":"cus-1","tz":"America/Sao_Paulo","profile":{"created_at":"2025-03-10T12:00:00Z","product":"gold"}}"#;
 
@@ -266,16 +268,7 @@ mod tests {
         // The next day at 15:00Z the push is due, as if the e-mail had gone.
         let push = eval(&c, "2025-03-12T15:00:00Z");
         assert_eq!(push.actions[0], Action::MoveTo { step: "app".into() });
-        assert!(
-            matches!(
-                &push.actions[1],
-                Action::Send {
-                    channel: Channel::Push,
-                    ..
-                }
-            ),
-            "{push:?}"
-        );
+        assert_eq!(sends(&push), [Channel::Push], "{push:?}");
         c.journeys = push.states.clone();
         // Denied too: two days from that denial to the WhatsApp message.
         let denied = deny(&c, &push, "2025-03-12T15:00:00Z");
@@ -295,16 +288,7 @@ mod tests {
                 step: "first-purchase".into()
             }
         );
-        assert!(
-            matches!(
-                &whatsapp.actions[1],
-                Action::Send {
-                    channel: Channel::Whatsapp,
-                    ..
-                }
-            ),
-            "{whatsapp:?}"
-        );
+        assert_eq!(sends(&whatsapp), [Channel::Whatsapp], "{whatsapp:?}");
         c.journeys = whatsapp.states.clone();
 
         // The last message, denied at 10:00 local the next day (13:00Z; a deferred message
