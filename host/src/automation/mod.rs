@@ -118,10 +118,7 @@ impl Core {
                 ),
             });
         }
-        let (change, status) = self.step(worker, record, Trigger::Input(input), at)?;
-        let Some(change) = change else {
-            return Ok(status);
-        };
+        let (change, status) = self.step(worker, record, Trigger::Input(input), at);
         store.commit(&change)?;
         Ok(status)
     }
@@ -176,10 +173,8 @@ impl Core {
                 continue;
             };
             let at = stored.clock.map_or(first.due, |c| c.max(first.due));
-            let (change, _) = self.step(worker, stored.record, Trigger::Timers(&timers), at)?;
-            if let Some(change) = change {
-                store.commit(&change)?;
-            }
+            let (change, _) = self.step(worker, stored.record, Trigger::Timers(&timers), at);
+            store.commit(&change)?;
             fired += timers.len() as u64;
         }
         Ok(fired)
@@ -192,7 +187,7 @@ impl Core {
         mut record: Record,
         trigger: Trigger<'_>,
         at: Timestamp,
-    ) -> anyhow::Result<(Option<Change>, Status)> {
+    ) -> (Change, Status) {
         let mut plan = (self.source)();
         let (event, input_name) = match &trigger {
             Trigger::Input(input) => (Some(input.apply(&mut record, at)), input.id.clone()),
@@ -201,7 +196,7 @@ impl Core {
         plan.inputs = RunInputs {
             now: at,
             default_tz: plan.inputs.default_tz.clone(),
-            event: event.clone(),
+            event,
         };
         let selected: Vec<String> = plan
             .campaigns
@@ -221,9 +216,10 @@ impl Core {
             ..Change::default()
         };
         if let Trigger::Timers(ts) = &trigger {
+            // A fired timer goes, unless its campaign's decision below sets the next one: a
+            // timer is never left due.
+            change.timers = ts.iter().map(|t| (t.campaign.clone(), None)).collect();
             for t in ts.iter().filter(|t| !selected.contains(&t.campaign)) {
-                // Its campaign is no longer served: the timer goes.
-                change.timers.push((t.campaign.clone(), None));
                 change.decisions.push((
                     t.campaign.clone(),
                     serde_json::json!({"campaign": t.campaign, "outcome": "error",
@@ -296,14 +292,12 @@ impl Core {
             ));
         }
         change.record = Some(std::mem::take(&mut run.customer));
-        Ok((
-            Some(change),
-            Status::Applied {
-                at,
-                messages: keys,
-                failed,
-            },
-        ))
+        let status = Status::Applied {
+            at,
+            messages: keys,
+            failed,
+        };
+        (change, status)
     }
 }
 

@@ -97,7 +97,8 @@ pub struct Change {
     pub at: Timestamp,
     /// The event id to remember (a repeat is then a duplicate), if the input was an event.
     pub event_id: Option<String>,
-    /// Timers to set (`Some`) or clear (`None`), by campaign.
+    /// Timers to set (`Some`) or clear (`None`), by campaign, in order (a later one for the same
+    /// campaign wins).
     pub timers: Vec<(String, Option<(Timestamp, u32)>)>,
     /// Messages to add to the outbox (a key already there is not added again).
     pub outbox: Vec<OutboxEntry>,

@@ -80,6 +80,14 @@ fn replay(customers: &[Value], events: &str, until: &str) -> (Vec<Value>, Vec<Va
     (read_ndjson(&out), read_ndjson(&answers), err)
 }
 
+/// Each answer's status, in order.
+fn statuses(answers: &[Value]) -> Vec<&str> {
+    answers
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect()
+}
+
 /// The outbox as (customer, campaign, channel, step, send_at), in send order.
 fn sends(outbox: &[Value]) -> Vec<(String, String, String, String, String)> {
     let mut v: Vec<_> = outbox
@@ -277,10 +285,7 @@ fn a_replay_answers_every_line_and_applies_a_repeated_id_once() {
     ]
     .concat();
     let (outbox, answers, err) = replay(&customers, &events, "2025-03-20T00:00:00Z");
-    let status: Vec<&str> = answers
-        .iter()
-        .map(|a| a["status"].as_str().unwrap())
-        .collect();
+    let status = statuses(&answers);
     assert_eq!(
         status,
         [
@@ -461,10 +466,7 @@ async fn duplicate_late_and_future_events_are_answered_and_not_applied() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let status: Vec<&str> = answers
-        .iter()
-        .map(|a| a["status"].as_str().unwrap())
-        .collect();
+    let status = statuses(&answers);
     assert_eq!(
         status,
         ["applied", "duplicate", "refused", "refused", "refused"],
