@@ -343,7 +343,11 @@ const START: &str = "2025-03-10T00:00:00Z";
 const END: &str = "2025-03-20T00:00:00Z";
 
 fn serve_state(state: &Path, clock: &str) -> Served {
-    Served::spawn(&[
+    serve_state_with(state, clock, &[])
+}
+
+fn serve_state_with(state: &Path, clock: &str, extra: &[&str]) -> Served {
+    let mut args = vec![
         "--plugins",
         plugins_dir().to_str().unwrap(),
         "--campaigns",
@@ -352,7 +356,9 @@ fn serve_state(state: &Path, clock: &str) -> Served {
         state.to_str().unwrap(),
         "--manual-clock",
         clock,
-    ])
+    ];
+    args.extend(extra);
+    Served::spawn(&args)
 }
 
 /// Posts each event after moving the clock to its instant (when that is not behind the clock);
@@ -698,4 +704,101 @@ fn customers_import_reports_bad_lines_with_their_numbers_and_imports_the_rest() 
     assert!(!out.status.success());
     assert!(err.contains("line 2") && err.contains("`id`"), "{err}");
     assert!(err.contains("2 customers imported from 3 lines"), "{err}");
+}
+
+/// A journey failing on one customer (its push template, with a 3,000-character product, is
+/// more than the plugins' 2 KiB output limit) fails that campaign for that customer only: the
+/// other customer's push goes, the same customer's app-activation push goes in the same step,
+/// and the failing timer is retried 1, 2, 4 and 8 minutes later, then dropped, every attempt
+/// recorded as an error decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_failing_on_one_customer_fails_that_campaign_only_and_is_retried_then_dropped() {
+    let state = tempfile::tempdir().unwrap();
+    let s = serve_state_with(state.path(), START, &["--output-limit", "2"]);
+    let channels = ["email", "push", "whatsapp"];
+    let customers = [
+        customer("eva", &channels, json!({})),
+        customer("bia", &channels, json!({})),
+    ];
+    s.post_text("/v1/customers", ndjson(&customers)).await;
+    let long = json!({"id": "p1", "customer": "bia", "at": "2025-03-10T16:00:00Z",
+        "profile": {"product": "x".repeat(3000)}});
+    let events = [
+        json!({"id": "e1", "customer": "eva", "at": "2025-03-10T15:00:00Z", "name": "account_created"}),
+        json!({"id": "e2", "customer": "bia", "at": "2025-03-10T15:00:00Z", "name": "account_created"}),
+        long,
+    ];
+    let answers = feed(&s, &events).await;
+    assert_eq!(
+        statuses(&answers),
+        ["applied", "applied", "applied"],
+        "{answers:?}"
+    );
+    let (_, moved) = s
+        .post("/v1/clock", &json!({"now": "2025-03-11T16:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(moved["now"], "2025-03-11T16:00:00Z");
+
+    let view: Value = serde_json::from_str(&s.get("/v1/customers/bia").await.1).unwrap();
+    let failures: Vec<&str> = view["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["decision"]["campaign"] == WELCOME && d["decision"]["outcome"] == "error")
+        .map(|d| d["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            "2025-03-11T15:15:00Z",
+            "2025-03-11T15:07:00Z",
+            "2025-03-11T15:03:00Z",
+            "2025-03-11T15:01:00Z",
+            "2025-03-11T15:00:00Z",
+        ],
+        "newest first: {view}"
+    );
+    let error = view["decisions"][0]["decision"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("output"), "the limit is named: {error}");
+    assert!(
+        view["timers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["campaign"] != WELCOME),
+        "the welcome timer is dropped after the fifth failure: {}",
+        view["timers"]
+    );
+    let sent = |v: &Value| -> Vec<(String, String)> {
+        v["outbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["campaign"].as_str().unwrap().into(),
+                    e["send_at"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        sent(&view),
+        [
+            (WELCOME.to_owned(), "2025-03-10T15:00:00Z".to_owned()),
+            (ACTIVATION.to_owned(), "2025-03-11T15:00:00Z".to_owned()),
+        ],
+        "the e-mail before the failure, and the activation push the welcome could not take"
+    );
+    let eva: Value = serde_json::from_str(&s.get("/v1/customers/eva").await.1).unwrap();
+    assert_eq!(
+        sent(&eva),
+        [
+            (WELCOME.to_owned(), "2025-03-10T15:00:00Z".to_owned()),
+            (WELCOME.to_owned(), "2025-03-11T15:00:00Z".to_owned()),
+        ]
+    );
 }
