@@ -802,3 +802,108 @@ async fn a_plugin_failing_on_one_customer_fails_that_campaign_only_and_is_retrie
         ]
     );
 }
+
+/// Hot reload mid-stream: a new version of the cart-abandonment campaign (other steps) applies at
+/// each customer's next input or timer. A customer waiting on a step the new version does not
+/// have leaves the journey, saying why, and is sent nothing; a customer entering after the
+/// reload gets the new version's first message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_applies_at_the_next_input_and_an_instance_on_a_removed_step_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let campaigns = dir.path().join("campaigns");
+    std::fs::create_dir(&campaigns).unwrap();
+    for e in std::fs::read_dir(regua_tests::repo().join(REGUAS)).unwrap() {
+        let path = e.unwrap().path();
+        std::fs::write(
+            campaigns.join(path.file_name().unwrap()),
+            std::fs::read(&path).unwrap(),
+        )
+        .unwrap();
+    }
+    let state = dir.path().join("state");
+    let s = Served::spawn(&[
+        "--plugins",
+        plugins_dir().to_str().unwrap(),
+        "--campaigns",
+        campaigns.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--manual-clock",
+        "2025-03-12T13:00:00Z",
+    ]);
+    let customers = [
+        customer("caio", &["email", "push"], json!({})),
+        customer("duda", &["email", "push"], json!({})),
+    ];
+    s.post_text("/v1/customers", ndjson(&customers)).await;
+    let before = feed(
+        &s,
+        &[json!({"id": "c1", "customer": "caio", "at": "2025-03-12T14:00:00Z", "name": "cart_abandoned"})],
+    )
+    .await;
+    assert_eq!(statuses(&before), ["applied"]);
+
+    let file = campaigns.join("cart-abandonment.toml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        r#"params = { campaign = "BRF-2025-022" }"#,
+        r#"params = { campaign = "BRF-2025-022", steps = [{ id = "nudge", send = { channel = "push", template = "cart-nudge" }, wait = { for = "1d" } }] }"#,
+    );
+    assert!(text.contains("cart-nudge"));
+    std::fs::write(&file, text).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !s
+        .get("/v1/campaigns/BRF-2025-022")
+        .await
+        .1
+        .contains("cart-nudge")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the campaign was not reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let after = feed(
+        &s,
+        &[json!({"id": "d1", "customer": "duda", "at": "2025-03-12T16:00:00Z", "name": "cart_abandoned"})],
+    )
+    .await;
+    assert_eq!(statuses(&after), ["applied"]);
+    s.post("/v1/clock", &json!({"now": END})).await.unwrap();
+
+    let caio: Value = serde_json::from_str(&s.get("/v1/customers/caio").await.1).unwrap();
+    let cart = caio["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["journey"] == "cart-abandonment")
+        .unwrap();
+    assert_eq!(cart["status"], "exited", "{cart}");
+    assert_eq!(
+        cart["exit_reason"], "step `cool-off` no longer exists in `cart-abandonment`",
+        "{cart}"
+    );
+    assert!(
+        caio["outbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["campaign"] != CART),
+        "{}",
+        caio["outbox"]
+    );
+    let duda: Value = serde_json::from_str(&s.get("/v1/customers/duda").await.1).unwrap();
+    let sent: Vec<(&str, &str)> = duda["outbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["template"].as_str().unwrap(),
+                e["send_at"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sent, [("cart-nudge", "2025-03-12T16:00:00Z")]);
+}
