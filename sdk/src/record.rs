@@ -1084,10 +1084,7 @@ pub enum ZoneSource {
 
 /// The zone of a record whose `tz` is `tz`, falling back to `default_tz` when it is missing or
 /// unknown; the second value says which.
-pub(crate) fn zone_of(
-    tz: Option<&str>,
-    default_tz: &str,
-) -> Result<(Zone, ZoneSource), crate::Error> {
+pub fn zone_of(tz: Option<&str>, default_tz: &str) -> Result<(Zone, ZoneSource), crate::Error> {
     let fallback = |source| {
         Zone::get(default_tz)
             .map(|z| (z, source))

@@ -393,8 +393,9 @@ impl Zone {
     }
 
     /// The instant at which the wall clock of this zone shows `time` on `date`. A wall time that
-    /// a daylight-saving gap skips resolves to the instant just after the gap; one that a fold
-    /// repeats resolves to its first occurrence.
+    /// a daylight-saving gap skips is read with the offset before the gap (02:30 in a gap from
+    /// 02:00 to 03:00 is 03:30 after it); one that a fold repeats resolves to its first
+    /// occurrence. For the instant the clock first passes a time, see [`Zone::next_wall_time`].
     pub fn at(&self, date: CivilDate, time: CivilTime) -> Timestamp {
         match date.to_datetime(time).to_zoned(self.0.clone()) {
             Ok(z) => Timestamp::from_jiff(z.timestamp()),

@@ -13,12 +13,14 @@ pub mod store;
 
 use std::sync::Arc;
 
+use regua_sdk::time::Zone;
 use regua_sdk::{Record, Timestamp};
 use serde::Serialize;
 
 pub use input::{Input, What};
 pub use store::{Change, Entries, OutboxEntry, Sqlite, Store, Timer};
 
+use crate::pipeline::campaign::definition::Schedule;
 use crate::pipeline::campaign::{Campaign, Kind, Plan, RunInputs};
 use crate::runtime::worker::Worker;
 
@@ -75,6 +77,9 @@ enum Trigger<'a> {
 /// How many timers one call to [`Core::fire_due`] fires at most between queries.
 const TIMER_PAGE: usize = 512;
 
+/// Customers per transaction when the timers of a scheduled campaign are set.
+const SCHEDULE_PAGE: usize = 5_000;
+
 impl Core {
     /// A core deciding with the campaigns `source` gives at each step.
     pub fn new(source: Source) -> Core {
@@ -96,6 +101,7 @@ impl Core {
         }
         self.fire_customer(store, worker, &input.customer, at)?;
         let stored = store.customer(&input.customer)?;
+        let fresh = stored.is_none();
         let (record, clock) = match stored {
             Some(s) => (s.record, s.clock),
             None => (
@@ -118,9 +124,90 @@ impl Core {
                 ),
             });
         }
-        let (change, status) = self.step(worker, record, Trigger::Input(input), at);
+        let (change, status) = self.step(worker, record, Trigger::Input(input), at, fresh);
         store.commit(&change)?;
         Ok(status)
+    }
+
+    /// Sets the timers of the scheduled campaigns (`delivery.daily`, `delivery.once`) at `now`:
+    /// for a campaign whose schedule (or start, end, company zone) is new or changed since the
+    /// store last set it, every customer's timer moves to the first occurrence after `now`;
+    /// otherwise only customers without one get it (those imported since). Overdue timers are
+    /// left to fire. Answers how many timers were set or cleared.
+    pub fn schedule(&self, store: &mut dyn Store, now: Timestamp) -> anyhow::Result<u64> {
+        let plan = (self.source)();
+        let default_tz = &plan.inputs.default_tz;
+        let mut set = 0u64;
+        for c in &plan.campaigns.campaigns {
+            let Some(s) = scheduled(c) else { continue };
+            let key = format!("schedule:{}", c.def.code);
+            let signature = format!(
+                "{s:?} start={} end={:?} tz={default_tz}",
+                c.def.start, c.def.end
+            );
+            let changed = store.meta(&key)?.as_deref() != Some(signature.as_str());
+            let only_missing = (!changed).then_some(c.def.code.as_str());
+            let mut after = String::new();
+            let mut done = false;
+            while !done {
+                store.batch(&mut |store| {
+                    let page = store.customers_page(&after, SCHEDULE_PAGE, only_missing)?;
+                    let timers: Vec<(String, Option<Timestamp>)> = page
+                        .into_iter()
+                        .map(|(id, tz)| {
+                            let due = next_occurrence(c, &s, now, &zone(tz.as_deref(), default_tz));
+                            (id, due)
+                        })
+                        .collect();
+                    store.set_timers(&c.def.code, &timers)?;
+                    set += timers.len() as u64;
+                    match timers.last() {
+                        Some((id, _)) if timers.len() == SCHEDULE_PAGE => after = id.clone(),
+                        _ => {
+                            // The last page: the schedule is set for every customer.
+                            store.set_meta(&key, &signature)?;
+                            done = true;
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(set)
+    }
+
+    /// Gives the customers `ids` (just imported or upserted) the scheduled campaigns' timers
+    /// they do not have yet, at the first occurrence after `now`.
+    pub fn schedule_customers(
+        &self,
+        store: &mut dyn Store,
+        ids: &[String],
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        let plan = (self.source)();
+        let campaigns: Vec<_> = plan
+            .campaigns
+            .campaigns
+            .iter()
+            .filter_map(|c| scheduled(c).map(|s| (c, s)))
+            .collect();
+        if campaigns.is_empty() {
+            return Ok(());
+        }
+        for id in ids {
+            let Some(stored) = store.customer(id)? else {
+                continue;
+            };
+            let zone = zone(stored.record.tz.as_deref(), &plan.inputs.default_tz);
+            let timers = store.timers_of(id)?;
+            for (c, s) in &campaigns {
+                if !timers.iter().any(|t| t.campaign == c.def.code) {
+                    let due = next_occurrence(c, s, now, &zone);
+                    store.set_timers(&c.def.code, &[(id.clone(), due)])?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fires the timers due at or before `until`, in order of due instant, each at its due
@@ -173,22 +260,25 @@ impl Core {
                 continue;
             };
             let at = stored.clock.map_or(first.due, |c| c.max(first.due));
-            let (change, _) = self.step(worker, stored.record, Trigger::Timers(&timers), at);
+            let (change, _) = self.step(worker, stored.record, Trigger::Timers(&timers), at, false);
             store.commit(&change)?;
             fired += timers.len() as u64;
         }
         Ok(fired)
     }
 
-    /// One step: decides the campaigns the trigger concerns for the customer at `at`.
+    /// One step: decides the campaigns the trigger concerns for the customer at `at`; a
+    /// `fresh` customer (created by this input) gets the scheduled campaigns' timers.
     fn step(
         &self,
         worker: &mut Worker,
         mut record: Record,
         trigger: Trigger<'_>,
         at: Timestamp,
+        fresh: bool,
     ) -> (Change, Status) {
         let mut plan = (self.source)();
+        let tz_before = record.tz.clone();
         let (event, input_name) = match &trigger {
             Trigger::Input(input) => (Some(input.apply(&mut record, at)), input.id.clone()),
             Trigger::Timers(ts) => (None, format!("timer@{}", ts[0].due)),
@@ -223,8 +313,24 @@ impl Core {
                 change.decisions.push((
                     t.campaign.clone(),
                     serde_json::json!({"campaign": t.campaign, "outcome": "error",
-                        "error": "the campaign is no longer served: its timer is dropped"}),
+                        "error": "the campaign is no longer served, or no longer runs on \
+                                  timers (a journey or a scheduled message): its timer is dropped"}),
                 ));
+            }
+        }
+        if let Trigger::Input(_) = &trigger
+            && (fresh || record.tz != tz_before)
+        {
+            // A new customer, or one whose zone changed: the scheduled campaigns' next
+            // occurrences in their zone.
+            let zone = zone(record.tz.as_deref(), &plan.inputs.default_tz);
+            for c in &plan.campaigns.campaigns {
+                if let Some(s) = scheduled(c) {
+                    change.timers.push((
+                        c.def.code.clone(),
+                        next_occurrence(c, &s, at, &zone).map(|t| (t, 0)),
+                    ));
+                }
             }
         }
         let mut run = plan
@@ -234,29 +340,43 @@ impl Core {
         let mut keys = Vec::new();
         let mut failed = Vec::new();
         for d in &run.decisions {
-            let campaign = plan.campaigns.get(&d.campaign);
-            let is_journey = campaign.is_some_and(|c| c.def.journey.is_some());
+            let Some(campaign) = plan.campaigns.get(&d.campaign) else {
+                continue;
+            };
             if d.outcome == Kind::Error {
                 failed.push(d.campaign.clone());
             }
-            if is_journey {
-                let fired = match &trigger {
-                    Trigger::Timers(ts) => ts.iter().find(|t| t.campaign == d.campaign),
-                    Trigger::Input(_) => None,
-                };
+            let fired = match &trigger {
+                Trigger::Timers(ts) => ts.iter().find(|t| t.campaign == d.campaign),
+                Trigger::Input(_) => None,
+            };
+            // A timer that fails is retried 1, 2, 4, 8 minutes later; then a journey's is
+            // dropped and a scheduled campaign's moves to its next occurrence.
+            let retry = fired.filter(|_| d.outcome == Kind::Error).and_then(|t| {
+                let attempts = t.attempts + 1;
+                (attempts < TIMER_ATTEMPTS).then(|| {
+                    let backoff = regua_sdk::Duration::minutes(1i64 << (attempts - 1));
+                    (at + backoff, attempts)
+                })
+            });
+            if let Some(s) = scheduled(campaign) {
+                if let Some(t) = fired {
+                    let next = retry.or_else(|| {
+                        let zone = zone(run.customer.tz.as_deref(), &plan.inputs.default_tz);
+                        next_occurrence(campaign, &s, t.due, &zone).map(|n| (n, 0))
+                    });
+                    change.timers.push((d.campaign.clone(), next));
+                }
+            } else if campaign.def.journey.is_some() {
                 let timer = match (fired, d.outcome) {
-                    (Some(t), Kind::Error) => {
-                        let attempts = t.attempts + 1;
-                        (attempts < TIMER_ATTEMPTS).then(|| {
-                            let backoff = regua_sdk::Duration::minutes(1i64 << (attempts - 1));
-                            (at + backoff, attempts)
-                        })
-                    }
+                    (Some(_), Kind::Error) => Some(retry),
                     // A failure on another input leaves the campaign's timer as it was.
-                    (_, Kind::Error) => continue,
-                    _ => d.wake.filter(|w| *w > at).map(|w| (w, 0)),
+                    (None, Kind::Error) => None,
+                    _ => Some(d.wake.filter(|w| *w > at).map(|w| (w, 0))),
                 };
-                change.timers.push((d.campaign.clone(), timer));
+                if let Some(timer) = timer {
+                    change.timers.push((d.campaign.clone(), timer));
+                }
             }
             for m in &d.messages {
                 let key = match (&m.journey, m.instance, &m.step) {
@@ -313,7 +433,10 @@ fn concerns(
     at: Timestamp,
 ) -> bool {
     let input = match trigger {
-        Trigger::Timers(ts) => return ts.iter().any(|t| t.campaign == c.def.code),
+        Trigger::Timers(ts) => {
+            return (c.def.journey.is_some() || scheduled(c).is_some())
+                && ts.iter().any(|t| t.campaign == c.def.code);
+        }
         Trigger::Input(input) => input,
     };
     if !c.active_at(at) {
@@ -336,4 +459,28 @@ fn concerns(
     } else {
         named().unwrap_or(false)
     }
+}
+
+/// A campaign's schedule, if it runs on one (`delivery.daily` or `delivery.once`; a campaign
+/// with a schedule that does not read is not loaded).
+fn scheduled(c: &Campaign) -> Option<Schedule> {
+    c.def
+        .delivery
+        .as_ref()
+        .and_then(|d| d.schedule().ok().flatten())
+}
+
+/// The first occurrence of a campaign's schedule after `after` while the campaign is active.
+fn next_occurrence(c: &Campaign, s: &Schedule, after: Timestamp, zone: &Zone) -> Option<Timestamp> {
+    let from = after.max(c.def.start - regua_sdk::Duration::millis(1));
+    s.next_after(from, zone)
+        .filter(|t| c.def.end.is_none_or(|end| *t < end))
+}
+
+/// A customer's zone: theirs, or the company's (DOMAIN: an unknown or missing `tz` falls back
+/// to the default).
+fn zone(tz: Option<&str>, default_tz: &str) -> Zone {
+    regua_sdk::record::zone_of(tz, default_tz)
+        .map(|(z, _)| z)
+        .unwrap_or_else(|_| Zone::utc())
 }

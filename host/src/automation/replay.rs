@@ -124,20 +124,27 @@ pub fn read_input(text: &str) -> Result<Input, (Option<String>, String)> {
 const REPLAY_BATCH: usize = 1000;
 
 /// Replays `inputs` (NDJSON, in time order, each with its `at`) through `core` on recorded
-/// time: before each input, every timer due at or before its instant fires at its due instant;
-/// after the last, the timers due at or before `until` (default: the last input's instant).
-/// One answer line per input line goes to `answers`.
+/// time, from `from` (default: the first input's instant; the scheduled campaigns' timers are
+/// set then): before each input, every timer due at or before its instant fires at its due
+/// instant; after the last, the timers due at or before `until` (default: the last input's
+/// instant). One answer line per input line goes to `answers`.
+#[allow(clippy::too_many_arguments)] // the replay's settings, each its own CLI option
 pub fn replay(
     core: &Core,
     store: &mut dyn Store,
     worker: &mut Worker,
     inputs: impl BufRead,
+    from: Option<Timestamp>,
     until: Option<Timestamp>,
     answers: &mut dyn Write,
     progress: &dyn Fn(u64),
 ) -> anyhow::Result<Replayed> {
     let mut report = Replayed::default();
-    let mut last: Option<(Timestamp, u64)> = None;
+    // The instant and line of the last input applied (line 0: the replay's start).
+    let mut last: Option<(Timestamp, u64)> = from.map(|f| (f, 0));
+    if let Some(from) = from {
+        core.schedule(store, from)?;
+    }
     let mut lines = inputs.lines();
     let mut done = false;
     while !done {
@@ -160,6 +167,11 @@ pub fn replay(
                             "field `at` is missing: a replay runs on the inputs' own instants"
                                 .into(),
                         ),
+                        (Some(at), Some((start, 0))) if at < start => Answer::refused(
+                            n,
+                            Some(input.id),
+                            format!("field `at`: {at} is before the replay's start ({start})"),
+                        ),
                         (Some(at), Some((prev, prev_line))) if at < prev => Answer::refused(
                             n,
                             Some(input.id),
@@ -169,6 +181,10 @@ pub fn replay(
                             ),
                         ),
                         (Some(at), _) => {
+                            if last.is_none() {
+                                // No `from`: the replay starts at its first input.
+                                core.schedule(store, at)?;
+                            }
                             last = Some((at, n));
                             report.timers += core.fire_due(store, worker, at, usize::MAX)?;
                             let status = core.apply(store, worker, &input)?;
@@ -196,6 +212,10 @@ pub fn replay(
         progress(report.lines);
     }
     let end = until.or(last.map(|(t, _)| t));
+    if let (None, Some(end)) = (last, end) {
+        // No input and no start: the schedule starts at the end, so nothing scheduled fires.
+        core.schedule(store, end)?;
+    }
     if let Some(end) = end {
         store.batch(&mut |store| {
             report.timers += core.fire_due(store, worker, end, usize::MAX)?;

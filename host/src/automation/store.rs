@@ -190,6 +190,25 @@ pub trait Store: Send {
     fn decisions_of(&mut self, customer: &str, limit: usize) -> anyhow::Result<Vec<KeptDecision>>;
     /// Counts: customers, pending timers, outbox entries.
     fn counts(&mut self) -> anyhow::Result<(u64, u64, u64)>;
+    /// Customers after the id `after`, in id order, at most `limit`, with their `tz`; only
+    /// those without a timer of the campaign `without_timer_of`, if given.
+    fn customers_page(
+        &mut self,
+        after: &str,
+        limit: usize,
+        without_timer_of: Option<&str>,
+    ) -> anyhow::Result<Vec<(String, Option<String>)>>;
+    /// Sets (`Some`) or clears (`None`) customers' timers of one campaign, with no attempt
+    /// made yet.
+    fn set_timers(
+        &mut self,
+        campaign: &str,
+        timers: &[(String, Option<Timestamp>)],
+    ) -> anyhow::Result<()>;
+    /// A value the runtime keeps about itself (a campaign's schedule as last set), if any.
+    fn meta(&mut self, key: &str) -> anyhow::Result<Option<String>>;
+    /// Keeps a value about the runtime.
+    fn set_meta(&mut self, key: &str, value: &str) -> anyhow::Result<()>;
 }
 
 /// The SQLite store: one file, `regua.db`, in the state folder.
@@ -256,6 +275,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     decision TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer, seq);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 impl Sqlite {
@@ -294,26 +317,7 @@ impl Sqlite {
                 .execute(params![e, id, change.at.as_millis()])?;
         }
         for (campaign, timer) in &change.timers {
-            match timer {
-                Some((due, attempts)) => {
-                    c.prepare_cached(
-                        "INSERT INTO timers (customer, campaign, due, attempts)
-                         VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (customer, campaign)
-                         DO UPDATE SET due = excluded.due, attempts = excluded.attempts",
-                    )?
-                    .execute(params![
-                        id,
-                        campaign,
-                        due.as_millis(),
-                        attempts
-                    ])?;
-                }
-                None => {
-                    c.prepare_cached("DELETE FROM timers WHERE customer = ?1 AND campaign = ?2")?
-                        .execute(params![id, campaign])?;
-                }
-            }
+            set_timer(c, id, campaign, *timer)?;
         }
         for m in &change.outbox {
             c.prepare_cached(
@@ -385,6 +389,28 @@ impl Sqlite {
             detail: row.get(16)?,
         })
     }
+}
+
+/// Sets (`Some`: due instant and failed attempts) or clears a customer's timer of a campaign.
+fn set_timer(
+    c: &Connection,
+    customer: &str,
+    campaign: &str,
+    timer: Option<(Timestamp, u32)>,
+) -> rusqlite::Result<()> {
+    match timer {
+        Some((due, attempts)) => c
+            .prepare_cached(
+                "INSERT INTO timers (customer, campaign, due, attempts) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (customer, campaign)
+                 DO UPDATE SET due = excluded.due, attempts = excluded.attempts",
+            )?
+            .execute(params![customer, campaign, due.as_millis(), attempts])?,
+        None => c
+            .prepare_cached("DELETE FROM timers WHERE customer = ?1 AND campaign = ?2")?
+            .execute(params![customer, campaign])?,
+    };
+    Ok(())
 }
 
 const OUTBOX_COLUMNS: &str = "seq, key, customer, campaign, variant, channel, template, category, \
@@ -596,6 +622,65 @@ impl Store for Sqlite {
             count("SELECT COUNT(*) FROM timers")?,
             count("SELECT COUNT(*) FROM outbox")?,
         ))
+    }
+
+    fn customers_page(
+        &mut self,
+        after: &str,
+        limit: usize,
+        without_timer_of: Option<&str>,
+    ) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        let rows = match without_timer_of {
+            Some(campaign) => self
+                .conn
+                .prepare_cached(
+                    "SELECT id, json_extract(record, '$.tz') FROM customers c WHERE id > ?1
+                     AND NOT EXISTS (SELECT 1 FROM timers t
+                                     WHERE t.customer = c.id AND t.campaign = ?3)
+                     ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![after, limit as i64, campaign], row)?
+                .collect::<Result<Vec<_>, _>>()?,
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT id, json_extract(record, '$.tz') FROM customers WHERE id > ?1
+                     ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![after, limit as i64], row)?
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
+    }
+
+    fn set_timers(
+        &mut self,
+        campaign: &str,
+        timers: &[(String, Option<Timestamp>)],
+    ) -> anyhow::Result<()> {
+        for (customer, due) in timers {
+            set_timer(&self.conn, customer, campaign, due.map(|d| (d, 0)))?;
+        }
+        Ok(())
+    }
+
+    fn meta(&mut self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row(params![key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+        Ok(())
     }
 }
 

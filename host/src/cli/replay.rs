@@ -35,6 +35,11 @@ pub(crate) struct ReplayArgs {
     /// input.
     #[arg(long, value_name = "FILE|-")]
     events: PathBuf,
+    /// Start the replay at this instant (RFC 3339): scheduled campaigns (`delivery.daily`,
+    /// `delivery.once`) count their occurrences from it, and an input before it is refused;
+    /// default: the first input's instant.
+    #[arg(long, value_name = "RFC3339")]
+    from: Option<String>,
     /// Run the timers up to this instant (RFC 3339); default: the last input's instant.
     #[arg(long, value_name = "RFC3339")]
     until: Option<String>,
@@ -140,11 +145,20 @@ impl ImportArgs {
 
 impl ReplayArgs {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let until = self
-            .until
-            .as_deref()
-            .map(|t| Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--until: {e}")))
-            .transpose()?;
+        let instant = |t: &Option<String>, option: &str| {
+            t.as_deref()
+                .map(|t| Timestamp::parse(t).map_err(|e| anyhow::anyhow!("{option}: {e}")))
+                .transpose()
+        };
+        let (from, until) = (
+            instant(&self.from, "--from")?,
+            instant(&self.until, "--until")?,
+        );
+        if let (Some(f), Some(u)) = (from, until)
+            && u < f
+        {
+            bail!("--until: {u} is before --from ({f})");
+        }
         let checked_at = until.unwrap_or(crate::wall_clock());
         let (campaigns, plugins) = super::campaign::load_to_run(
             &self.setup,
@@ -191,6 +205,7 @@ impl ReplayArgs {
             &mut store,
             &mut Worker::new(),
             inputs,
+            from,
             until,
             &mut *answers,
             &|lines| bar.set_message(format!("{lines} inputs")),

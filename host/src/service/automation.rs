@@ -8,7 +8,7 @@ use std::time::Duration;
 use regua_sdk::Timestamp;
 
 use crate::automation::{Core, Input, Sqlite, Status, Store};
-use crate::pipeline::campaign::RunInputs;
+use crate::pipeline::campaign::{Campaigns, RunInputs};
 use crate::runtime::worker::Worker;
 use crate::service::campaigns::CampaignStore;
 
@@ -42,6 +42,9 @@ impl Clock {
 pub struct Automation {
     store: Mutex<Box<dyn Store>>,
     core: Core,
+    campaigns: Arc<CampaignStore>,
+    /// The campaigns the scheduled campaigns' timers were last set for.
+    scheduled_for: Mutex<Option<Arc<Campaigns>>>,
     /// The clock.
     pub clock: Clock,
     /// Woken when a commit may have set an earlier timer.
@@ -67,8 +70,9 @@ impl Automation {
     ) -> anyhow::Result<Arc<Automation>> {
         let store = Sqlite::open(dir)?;
         let tz = default_tz.to_owned();
+        let served = campaigns.clone();
         let core = Core::new(Arc::new(move || {
-            campaigns
+            served
                 .plan(
                     None,
                     RunInputs {
@@ -82,6 +86,8 @@ impl Automation {
         Ok(Arc::new(Automation {
             store: Mutex::new(Box::new(store)),
             core,
+            campaigns,
+            scheduled_for: Mutex::new(None),
             clock,
             wake: tokio::sync::Notify::new(),
         }))
@@ -108,6 +114,36 @@ impl Automation {
         })?;
         self.wake.notify_one();
         Ok(statuses)
+    }
+
+    /// Imports records (a known customer merged) and gives them the scheduled campaigns'
+    /// timers they lack, from the service's clock.
+    pub fn import(&self, records: &[regua_sdk::Record]) -> anyhow::Result<()> {
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let now = self.clock.now();
+        self.with_store(|store| {
+            store.import(records)?;
+            store.batch(&mut |store| self.core.schedule_customers(store, &ids, now))
+        })?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Sets the scheduled campaigns' timers if the campaigns changed since they were last set
+    /// (at start, after a reload).
+    fn schedule_if_changed(&self) -> anyhow::Result<()> {
+        let current = self.campaigns.current();
+        let mut last = self.scheduled_for.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &current)) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let set = self.with_store(|store| self.core.schedule(store, now))?;
+        if set > 0 {
+            tracing::info!(timers = set, "scheduled campaigns' timers set");
+        }
+        *last = Some(current);
+        Ok(())
     }
 
     /// Fires the timers due at or before `until` (at most `limit`); answers how many fired.
@@ -157,6 +193,7 @@ impl Automation {
             let pass = state
                 .evaluator()
                 .run(move |w| {
+                    me.schedule_if_changed()?;
                     let fired = me.fire_due(w, now, TIMERS_PER_PASS)?;
                     anyhow::Ok((fired, me.with_store(|s| s.next_due())?))
                 })
@@ -183,6 +220,7 @@ impl Automation {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.wake.notified() => {}
+                _ = self.campaigns.reloaded.notified() => {}
             }
         }
     }

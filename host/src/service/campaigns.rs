@@ -19,6 +19,8 @@ pub struct CampaignStore {
     registry: Arc<Registry>,
     default_tz: String,
     served: RwLock<Arc<Campaigns>>,
+    /// Notified after each reload (the journey runtime sets the scheduled campaigns' timers).
+    pub reloaded: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for CampaignStore {
@@ -38,6 +40,7 @@ impl CampaignStore {
             registry,
             default_tz: default_tz.to_owned(),
             served: RwLock::new(Arc::new(Campaigns::default())),
+            reloaded: tokio::sync::Notify::new(),
         })
     }
 
@@ -111,6 +114,7 @@ impl CampaignStore {
             "campaigns loaded"
         );
         *self.served.write().expect("campaigns lock") = Arc::new(fresh);
+        self.reloaded.notify_one();
     }
 
     /// Problems of the campaigns served now.

@@ -50,31 +50,38 @@ fn read_ndjson(path: &Path) -> Vec<Value> {
 
 /// `regua replay` over the example réguas: (outbox, answers, stderr).
 fn replay(customers: &[Value], events: &str, until: &str) -> (Vec<Value>, Vec<Value>, String) {
+    replay_in(REGUAS, customers, events, &["--until", until])
+}
+
+/// `regua replay` over the campaigns in `campaigns`, with `args`: (outbox, answers, stderr).
+fn replay_in(
+    campaigns: &str,
+    customers: &[Value],
+    events: &str,
+    args: &[&str],
+) -> (Vec<Value>, Vec<Value>, String) {
     let dir = tempfile::tempdir().unwrap();
     let (c, e) = (dir.path().join("c.ndjson"), dir.path().join("e.ndjson"));
     std::fs::write(&c, ndjson(customers)).unwrap();
     std::fs::write(&e, events).unwrap();
     let (out, answers) = (dir.path().join("out.ndjson"), dir.path().join("a.ndjson"));
-    let run = regua(
-        &[
-            "replay",
-            "--campaigns",
-            REGUAS,
-            "--plugins-dir",
-            plugins_dir().to_str().unwrap(),
-            "--customers",
-            c.to_str().unwrap(),
-            "--events",
-            e.to_str().unwrap(),
-            "--until",
-            until,
-            "--answers",
-            answers.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        "",
-    );
+    let mut all = vec![
+        "replay",
+        "--campaigns",
+        campaigns,
+        "--plugins-dir",
+        plugins_dir().to_str().unwrap(),
+        "--customers",
+        c.to_str().unwrap(),
+        "--events",
+        e.to_str().unwrap(),
+        "--answers",
+        answers.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    all.extend(args);
+    let run = regua(&all, "");
     let err = text(&run.stderr);
     assert!(run.status.success(), "{err}");
     (read_ndjson(&out), read_ndjson(&answers), err)
@@ -906,4 +913,154 @@ async fn a_new_version_applies_at_the_next_input_and_an_instance_on_a_removed_st
         })
         .collect();
     assert_eq!(sent, [("cart-nudge", "2025-03-12T16:00:00Z")]);
+}
+
+/// A campaigns folder with the example company's settings and one birthday message campaign
+/// (SMS, `BIRTHDAY`) sent daily at `time`, local to each customer.
+fn daily_birthday(time: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let company = regua_tests::repo().join("examples/campaigns/company.toml");
+    std::fs::copy(company, dir.path().join("company.toml")).unwrap();
+    let campaign = format!(
+        r#"code = "{BIRTHDAY}"
+name = "Birthday discount"
+requester = "marina.souza"
+owner = "crm-cards"
+priority = 15
+start = "2025-01-01T00:00:00Z"
+
+[audience]
+all_of = [{{ plugin = "birthday-today" }}]
+
+[message]
+channel = "sms"
+template = "birthday-discount-sms"
+
+[delivery]
+daily = "{time}"
+"#
+    );
+    std::fs::write(dir.path().join("birthday.toml"), campaign).unwrap();
+    dir
+}
+
+const BIRTHDAY: &str = "BRF-2025-019";
+
+/// (customer, decided_at, send_at) of each outbox entry, in outbox order.
+fn decided(outbox: &[Value]) -> Vec<(&str, &str, &str)> {
+    outbox
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap();
+            (s("customer"), s("decided_at"), s("send_at"))
+        })
+        .collect()
+}
+
+/// A daily campaign reaches customers who send no event at all, at the local time in each
+/// one's zone: 10:00 on the 12th is 01:00Z in Tokyo and 13:00Z in São Paulo; a customer with
+/// no birthday that day gets nothing, and every customer keeps a timer for the next 10:00.
+#[test]
+fn a_daily_campaign_reaches_customers_who_do_nothing_at_their_local_time() {
+    let campaigns = daily_birthday("10:00");
+    let born = |id: &str, tz: &str, birthday: Option<&str>| {
+        let mut c = customer(id, &["sms"], json!({"tz": tz}));
+        if let Some(b) = birthday {
+            c["profile"]["birthday"] = json!(b);
+        }
+        c
+    };
+    let customers = [
+        born("eva", "America/Sao_Paulo", Some("1990-03-12")),
+        born("bia", "Asia/Tokyo", Some("1985-03-12")),
+        born("caio", "America/Sao_Paulo", None),
+    ];
+    let (outbox, answers, err) = replay_in(
+        campaigns.path().to_str().unwrap(),
+        &customers,
+        "",
+        &["--from", "2025-03-10T00:00:00Z", "--until", "2025-03-14T00:00:00Z"],
+    );
+    assert!(answers.is_empty());
+    assert_eq!(
+        decided(&outbox),
+        [
+            ("bia", "2025-03-12T01:00:00Z", "2025-03-12T01:00:00Z"),
+            ("eva", "2025-03-12T13:00:00Z", "2025-03-12T13:00:00Z"),
+        ]
+    );
+    assert_eq!(outbox[0]["key"], "bia/BRF-2025-019/timer@2025-03-12T01:00:00Z");
+    // Four days of 10:00 for three customers, and the next one each still waiting.
+    assert!(err.contains("12 timers fired, 3 still waiting"), "{err}");
+}
+
+/// Across daylight saving (New York, 2025): a daily 02:30 that the spring-forward gap skips
+/// is taken when the clock jumps, 03:00 EDT (07:00Z), then deferred by the company's quiet
+/// hours to 08:00 (12:00Z); a daily 01:30 that the fall-back fold repeats is taken once, at
+/// its first occurrence (05:30Z), deferred to 08:00 EST (13:00Z).
+#[test]
+fn a_daily_time_is_taken_once_a_local_day_across_daylight_saving() {
+    let ny = |birthday: &str| {
+        let mut c = customer("eva", &["sms"], json!({"tz": "America/New_York"}));
+        c["profile"]["birthday"] = json!(birthday);
+        c
+    };
+    let spring = daily_birthday("02:30");
+    let (outbox, _, _) = replay_in(
+        spring.path().to_str().unwrap(),
+        &[ny("1990-03-09")],
+        "",
+        &["--from", "2025-03-08T00:00:00Z", "--until", "2025-03-11T00:00:00Z"],
+    );
+    assert_eq!(
+        decided(&outbox),
+        [("eva", "2025-03-09T07:00:00Z", "2025-03-09T12:00:00Z")]
+    );
+    let fall = daily_birthday("01:30");
+    let (outbox, _, err) = replay_in(
+        fall.path().to_str().unwrap(),
+        &[ny("1990-11-02")],
+        "",
+        &["--from", "2025-11-01T00:00:00Z", "--until", "2025-11-04T00:00:00Z"],
+    );
+    assert_eq!(
+        decided(&outbox),
+        [("eva", "2025-11-02T05:30:00Z", "2025-11-02T13:00:00Z")]
+    );
+    // The 1st, the 2nd once, the 3rd: three occurrences.
+    assert!(err.contains("3 timers fired"), "{err}");
+}
+
+/// In the service, a customer upserted through `POST /v1/customers` gets the daily campaign's
+/// timer at once, and the service fires it as its clock passes 10:00 local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_runs_a_daily_campaign_for_customers_it_imports() {
+    let campaigns = daily_birthday("10:00");
+    let state = tempfile::tempdir().unwrap();
+    let s = Served::spawn(&[
+        "--plugins",
+        plugins_dir().to_str().unwrap(),
+        "--campaigns",
+        campaigns.path().to_str().unwrap(),
+        "--state",
+        state.path().to_str().unwrap(),
+        "--manual-clock",
+        "2025-03-10T00:00:00Z",
+    ]);
+    let mut eva = customer("eva", &["sms"], json!({}));
+    eva["profile"]["birthday"] = json!("1990-03-12");
+    s.post_text("/v1/customers", ndjson(&[eva])).await;
+    let view: Value = serde_json::from_str(&s.get("/v1/customers/eva").await.1).unwrap();
+    assert_eq!(view["timers"][0]["due"], "2025-03-10T13:00:00Z", "{view}");
+    let (_, moved) = s
+        .post("/v1/clock", &json!({"now": "2025-03-13T00:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(moved["fired"], 3, "{moved}");
+    let (_, due) = s.get("/v1/outbox").await;
+    let due: Value = serde_json::from_str(&due).unwrap();
+    assert_eq!(
+        decided(due["entries"].as_array().unwrap()),
+        [("eva", "2025-03-12T13:00:00Z", "2025-03-12T13:00:00Z")]
+    );
 }

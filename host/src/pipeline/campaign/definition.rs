@@ -191,18 +191,123 @@ pub struct Definition {
     pub delivery: Option<Delivery>,
 }
 
-/// How the journey runtime triggers a campaign (docs/RUNTIME.md).
+/// How the journey runtime triggers a campaign (docs/RUNTIME.md): on events (`events`), or on
+/// a schedule (`daily` or `once`), one of the three.
 ///
-/// A message campaign is action-based: it is decided on each input named in `events`, and
-/// never on any other; one without a `delivery` is for batch runs only. A journey campaign's
+/// A message campaign is action-based (`events`: decided on each input they name, never on any
+/// other) or scheduled (decided for every customer the store keeps at each occurrence, in the
+/// customer's time zone); one without a `delivery` is for batch runs only. A journey campaign's
 /// `events` are the inputs that may enter it (without a `delivery` every input may); an active
-/// instance sees every input of its customer, and its own timers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// instance sees every input of its customer, and its own timers. Journeys are not scheduled.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Delivery {
     /// Input names: an event's `name`, a transaction's `kind`, or `inbound`, `consent`,
     /// `profile`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// Every day at this local time (`HH:MM`) in the customer's time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily: Option<String>,
+    /// Once: at a local date and time in each customer's zone (`2025-03-10T09:00`), or at one
+    /// instant for everyone (RFC 3339 with an offset: `2025-03-10T12:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub once: Option<String>,
+}
+
+/// When a scheduled campaign runs (`delivery.daily` or `delivery.once`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Schedule {
+    /// Every day at a local time.
+    Daily(regua_sdk::time::CivilTime),
+    /// Once, at a local date and time.
+    OnceLocal(regua_sdk::time::CivilDate, regua_sdk::time::CivilTime),
+    /// Once, at one instant.
+    OnceAt(Timestamp),
+}
+
+impl Delivery {
+    /// Its schedule, if it is scheduled; an error names the field that does not read.
+    pub fn schedule(&self) -> Result<Option<Schedule>, String> {
+        if let Some(daily) = &self.daily {
+            let time = parse_hh_mm(daily).ok_or_else(|| {
+                format!(
+                    "field `delivery.daily`: `{daily}` is not a local time `HH:MM` (00:00 to 23:59)"
+                )
+            })?;
+            return Ok(Some(Schedule::Daily(time)));
+        }
+        let Some(once) = &self.once else {
+            return Ok(None);
+        };
+        if let Ok(at) = once.parse::<Timestamp>() {
+            return Ok(Some(Schedule::OnceAt(at)));
+        }
+        let bad = || {
+            format!(
+                "field `delivery.once`: `{once}` is neither a local date and time \
+                 (`2025-03-10T09:00`, in each customer's zone) nor an instant with an offset \
+                 (`2025-03-10T12:00:00Z`)"
+            )
+        };
+        let (date, time) = once.split_once('T').ok_or_else(bad)?;
+        let date = date
+            .parse::<regua_sdk::time::CivilDate>()
+            .map_err(|_| bad())?;
+        let time = parse_hh_mm(time).ok_or_else(bad)?;
+        Ok(Some(Schedule::OnceLocal(date, time)))
+    }
+}
+
+/// The first instant of the local day of `t` at which the clock of `zone` reads `time` (or
+/// jumps over it).
+fn first_on_its_day(
+    t: Timestamp,
+    time: regua_sdk::time::CivilTime,
+    zone: &regua_sdk::time::Zone,
+) -> Timestamp {
+    let midnight = zone.start_of_day(t.local_date(zone));
+    zone.next_wall_time(midnight - regua_sdk::Duration::millis(1), time)
+}
+
+/// `HH:MM`, strictly.
+fn parse_hh_mm(text: &str) -> Option<regua_sdk::time::CivilTime> {
+    let (h, m) = text.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    regua_sdk::time::CivilTime::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok()
+}
+
+impl Schedule {
+    /// The first occurrence strictly after `after` for a customer in `zone`. A daily local
+    /// time is taken once a day: on a day a daylight-saving gap skips it, at the instant the
+    /// clock jumps; on a day a fold repeats it, at its first occurrence only.
+    pub fn next_after(&self, after: Timestamp, zone: &regua_sdk::time::Zone) -> Option<Timestamp> {
+        match self {
+            Schedule::Daily(time) => {
+                let mut t = after;
+                // A fold repeats a time on one day: its second occurrence is skipped (a zone
+                // never folds on many days in a row).
+                for _ in 0..4 {
+                    let next = zone.next_wall_time(t, *time);
+                    if first_on_its_day(next, *time, zone) == next {
+                        return Some(next);
+                    }
+                    t = next;
+                }
+                None
+            }
+            Schedule::OnceLocal(date, time) => {
+                let at = zone.next_wall_time(
+                    zone.start_of_day(*date) - regua_sdk::Duration::millis(1),
+                    *time,
+                );
+                Some(at).filter(|at| *at > after)
+            }
+            Schedule::OnceAt(at) => Some(*at).filter(|at| *at > after),
+        }
+    }
 }
 
 /// The global control group.
@@ -413,15 +518,35 @@ impl Definition {
             ));
         }
         if let Some(d) = &self.delivery {
-            if d.events.is_empty() {
-                return Err(
-                    "field `delivery.events` is empty: name the inputs that trigger \
-                            the campaign (an event's name, a transaction's kind, …)"
-                        .into(),
-                );
+            let given = [!d.events.is_empty(), d.daily.is_some(), d.once.is_some()];
+            match given.iter().filter(|g| **g).count() {
+                0 => {
+                    return Err(
+                        "field `delivery`: give `events` (the inputs that trigger the \
+                                campaign: an event's name, a transaction's kind, …), `daily` or \
+                                `once`"
+                            .into(),
+                    );
+                }
+                1 => {}
+                _ => {
+                    return Err(
+                        "field `delivery`: give one of `events`, `daily` and `once`, \
+                                not several"
+                            .into(),
+                    );
+                }
             }
             if let Some(i) = d.events.iter().position(|e| e.trim().is_empty()) {
                 return Err(format!("field `delivery.events[{i}]` is empty"));
+            }
+            if d.schedule()?.is_some() && self.journey.is_some() {
+                return Err(
+                    "field `delivery`: a journey campaign is entered by `events` (or by \
+                            any input), not on a schedule; `daily` and `once` are for message \
+                            campaigns"
+                        .into(),
+                );
             }
         }
         match (&self.message, &self.journey) {
@@ -853,5 +978,128 @@ all_of = [{ plugin = "lapsed", params = { days = 30 } }]
         ]);
         let order: Vec<_> = c.campaigns.iter().map(|c| c.def.code.as_str()).collect();
         assert_eq!(order, ["M", "A", "Z"]);
+    }
+
+    #[test]
+    fn a_delivery_is_events_or_one_schedule_and_its_errors_name_the_field() {
+        let with =
+            |delivery: &str| load(&[("x.toml", &format!("{GOOD}\n[delivery]\n{delivery}\n"))]);
+        let ok = with("daily = \"09:00\"");
+        assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+        let ok = with("once = \"2025-03-10T09:30\"");
+        assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+        let error = |delivery: &str| with(delivery).errors[0].error.clone();
+        assert!(error("daily = \"9:00\"").contains("`delivery.daily`: `9:00`"));
+        assert!(error("daily = \"24:00\"").contains("`delivery.daily`"));
+        assert!(error("once = \"2025-03-10\"").contains("`delivery.once`: `2025-03-10`"));
+        assert!(error("once = \"2025-02-30T09:00\"").contains("`delivery.once`"));
+        assert!(error("events = []").contains("give `events`"));
+        assert!(error("events = [\"x\"]\ndaily = \"09:00\"").contains("not several"));
+        let journey = GOOD.replace("message = {", "journey = { plugin = \"welcome\" }\n#");
+        let c = load(&[(
+            "x.toml",
+            &format!("{journey}\n[delivery]\ndaily = \"09:00\"\n"),
+        )]);
+        assert!(
+            c.errors[0].error.contains("not on a schedule"),
+            "{:?}",
+            c.errors
+        );
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn next(schedule: &Schedule, after: &str, zone: &str) -> Option<String> {
+        let zone = regua_sdk::time::Zone::get(zone).unwrap();
+        schedule.next_after(at(after), &zone).map(|t| t.to_string())
+    }
+
+    fn delivery(daily: Option<&str>, once: Option<&str>) -> Schedule {
+        Delivery {
+            daily: daily.map(str::to_owned),
+            once: once.map(str::to_owned),
+            ..Delivery::default()
+        }
+        .schedule()
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_daily_time_is_the_customers_local_time_once_a_day_across_daylight_saving() {
+        let nine = delivery(Some("09:00"), None);
+        // São Paulo is UTC−3 all year: 09:00 there is 12:00Z, strictly after `after`.
+        let sp = "America/Sao_Paulo";
+        assert_eq!(
+            next(&nine, "2025-03-10T11:59:59Z", sp).unwrap(),
+            "2025-03-10T12:00:00Z"
+        );
+        assert_eq!(
+            next(&nine, "2025-03-10T12:00:00Z", sp).unwrap(),
+            "2025-03-11T12:00:00Z"
+        );
+        // Tokyo, UTC+9: 09:00 on the 11th is 00:00Z on the 11th.
+        assert_eq!(
+            next(&nine, "2025-03-10T12:00:00Z", "Asia/Tokyo").unwrap(),
+            "2025-03-11T00:00:00Z"
+        );
+        // New York springs forward on 2025-03-09 at 02:00 EST (07:00Z) to 03:00 EDT: 02:30 does
+        // not exist that day and is taken at the jump, 07:00Z; the next day at 02:30 EDT.
+        let ny = "America/New_York";
+        let half_past_two = delivery(Some("02:30"), None);
+        assert_eq!(
+            next(&half_past_two, "2025-03-08T08:00:00Z", ny).unwrap(),
+            "2025-03-09T07:00:00Z"
+        );
+        assert_eq!(
+            next(&half_past_two, "2025-03-09T07:00:00Z", ny).unwrap(),
+            "2025-03-10T06:30:00Z"
+        );
+        // It falls back on 2025-11-02 at 02:00 EDT (06:00Z) to 01:00 EST: 01:30 happens at
+        // 05:30Z and again at 06:30Z; a daily campaign takes the first only, then the 3rd's.
+        let half_past_one = delivery(Some("01:30"), None);
+        assert_eq!(
+            next(&half_past_one, "2025-11-01T06:00:00Z", ny).unwrap(),
+            "2025-11-02T05:30:00Z"
+        );
+        assert_eq!(
+            next(&half_past_one, "2025-11-02T05:30:00Z", ny).unwrap(),
+            "2025-11-03T06:30:00Z"
+        );
+    }
+
+    #[test]
+    fn once_is_a_local_date_and_time_in_each_zone_or_one_instant_for_all() {
+        let local = delivery(None, Some("2025-03-10T09:00"));
+        assert_eq!(
+            next(&local, "2025-03-01T00:00:00Z", "America/Sao_Paulo").unwrap(),
+            "2025-03-10T12:00:00Z"
+        );
+        assert_eq!(
+            next(&local, "2025-03-01T00:00:00Z", "Asia/Tokyo").unwrap(),
+            "2025-03-10T00:00:00Z"
+        );
+        assert_eq!(
+            next(&local, "2025-03-10T12:00:00Z", "America/Sao_Paulo"),
+            None
+        );
+        // A local time a daylight-saving gap skips: at the jump, as a daily one.
+        let skipped = delivery(None, Some("2025-03-09T02:30"));
+        assert_eq!(
+            next(&skipped, "2025-03-01T00:00:00Z", "America/New_York").unwrap(),
+            "2025-03-09T07:00:00Z"
+        );
+        let instant = delivery(None, Some("2025-03-10T09:00:00-03:00"));
+        assert_eq!(
+            next(&instant, "2025-03-01T00:00:00Z", "Asia/Tokyo").unwrap(),
+            "2025-03-10T12:00:00Z"
+        );
+        assert_eq!(
+            next(&instant, "2025-03-10T11:59:59.999Z", "UTC").unwrap(),
+            "2025-03-10T12:00:00Z"
+        );
+        assert_eq!(next(&instant, "2025-03-10T12:00:00Z", "UTC"), None);
     }
 }

@@ -165,7 +165,10 @@ pub(super) async fn post_customers(
             }
         }
     }
-    on_store(&auto, move |s| s.import(&records)).await?;
+    tokio::task::spawn_blocking(move || auto.import(&records))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(internal)?;
     Ok(answer_lines(answers, single))
 }
 
