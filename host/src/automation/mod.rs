@@ -22,6 +22,7 @@ pub use store::{Change, Entries, OutboxEntry, Sqlite, Store, Timer};
 
 use crate::pipeline::campaign::definition::Schedule;
 use crate::pipeline::campaign::{Campaign, Kind, Plan, RunInputs};
+use crate::pipeline::recorder::Recorder;
 use crate::runtime::worker::Worker;
 
 /// Attempts of a timer whose campaign fails on the customer (a plugin error): retried 1, 2, 4,
@@ -58,6 +59,16 @@ pub enum Status {
 #[derive(Clone)]
 pub struct Core {
     source: Source,
+    /// Where every decision also goes, as a line of the decision log.
+    recorder: Option<Arc<dyn Recorder>>,
+}
+
+/// What one step decided, to commit.
+struct Step {
+    change: Change,
+    status: Status,
+    /// The decisions' log lines, and how many, written once the change is committed.
+    log: (Vec<u8>, u64),
 }
 
 impl std::fmt::Debug for Core {
@@ -83,7 +94,28 @@ const SCHEDULE_PAGE: usize = 5_000;
 impl Core {
     /// A core deciding with the campaigns `source` gives at each step.
     pub fn new(source: Source) -> Core {
-        Core { source }
+        Core {
+            source,
+            recorder: None,
+        }
+    }
+
+    /// This core, also writing each decision to `recorder` (the decision log) once its step
+    /// is committed.
+    pub fn recording(mut self, recorder: Option<Arc<dyn Recorder>>) -> Core {
+        self.recorder = recorder;
+        self
+    }
+
+    /// Commits a step, then records its decisions.
+    fn commit(&self, store: &mut dyn Store, step: Step) -> anyhow::Result<Status> {
+        store.commit(&step.change)?;
+        if let Some(r) = &self.recorder
+            && step.log.1 > 0
+        {
+            r.record(step.log.0, step.log.1);
+        }
+        Ok(step.status)
     }
 
     /// Applies one input at its instant (`input.at` must be set): first the customer's timers
@@ -124,9 +156,8 @@ impl Core {
                 ),
             });
         }
-        let (change, status) = self.step(worker, record, Trigger::Input(input), at, fresh);
-        store.commit(&change)?;
-        Ok(status)
+        let step = self.step(worker, record, Trigger::Input(input), at, fresh);
+        self.commit(store, step)
     }
 
     /// Sets the timers of the scheduled campaigns (`delivery.daily`, `delivery.once`) at `now`:
@@ -260,8 +291,8 @@ impl Core {
                 continue;
             };
             let at = stored.clock.map_or(first.due, |c| c.max(first.due));
-            let (change, _) = self.step(worker, stored.record, Trigger::Timers(&timers), at, false);
-            store.commit(&change)?;
+            let step = self.step(worker, stored.record, Trigger::Timers(&timers), at, false);
+            self.commit(store, step)?;
             fired += timers.len() as u64;
         }
         Ok(fired)
@@ -276,7 +307,7 @@ impl Core {
         trigger: Trigger<'_>,
         at: Timestamp,
         fresh: bool,
-    ) -> (Change, Status) {
+    ) -> Step {
         let mut plan = (self.source)();
         let tz_before = record.tz.clone();
         let (event, input_name) = match &trigger {
@@ -333,10 +364,16 @@ impl Core {
                 }
             }
         }
+        // The log keeps the record as the step read it (the input applied).
+        let input_of = self.recorder.as_ref().map(|r| r.input_of(&record));
         let mut run = plan
             .run_some(worker, vec![record], |c| selected.contains(&c.def.code))
             .pop()
             .expect("one customer, one run");
+        let log = match (&self.recorder, input_of) {
+            (Some(r), Some(input)) => r.campaign_lines(&plan, &mut run, input),
+            _ => (Vec::new(), 0),
+        };
         let mut keys = Vec::new();
         let mut failed = Vec::new();
         for d in &run.decisions {
@@ -417,7 +454,11 @@ impl Core {
             messages: keys,
             failed,
         };
-        (change, status)
+        Step {
+            change,
+            status,
+            log,
+        }
     }
 }
 

@@ -278,7 +278,7 @@ impl RunArgs {
             event,
         };
         let log = self.log.open();
-        let plan = plan(campaigns, plugins, inputs).logging(log.clone());
+        let plan = plan(campaigns, plugins, inputs).logging(log.clone().map(|l| l as _));
 
         let (input, total) = super::open_input(&self.input, plan.reads())?;
         let output = create(&self.output, "output")?;

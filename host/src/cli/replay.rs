@@ -61,6 +61,8 @@ pub(crate) struct ReplayArgs {
     quiet: bool,
     #[command(flatten)]
     setup: Setup,
+    #[command(flatten)]
+    decision_log: super::decisions::DecisionLogArgs,
 }
 
 /// The journey runtime's customers.
@@ -175,7 +177,8 @@ impl ReplayArgs {
                 event: None,
             },
         );
-        let core = Core::new(Arc::new(move || plan.clone()));
+        let log = self.decision_log.open();
+        let core = Core::new(Arc::new(move || plan.clone())).recording(log.clone().map(|l| l as _));
         // The temporary folder lives until the end of the replay.
         let (dir, _temp) = match &self.state {
             Some(d) => (d.clone(), None),
@@ -212,6 +215,7 @@ impl ReplayArgs {
         );
         bar.finish_and_clear();
         let report = report?;
+        super::decisions::close(log.as_ref())?;
         let mut out = create(&self.output, "the outbox file")?;
         replay::write_outbox(&mut store, &mut *out).context("cannot write the outbox")?;
         if !self.quiet {

@@ -200,6 +200,7 @@ impl ServeArgs {
             tracing::warn!("campaign not served: {e}");
         }
         let _campaign_watcher = store.watch().context("cannot watch the campaigns folder")?;
+        let log = self.decision_log.open();
         let automation = match &self.state {
             Some(dir) => {
                 let clock = match &self.manual_clock {
@@ -214,6 +215,7 @@ impl ServeArgs {
                     store.clone(),
                     &config.default_tz,
                     clock,
+                    log.clone().map(|l| l as _),
                 )?)
             }
             None => None,
@@ -222,7 +224,6 @@ impl ServeArgs {
         if let Some(a) = &automation {
             state = state.with_automation(a.clone());
         }
-        let log = self.decision_log.open();
         if let Some(log) = &log {
             state = state.with_decision_log(log.clone(), self.decision_log_on_failure);
         }

@@ -14,6 +14,7 @@ pub use sink::{Sink, SinkConfig, SinkStatus};
 use std::sync::Arc;
 
 use crate::pipeline::campaign::{CustomerRun, Plan};
+use crate::pipeline::recorder::Recorder;
 
 /// The longest value of a kept field (`--decision-log-field`), as JSON, in bytes: a record whose
 /// field is longer is refused, naming the field, rather than copied into every line of the log.
@@ -36,12 +37,7 @@ impl std::fmt::Debug for DecisionLog {
     }
 }
 
-/// What a log line says about the record a decision was made on.
-#[derive(Clone, Debug)]
-pub struct InputOf {
-    hash: String,
-    fields: std::collections::BTreeMap<String, serde_json::Value>,
-}
+pub use crate::pipeline::recorder::InputOf;
 
 impl DecisionLog {
     /// A log into `sink`, keeping `fields`.
@@ -133,7 +129,7 @@ impl DecisionLog {
         now: regua_sdk::Timestamp,
         customer: &str,
         input: &InputOf,
-        results: impl Iterator<
+        mut results: impl Iterator<
             Item = (
                 &'a crate::runtime::plugin::Plugin,
                 &'a crate::runtime::worker::RecordResult,
@@ -141,23 +137,37 @@ impl DecisionLog {
         >,
     ) -> Vec<String> {
         let mut lines = Vec::new();
-        let mut ids = Vec::new();
-        for (plugin, result) in results {
-            let id = entry::new_id();
-            lines.extend_from_slice(
-                &Entry::plugin(id.clone(), now, customer, input, plugin, result).to_line(),
-            );
-            ids.push(id);
-        }
+        let ids = self.plugin_lines(now, customer, input, &mut results, &mut lines);
         self.sink.record(lines, ids.len() as u64);
         ids
     }
+}
 
-    /// Gives every decision of `run` an id and returns their log lines and how many.
-    pub fn entries(&self, plan: &Plan, run: &mut CustomerRun, input: InputOf) -> (Vec<u8>, u64) {
+impl Recorder for DecisionLog {
+    fn reads(&self) -> regua_sdk::Fields {
+        DecisionLog::reads(self)
+    }
+
+    fn refuse_oversized(
+        &self,
+        customers: &mut Vec<regua_sdk::Record>,
+        reads: &mut [crate::pipeline::evaluator::LineRead],
+    ) {
+        DecisionLog::refuse_oversized(self, customers, reads)
+    }
+
+    fn input_of(&self, record: &regua_sdk::Record) -> InputOf {
+        DecisionLog::input_of(self, record)
+    }
+
+    fn campaign_lines(&self, plan: &Plan, run: &mut CustomerRun, input: InputOf) -> (Vec<u8>, u64) {
         let mut lines = Vec::new();
         let mut count = 0;
-        for (campaign, decision) in plan.campaigns.campaigns.iter().zip(&mut run.decisions) {
+        // By code: a run may decide only some of the plan's campaigns (the journey runtime).
+        for decision in &mut run.decisions {
+            let Some(campaign) = plan.campaigns.get(&decision.campaign) else {
+                continue;
+            };
             let id = entry::new_id();
             decision.id = Some(id.clone());
             let e = Entry::campaign(
@@ -173,6 +183,33 @@ impl DecisionLog {
             count += 1;
         }
         (lines, count)
+    }
+
+    fn plugin_lines(
+        &self,
+        now: regua_sdk::Timestamp,
+        customer: &str,
+        input: &InputOf,
+        results: &mut dyn Iterator<
+            Item = (
+                &crate::runtime::plugin::Plugin,
+                &crate::runtime::worker::RecordResult,
+            ),
+        >,
+        out: &mut Vec<u8>,
+    ) -> Vec<String> {
+        results
+            .map(|(plugin, result)| {
+                let id = entry::new_id();
+                let e = Entry::plugin(id.clone(), now, customer, input, plugin, result);
+                out.extend_from_slice(&e.to_line());
+                id
+            })
+            .collect()
+    }
+
+    fn record(&self, lines: Vec<u8>, count: u64) {
+        self.sink.record(lines, count);
     }
 }
 

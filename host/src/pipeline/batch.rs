@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use regua_sdk::{Fields, Record};
 
-use crate::decisions::DecisionLog;
+use crate::pipeline::recorder::Recorder;
 use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, Input, LineRead, SeenIds};
 use crate::pipeline::output::{self, Class, Format, Tally};
 use crate::pipeline::record::EncodedBatch;
@@ -90,7 +90,7 @@ pub struct Plugins {
     /// For each evaluation, its set.
     set_of: Vec<usize>,
     /// Where each answer is logged as a decision, with the `now` of the call.
-    log: Option<(Arc<DecisionLog>, regua_sdk::Timestamp)>,
+    log: Option<(Arc<dyn Recorder>, regua_sdk::Timestamp)>,
 }
 
 impl Plugins {
@@ -124,7 +124,7 @@ impl Plugins {
     }
 
     /// These plugins, logging each answer for each customer as a decision made at `now`.
-    pub fn logging(mut self, log: Option<Arc<DecisionLog>>, now: regua_sdk::Timestamp) -> Plugins {
+    pub fn logging(mut self, log: Option<Arc<dyn Recorder>>, now: regua_sdk::Timestamp) -> Plugins {
         if let Some(log) = &log {
             // The fields the log keeps are read too (each plugin still sees its own reads).
             self.reads = self.reads.union(log.reads());
@@ -234,19 +234,7 @@ pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: For
                 decisions.clear();
                 if let Some((log, now)) = &plugins.log {
                     let input = log.input_of(&customers[*i]);
-                    for (plugin, result) in row() {
-                        let d = crate::decisions::entry::new_id();
-                        let e = crate::decisions::Entry::plugin(
-                            d.clone(),
-                            *now,
-                            id,
-                            &input,
-                            plugin,
-                            result,
-                        );
-                        done.log.extend_from_slice(&e.to_line());
-                        decisions.push(d);
-                    }
+                    decisions = log.plugin_lines(*now, id, &input, &mut row(), &mut done.log);
                 }
                 let row = row();
                 match format {
@@ -279,7 +267,7 @@ pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: For
 pub struct Collator {
     seen: SeenIds,
     format: Format,
-    log: Option<Arc<DecisionLog>>,
+    log: Option<Arc<dyn Recorder>>,
     /// What went through so far.
     pub summary: Summary,
 }
@@ -364,7 +352,7 @@ impl Collator {
             }
         }
         if let Some(sink) = &self.log {
-            sink.sink.record(log, logged);
+            sink.record(log, logged);
         }
         self.summary.lines += done.lines.len() as u64;
         self.summary.bytes += done.bytes;

@@ -61,12 +61,13 @@ impl std::fmt::Debug for Automation {
 
 impl Automation {
     /// A runtime keeping its state in the folder `dir`, deciding with the campaigns `campaigns`
-    /// serves.
+    /// serves, each decision also a line of the decision log `recorder`, if any.
     pub fn open(
         dir: &std::path::Path,
         campaigns: Arc<CampaignStore>,
         default_tz: &str,
         clock: Clock,
+        recorder: Option<Arc<dyn crate::pipeline::recorder::Recorder>>,
     ) -> anyhow::Result<Arc<Automation>> {
         let store = Sqlite::open(dir)?;
         let tz = default_tz.to_owned();
@@ -82,7 +83,8 @@ impl Automation {
                     },
                 )
                 .expect("every campaign, even none")
-        }));
+        }))
+        .recording(recorder);
         Ok(Arc::new(Automation {
             store: Mutex::new(Box::new(store)),
             core,

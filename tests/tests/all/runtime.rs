@@ -1064,3 +1064,40 @@ async fn the_service_runs_a_daily_campaign_for_customers_it_imports() {
         [("eva", "2025-03-12T13:00:00Z", "2025-03-12T13:00:00Z")]
     );
 }
+
+/// Every decision the runtime makes is also a line of the decision log (`--decision-log`),
+/// made for the step's instant: each message of the outbox is in a line of its customer and
+/// campaign whose `now` is the instant it was decided.
+#[test]
+fn every_runtime_decision_is_a_line_of_the_decision_log() {
+    let (customers, events) = mixed();
+    let log = tempfile::tempdir().unwrap();
+    let (outbox, _, _) = replay_in(
+        REGUAS,
+        &customers,
+        &ndjson(&events),
+        &["--until", END, "--decision-log", log.path().to_str().unwrap()],
+    );
+    assert!(outbox.len() >= 8, "{outbox:?}");
+    let mut lines = Vec::new();
+    for f in std::fs::read_dir(log.path()).unwrap() {
+        lines.extend(read_ndjson(&f.unwrap().path()));
+    }
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["source"] == "campaign" && l["now"].as_str().unwrap() >= START),
+        "{lines:?}"
+    );
+    for m in &outbox {
+        let logged = lines.iter().any(|l| {
+            l["customer"] == m["customer"]
+                && l["campaign"] == m["campaign"]
+                && l["now"] == m["decided_at"]
+                && l["messages"]
+                    .as_array()
+                    .is_some_and(|ms| ms.iter().any(|x| x["template"] == m["template"]))
+        });
+        assert!(logged, "no log line for {m}");
+    }
+}

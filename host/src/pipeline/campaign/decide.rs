@@ -201,7 +201,7 @@ pub struct Plan {
     /// Inputs.
     pub inputs: RunInputs,
     /// Where the decisions are logged, if they are.
-    pub log: Option<Arc<crate::decisions::DecisionLog>>,
+    pub log: Option<Arc<dyn crate::pipeline::recorder::Recorder>>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -250,7 +250,7 @@ impl Plan {
     }
 
     /// This plan, logging every decision it makes to `log`.
-    pub fn logging(mut self, log: Option<Arc<crate::decisions::DecisionLog>>) -> Plan {
+    pub fn logging(mut self, log: Option<Arc<dyn crate::pipeline::recorder::Recorder>>) -> Plan {
         self.log = log;
         self
     }

@@ -294,7 +294,7 @@ pub fn process(worker: &mut Worker, plan: &Plan, chunk: Chunk) -> Vec<LineOut> {
         Some(log) => runs
             .iter_mut()
             .zip(inputs)
-            .map(|(run, input)| log.entries(plan, run, input))
+            .map(|(run, input)| log.campaign_lines(plan, run, input))
             .collect(),
         None => Vec::new(),
     }
@@ -411,7 +411,7 @@ impl<W: Write> SendList<W> {
 /// are not planned twice), the funnel counts, and `rows` gets each line's send-list rows.
 pub struct RunCollator {
     seen: SeenIds,
-    log: Option<Arc<crate::decisions::DecisionLog>>,
+    log: Option<Arc<dyn crate::pipeline::recorder::Recorder>>,
     /// The funnel so far.
     pub report: Report,
 }
@@ -453,7 +453,7 @@ impl RunCollator {
             }
             self.report.count(&run);
             if let Some(log) = &self.log {
-                log.sink.record(l.log, l.logged);
+                log.record(l.log, l.logged);
             }
             rows.extend(run.send_rows());
             out.extend_from_slice(&l.text);

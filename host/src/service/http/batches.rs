@@ -152,7 +152,7 @@ pub(super) async fn prepare_batch(
     // A plugin that fails its check (bad parameters, a trap) answers its error on every line
     // while the others answer; when every plugin fails, the request is refused before any line
     // is read.
-    let plugins = Plugins::new(evals).logging(state.decision_log().cloned(), now);
+    let plugins = Plugins::new(evals).logging(state.recorder(), now);
     let plugins = state.evaluator().run(move |w| plugins.check(w)).await??;
     Ok(Arc::new(plugins))
 }

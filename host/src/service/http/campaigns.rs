@@ -124,7 +124,7 @@ async fn decide(state: AppState, only: Option<String>, body: Body) -> Result<Res
         .await?;
     let mut run = runs.pop().expect("one customer, one run");
     if let (Some(log), Some(input)) = (log, input) {
-        let (lines, count) = log.entries(&plan, &mut run, input);
+        let (lines, count) = crate::pipeline::recorder::Recorder::campaign_lines(&*log, &plan, &mut run, input);
         log.sink.record(lines, count);
     }
     state.metrics().decided(&run.decisions);
@@ -192,7 +192,7 @@ pub(super) async fn run_campaigns(
             .campaigns
             .plan(None, inputs)
             .expect("every campaign, even none")
-            .logging(state.decision_log().cloned()),
+            .logging(state.recorder()),
     );
     let mut collator = RunCollator::new(&plan, q.allow_repeated_ids.unwrap_or(false));
     let metrics = state.metrics().clone();

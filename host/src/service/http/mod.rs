@@ -163,6 +163,11 @@ impl AppState {
         self.0.decisions.as_ref()
     }
 
+    /// The decision log as the pipeline records into it, if the service keeps one.
+    pub fn recorder(&self) -> Option<Arc<dyn crate::pipeline::recorder::Recorder>> {
+        self.0.decisions.clone().map(|l| l as _)
+    }
+
     /// Refuses a decision request while the log fails, when the service is set to.
     fn log_gate(&self) -> Result<(), ApiError> {
         let Some(log) = &self.0.decisions else {
