@@ -441,6 +441,7 @@ impl Core {
                     input: input_name.clone(),
                     state: "pending".into(),
                     detail: None,
+                    attempts: 0,
                 });
             }
             change.decisions.push((

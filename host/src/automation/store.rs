@@ -71,8 +71,10 @@ pub struct OutboxEntry {
     pub input: String,
     /// `pending`, `delivered` or `failed`.
     pub state: String,
-    /// The delivery report's detail, if any.
+    /// The delivery report's detail, if any (with a webhook: the last attempt's answer).
     pub detail: Option<String>,
+    /// Webhook deliveries attempted so far that did not succeed.
+    pub attempts: u32,
 }
 
 /// One decision the runtime made, as kept for a customer's timeline.
@@ -113,6 +115,8 @@ pub struct Change {
 pub enum Entries<'a> {
     /// Pending ones whose `send_at` is at or before this instant: to deliver.
     Due(Timestamp),
+    /// Due ones the webhook may attempt at this instant (no retry waiting for later).
+    Deliverable(Timestamp),
     /// One customer's.
     Of(&'a str),
     /// Every one.
@@ -184,6 +188,9 @@ pub trait Store: Send {
     ) -> anyhow::Result<Vec<OutboxEntry>>;
     /// Records delivery reports; answers, per report, whether its key was found.
     fn ack(&mut self, acks: &[Ack], at: Timestamp) -> anyhow::Result<Vec<bool>>;
+    /// Records a failed webhook attempt of an entry that stays pending: one more attempt, the
+    /// next not before `retry_at`, and what went wrong.
+    fn retry(&mut self, key: &str, retry_at: Timestamp, detail: &str) -> anyhow::Result<()>;
     /// A customer's timers.
     fn timers_of(&mut self, customer: &str) -> anyhow::Result<Vec<Timer>>;
     /// A customer's latest decisions, newest first.
@@ -262,7 +269,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     input TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending',
     detail TEXT,
-    updated_at INTEGER
+    updated_at INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, send_at);
 CREATE INDEX IF NOT EXISTS outbox_customer ON outbox (customer, seq);
@@ -294,6 +303,7 @@ impl Sqlite {
         )
         .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(30)))
         .and_then(|_| conn.execute_batch(SCHEMA))
+        .and_then(|_| upgrade(&conn))
         .with_context(|| format!("cannot set up the store {}", path.display()))?;
         Ok(Sqlite {
             conn,
@@ -387,6 +397,7 @@ impl Sqlite {
             input: row.get(14)?,
             state: row.get(15)?,
             detail: row.get(16)?,
+            attempts: row.get(17)?,
         })
     }
 }
@@ -414,7 +425,22 @@ fn set_timer(
 }
 
 const OUTBOX_COLUMNS: &str = "seq, key, customer, campaign, variant, channel, template, category, \
-     tags, send_at, journey, instance, step, decided_at, input, state, detail";
+     tags, send_at, journey, instance, step, decided_at, input, state, detail, attempts";
+
+/// Brings a store made by an earlier version up to this one's tables.
+fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |column: &str| -> rusqlite::Result<bool> {
+        conn.prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = ?1")?
+            .exists(params![column])
+    };
+    if !has("attempts")? {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")?;
+    }
+    if !has("retry_at")? {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN retry_at INTEGER")?;
+    }
+    Ok(())
+}
 
 impl Store for Sqlite {
     fn customer(&mut self, id: &str) -> anyhow::Result<Option<Stored>> {
@@ -553,6 +579,16 @@ impl Store for Sqlite {
                 stmt.query_map(params![due.as_millis(), after, limit], Self::entry)?
                     .collect::<Result<Vec<_>, _>>()?
             }
+            Entries::Deliverable(now) => {
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox
+                     WHERE state = 'pending' AND send_at <= ?1 AND seq > ?2
+                       AND (retry_at IS NULL OR retry_at <= ?1)
+                     ORDER BY seq LIMIT ?3"
+                ))?;
+                stmt.query_map(params![now.as_millis(), after, limit], Self::entry)?
+                    .collect::<Result<Vec<_>, _>>()?
+            }
             Entries::Of(customer) => {
                 let mut stmt = self.conn.prepare_cached(&format!(
                     "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE customer = ?1 AND seq > ?2
@@ -586,6 +622,16 @@ impl Store for Sqlite {
         }
         tx.commit()?;
         Ok(found)
+    }
+
+    fn retry(&mut self, key: &str, retry_at: Timestamp, detail: &str) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, retry_at = ?2, detail = ?3
+                 WHERE key = ?1 AND state = 'pending'",
+            )?
+            .execute(params![key, retry_at.as_millis(), detail])?;
+        Ok(())
     }
 
     fn timers_of(&mut self, customer: &str) -> anyhow::Result<Vec<Timer>> {

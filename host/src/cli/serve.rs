@@ -45,6 +45,18 @@ pub(crate) struct ServeArgs {
     /// /v1/clock, to rehearse réguas on recorded time.
     #[arg(long, value_name = "RFC3339", requires = "state")]
     manual_clock: Option<String>,
+    /// With --state: post each due outbox entry to this URL (http://) as JSON, with its
+    /// idempotency key in an `Idempotency-Key` header; a 2xx answer marks it delivered, another
+    /// 4xx or a redirect failed, and no answer, 408, 429 or 5xx is retried 30 s later, doubling
+    /// up to an hour. GET /v1/outbox keeps working beside it.
+    #[arg(long, value_name = "URL", requires = "state")]
+    webhook: Option<String>,
+    /// Attempts of a webhook delivery before the entry is reported failed.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "webhook")]
+    webhook_attempts: u32,
+    /// Seconds a webhook attempt may take before it counts as failed (and is retried).
+    #[arg(long, value_name = "SECS", default_value_t = 10, requires = "webhook")]
+    webhook_timeout: u64,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -200,6 +212,17 @@ impl ServeArgs {
             tracing::warn!("campaign not served: {e}");
         }
         let _campaign_watcher = store.watch().context("cannot watch the campaigns folder")?;
+        let webhook = self
+            .webhook
+            .as_deref()
+            .map(|url| {
+                crate::service::webhook::Webhook::new(
+                    url,
+                    std::time::Duration::from_secs(self.webhook_timeout.max(1)),
+                    self.webhook_attempts,
+                )
+            })
+            .transpose()?;
         let log = self.decision_log.open();
         let automation = match &self.state {
             Some(dir) => {
@@ -245,6 +268,9 @@ impl ServeArgs {
             if let Some(a) = automation {
                 // Overdue timers (the service was down) fire first, in order, at their due
                 // instants; then each as it comes due.
+                if let Some(w) = webhook {
+                    tokio::spawn(w.run(a.clone()));
+                }
                 tokio::spawn(a.run_timers(state.clone()));
             }
             crate::service::http::serve(listener, state, shutdown_signal())

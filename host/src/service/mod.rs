@@ -7,3 +7,4 @@ pub mod http;
 pub mod metrics;
 pub mod registry;
 pub mod reload;
+pub mod webhook;

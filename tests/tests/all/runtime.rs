@@ -979,7 +979,12 @@ fn a_daily_campaign_reaches_customers_who_do_nothing_at_their_local_time() {
         campaigns.path().to_str().unwrap(),
         &customers,
         "",
-        &["--from", "2025-03-10T00:00:00Z", "--until", "2025-03-14T00:00:00Z"],
+        &[
+            "--from",
+            "2025-03-10T00:00:00Z",
+            "--until",
+            "2025-03-14T00:00:00Z",
+        ],
     );
     assert!(answers.is_empty());
     assert_eq!(
@@ -989,7 +994,10 @@ fn a_daily_campaign_reaches_customers_who_do_nothing_at_their_local_time() {
             ("eva", "2025-03-12T13:00:00Z", "2025-03-12T13:00:00Z"),
         ]
     );
-    assert_eq!(outbox[0]["key"], "bia/BRF-2025-019/timer@2025-03-12T01:00:00Z");
+    assert_eq!(
+        outbox[0]["key"],
+        "bia/BRF-2025-019/timer@2025-03-12T01:00:00Z"
+    );
     // Four days of 10:00 for three customers, and the next one each still waiting.
     assert!(err.contains("12 timers fired, 3 still waiting"), "{err}");
 }
@@ -1010,7 +1018,12 @@ fn a_daily_time_is_taken_once_a_local_day_across_daylight_saving() {
         spring.path().to_str().unwrap(),
         &[ny("1990-03-09")],
         "",
-        &["--from", "2025-03-08T00:00:00Z", "--until", "2025-03-11T00:00:00Z"],
+        &[
+            "--from",
+            "2025-03-08T00:00:00Z",
+            "--until",
+            "2025-03-11T00:00:00Z",
+        ],
     );
     assert_eq!(
         decided(&outbox),
@@ -1021,7 +1034,12 @@ fn a_daily_time_is_taken_once_a_local_day_across_daylight_saving() {
         fall.path().to_str().unwrap(),
         &[ny("1990-11-02")],
         "",
-        &["--from", "2025-11-01T00:00:00Z", "--until", "2025-11-04T00:00:00Z"],
+        &[
+            "--from",
+            "2025-11-01T00:00:00Z",
+            "--until",
+            "2025-11-04T00:00:00Z",
+        ],
     );
     assert_eq!(
         decided(&outbox),
@@ -1076,7 +1094,12 @@ fn every_runtime_decision_is_a_line_of_the_decision_log() {
         REGUAS,
         &customers,
         &ndjson(&events),
-        &["--until", END, "--decision-log", log.path().to_str().unwrap()],
+        &[
+            "--until",
+            END,
+            "--decision-log",
+            log.path().to_str().unwrap(),
+        ],
     );
     assert!(outbox.len() >= 8, "{outbox:?}");
     let mut lines = Vec::new();
@@ -1100,4 +1123,147 @@ fn every_runtime_decision_is_a_line_of_the_decision_log() {
         });
         assert!(logged, "no log line for {m}");
     }
+}
+
+/// A webhook receiver on loopback: answers 400 to every entry of `refused_customer`, 503 to
+/// the first post of every other key and 200 to the next; keeps (key header, entry) per post.
+async fn receiver(
+    refused_customer: &'static str,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+) {
+    use axum::http::{HeaderMap, StatusCode};
+    let posts = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Value)>::new()));
+    let kept = posts.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let posts = kept.clone();
+            async move {
+                let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+                let entry: Value = serde_json::from_str(&body).unwrap();
+                let mut posts = posts.lock().unwrap();
+                let seen = posts.iter().any(|(k, _)| *k == key);
+                posts.push((key, entry.clone()));
+                if entry["customer"] == refused_customer {
+                    (StatusCode::BAD_REQUEST, "unknown template")
+                } else if seen {
+                    (StatusCode::OK, "queued")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "try later")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, posts)
+}
+
+/// With `--webhook`, the service posts each due entry with its key in `Idempotency-Key`: a 503
+/// is retried 30 s later (by the service's clock) and then delivered; a 400 fails at once, the
+/// provider's answer kept as the detail; every key is posted exactly as often as that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_delivers_each_entry_retrying_what_may_pass_and_failing_what_is_refused() {
+    let (url, posts) = receiver("duda").await;
+    let (customers, events) = mixed();
+    let state = tempfile::tempdir().unwrap();
+    let s = serve_state_with(state.path(), START, &["--webhook", &url]);
+    s.post_text("/v1/customers", ndjson(&customers)).await;
+    feed(&s, &events).await;
+    s.post("/v1/clock", &json!({"now": END})).await.unwrap();
+    let all = || async {
+        let (_, all) = s.get("/v1/outbox?state=all&limit=10000").await;
+        serde_json::from_str::<Value>(&all).unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    // Every entry is attempted once at least; then a minute later every retry is due.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let entries = all().await;
+        let posted = posts.lock().unwrap().clone();
+        if entries
+            .iter()
+            .all(|e| posted.iter().any(|(k, _)| e["key"] == k.as_str()))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every entry was posted: {entries:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    s.post("/v1/clock", &json!({"now": "2025-03-20T00:01:00Z"}))
+        .await
+        .unwrap();
+    let entries = loop {
+        let entries = all().await;
+        if entries.iter().all(|e| e["state"] != "pending") {
+            break entries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending: {entries:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(entries.len() >= 8, "{entries:?}");
+    let posted = posts.lock().unwrap().clone();
+    for e in &entries {
+        let key = e["key"].as_str().unwrap();
+        let times = posted.iter().filter(|(k, _)| k == key).count();
+        let body = &posted.iter().find(|(k, _)| k == key).unwrap().1;
+        assert_eq!(
+            body["template"], e["template"],
+            "the entry itself is posted"
+        );
+        if e["customer"] == "duda" {
+            assert_eq!((times, e["state"].as_str()), (1, Some("failed")), "{e}");
+            assert_eq!(e["detail"], "webhook: HTTP 400: unknown template", "{e}");
+        } else {
+            assert_eq!((times, e["state"].as_str()), (2, Some("delivered")), "{e}");
+            assert_eq!(
+                (e["detail"].as_str(), e["attempts"].as_u64()),
+                (Some("webhook: HTTP 200: queued"), Some(1)),
+                "{e}"
+            );
+        }
+    }
+    assert!(entries.iter().any(|e| e["customer"] == "duda"));
+}
+
+/// A webhook URL the service cannot post to is refused at start, saying why.
+#[test]
+fn a_webhook_url_that_cannot_be_posted_to_is_refused_at_start() {
+    let state = tempfile::tempdir().unwrap();
+    let plugins = plugins_dir();
+    let serve = |url: &str| {
+        let run = regua(
+            &[
+                "serve",
+                "--plugins",
+                plugins.to_str().unwrap(),
+                "--campaigns",
+                REGUAS,
+                "--state",
+                state.path().to_str().unwrap(),
+                "--addr",
+                "127.0.0.1:0",
+                "--webhook",
+                url,
+            ],
+            "",
+        );
+        assert!(!run.status.success());
+        text(&run.stderr)
+    };
+    let err = serve("https://provider.example/hook");
+    assert!(err.contains("only http:// URLs") && err.contains("relay"), "{err}");
+    let err = serve("not a url");
+    assert!(err.contains("--webhook: `not a url`"), "{err}");
 }

@@ -124,7 +124,8 @@ async fn decide(state: AppState, only: Option<String>, body: Body) -> Result<Res
         .await?;
     let mut run = runs.pop().expect("one customer, one run");
     if let (Some(log), Some(input)) = (log, input) {
-        let (lines, count) = crate::pipeline::recorder::Recorder::campaign_lines(&*log, &plan, &mut run, input);
+        let (lines, count) =
+            crate::pipeline::recorder::Recorder::campaign_lines(&*log, &plan, &mut run, input);
         log.sink.record(lines, count);
     }
     state.metrics().decided(&run.decisions);
