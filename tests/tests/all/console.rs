@@ -758,3 +758,112 @@ async fn the_console_reads_the_latest_run_the_latest_decisions_and_the_time_per_
     assert_eq!(status, 404);
     assert!(body.contains("--decision-log"), "{body}");
 }
+
+/// The Customers page shows a customer of the journey runtime as a timeline: one row for each
+/// event, decision, message and waiting timer `/v1/customers/{id}` lists, oldest first; a
+/// service without `--state` says the runtime is off and how to start it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customers_page_shows_a_runtime_customer_as_a_timeline() {
+    let state = tempfile::tempdir().unwrap();
+    let plugins = regua_tests::plugins_dir();
+    let s = Served::spawn(&[
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--campaigns",
+        "examples/reguas",
+        "--state",
+        state.path().to_str().unwrap(),
+        "--manual-clock",
+        "2025-03-10T12:00:00Z",
+    ]);
+    let granted = json!({"marketing": {"status": "granted", "at": "2025-03-01T00:00:00Z"}});
+    let eva = json!({"id": "eva", "tz": "America/Sao_Paulo",
+        "profile": {"created_at": "2025-03-10T12:00:00Z"},
+        "consents": {"email": granted, "push": granted, "whatsapp": granted}});
+    s.post_text("/v1/customers", format!("{eva}\n")).await;
+    s.post("/v1/clock", &json!({"now": "2025-03-10T15:00:00Z"}))
+        .await
+        .unwrap();
+    let (code, a) = s
+        .post(
+            "/v1/events",
+            &json!({"id": "e1", "customer": "eva", "name": "account_created"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!((code, &a["status"]), (200, &json!("applied")), "{a}");
+    s.post("/v1/clock", &json!({"now": "2025-03-12T00:00:00Z"}))
+        .await
+        .unwrap();
+    let view: Value = serde_json::from_str(&s.get("/v1/customers/eva").await.1).unwrap();
+    let count = |k: &str| view[k].as_array().unwrap().len();
+    let events = view["record"]["events"].as_array().unwrap().len();
+    let rows = events + count("decisions") + count("outbox") + count("timers");
+    assert!(count("outbox") >= 2 && count("timers") >= 1, "{view}");
+
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("{}/#customers/eva", s.base))
+        .await
+        .unwrap();
+    b.until(
+        "the timeline shown",
+        &format!("return document.querySelectorAll('#timeline tbody tr').length === {rows};"),
+    )
+    .await;
+    let table: Value = b
+        .js(
+            "return [...document.querySelectorAll('#timeline tbody tr')].map((r) => [...r.cells].map((c) => c.textContent));",
+            vec![],
+        )
+        .await;
+    let table = table.as_array().unwrap();
+    assert_eq!(table[0][1], "event account_created", "{table:?}");
+    let whens: Vec<&str> = table.iter().map(|r| r[0].as_str().unwrap()).collect();
+    assert!(
+        whens.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {whens:?}"
+    );
+    for m in view["outbox"].as_array().unwrap() {
+        let what = format!(
+            "{} {}",
+            m["channel"].as_str().unwrap(),
+            m["template"].as_str().unwrap()
+        );
+        assert!(
+            table
+                .iter()
+                .any(|r| r[0] == m["send_at"] && r[1] == what.as_str() && r[2] == m["campaign"]),
+            "{what} at {} not on the page: {table:?}",
+            m["send_at"]
+        );
+    }
+    let timer = &view["timers"][0];
+    assert!(
+        table
+            .iter()
+            .any(|r| r[0] == timer["due"] && r[1] == "timer waiting" && r[2] == timer["campaign"]),
+        "{table:?}"
+    );
+    assert!(
+        b.text("#customer-summary")
+            .await
+            .contains("welcome #1 active")
+    );
+    b.no_errors("customers").await;
+    b.screenshot("customers").await;
+
+    // Without --state, the page says the runtime is off.
+    let (plugins_copy, _) = example_plugins();
+    let off = served(plugins_copy.path(), None);
+    b.client
+        .goto(&format!("{}/#customers/eva", off.base))
+        .await
+        .unwrap();
+    b.until(
+        "the runtime said to be off",
+        "const p = document.querySelector('#customers-off'); return !p.hidden && p.textContent.includes('--state');",
+    )
+    .await;
+    b.no_errors("customers without the runtime").await;
+}

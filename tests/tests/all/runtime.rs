@@ -1263,7 +1263,10 @@ fn a_webhook_url_that_cannot_be_posted_to_is_refused_at_start() {
         text(&run.stderr)
     };
     let err = serve("https://provider.example/hook");
-    assert!(err.contains("only http:// URLs") && err.contains("relay"), "{err}");
+    assert!(
+        err.contains("only http:// URLs") && err.contains("relay"),
+        "{err}"
+    );
     let err = serve("not a url");
     assert!(err.contains("--webhook: `not a url`"), "{err}");
 }

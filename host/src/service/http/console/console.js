@@ -486,6 +486,71 @@ pages.decisions = {
   },
 };
 
+// --- Customers (the journey runtime) --------------------------------------------------------
+
+let shownCustomer = null;
+
+/** A customer's view as timeline rows `{at, order, what, campaign, detail}`, oldest first. */
+function timelineOf(view) {
+  const r = view.record || {};
+  const rows = [];
+  const add = (at, order, what, campaign, detail) => rows.push({ at, order, what, campaign: campaign || "", detail: detail || "" });
+  for (const e of r.events || []) add(e.at, 0, `event ${e.name}`, "", e.props && Object.keys(e.props).length ? JSON.stringify(e.props) : "");
+  for (const t of r.transactions || []) add(t.at, 0, `transaction ${t.kind}`, "", `${t.amount} ${t.currency || ""}`.trim());
+  for (const i of r.inbound || []) add(i.at, 0, `inbound ${i.channel}`, "", "");
+  for (const d of view.decisions || []) {
+    const x = d.decision || {};
+    const why = x.error || (x.reasons || []).join("; ");
+    add(d.at, 1, `decision: ${x.outcome}`, x.campaign, `on ${d.input}${why ? ` · ${why}` : ""}`);
+  }
+  for (const m of view.outbox || []) {
+    const step = m.journey ? ` (${m.journey} #${m.instance}, ${m.step})` : "";
+    add(m.send_at, 2, `${m.channel} ${m.template}`, m.campaign, `${m.state}${step}${m.detail ? ` · ${m.detail}` : ""}`);
+  }
+  for (const t of view.timers || []) add(t.due, 3, "timer waiting", t.campaign, t.attempts ? `retry ${t.attempts}` : "");
+  rows.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.order - b.order));
+  return rows;
+}
+
+async function showCustomer(id) {
+  const answer = await api(`/v1/customers/${encodeURIComponent(id)}`);
+  const off = answer.status === 404 && answer.body && answer.body.error && /runtime is off/.test(answer.body.error.message);
+  $("#customers-off").hidden = !off;
+  if (off) $("#customers-off").textContent = "The journey runtime is off, so no customer is kept here. " +
+    "Start the service with regua serve --campaigns DIR --state STATE: it then keeps customers, journeys, timers and an outbox.";
+  if (!answer.ok) {
+    $("#customer-summary").textContent = off ? "" : errorOf(answer);
+    $("#customer-summary").className = "error-text";
+    $("#timeline").hidden = true;
+    return;
+  }
+  const view = answer.body;
+  const journeys = (view.journeys || []).map((j) => `${j.journey} #${j.instance} ${j.status} at ${j.step}`);
+  $("#customer-summary").className = "";
+  $("#customer-summary").textContent = `${view.id}: clock ${view.clock || "no input yet"}; ` +
+    (journeys.length ? `journeys: ${journeys.join(", ")}` : "in no journey");
+  const rows = timelineOf(view).map((x) => el("tr", { "data-what": x.what.split(" ")[0].replace(":", "") },
+    el("td", { "data-label": "When", text: x.at }),
+    el("td", { "data-label": "What", text: x.what }),
+    el("td", { "data-label": "Campaign", text: x.campaign }),
+    el("td", { "data-label": "Detail", text: x.detail })));
+  $("#timeline tbody").replaceChildren(...rows);
+  $("#timeline").hidden = false;
+}
+
+pages.customers = {
+  every: 3000,
+  enter(id) {
+    if (id) {
+      shownCustomer = id;
+      $("#customer-id").value = id;
+    }
+  },
+  async refresh() {
+    if (shownCustomer) await showCustomer(shownCustomer);
+  },
+};
+
 // --- Start -----------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -501,6 +566,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#decision-table").addEventListener("click", (e) => {
     const button = e.target.closest("button");
     if (button) explain(button.textContent).catch(unreachable);
+  });
+  $("#customer-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const id = $("#customer-id").value.trim();
+    if (!id) return;
+    const hash = `#customers/${encodeURIComponent(id)}`;
+    if (location.hash === hash) showCustomer(id).catch(unreachable);
+    else location.hash = hash;
   });
   window.addEventListener("hashchange", route);
   route();
