@@ -299,7 +299,7 @@ impl Sqlite {
         let conn = Connection::open(&path)
             .with_context(|| format!("cannot open the store {}", path.display()))?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
         )
         .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(30)))
         .and_then(|_| conn.execute_batch(SCHEMA))
@@ -470,17 +470,12 @@ impl Store for Sqlite {
     }
 
     fn commit(&mut self, change: &Change) -> anyhow::Result<()> {
-        // A savepoint: inside a batch, a part of its transaction; alone, a transaction.
-        self.conn.execute_batch("SAVEPOINT input")?;
-        match self.write(change) {
-            Ok(()) => self.conn.execute_batch("RELEASE input")?,
-            Err(e) => {
-                self.conn
-                    .execute_batch("ROLLBACK TO input; RELEASE input")?;
-                return Err(e.into());
-            }
+        if self.in_batch {
+            // Part of the batch's transaction: a failure fails the whole batch (the error goes
+            // up through it and it rolls back), so no savepoint is needed, nor its journal.
+            return Ok(self.write(change)?);
         }
-        Ok(())
+        self.batch(&mut |store| store.commit(change))
     }
 
     fn batch(

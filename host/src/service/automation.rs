@@ -101,15 +101,28 @@ impl Automation {
         f(store.as_mut())
     }
 
-    /// Applies inputs (each with its instant), all committed together before this returns:
-    /// an input is accepted once this returns its status.
+    /// Applies inputs, all committed together before this returns: an input is accepted once
+    /// this returns its status. One without an instant is applied at the service's clock as
+    /// it is applied (or the customer's clock, if an earlier input set it later).
     pub fn apply(&self, worker: &mut Worker, inputs: &[Input]) -> anyhow::Result<Vec<Status>> {
         let mut statuses = Vec::with_capacity(inputs.len());
         self.with_store(|store| {
             store.batch(&mut |store| {
                 statuses.clear();
                 for input in inputs {
-                    statuses.push(self.core.apply(store, worker, input)?);
+                    let status = match input.at {
+                        Some(_) => self.core.apply(store, worker, input)?,
+                        None => {
+                            let clock = store.customer(&input.customer)?.and_then(|s| s.clock);
+                            let now = self.clock.now();
+                            let stamped = Input {
+                                at: Some(clock.map_or(now, |c| c.max(now))),
+                                ..input.clone()
+                            };
+                            self.core.apply(store, worker, &stamped)?
+                        }
+                    };
+                    statuses.push(status);
                 }
                 Ok(())
             })

@@ -104,8 +104,10 @@ pub(super) async fn post_events(
                 answers.push(Answer::refused(line, id, error));
                 continue;
             }
-            Ok(mut input) => match *input.at.get_or_insert(now) {
-                at if at > now + ahead => Answer::refused(
+            // An input without `at` is stamped when it is applied, under the store's lock, so
+            // concurrent requests never make one another late.
+            Ok(input) => match input.at {
+                Some(at) if at > now + ahead => Answer::refused(
                     line,
                     Some(input.id),
                     format!(
