@@ -1270,3 +1270,38 @@ fn a_webhook_url_that_cannot_be_posted_to_is_refused_at_start() {
     let err = serve("not a url");
     assert!(err.contains("--webhook: `not a url`"), "{err}");
 }
+
+/// Inputs without `at` take the service's clock as they are applied: concurrent requests for
+/// one customer are all applied, none refused as late because another was stamped after it
+/// and applied before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inputs_without_an_instant_are_all_applied_in_turn() {
+    let state = tempfile::tempdir().unwrap();
+    let s = Served::spawn(&[
+        "--plugins",
+        plugins_dir().to_str().unwrap(),
+        "--campaigns",
+        REGUAS,
+        "--state",
+        state.path().to_str().unwrap(),
+    ]);
+    let s = std::sync::Arc::new(s);
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..25 {
+                let e = json!({"id": format!("c{t}-{i}"), "customer": "eva", "name": "login"});
+                let (code, a) = s.post("/v1/events", &e).await.unwrap();
+                assert_eq!(code, 200, "{a}");
+                statuses.push(a["status"].as_str().unwrap().to_owned());
+            }
+            statuses
+        }));
+    }
+    for t in tasks {
+        let statuses = t.await.unwrap();
+        assert!(statuses.iter().all(|s| s == "applied"), "{statuses:?}");
+    }
+}
