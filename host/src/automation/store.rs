@@ -161,8 +161,11 @@ pub struct Ack {
 pub trait Store: Send {
     /// A customer, if known.
     fn customer(&mut self, id: &str) -> anyhow::Result<Option<Stored>>;
-    /// Whether an event id was applied already.
+    /// Whether an event id was applied already (and is still remembered).
     fn event_seen(&mut self, id: &str) -> anyhow::Result<bool>;
+    /// Forgets the ids of inputs applied before `before` and before their customer's clock (so
+    /// a repeat of one is refused as late), at most `limit`; answers how many.
+    fn forget_events(&mut self, before: Timestamp, limit: usize) -> anyhow::Result<u64>;
     /// Writes one input's change atomically.
     fn commit(&mut self, change: &Change) -> anyhow::Result<()>;
     /// Groups the commits `f` makes into one transaction (one disk sync for many inputs);
@@ -242,6 +245,7 @@ CREATE TABLE IF NOT EXISTS events (
     customer TEXT NOT NULL,
     at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
 CREATE TABLE IF NOT EXISTS timers (
     customer TEXT NOT NULL,
     campaign TEXT NOT NULL,
@@ -467,6 +471,18 @@ impl Store for Sqlite {
             .query_row(params![id], |_| Ok(()))
             .optional()?
             .is_some())
+    }
+
+    fn forget_events(&mut self, before: Timestamp, limit: usize) -> anyhow::Result<u64> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                // An id at its customer's clock stays: a repeat of it would not be late.
+                "DELETE FROM events WHERE rowid IN
+                 (SELECT e.rowid FROM events e JOIN customers c ON c.id = e.customer
+                  WHERE e.at < ?1 AND e.at < c.clock ORDER BY e.at LIMIT ?2)",
+            )?
+            .execute(params![before.as_millis(), limit as i64])? as u64)
     }
 
     fn commit(&mut self, change: &Change) -> anyhow::Result<()> {

@@ -51,6 +51,11 @@ pub(crate) struct ServeArgs {
     /// up to an hour. GET /v1/outbox keeps working beside it.
     #[arg(long, value_name = "URL", requires = "state")]
     webhook: Option<String>,
+    /// With --state: days an input's id is remembered after its instant (a repeat within them
+    /// is a duplicate; after them, an input older than its customer's clock is still refused
+    /// as late, and the store does not grow with every id ever applied).
+    #[arg(long, value_name = "DAYS", default_value_t = 30, requires = "state")]
+    dedup_days: u32,
     /// Attempts of a webhook delivery before the entry is reported failed.
     #[arg(long, value_name = "N", default_value_t = 8, requires = "webhook")]
     webhook_attempts: u32,
@@ -239,6 +244,7 @@ impl ServeArgs {
                     &config.default_tz,
                     clock,
                     log.clone().map(|l| l as _),
+                    regua_sdk::Duration::days(i64::from(self.dedup_days.max(1))),
                 )?)
             }
             None => None,

@@ -16,6 +16,9 @@ use crate::service::campaigns::CampaignStore;
 /// ahead is fine; an input days ahead would hold its customer's later inputs as late.
 pub const MAX_AHEAD: Duration = Duration::from_secs(300);
 
+/// Input ids forgotten per pass of the timer loop, at most.
+const FORGET_PAGE: usize = 10_000;
+
 /// Timers fired per pass of the timer loop before it lets inputs in again.
 const TIMERS_PER_PASS: usize = 2_000;
 
@@ -45,6 +48,8 @@ pub struct Automation {
     campaigns: Arc<CampaignStore>,
     /// The campaigns the scheduled campaigns' timers were last set for.
     scheduled_for: Mutex<Option<Arc<Campaigns>>>,
+    /// How long an input's id is remembered after its instant (`--dedup-days`).
+    dedup: regua_sdk::Duration,
     /// The clock.
     pub clock: Clock,
     /// Woken when a commit may have set an earlier timer.
@@ -68,6 +73,7 @@ impl Automation {
         default_tz: &str,
         clock: Clock,
         recorder: Option<Arc<dyn crate::pipeline::recorder::Recorder>>,
+        dedup: regua_sdk::Duration,
     ) -> anyhow::Result<Arc<Automation>> {
         let store = Sqlite::open(dir)?;
         let tz = default_tz.to_owned();
@@ -90,6 +96,7 @@ impl Automation {
             core,
             campaigns,
             scheduled_for: Mutex::new(None),
+            dedup,
             clock,
             wake: tokio::sync::Notify::new(),
         }))
@@ -162,6 +169,7 @@ impl Automation {
     }
 
     /// Fires the timers due at or before `until` (at most `limit`); answers how many fired.
+    /// Also forgets the ids of inputs older than the dedup window before `until`.
     pub fn fire_due(
         &self,
         worker: &mut Worker,
@@ -172,6 +180,8 @@ impl Automation {
         self.with_store(|store| {
             store.batch(&mut |store| {
                 fired = self.core.fire_due(store, worker, until, limit)?;
+                // A page at a time, so a long backlog does not hold the store.
+                store.forget_events(until - self.dedup, FORGET_PAGE)?;
                 Ok(())
             })
         })?;

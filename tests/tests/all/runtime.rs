@@ -1305,3 +1305,41 @@ async fn concurrent_inputs_without_an_instant_are_all_applied_in_turn() {
         assert!(statuses.iter().all(|s| s == "applied"), "{statuses:?}");
     }
 }
+
+/// An input's id is remembered for `--dedup-days` after its instant: a repeat within them is
+/// a duplicate; after them the id is forgotten (the store does not keep every id ever), unless
+/// it is at its customer's clock, so a repeat with its own `at` is still never reapplied: it
+/// is late, or still a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_ids_are_remembered_for_the_dedup_window_and_late_repeats_stay_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let s = serve_state_with(state.path(), START, &["--dedup-days", "1"]);
+    let login = |id: &str, at: &str| json!({"id": id, "customer": "eva", "at": at, "name": "login"});
+    let status = |a: &Value| a["status"].as_str().unwrap().to_owned();
+    let later = "2025-03-10T00:04:00Z";
+    for (e, at) in [("e1", START), ("e2", later)] {
+        let (_, a) = s.post("/v1/events", &login(e, at)).await.unwrap();
+        assert_eq!(status(&a), "applied", "{a}");
+    }
+    s.post("/v1/clock", &json!({"now": "2025-03-10T23:00:00Z"}))
+        .await
+        .unwrap();
+    let (_, a) = s.post("/v1/events", &login("e1", START)).await.unwrap();
+    assert_eq!(status(&a), "duplicate", "within the day: {a}");
+    s.post("/v1/clock", &json!({"now": "2025-03-12T00:00:00Z"}))
+        .await
+        .unwrap();
+    // e1 is forgotten: its repeat is late (eva's clock is e2's instant).
+    let (_, a) = s.post("/v1/events", &login("e1", START)).await.unwrap();
+    assert_eq!(status(&a), "refused", "{a}");
+    assert!(a["error"].as_str().unwrap().starts_with("late"), "{a}");
+    // e2, at eva's clock, is kept: its repeat is still a duplicate.
+    let (_, a) = s.post("/v1/events", &login("e2", later)).await.unwrap();
+    assert_eq!(status(&a), "duplicate", "{a}");
+    // A new input with the forgotten id is applied.
+    let (_, a) = s
+        .post("/v1/events", &login("e1", "2025-03-12T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(status(&a), "applied", "{a}");
+}
