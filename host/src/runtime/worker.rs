@@ -1,6 +1,7 @@
-//! Evaluating plugins over encoded batches: one call per batch on a warm instance, and, when a
+//! Evaluating plugins over encoded batches: one call per batch on a fresh instance, and, when a
 //! plugin traps on a record, an error for that record alone while the rest of the batch is
-//! evaluated again on a fresh instance.
+//! evaluated again on a fresh instance. A trap the plugin did not place on a record (before its
+//! first `regua.item`) is bisected: the batch is halved until the customers behind it are found.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -224,6 +225,10 @@ impl Worker {
         let started = std::time::Instant::now();
         let mut out: Vec<Option<RecordResult>> = vec![None; n];
         let mut todo = vec![(0usize, n)];
+        // Re-runs to find the customers behind a trap the plugin did not place (it trapped
+        // before calling `regua.item`): enough to bisect down to a few customers, bounded so a
+        // plugin that traps on everything costs a few calls, not one per customer.
+        let mut splits = 4 * (usize::BITS - n.leading_zeros()) as usize + 4;
         while let Some((lo, hi)) = todo.pop() {
             if lo >= hi {
                 continue;
@@ -276,6 +281,14 @@ impl Worker {
                         }
                         _ if !trapped && hi - lo > 1 => {
                             // Output over the cap: halve until the records at fault are found.
+                            let mid = lo + (hi - lo) / 2;
+                            todo.push((mid, hi));
+                            todo.push((lo, mid));
+                        }
+                        // A trap before the first `regua.item`: halve, so the customers of
+                        // the half that does not trap get their answers.
+                        _ if hi - lo > 1 && splits > 0 => {
+                            splits -= 1;
                             let mid = lo + (hi - lo) / 2;
                             todo.push((mid, hi));
                             todo.push((lo, mid));

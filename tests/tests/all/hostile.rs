@@ -806,3 +806,43 @@ fn runaway_compilations_cannot_pile_up() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A plugin that traps before ever calling `regua.item` (so nothing says on which customer)
+/// fails only the customer whose data trips it: the host halves the chunk until it finds them,
+/// and every other customer of the chunk gets its answer.
+#[test]
+fn a_trap_before_regua_item_fails_only_the_customer_behind_it() {
+    let mut customers = String::new();
+    for i in 1..=60 {
+        let id = if i == 37 { "c-BOOM".to_owned() } else { format!("c-{i}") };
+        customers.push_str(&format!("{{\"id\":\"{id}\"}}\n"));
+    }
+    let p = path("wat-trap-marker");
+    let out = regua(
+        &["batch", "--plugin", &p, "--input", "-", "--now", NOW],
+        &customers,
+    );
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 60);
+    for line in &lines {
+        let r = &line["results"]["wat-trap-marker"];
+        if line["id"] == "c-BOOM" {
+            let e = r["error"].as_str().unwrap();
+            assert!(e.contains("failed on customer `c-BOOM`"), "{e}");
+        } else {
+            assert_eq!(r["match"], true, "{line}");
+        }
+    }
+    // Every customer tripping it: each gets the error (the halving is bounded by the chunk's
+    // size, so a plugin that traps on everything costs a few calls per level, not one per customer).
+    let all: String = (1..=60).map(|i| format!("{{\"id\":\"BOOM-{i}\"}}\n")).collect();
+    let out = regua(
+        &["batch", "--plugin", &p, "--input", "-", "--now", NOW],
+        &all,
+    );
+    let errors = text(&out.stdout).matches("\"error\"").count();
+    assert_eq!(errors, 60, "{}", text(&out.stdout));
+}
