@@ -285,7 +285,10 @@ impl RunArgs {
         let mut send_list = self
             .send_list
             .as_deref()
-            .map(|p| create(p, "send list").map(|w| SendList::new(w, self.send_list_format)))
+            .map(|p| {
+                let w = create(p, "send list")?;
+                SendList::new(w, self.send_list_format).context("cannot start the send list")
+            })
             .transpose()?;
         let bar = super::progress_bar(self.quiet, total);
         let options = RunOptions {

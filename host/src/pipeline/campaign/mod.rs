@@ -342,23 +342,135 @@ pub enum SendListFormat {
     Ndjson,
     /// A header, then a row per message.
     Csv,
+    /// Apache Parquet (snappy), a typed column per field (`send_at` a UTC timestamp in
+    /// milliseconds), in row groups of 65,536 messages: for a data lake.
+    Parquet,
 }
+
+/// Messages per Parquet row group of a send list.
+const SEND_ROWS_PER_GROUP: usize = 65_536;
 
 /// Writes send-list rows.
 pub struct SendList<W: Write> {
     out: W,
     format: SendListFormat,
     header: bool,
+    parquet: Option<ParquetRows>,
+}
+
+/// A Parquet send list being written: rows wait for a row group; the writer writes into a
+/// spool that goes to the output after each group (the output need not be `Send`).
+struct ParquetRows {
+    writer: parquet::arrow::ArrowWriter<Spool>,
+    spool: Spool,
+    pending: Vec<SendRow>,
+}
+
+/// Bytes written by the Parquet writer, taken by the send list after each row group.
+#[derive(Clone, Default)]
+struct Spool(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("spool lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn send_list_schema() -> arrow_schema::SchemaRef {
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        text("customer", false),
+        text("campaign", false),
+        text("variant", true),
+        text("channel", false),
+        text("template", false),
+        text("category", false),
+        Field::new(
+            "send_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        text("journey", true),
+        text("step", true),
+    ]))
+}
+
+fn io_error(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+impl ParquetRows {
+    fn new() -> std::io::Result<Self> {
+        let spool = Spool::default();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(SEND_ROWS_PER_GROUP))
+            .build();
+        let writer =
+            parquet::arrow::ArrowWriter::try_new(spool.clone(), send_list_schema(), Some(props))
+                .map_err(io_error)?;
+        Ok(ParquetRows {
+            writer,
+            spool,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Writes the pending rows as a row group, and what the writer wrote to `out`.
+    fn write_group(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        use arrow_array::{ArrayRef, StringArray, TimestampMillisecondArray};
+        if !self.pending.is_empty() {
+            let rows = std::mem::take(&mut self.pending);
+            let text = |f: &dyn Fn(&SendRow) -> Option<&str>| -> ArrayRef {
+                Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+            };
+            let columns: Vec<ArrayRef> = vec![
+                text(&|r| Some(&r.customer)),
+                text(&|r| Some(&r.campaign)),
+                text(&|r| r.variant.as_deref()),
+                text(&|r| Some(r.channel.as_str())),
+                text(&|r| Some(&r.template)),
+                text(&|r| Some(r.category.as_str())),
+                Arc::new(
+                    TimestampMillisecondArray::from(
+                        rows.iter().map(|r| r.send_at.as_millis()).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                text(&|r| r.journey.as_deref()),
+                text(&|r| r.step.as_deref()),
+            ];
+            let batch = arrow_array::RecordBatch::try_new(send_list_schema(), columns)
+                .map_err(io_error)?;
+            self.writer.write(&batch).map_err(io_error)?;
+            self.writer.flush().map_err(io_error)?;
+        }
+        self.drain(out)
+    }
+
+    fn drain(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let bytes = std::mem::take(&mut *self.spool.0.lock().expect("spool lock"));
+        out.write_all(&bytes)
+    }
 }
 
 impl<W: Write> SendList<W> {
     /// A send list written to `out`.
-    pub fn new(out: W, format: SendListFormat) -> Self {
-        SendList {
+    pub fn new(out: W, format: SendListFormat) -> std::io::Result<Self> {
+        Ok(SendList {
             out,
             format,
             header: false,
-        }
+            parquet: match format {
+                SendListFormat::Parquet => Some(ParquetRows::new()?),
+                _ => None,
+            },
+        })
     }
 
     /// Writes `rows`.
@@ -397,12 +509,27 @@ impl<W: Write> SendList<W> {
                 let bytes = w.into_inner().map_err(|e| e.into_error())?;
                 self.out.write_all(&bytes)?;
             }
+            SendListFormat::Parquet => {
+                let p = self.parquet.as_mut().expect("a Parquet send list has its writer");
+                p.pending.extend_from_slice(rows);
+                if p.pending.len() >= SEND_ROWS_PER_GROUP {
+                    p.write_group(&mut self.out)?;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Flushes what is written.
-    pub fn flush(&mut self) -> std::io::Result<()> {
+    /// Writes what is left (a Parquet file's last row group and footer) and flushes. Call it
+    /// once, after the last rows.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(mut p) = self.parquet.take() {
+            p.write_group(&mut self.out)?;
+            let spool = p.spool.clone();
+            p.writer.close().map_err(io_error)?;
+            let bytes = std::mem::take(&mut *spool.0.lock().expect("spool lock"));
+            self.out.write_all(&bytes)?;
+        }
         self.out.flush()
     }
 }
@@ -510,7 +637,7 @@ pub fn run(
         return Err(anyhow::Error::new(e).context("cannot write the send list"));
     }
     if let Some(list) = send_list {
-        list.flush()
+        list.finish()
             .map_err(|e| anyhow::Error::new(e).context("cannot write the send list"))?;
     }
     Ok(collator.report)
