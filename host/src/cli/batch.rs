@@ -7,7 +7,18 @@ use clap::Args;
 
 use super::{InputArgs, LimitArgs, StreamArgs};
 use crate::pipeline::batch::{self, BatchOptions, Plugins};
-use crate::pipeline::output::Format;
+use crate::pipeline::output::{Format, ParquetAnswers};
+
+/// How `regua batch` writes its answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// One JSON object per line, with every plugin's full answer and reasons.
+    Ndjson,
+    /// A header, then `line,id,<plugin>…,error`, each plugin's short answer.
+    Csv,
+    /// Apache Parquet (snappy): the CSV columns, typed.
+    Parquet,
+}
 use crate::runtime::worker::Evaluation;
 
 /// Evaluate plugins over customers (NDJSON, Parquet or Arrow IPC): one output line per input
@@ -40,10 +51,11 @@ pub(crate) struct BatchArgs {
     /// Where results go; - for standard output.
     #[arg(long, short, value_name = "FILE|-", default_value = "-")]
     output: PathBuf,
-    /// How answers are written: ndjson (full answers with reasons) or csv (a header, then
-    /// line,id, one column per plugin with its short answer, and error).
-    #[arg(long, value_enum, default_value_t = Format::Ndjson)]
-    format: Format,
+    /// How answers are written: ndjson (full answers with reasons), csv (a header, then
+    /// line,id, one column per plugin with its short answer, and error) or parquet (the csv
+    /// columns typed: line an integer, a segment's column a boolean, a failed answer null).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Ndjson)]
+    format: OutputFormat,
     #[command(flatten)]
     stream: StreamArgs,
     /// Evaluate every line even when its customer id was on an earlier line. By default a
@@ -130,12 +142,36 @@ impl BatchArgs {
             )
         };
         let output = BufWriter::with_capacity(1 << 20, output);
+        // Parquet: the CSV answers, read back into typed columns as they are written.
+        let (mut parquet, mut plain) = match self.format {
+            OutputFormat::Parquet => {
+                let names: Vec<String> =
+                    plugins.evals().iter().map(|e| e.plugin.name().to_owned()).collect();
+                let segments = plugins
+                    .evals()
+                    .iter()
+                    .map(|e| e.plugin.kind() == regua_sdk::Kind::Segment)
+                    .collect();
+                let answers = ParquetAnswers::new(output, &names, segments)
+                    .context("cannot start the Parquet output")?;
+                (Some(answers), None)
+            }
+            _ => (None, Some(output)),
+        };
+        let output: Box<dyn Write + '_> = match (&mut parquet, &mut plain) {
+            (Some(p), _) => Box::new(p),
+            (_, Some(o)) => Box::new(o),
+            _ => unreachable!("one of the two outputs"),
+        };
 
         let bar = super::progress_bar(self.quiet, total);
         let options = BatchOptions {
             chunking: self.stream.chunking(),
             allow_repeated_ids: self.allow_repeated_ids,
-            format: self.format,
+            format: match self.format {
+                OutputFormat::Ndjson => Format::Ndjson,
+                OutputFormat::Csv | OutputFormat::Parquet => Format::Csv,
+            },
             max_failures: self.max_failures,
         };
         let summary = batch::run(
@@ -147,6 +183,14 @@ impl BatchArgs {
             &super::show_progress(&bar),
         );
         bar.finish_and_clear();
+        // Whatever was answered is written out (a Parquet file gets its footer), also when the
+        // run stopped early.
+        let written = match (parquet, &mut plain) {
+            (Some(p), _) => p.finish(),
+            (None, Some(o)) => o.flush(),
+            (None, None) => Ok(()),
+        };
+        written.context("cannot write output")?;
         let summary = match summary {
             Ok(summary) => summary,
             Err(e) if self.max_failures.is_some() && e.to_string().contains("--max-failures") => {

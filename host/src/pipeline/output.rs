@@ -1,5 +1,8 @@
 //! The JSON shapes of answers: every result names the plugin and its version.
 
+use std::io::Write;
+use std::sync::Arc;
+
 use regua_sdk::{Action, Verdict};
 use serde::Serialize;
 
@@ -315,5 +318,187 @@ impl Tally {
         } else {
             body
         }
+    }
+}
+
+/// Bytes a Parquet writer wrote, for the owner to take after each row group (so the final
+/// output need not be `Send`, as the writer requires of what it writes to).
+#[derive(Clone, Default)]
+pub struct Spool(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Spool {
+    /// The bytes written since the last take.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().expect("spool lock"))
+    }
+}
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("spool lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An error of a writer as an I/O error.
+pub fn io_error(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+/// Rows per Parquet row group of batch answers.
+const ANSWER_ROWS_PER_GROUP: usize = 65_536;
+
+/// Batch answers as Parquet: takes the CSV answers (`line,id,<plugin>…,error`, header first) as
+/// they are written, in input order, and writes the same columns typed: `line` an unsigned
+/// integer, a segment's column a boolean, a rest policy's or journey's its short answer as text,
+/// an empty or `error` cell null (the `error` column says why). The CSV path stays the one place
+/// answers are formatted; this only reads its records back.
+pub struct ParquetAnswers<W: Write> {
+    out: W,
+    segments: Vec<bool>,
+    schema: arrow_schema::SchemaRef,
+    writer: Option<parquet::arrow::ArrowWriter<Spool>>,
+    spool: Spool,
+    /// CSV bytes not yet read (the tail of an unfinished record).
+    pending: Vec<u8>,
+    header_seen: bool,
+    rows: Vec<csv::StringRecord>,
+}
+
+impl<W: Write> ParquetAnswers<W> {
+    /// Answers of plugins named `names` (whether each is a segment in `segments`) to `out`.
+    pub fn new(out: W, names: &[String], segments: Vec<bool>) -> std::io::Result<Self> {
+        use arrow_schema::{DataType, Field, Schema};
+        let mut fields = vec![
+            Field::new("line", DataType::UInt64, false),
+            Field::new("id", DataType::Utf8, true),
+        ];
+        for (name, segment) in names.iter().zip(&segments) {
+            let t = if *segment { DataType::Boolean } else { DataType::Utf8 };
+            fields.push(Field::new(name, t, true));
+        }
+        fields.push(Field::new("error", DataType::Utf8, true));
+        let schema = std::sync::Arc::new(Schema::new(fields));
+        let spool = Spool::default();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ANSWER_ROWS_PER_GROUP))
+            .build();
+        let writer = parquet::arrow::ArrowWriter::try_new(spool.clone(), schema.clone(), Some(props))
+            .map_err(io_error)?;
+        Ok(ParquetAnswers {
+            out,
+            segments,
+            schema,
+            writer: Some(writer),
+            spool,
+            pending: Vec::new(),
+            header_seen: false,
+            rows: Vec::new(),
+        })
+    }
+
+    /// Reads the complete CSV records of `pending`: those ending at a newline outside quotes.
+    fn read_records(&mut self) -> std::io::Result<()> {
+        let mut quoted = false;
+        let mut cut = 0;
+        for (i, b) in self.pending.iter().enumerate() {
+            match b {
+                b'"' => quoted = !quoted,
+                b'\n' if !quoted => cut = i + 1,
+                _ => {}
+            }
+        }
+        if cut == 0 {
+            return Ok(());
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&self.pending[..cut]);
+        for record in reader.records() {
+            let record = record.map_err(io_error)?;
+            if !self.header_seen {
+                self.header_seen = true;
+                continue;
+            }
+            self.rows.push(record);
+        }
+        self.pending.drain(..cut);
+        if self.rows.len() >= ANSWER_ROWS_PER_GROUP {
+            self.write_group()?;
+        }
+        Ok(())
+    }
+
+    fn write_group(&mut self) -> std::io::Result<()> {
+        use arrow_array::{ArrayRef, BooleanArray, StringArray, UInt64Array};
+        let rows = std::mem::take(&mut self.rows);
+        if !rows.is_empty() {
+            fn cell(r: &csv::StringRecord, i: usize) -> Option<&str> {
+                r.get(i).filter(|c| !c.is_empty() && *c != "error")
+            }
+            let text = |i: usize| -> ArrayRef {
+                Arc::new(StringArray::from(rows.iter().map(|r| cell(r, i)).collect::<Vec<_>>()))
+            };
+            let mut columns: Vec<ArrayRef> = vec![
+                Arc::new(UInt64Array::from(
+                    rows.iter()
+                        .map(|r| r.get(0).and_then(|c| c.parse().ok()).unwrap_or(0))
+                        .collect::<Vec<u64>>(),
+                )),
+                text(1),
+            ];
+            for (k, segment) in self.segments.iter().enumerate() {
+                let i = k + 2;
+                columns.push(if *segment {
+                    Arc::new(BooleanArray::from(
+                        rows.iter().map(|r| cell(r, i).map(|c| c == "true")).collect::<Vec<_>>(),
+                    ))
+                } else {
+                    text(i)
+                });
+            }
+            let error = self.segments.len() + 2;
+            columns.push(Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| r.get(error).filter(|c| !c.is_empty()))
+                    .collect::<Vec<_>>(),
+            )));
+            let batch = arrow_array::RecordBatch::try_new(self.schema.clone(), columns)
+                .map_err(io_error)?;
+            let writer = self.writer.as_mut().expect("open until finished");
+            writer.write(&batch).map_err(io_error)?;
+            writer.flush().map_err(io_error)?;
+        }
+        self.out.write_all(&self.spool.take())
+    }
+
+    /// Writes the last rows and the file's footer.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            self.pending.push(b'\n');
+            self.read_records()?;
+        }
+        self.write_group()?;
+        if let Some(w) = self.writer.take() {
+            w.close().map_err(io_error)?;
+        }
+        self.out.write_all(&self.spool.take())?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Write for ParquetAnswers<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        self.read_records()?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

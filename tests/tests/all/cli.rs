@@ -537,3 +537,80 @@ fn regua_new_inside_a_checkout_uses_its_sdk() {
     );
     assert!(!inside.path().join("regua-sdk").exists());
 }
+
+/// `--format parquet` writes the CSV columns typed: `line` an integer, a segment's answer a
+/// boolean, a journey's short answer text, an empty or failed answer null, the error text; one
+/// row per input line, in order, whatever the file's size (row groups), and read back by any
+/// Parquet reader.
+#[test]
+fn batch_writes_parquet_with_typed_columns() {
+    use arrow_array::{Array, BooleanArray, StringArray, UInt64Array};
+    let mut input = String::from(
+        "{\"id\":\"a, \\\"the first\\\"\"}\n{broken\n{\"id\":\"b\",\"profile\":{\"created_at\":\"2025-03-11T11:00:00Z\"}}\n{\"id\":\"b\"}\n",
+    );
+    let many = 70_000;
+    for i in 0..many {
+        input.push_str(&format!("{{\"id\":\"c{i}\"}}\n"));
+    }
+    let (lapsed, welcome) = (wasm("lapsed"), wasm("welcome"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("answers.parquet");
+    let out = regua(
+        &[
+            "batch",
+            "--format",
+            "parquet",
+            "-p",
+            lapsed.to_str().unwrap(),
+            "-p",
+            welcome.to_str().unwrap(),
+            "-i",
+            "-",
+            "-o",
+            path.to_str().unwrap(),
+            "--now",
+            "2025-03-11T12:00:00Z",
+            "-q",
+        ],
+        &input,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = std::fs::File::open(&path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows: Vec<(u64, Option<String>, Option<bool>, Option<String>, Option<String>)> =
+        Vec::new();
+    for batch in reader {
+        let b = batch.unwrap();
+        let names: Vec<&str> = b.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["line", "id", "lapsed", "welcome", "error"]);
+        let col = |i: usize| b.column(i).as_any();
+        let line = col(0).downcast_ref::<UInt64Array>().unwrap();
+        let id = col(1).downcast_ref::<StringArray>().unwrap();
+        let lapsed = col(2).downcast_ref::<BooleanArray>().unwrap();
+        let welcome = col(3).downcast_ref::<StringArray>().unwrap();
+        let error = col(4).downcast_ref::<StringArray>().unwrap();
+        let s = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
+        for i in 0..b.num_rows() {
+            rows.push((
+                line.value(i),
+                s(id, i),
+                (!lapsed.is_null(i)).then(|| lapsed.value(i)),
+                s(welcome, i),
+                s(error, i),
+            ));
+        }
+    }
+    assert_eq!(rows.len(), 4 + many, "one row per input line");
+    assert!(rows.iter().enumerate().all(|(i, r)| r.0 == i as u64 + 1), "in order");
+    assert_eq!(rows[0], (1, Some("a, \"the first\"".into()), Some(false), None, None));
+    assert_eq!((rows[1].1.as_deref(), rows[1].2), (None, None));
+    assert!(rows[1].4.as_deref().unwrap().starts_with("key must be a string"), "{:?}", rows[1]);
+    let entered = rows[2].3.as_deref().unwrap();
+    assert!(entered.starts_with("enter:welcome ") && entered.contains(" send:email:"), "{entered}");
+    assert_eq!((rows[3].2, rows[3].3.as_deref()), (None, None));
+    assert!(rows[3].4.as_deref().unwrap().contains("earlier line"), "{:?}", rows[3]);
+    assert_eq!(rows[4 + many - 1], (4 + many as u64, Some(format!("c{}", many - 1)), Some(false), None, None));
+}

@@ -18,7 +18,7 @@ pub use decide::{CustomerRun, Decision, Kind, Plan, Planned, RunInputs};
 pub use definition::{Campaign, Campaigns, Company, Definition, FileError};
 
 use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, Input, LineRead, SeenIds};
-use crate::pipeline::output::write_error_line;
+use crate::pipeline::output::{Spool, io_error, write_error_line};
 use crate::runtime::worker::Worker;
 
 /// One message of the send list.
@@ -366,20 +366,6 @@ struct ParquetRows {
     pending: Vec<SendRow>,
 }
 
-/// Bytes written by the Parquet writer, taken by the send list after each row group.
-#[derive(Clone, Default)]
-struct Spool(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Write for Spool {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("spool lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn send_list_schema() -> arrow_schema::SchemaRef {
     use arrow_schema::{DataType, Field, Schema, TimeUnit};
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
@@ -400,9 +386,6 @@ fn send_list_schema() -> arrow_schema::SchemaRef {
     ]))
 }
 
-fn io_error(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
-    std::io::Error::other(e)
-}
 
 impl ParquetRows {
     fn new() -> std::io::Result<Self> {
@@ -454,8 +437,7 @@ impl ParquetRows {
     }
 
     fn drain(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let bytes = std::mem::take(&mut *self.spool.0.lock().expect("spool lock"));
-        out.write_all(&bytes)
+        out.write_all(&self.spool.take())
     }
 }
 
@@ -527,8 +509,7 @@ impl<W: Write> SendList<W> {
             p.write_group(&mut self.out)?;
             let spool = p.spool.clone();
             p.writer.close().map_err(io_error)?;
-            let bytes = std::mem::take(&mut *spool.0.lock().expect("spool lock"));
-            self.out.write_all(&bytes)?;
+            self.out.write_all(&spool.take())?;
         }
         self.out.flush()
     }
