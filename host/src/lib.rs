@@ -28,7 +28,7 @@ pub mod pipeline;
 pub mod runtime;
 pub mod service;
 
-pub use pipeline::record::EncodedBatch;
+pub use runtime::chunk::EncodedBatch;
 pub use runtime::engine::{Engine, Limits};
 pub use runtime::error::{CallError, LoadError};
 pub use runtime::plugin::Plugin;

@@ -145,8 +145,11 @@ impl BatchArgs {
         // Parquet: the CSV answers, read back into typed columns as they are written.
         let (mut parquet, mut plain) = match self.format {
             OutputFormat::Parquet => {
-                let names: Vec<String> =
-                    plugins.evals().iter().map(|e| e.plugin.name().to_owned()).collect();
+                let names: Vec<String> = plugins
+                    .evals()
+                    .iter()
+                    .map(|e| e.plugin.name().to_owned())
+                    .collect();
                 let segments = plugins
                     .evals()
                     .iter()

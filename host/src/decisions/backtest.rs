@@ -16,7 +16,7 @@ use std::sync::Arc;
 use regua_sdk::{Contact, Duration, Fields, Message, Record, Timestamp, Verdict};
 use serde::Serialize;
 
-use crate::pipeline::record::EncodedBatch;
+use crate::runtime::chunk::EncodedBatch;
 use crate::runtime::plugin::Plugin;
 use crate::runtime::worker::{Evaluation, Inputs, Outcome, Worker};
 

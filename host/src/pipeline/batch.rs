@@ -12,8 +12,8 @@ use regua_sdk::{Fields, Record};
 
 use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, Input, LineRead, SeenIds};
 use crate::pipeline::output::{self, Class, Format, Tally};
-use crate::pipeline::record::EncodedBatch;
 use crate::pipeline::recorder::Recorder;
+use crate::runtime::chunk::EncodedBatch;
 use crate::runtime::error::CallError;
 use crate::runtime::plugin::Plugin;
 use crate::runtime::worker::{Evaluation, RecordResult, Worker};

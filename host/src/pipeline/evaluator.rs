@@ -83,14 +83,7 @@ impl<'a> Input<'a> {
     }
 }
 
-/// One line of a chunk, read as a record.
-#[derive(Debug)]
-pub enum LineRead {
-    /// A valid record: its index among the chunk's records.
-    Record(usize),
-    /// Not a valid record: the id, when it can still be read, and what is wrong.
-    Bad(Option<String>, String),
-}
+pub use crate::pipeline::record::LineRead;
 
 impl Chunk {
     /// The lines, without their line endings.

@@ -377,7 +377,11 @@ impl<W: Write> ParquetAnswers<W> {
             Field::new("id", DataType::Utf8, true),
         ];
         for (name, segment) in names.iter().zip(&segments) {
-            let t = if *segment { DataType::Boolean } else { DataType::Utf8 };
+            let t = if *segment {
+                DataType::Boolean
+            } else {
+                DataType::Utf8
+            };
             fields.push(Field::new(name, t, true));
         }
         fields.push(Field::new("error", DataType::Utf8, true));
@@ -387,8 +391,9 @@ impl<W: Write> ParquetAnswers<W> {
             .set_compression(parquet::basic::Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ANSWER_ROWS_PER_GROUP))
             .build();
-        let writer = parquet::arrow::ArrowWriter::try_new(spool.clone(), schema.clone(), Some(props))
-            .map_err(io_error)?;
+        let writer =
+            parquet::arrow::ArrowWriter::try_new(spool.clone(), schema.clone(), Some(props))
+                .map_err(io_error)?;
         Ok(ParquetAnswers {
             out,
             segments,
@@ -442,7 +447,9 @@ impl<W: Write> ParquetAnswers<W> {
                 r.get(i).filter(|c| !c.is_empty() && *c != "error")
             }
             let text = |i: usize| -> ArrayRef {
-                Arc::new(StringArray::from(rows.iter().map(|r| cell(r, i)).collect::<Vec<_>>()))
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| cell(r, i)).collect::<Vec<_>>(),
+                ))
             };
             let mut columns: Vec<ArrayRef> = vec![
                 Arc::new(UInt64Array::from(
@@ -456,7 +463,9 @@ impl<W: Write> ParquetAnswers<W> {
                 let i = k + 2;
                 columns.push(if *segment {
                     Arc::new(BooleanArray::from(
-                        rows.iter().map(|r| cell(r, i).map(|c| c == "true")).collect::<Vec<_>>(),
+                        rows.iter()
+                            .map(|r| cell(r, i).map(|c| c == "true"))
+                            .collect::<Vec<_>>(),
                     ))
                 } else {
                     text(i)

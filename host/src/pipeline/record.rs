@@ -1,11 +1,16 @@
-//! Reading customer records: parsed and validated once, then encoded once for every plugin.
-
-use std::ops::Range;
-
-use regua_sdk::Record;
-use regua_sdk::wire;
+//! Reading customer records: parsed and validated once (then encoded once for every plugin,
+//! [`crate::runtime::chunk`]).
 
 pub use regua_sdk::record::{parse_customer, parse_customer_bytes};
+
+/// One line (or row) of a chunk, read as a record.
+#[derive(Debug)]
+pub enum LineRead {
+    /// A valid record: its index among the chunk's records.
+    Record(usize),
+    /// Not a valid record: the id, when it can still be read, and what is wrong.
+    Bad(Option<String>, String),
+}
 
 /// The `id` of a record that failed to parse, when it can still be read.
 pub fn salvage_id(bytes: &[u8]) -> Option<String> {
@@ -21,58 +26,6 @@ pub fn salvage_id(bytes: &[u8]) -> Option<String> {
     };
     // An id too long to be one is not echoed back: the error says how long it is.
     (id.len() <= regua_sdk::record::MAX_ID_BYTES).then_some(id)
-}
-
-/// Customers encoded once for the ABI, ready to hand to any number of plugins, whole or in
-/// sub-ranges.
-#[derive(Debug, Default, Clone)]
-pub struct EncodedBatch {
-    bytes: Vec<u8>,
-    spans: Vec<Range<usize>>,
-    ids: Vec<String>,
-}
-
-impl EncodedBatch {
-    /// An empty batch.
-    pub fn new() -> Self {
-        EncodedBatch::default()
-    }
-
-    /// Adds a customer.
-    pub fn push(&mut self, customer: &Record) {
-        self.push_reading(customer, regua_sdk::Fields::all());
-    }
-
-    /// Adds a customer for plugins that read only `fields`.
-    pub fn push_reading(&mut self, customer: &Record, fields: regua_sdk::Fields) {
-        let start = self.bytes.len();
-        wire::encode_customer_reading(customer, fields, &mut self.bytes);
-        self.spans.push(start..self.bytes.len());
-        self.ids.push(customer.id.clone());
-    }
-
-    /// Number of customers.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// The id of customer `i`.
-    pub fn id(&self, i: usize) -> &str {
-        &self.ids[i]
-    }
-
-    /// The encoded customers `range`, back to back (without the count header).
-    pub(crate) fn slice(&self, range: Range<usize>) -> &[u8] {
-        if range.is_empty() {
-            return &[];
-        }
-        &self.bytes[self.spans[range.start].start..self.spans[range.end - 1].end]
-    }
 }
 
 #[cfg(test)]

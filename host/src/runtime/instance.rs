@@ -11,7 +11,6 @@ use wasmtime::{
 
 use crate::runtime::engine::{self, Engine, Limits, TABLE_ELEMENT_BYTES};
 use crate::runtime::error::LoadError;
-use crate::runtime::plugin::Plugin;
 
 /// Longest panic message kept from a plugin, in bytes.
 const MAX_PANIC: usize = 4 << 10;
@@ -349,7 +348,7 @@ pub(crate) struct Instance {
 impl Instance {
     /// A fresh instance whose start-up (data segments and `start` function) runs within
     /// `budget`, which also covers what the instance is then used for.
-    fn create(
+    pub(crate) fn create(
         engine: &Engine,
         pre: &InstancePre<StoreState>,
         name: &str,
@@ -391,12 +390,6 @@ impl Instance {
             evaluate,
             metadata,
         })
-    }
-
-    /// A fresh instance of `plugin` for one call over `customers` customers.
-    pub(crate) fn for_call(plugin: &Plugin, customers: usize) -> Result<Self, Failure> {
-        let budget = Budget::call(&plugin.engine.limits, customers);
-        Instance::create(&plugin.engine, &plugin.pre(), plugin.name(), budget)
     }
 
     /// Gives a reused instance a new call's budget (benchmarks only: the product never reuses

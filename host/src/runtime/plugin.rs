@@ -165,6 +165,15 @@ impl Plugin {
     }
 
     /// The code to make an instance from.
+    /// A fresh instance for one call over `customers` customers, with that call's budget.
+    pub(crate) fn instance_for_call(
+        &self,
+        customers: usize,
+    ) -> Result<instance::Instance, instance::Failure> {
+        let budget = instance::Budget::call(&self.engine.limits, customers);
+        instance::Instance::create(&self.engine, &self.pre(), self.name(), budget)
+    }
+
     pub(crate) fn pre(&self) -> Arc<InstancePre<StoreState>> {
         self.code
             .read()

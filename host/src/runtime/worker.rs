@@ -10,7 +10,7 @@ use regua_sdk::wire::{self, CallContext};
 use regua_sdk::{Decision, Event, JourneyOutcome, Kind, Match, Message, Timestamp};
 use serde::Serialize;
 
-use crate::pipeline::record::EncodedBatch;
+use crate::runtime::chunk::EncodedBatch;
 use crate::runtime::error::CallError;
 use crate::runtime::instance::{Failure, Instance};
 use crate::runtime::plugin::Plugin;
@@ -141,14 +141,14 @@ impl Worker {
         records: usize,
     ) -> Result<Vec<u8>, Failure> {
         let Some(warm) = &mut self.warm else {
-            return Instance::for_call(plugin, records)?.call(ctx, batch, records);
+            return plugin.instance_for_call(records)?.call(ctx, batch, records);
         };
         let mut instance = match warm.remove(&plugin.version) {
             Some(mut instance) => {
                 instance.begin(records);
                 instance
             }
-            None => Instance::for_call(plugin, records)?,
+            None => plugin.instance_for_call(records)?,
         };
         let result = instance.call(ctx, batch, records);
         if !matches!(&result, Err(f) if f.trapped) {

@@ -974,8 +974,7 @@ fn a_parquet_send_list_reads_back_as_the_ndjson_one() {
             .unwrap()
             .clone();
         let cols: Vec<(&str, StringArray)> = [
-            "customer", "campaign", "variant", "channel", "template", "category", "journey",
-            "step",
+            "customer", "campaign", "variant", "channel", "template", "category", "journey", "step",
         ]
         .into_iter()
         .map(|n| (n, text(n)))

@@ -580,11 +580,21 @@ fn batch_writes_parquet_with_typed_columns() {
         .unwrap()
         .build()
         .unwrap();
-    let mut rows: Vec<(u64, Option<String>, Option<bool>, Option<String>, Option<String>)> =
-        Vec::new();
+    let mut rows: Vec<(
+        u64,
+        Option<String>,
+        Option<bool>,
+        Option<String>,
+        Option<String>,
+    )> = Vec::new();
     for batch in reader {
         let b = batch.unwrap();
-        let names: Vec<&str> = b.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+        let names: Vec<&str> = b
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         assert_eq!(names, ["line", "id", "lapsed", "welcome", "error"]);
         let col = |i: usize| b.column(i).as_any();
         let line = col(0).downcast_ref::<UInt64Array>().unwrap();
@@ -604,13 +614,43 @@ fn batch_writes_parquet_with_typed_columns() {
         }
     }
     assert_eq!(rows.len(), 4 + many, "one row per input line");
-    assert!(rows.iter().enumerate().all(|(i, r)| r.0 == i as u64 + 1), "in order");
-    assert_eq!(rows[0], (1, Some("a, \"the first\"".into()), Some(false), None, None));
+    assert!(
+        rows.iter().enumerate().all(|(i, r)| r.0 == i as u64 + 1),
+        "in order"
+    );
+    assert_eq!(
+        rows[0],
+        (1, Some("a, \"the first\"".into()), Some(false), None, None)
+    );
     assert_eq!((rows[1].1.as_deref(), rows[1].2), (None, None));
-    assert!(rows[1].4.as_deref().unwrap().starts_with("key must be a string"), "{:?}", rows[1]);
+    assert!(
+        rows[1]
+            .4
+            .as_deref()
+            .unwrap()
+            .starts_with("key must be a string"),
+        "{:?}",
+        rows[1]
+    );
     let entered = rows[2].3.as_deref().unwrap();
-    assert!(entered.starts_with("enter:welcome ") && entered.contains(" send:email:"), "{entered}");
+    assert!(
+        entered.starts_with("enter:welcome ") && entered.contains(" send:email:"),
+        "{entered}"
+    );
     assert_eq!((rows[3].2, rows[3].3.as_deref()), (None, None));
-    assert!(rows[3].4.as_deref().unwrap().contains("earlier line"), "{:?}", rows[3]);
-    assert_eq!(rows[4 + many - 1], (4 + many as u64, Some(format!("c{}", many - 1)), Some(false), None, None));
+    assert!(
+        rows[3].4.as_deref().unwrap().contains("earlier line"),
+        "{:?}",
+        rows[3]
+    );
+    assert_eq!(
+        rows[4 + many - 1],
+        (
+            4 + many as u64,
+            Some(format!("c{}", many - 1)),
+            Some(false),
+            None,
+            None
+        )
+    );
 }

@@ -814,7 +814,11 @@ fn runaway_compilations_cannot_pile_up() {
 fn a_trap_before_regua_item_fails_only_the_customer_behind_it() {
     let mut customers = String::new();
     for i in 1..=60 {
-        let id = if i == 37 { "c-BOOM".to_owned() } else { format!("c-{i}") };
+        let id = if i == 37 {
+            "c-BOOM".to_owned()
+        } else {
+            format!("c-{i}")
+        };
         customers.push_str(&format!("{{\"id\":\"{id}\"}}\n"));
     }
     let p = path("wat-trap-marker");
@@ -838,7 +842,9 @@ fn a_trap_before_regua_item_fails_only_the_customer_behind_it() {
     }
     // Every customer tripping it: each gets the error (the halving is bounded by the chunk's
     // size, so a plugin that traps on everything costs a few calls per level, not one per customer).
-    let all: String = (1..=60).map(|i| format!("{{\"id\":\"BOOM-{i}\"}}\n")).collect();
+    let all: String = (1..=60)
+        .map(|i| format!("{{\"id\":\"BOOM-{i}\"}}\n"))
+        .collect();
     let out = regua(
         &["batch", "--plugin", &p, "--input", "-", "--now", NOW],
         &all,

@@ -1314,7 +1314,8 @@ async fn concurrent_inputs_without_an_instant_are_all_applied_in_turn() {
 async fn input_ids_are_remembered_for_the_dedup_window_and_late_repeats_stay_refused() {
     let state = tempfile::tempdir().unwrap();
     let s = serve_state_with(state.path(), START, &["--dedup-days", "1"]);
-    let login = |id: &str, at: &str| json!({"id": id, "customer": "eva", "at": at, "name": "login"});
+    let login =
+        |id: &str, at: &str| json!({"id": id, "customer": "eva", "at": at, "name": "login"});
     let status = |a: &Value| a["status"].as_str().unwrap().to_owned();
     let later = "2025-03-10T00:04:00Z";
     for (e, at) in [("e1", START), ("e2", later)] {

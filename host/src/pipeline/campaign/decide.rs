@@ -17,7 +17,7 @@ use regua_sdk::{
 use serde::Serialize;
 
 use super::definition::{Campaign, Campaigns, PluginRef, buckets_of};
-use crate::pipeline::record::EncodedBatch;
+use crate::runtime::chunk::EncodedBatch;
 use crate::runtime::plugin::Plugin;
 use crate::runtime::worker::{Evaluation, Inputs, Outcome, Worker};
 

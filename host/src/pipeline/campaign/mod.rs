@@ -386,7 +386,6 @@ fn send_list_schema() -> arrow_schema::SchemaRef {
     ]))
 }
 
-
 impl ParquetRows {
     fn new() -> std::io::Result<Self> {
         let spool = Spool::default();
@@ -421,15 +420,17 @@ impl ParquetRows {
                 text(&|r| Some(r.category.as_str())),
                 Arc::new(
                     TimestampMillisecondArray::from(
-                        rows.iter().map(|r| r.send_at.as_millis()).collect::<Vec<_>>(),
+                        rows.iter()
+                            .map(|r| r.send_at.as_millis())
+                            .collect::<Vec<_>>(),
                     )
                     .with_timezone("UTC"),
                 ),
                 text(&|r| r.journey.as_deref()),
                 text(&|r| r.step.as_deref()),
             ];
-            let batch = arrow_array::RecordBatch::try_new(send_list_schema(), columns)
-                .map_err(io_error)?;
+            let batch =
+                arrow_array::RecordBatch::try_new(send_list_schema(), columns).map_err(io_error)?;
             self.writer.write(&batch).map_err(io_error)?;
             self.writer.flush().map_err(io_error)?;
         }
@@ -492,7 +493,10 @@ impl<W: Write> SendList<W> {
                 self.out.write_all(&bytes)?;
             }
             SendListFormat::Parquet => {
-                let p = self.parquet.as_mut().expect("a Parquet send list has its writer");
+                let p = self
+                    .parquet
+                    .as_mut()
+                    .expect("a Parquet send list has its writer");
                 p.pending.extend_from_slice(rows);
                 if p.pending.len() >= SEND_ROWS_PER_GROUP {
                     p.write_group(&mut self.out)?;
