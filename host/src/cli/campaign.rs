@@ -81,6 +81,11 @@ struct RunArgs {
     /// Where the answers go; - for standard output.
     #[arg(long, short, value_name = "FILE|-", default_value = "-")]
     output: PathBuf,
+    /// How the answers are written: ndjson (a JSON object per input line) or parquet (a row per
+    /// input line: line, id, error, and messages, decisions and journeys as typed lists; see
+    /// docs/CAMPAIGNS.md).
+    #[arg(long, value_enum, default_value_t = AnswersFormat::Ndjson)]
+    format: AnswersFormat,
     /// The instant of the run (RFC 3339): campaigns, journeys and rest policies are judged at it.
     #[arg(long, value_name = "RFC3339")]
     now: String,
@@ -250,6 +255,15 @@ impl CheckArgs {
     }
 }
 
+/// How `regua campaign run` writes its answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AnswersFormat {
+    /// One JSON object per input line.
+    Ndjson,
+    /// Apache Parquet: a row per input line, typed.
+    Parquet,
+}
+
 pub(crate) fn create(path: &Path, what: &str) -> anyhow::Result<Box<dyn Write>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::stdout().lock()));
@@ -282,6 +296,21 @@ impl RunArgs {
 
         let (input, total) = super::open_input(&self.input, plan.reads())?;
         let output = create(&self.output, "output")?;
+        let (mut parquet, mut plain) = match self.format {
+            AnswersFormat::Parquet => (
+                Some(
+                    crate::pipeline::output::ParquetRunAnswers::new(output)
+                        .context("cannot start the Parquet answers")?,
+                ),
+                None,
+            ),
+            AnswersFormat::Ndjson => (None, Some(output)),
+        };
+        let output: Box<dyn Write + '_> = match (&mut parquet, &mut plain) {
+            (Some(p), _) => Box::new(p),
+            (_, Some(o)) => Box::new(o),
+            _ => unreachable!("one of the two outputs"),
+        };
         let mut send_list = self
             .send_list
             .as_deref()
@@ -306,7 +335,13 @@ impl RunArgs {
         );
         bar.finish_and_clear();
         super::decisions::close(log.as_ref())?;
+        let written = match (parquet, &mut plain) {
+            (Some(p), _) => p.finish(),
+            (None, Some(o)) => o.flush(),
+            (None, None) => Ok(()),
+        };
         let report = report?;
+        written.context("cannot write the answers")?;
         if let Some(path) = &self.funnel {
             let text = serde_json::to_string_pretty(&report).expect("a report is JSON");
             std::fs::write(path, text + "\n")

@@ -511,3 +511,185 @@ impl<W: Write> Write for ParquetAnswers<W> {
         Ok(())
     }
 }
+
+/// Campaign-run answers as Parquet: one row per input line, in order, decoded from the NDJSON
+/// answers by a fixed schema (`docs/CAMPAIGNS.md`): `line`, `id`, `error` (a line that is not a
+/// valid record, or a repeated id), `messages`, `decisions` (campaign, outcome, variant,
+/// reasons, error) and `journeys` (the new journey states), lists of structs with timestamps as
+/// UTC milliseconds. The NDJSON answer stays the one place answers are formatted.
+pub struct ParquetRunAnswers<W: Write> {
+    out: W,
+    decoder: arrow_json::reader::Decoder,
+    schema: arrow_schema::SchemaRef,
+    writer: Option<parquet::arrow::ArrowWriter<Spool>>,
+    spool: Spool,
+    /// Bytes of an answer line not yet complete.
+    pending: Vec<u8>,
+    /// Lines decoded and not yet written.
+    decoded: usize,
+    /// Lines written.
+    lines: u64,
+}
+
+fn run_answers_schema() -> arrow_schema::SchemaRef {
+    use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let instant = |name: &str| {
+        // An offset, not a zone name: the JSON decoder resolves only offsets.
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            true,
+        )
+    };
+    let list_of = |name: &str, fields: Vec<Field>| {
+        let item = Field::new("item", DataType::Struct(Fields::from(fields)), true);
+        Field::new(name, DataType::List(Arc::new(item)), true)
+    };
+    let message = vec![
+        text("campaign"),
+        text("variant"),
+        text("channel"),
+        text("template"),
+        text("category"),
+        instant("send_at"),
+        text("journey"),
+        text("step"),
+    ];
+    let reasons = Field::new(
+        "reasons",
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        true,
+    );
+    Arc::new(Schema::new(vec![
+        text("id"),
+        text("error"),
+        list_of("messages", message),
+        list_of(
+            "decisions",
+            vec![
+                text("campaign"),
+                text("outcome"),
+                text("variant"),
+                reasons,
+                text("error"),
+            ],
+        ),
+        list_of(
+            "journeys",
+            vec![
+                text("journey"),
+                Field::new("instance", DataType::UInt32, true),
+                text("status"),
+                instant("entered_at"),
+                text("step"),
+                instant("step_entered_at"),
+                text("variant"),
+                text("exit_reason"),
+            ],
+        ),
+    ]))
+}
+
+impl<W: Write> ParquetRunAnswers<W> {
+    /// Answers written to `out`.
+    pub fn new(out: W) -> std::io::Result<Self> {
+        let schema = run_answers_schema();
+        let decoder = arrow_json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(ANSWER_ROWS_PER_GROUP)
+            .build_decoder()
+            .map_err(io_error)?;
+        let mut fields: Vec<arrow_schema::FieldRef> = vec![Arc::new(arrow_schema::Field::new(
+            "line",
+            arrow_schema::DataType::UInt64,
+            false,
+        ))];
+        fields.extend(schema.fields().iter().cloned());
+        let written = Arc::new(arrow_schema::Schema::new(fields));
+        let spool = Spool::default();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ANSWER_ROWS_PER_GROUP))
+            .build();
+        let writer =
+            parquet::arrow::ArrowWriter::try_new(spool.clone(), written.clone(), Some(props))
+                .map_err(io_error)?;
+        Ok(ParquetRunAnswers {
+            out,
+            decoder,
+            schema: written,
+            writer: Some(writer),
+            spool,
+            pending: Vec::new(),
+            decoded: 0,
+            lines: 0,
+        })
+    }
+
+    /// Decodes the complete lines of `pending`.
+    fn decode_lines(&mut self) -> std::io::Result<()> {
+        let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') else {
+            return Ok(());
+        };
+        let complete: Vec<u8> = self.pending.drain(..=end).collect();
+        for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let mut at = 0;
+            while at < line.len() {
+                at += self.decoder.decode(&line[at..]).map_err(io_error)?;
+                if at < line.len() {
+                    // The decoder's batch is full: write it, then go on with this line.
+                    self.write_group()?;
+                }
+            }
+            self.decoded += 1;
+            if self.decoded >= ANSWER_ROWS_PER_GROUP {
+                self.write_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_group(&mut self) -> std::io::Result<()> {
+        if let Some(batch) = self.decoder.flush().map_err(io_error)? {
+            let n = batch.num_rows() as u64;
+            let line: arrow_array::ArrayRef = Arc::new(arrow_array::UInt64Array::from(
+                (self.lines + 1..=self.lines + n).collect::<Vec<u64>>(),
+            ));
+            let mut columns = vec![line];
+            columns.extend(batch.columns().iter().cloned());
+            let batch = arrow_array::RecordBatch::try_new(self.schema.clone(), columns)
+                .map_err(io_error)?;
+            let writer = self.writer.as_mut().expect("open until finished");
+            writer.write(&batch).map_err(io_error)?;
+            writer.flush().map_err(io_error)?;
+            self.lines += n;
+        }
+        self.decoded = 0;
+        self.out.write_all(&self.spool.take())
+    }
+
+    /// Writes the last rows and the file's footer.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            self.pending.push(b'\n');
+            self.decode_lines()?;
+        }
+        self.write_group()?;
+        if let Some(w) = self.writer.take() {
+            w.close().map_err(io_error)?;
+        }
+        self.out.write_all(&self.spool.take())?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Write for ParquetRunAnswers<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        self.decode_lines()?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1005,3 +1005,163 @@ fn a_parquet_send_list_reads_back_as_the_ndjson_one() {
     let expected: Vec<_> = expected.iter().map(normal).collect();
     assert_eq!(rows, expected);
 }
+
+/// `campaign run --format parquet` writes one row per input line holding what the NDJSON
+/// answer says: the id or the error, and the messages, decisions and new journey states as typed
+/// lists (timestamps as instants), in input order.
+#[test]
+fn parquet_answers_of_a_campaign_run_hold_what_the_ndjson_ones_say() {
+    use serde_json::{Map, Value, json};
+    let dir = repo().join("examples/campaigns");
+    let customers = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let first = customers.lines().next().unwrap().to_owned();
+    let input = format!("{customers}{{broken\n{first}\n");
+    let out = tempfile::tempdir().unwrap();
+    let answers = |format: &str| {
+        let path = out.path().join(format!("answers.{format}"));
+        let run = regua(
+            &[
+                "campaign",
+                "run",
+                "--campaigns",
+                dir.to_str().unwrap(),
+                "--plugins-dir",
+                plugins_dir().to_str().unwrap(),
+                "--input",
+                "-",
+                "--now",
+                "2025-03-11T12:00:00Z",
+                "--format",
+                format,
+                "-o",
+                path.to_str().unwrap(),
+                "-q",
+            ],
+            &input,
+        );
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        path
+    };
+    // The NDJSON answers, cut to the Parquet schema's fields, nulls left out, instants as
+    // instants.
+    fn keep(v: &Value, fields: &[&str]) -> Value {
+        let mut o = Map::new();
+        for f in fields {
+            match v.get(*f) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s))
+                    if ["send_at", "entered_at", "step_entered_at"].contains(f) =>
+                {
+                    let t = regua_sdk::Timestamp::parse(s).unwrap();
+                    o.insert(f.to_string(), json!(t.as_millis()));
+                }
+                Some(x) => {
+                    o.insert(f.to_string(), x.clone());
+                }
+            }
+        }
+        Value::Object(o)
+    }
+    let each = |v: Option<&Value>, fields: &[&str]| -> Option<Value> {
+        v.and_then(Value::as_array)
+            .map(|a| Value::Array(a.iter().map(|x| keep(x, fields)).collect()))
+    };
+    let expected: Vec<Value> = std::fs::read_to_string(answers("ndjson"))
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let mut row = keep(&v, &["id", "error"]);
+            let o = row.as_object_mut().unwrap();
+            o.insert("line".into(), json!(i + 1));
+            let lists: [(&str, &[&str]); 3] = [
+                (
+                    "messages",
+                    &[
+                        "campaign", "variant", "channel", "template", "category", "send_at",
+                        "journey", "step",
+                    ],
+                ),
+                (
+                    "decisions",
+                    &["campaign", "outcome", "variant", "reasons", "error"],
+                ),
+                (
+                    "journeys",
+                    &[
+                        "journey",
+                        "instance",
+                        "status",
+                        "entered_at",
+                        "step",
+                        "step_entered_at",
+                        "variant",
+                        "exit_reason",
+                    ],
+                ),
+            ];
+            for (name, fields) in lists {
+                if let Some(list) = each(v.get(name), fields) {
+                    o.insert(name.into(), list);
+                }
+            }
+            row
+        })
+        .collect();
+    assert_eq!(expected.len(), customers.lines().count() + 2);
+
+    let file = std::fs::File::open(answers("parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        // Instants as milliseconds, so both sides compare as numbers.
+        let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
+        let cast = arrow_cast_instants(&batch);
+        w.write(&cast).unwrap();
+        w.finish().unwrap();
+        for l in String::from_utf8(w.into_inner()).unwrap().lines() {
+            rows.push(serde_json::from_str::<Value>(l).unwrap());
+        }
+    }
+    assert_eq!(rows.len(), expected.len());
+    for (got, want) in rows.iter().zip(&expected) {
+        assert_eq!(got, want);
+    }
+}
+
+/// `batch` with every timestamp, at any depth, as its milliseconds (Int64), for comparing.
+fn arrow_cast_instants(batch: &arrow_array::RecordBatch) -> arrow_array::RecordBatch {
+    use arrow_schema::DataType;
+    use std::sync::Arc;
+    fn plain(t: &DataType) -> DataType {
+        match t {
+            DataType::Timestamp(..) => DataType::Int64,
+            DataType::List(f) => DataType::List(Arc::new(
+                f.as_ref().clone().with_data_type(plain(f.data_type())),
+            )),
+            DataType::Struct(fs) => DataType::Struct(
+                fs.iter()
+                    .map(|f| f.as_ref().clone().with_data_type(plain(f.data_type())))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let columns: Vec<arrow_array::ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| arrow_cast::cast(c, &plain(c.data_type())).unwrap())
+        .collect();
+    let fields: Vec<arrow_schema::Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(plain(f.data_type())))
+        .collect();
+    arrow_array::RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).unwrap()
+}
