@@ -85,7 +85,8 @@ pub struct Plugins {
     evals: Vec<Evaluation>,
     /// What is read of each record.
     reads: Fields,
-    /// The distinct sets of parts, one encoding each (at least one, so ids go through).
+    /// The distinct declarations (parts and members), one encoding each (at least one, so ids
+    /// go through).
     sets: Vec<Fields>,
     /// For each evaluation, its set.
     set_of: Vec<usize>,
@@ -104,9 +105,12 @@ impl Plugins {
         let set_of = evals
             .iter()
             .map(|e| {
-                let parts = reads_of(e).parts();
-                sets.iter().position(|s| *s == parts).unwrap_or_else(|| {
-                    sets.push(parts);
+                // Exactly what the plugin declared, members included: a plugin never sees a
+                // member another plugin of the batch reads. Plugins that declare the same
+                // share one encoding.
+                let fields = reads_of(e);
+                sets.iter().position(|s| *s == fields).unwrap_or_else(|| {
+                    sets.push(fields);
                     sets.len() - 1
                 })
             })

@@ -93,34 +93,78 @@ fn put_opt_strs<'s>(out: &mut Vec<u8>, values: impl Iterator<Item = Option<&'s s
     put_strs(out, values.map(|v| v.unwrap_or("").as_bytes()));
 }
 
-fn put_transactions(out: &mut Vec<u8>, ts: &[Transaction]) {
+/// A transaction's members as columns; a member `fields` does not read is written empty (`""`,
+/// `0`, the epoch, `None`), so a rule gets only what it declared.
+fn put_transactions(out: &mut Vec<u8>, ts: &[Transaction], fields: Fields) {
     if ts.is_empty() {
         return;
     }
+    let r = |m| fields.reads(m);
     put_u32(out, ts.len());
-    ts.iter()
-        .for_each(|t| out.extend_from_slice(&t.at.as_millis().to_le_bytes()));
-    ts.iter()
-        .for_each(|t| out.extend_from_slice(&t.amount.to_le_bytes()));
-    put_strs(out, ts.iter().map(|t| t.id.as_bytes()));
-    put_strs(out, ts.iter().map(|t| t.kind.as_bytes()));
-    put_strs(out, ts.iter().map(|t| t.currency.as_bytes()));
-    put_opt_strs(out, ts.iter().map(|t| t.business_unit.as_deref()));
-    put_opt_strs(out, ts.iter().map(|t| t.category.as_deref()));
+    let at = r(Field::TransactionAt);
+    ts.iter().for_each(|t| {
+        let v = if at { t.at.as_millis() } else { 0 };
+        out.extend_from_slice(&v.to_le_bytes())
+    });
+    let amount = r(Field::TransactionAmount);
+    ts.iter().for_each(|t| {
+        let v = if amount { t.amount } else { 0.0 };
+        out.extend_from_slice(&v.to_le_bytes())
+    });
+    fn text(on: bool, s: &str) -> &[u8] {
+        if on { s.as_bytes() } else { &[] }
+    }
+    let (id, kind, currency) = (
+        r(Field::TransactionId),
+        r(Field::TransactionKind),
+        r(Field::TransactionCurrency),
+    );
+    put_strs(out, ts.iter().map(|t| text(id, &t.id)));
+    put_strs(out, ts.iter().map(|t| text(kind, &t.kind)));
+    put_strs(out, ts.iter().map(|t| text(currency, &t.currency)));
+    let (unit, category) = (
+        r(Field::TransactionBusinessUnit),
+        r(Field::TransactionCategory),
+    );
+    put_opt_strs(
+        out,
+        ts.iter()
+            .map(|t| t.business_unit.as_deref().filter(|_| unit)),
+    );
+    put_opt_strs(
+        out,
+        ts.iter()
+            .map(|t| t.category.as_deref().filter(|_| category)),
+    );
 }
 
-fn put_events(out: &mut Vec<u8>, es: &[Event]) {
+/// An event's members as columns, a member `fields` does not read written empty.
+fn put_events(out: &mut Vec<u8>, es: &[Event], fields: Fields) {
     if es.is_empty() {
         return;
     }
+    let r = |m| fields.reads(m);
     put_u32(out, es.len());
-    es.iter()
-        .for_each(|e| out.extend_from_slice(&e.at.as_millis().to_le_bytes()));
-    put_strs(out, es.iter().map(|e| e.name.as_bytes()));
+    let at = r(Field::EventAt);
+    es.iter().for_each(|e| {
+        let v = if at { e.at.as_millis() } else { 0 };
+        out.extend_from_slice(&v.to_le_bytes())
+    });
+    let name = r(Field::EventName);
+    put_strs(
+        out,
+        es.iter()
+            .map(|e| if name { e.name.as_bytes() } else { &[][..] }),
+    );
     // The props column: offsets first, so each value is encoded into a scratch buffer once.
+    let read_props = r(Field::EventProps);
     let props: Vec<Vec<u8>> = es
         .iter()
-        .map(|e| postcard::to_allocvec(&e.props).expect("encoding into a Vec cannot fail"))
+        .map(|e| {
+            let empty = Value::Null;
+            let v = if read_props { &e.props } else { &empty };
+            postcard::to_allocvec(v).expect("encoding into a Vec cannot fail")
+        })
         .collect();
     put_strs(out, props.iter().map(Vec::as_slice));
 }
@@ -131,9 +175,9 @@ pub fn encode_customer(customer: &Record, out: &mut Vec<u8>) {
 }
 
 /// Appends one customer's encoding to `out` for rules that read only `fields`: the parts they do
-/// not read are written empty. This is the one place a record is cut to what its rules read;
-/// the rules' reads are checked against the same declaration by [`crate::Customer`]. (Members
-/// of transactions and events no rule of a batch reads are left empty by the host's readers.)
+/// not read are written empty, and so are the members of transactions and events they do not
+/// read. This is the one place a record is cut to what its rules read; the rules' reads are
+/// checked against the same declaration by [`crate::Customer`].
 pub fn encode_customer_reading(customer: &Record, fields: Fields, out: &mut Vec<u8>) {
     let c = customer;
     let keep = |f| fields.contains(f);
@@ -162,12 +206,12 @@ pub fn encode_customer_reading(customer: &Record, fields: Fields, out: &mut Vec<
     );
     put_part(out, |o| {
         if keep(Field::Transactions) {
-            put_transactions(o, &c.transactions)
+            put_transactions(o, &c.transactions, fields)
         }
     });
     put_part(out, |o| {
         if keep(Field::Events) {
-            put_events(o, &c.events)
+            put_events(o, &c.events, fields)
         }
     });
     small(out, keep(Field::Inbound), c.inbound.is_empty(), &c.inbound);
@@ -621,6 +665,25 @@ mod tests {
     }
 
     #[test]
+    fn a_member_not_declared_arrives_empty() {
+        let c = example();
+        let got = round_trip(&c, Fields::of(&[Field::TransactionAt, Field::EventName]));
+        assert_eq!(got.transactions.len(), c.transactions.len());
+        for (g, t) in got.transactions.iter().zip(&c.transactions) {
+            assert_eq!(g.at, t.at);
+            assert_eq!((g.amount, g.id.as_str(), g.kind.as_str()), (0.0, "", ""));
+            assert_eq!((&g.business_unit, &g.category), (&None, &None));
+        }
+        for (g, e) in got.events.iter().zip(&c.events) {
+            assert_eq!(g.name, e.name);
+            assert_eq!((g.at.as_millis(), &g.props), (0, &Value::Null));
+        }
+        // A part read whole keeps every member.
+        let whole = round_trip(&c, Fields::of(&[Field::Transactions, Field::TransactionAt]));
+        assert_eq!(whole.transactions, c.transactions);
+    }
+
+    #[test]
     fn a_record_encoded_for_some_fields_reads_with_only_those_parts() {
         let c = example();
         for fields in [
@@ -669,7 +732,7 @@ mod tests {
         // A string offset past the column's bytes is named: `kind`'s offsets start after the
         // count, `at`, `amount` and the `id` column.
         let mut t = Vec::new();
-        put_transactions(&mut t, &c.transactions);
+        put_transactions(&mut t, &c.transactions, Fields::all());
         let n = c.transactions.len();
         let ids: usize = c.transactions.iter().map(|t| t.id.len()).sum();
         let kind = 4 + 16 * n + 4 * (n + 1) + ids;

@@ -852,3 +852,45 @@ fn a_trap_before_regua_item_fails_only_the_customer_behind_it() {
     let errors = text(&out.stdout).matches("\"error\"").count();
     assert_eq!(errors, 60, "{}", text(&out.stdout));
 }
+
+/// A plugin gets the members it declared and no other, whatever another plugin of the same
+/// batch reads: written by hand (so the SDK's own checks are not what is tested), it declares
+/// `transactions.at` and answers whether its bytes hold "SECR"; a transaction's business unit
+/// "SECRET-BU" reaches `first-cashout-pending`, which declares it, and not this plugin.
+#[test]
+fn a_plugin_sees_no_member_it_did_not_declare() {
+    let (own, other) = (path("wat-members"), wasm("first-cashout-pending"));
+    // The plugin answers for its whole call, so each customer is a run of its own.
+    let run = |customer: &str| -> Value {
+        let out = regua(
+            &[
+                "batch",
+                "--plugin",
+                &own,
+                "--plugin",
+                other.to_str().unwrap(),
+                "--input",
+                "-",
+                "--now",
+                NOW,
+            ],
+            &format!("{customer}\n"),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_str(text(&out.stdout).trim()).unwrap()
+    };
+    let secret = run(
+        "{\"id\":\"c-1\",\"transactions\":[{\"id\":\"t1\",\"at\":\"2025-03-01T00:00:00Z\",\"kind\":\"cashin\",\"amount\":10,\"currency\":\"BRL\",\"business_unit\":\"SECRET-BU\"}]}",
+    );
+    assert_eq!(
+        secret["results"]["wat-members"]["match"], false,
+        "the undeclared business unit reached it: {secret}"
+    );
+    assert_eq!(
+        secret["results"]["first-cashout-pending"]["match"], true,
+        "{secret}"
+    );
+    // The id always comes: the plugin does read what it is given.
+    let id = run("{\"id\":\"SECRET-2\"}");
+    assert_eq!(id["results"]["wat-members"]["match"], true, "{id}");
+}
