@@ -257,6 +257,11 @@ pub struct Contact {
     /// Whether the message counts toward frequency caps; `true` when missing.
     #[serde(default = "yes")]
     pub counts_toward_caps: bool,
+    /// The approved template it was sent with; `None` (or missing) for a free-form message.
+    /// Kept so a replay proposes what was sent (a templated WhatsApp message is not a
+    /// free-form one); ABI 2 does not hand it to plugins (its contact layout is fixed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 fn yes() -> bool {

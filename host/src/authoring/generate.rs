@@ -146,8 +146,27 @@ fn weighted<'a, T>(rng: &mut ChaCha8Rng, items: &'a [(T, u32)]) -> &'a T {
 #[derive(Debug)]
 pub struct Generator {
     rng: ChaCha8Rng,
+    seed: u64,
     now: Timestamp,
     next_id: u64,
+    /// Records as of this later instant: what each customer did after `now` added.
+    until: Option<Timestamp>,
+}
+
+/// The chance, per day after `now`, that a customer of an archetype buys: champions most days,
+/// lapsed and lost customers rarely (a win-back campaign has something to measure).
+fn daily_purchase(archetype: Archetype) -> f64 {
+    match archetype {
+        Archetype::Champion => 0.25,
+        Archetype::Loyal => 0.08,
+        Archetype::Lapsed => 0.015,
+        Archetype::Lost => 0.003,
+        Archetype::Prospect => 0.004,
+        Archetype::NewAppUser => 0.01,
+        Archetype::BenefitsHolder => 0.03,
+        Archetype::CartAbandoner => 0.03,
+        Archetype::Occasional => 0.01,
+    }
 }
 
 impl Generator {
@@ -155,9 +174,82 @@ impl Generator {
     pub fn new(seed: u64, now: Timestamp) -> Self {
         Generator {
             rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
             now,
             next_id: 1,
+            until: None,
         }
+    }
+
+    /// The same customers as of `until` (after `now`): each history up to `now` is exactly what
+    /// [`Generator::new`] gives, and what the customer did in `(now, until]` is added —
+    /// purchases at their archetype's pace, a first cash-out, an app activation, logins. This
+    /// is "the customers after a campaign" for a readout. The additions come from a stream of
+    /// their own per customer, so the histories before `now` do not move.
+    pub fn followed_until(mut self, until: Timestamp) -> Self {
+        self.until = Some(until);
+        self
+    }
+
+    /// Adds what customer `n` did in `(now, until]`.
+    fn follow_up(&self, c: &mut Record, n: u64, archetype: Archetype, until: Timestamp) {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xf011);
+        let day = Duration::days(1).as_millis();
+        let days = (until.as_millis() - self.now.as_millis() + day - 1) / day;
+        let when = |rng: &mut ChaCha8Rng, d: i64| {
+            let at = self.now.as_millis() + d * day + rng.random_range(1..day);
+            (at <= until.as_millis()).then(|| Timestamp::from_seconds(at / 1000))
+        };
+        let mut cashed_out = c.transactions.iter().any(|t| t.kind == "cashout");
+        let benefits = c.transactions.iter().any(|t| t.kind == "cashin");
+        let mut activated = c.events.iter().any(|e| e.name == "app_activated");
+        let installed = c.events.iter().any(|e| e.name == "app_download");
+        for d in 0..days {
+            if rng.random_bool(daily_purchase(archetype))
+                && let Some(at) = when(&mut rng, d)
+            {
+                let amount = (rng.random_range(15.0..450.0_f64) * 100.0).round() / 100.0;
+                let category = *CATEGORIES.choose(&mut rng).expect("non-empty");
+                let id = format!("{}-f{}", c.id, c.transactions.len());
+                c.transactions
+                    .push(brl(id, at, "purchase", amount, "card", Some(category)));
+            }
+            if benefits
+                && !cashed_out
+                && rng.random_bool(0.04)
+                && let Some(at) = when(&mut rng, d)
+            {
+                let amount = (rng.random_range(20.0..300.0_f64) * 100.0).round() / 100.0;
+                let id = format!("{}-fcout", c.id);
+                c.transactions
+                    .push(brl(id, at, "cashout", amount, "benefits", None));
+                cashed_out = true;
+            }
+            if installed
+                && !activated
+                && rng.random_bool(0.05)
+                && let Some(at) = when(&mut rng, d)
+            {
+                c.events.push(Event {
+                    name: "app_activated".into(),
+                    at,
+                    props: Value::Null,
+                });
+                activated = true;
+            }
+            if rng.random_bool(0.1)
+                && let Some(at) = when(&mut rng, d)
+            {
+                c.events.push(Event {
+                    name: "login".into(),
+                    at,
+                    props: Value::Null,
+                });
+            }
+        }
+        c.transactions.sort_by_key(|t| t.at);
+        c.events.sort_by_key(|e| e.at);
     }
 
     fn ago(&mut self, min: Duration, max: Duration) -> Timestamp {
@@ -246,6 +338,9 @@ impl Generator {
         self.events(&mut c, archetype, created);
         self.contacts(&mut c);
         self.journeys(&mut c, created);
+        if let Some(until) = self.until {
+            self.follow_up(&mut c, n, archetype, until);
+        }
         c
     }
 
@@ -416,10 +511,13 @@ impl Generator {
             let at = self.ago(Duration::hours(1), Duration::days(20));
             let transactional = self.rng.random_bool(0.15);
             let unit = *UNITS.choose(&mut self.rng).expect("non-empty");
+            let campaign = *CAMPAIGNS.choose(&mut self.rng).expect("non-empty");
             contacts.push(Contact {
                 channel,
                 at,
-                campaign: Some((*CAMPAIGNS.choose(&mut self.rng).expect("non-empty")).into()),
+                campaign: Some(campaign.into()),
+                // Campaigns send approved templates, WhatsApp ones included.
+                template: Some(format!("{}-{}", campaign.to_lowercase(), channel.name())),
                 category: if transactional {
                     Category::Transactional
                 } else {
@@ -509,6 +607,34 @@ mod tests {
         assert_eq!(a, b);
         let c: Vec<_> = Generator::new(8, now).take(20).collect();
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn followed_customers_keep_their_history_and_add_only_later_activity() {
+        let now = Timestamp::parse("2025-03-11T12:00:00Z").unwrap();
+        let until = Timestamp::parse("2025-03-25T12:00:00Z").unwrap();
+        let before: Vec<_> = Generator::new(3, now).take(300).collect();
+        let after: Vec<_> = Generator::new(3, now)
+            .followed_until(until)
+            .take(300)
+            .collect();
+        let mut added = 0;
+        for (b, a) in before.iter().zip(&after) {
+            let old_t: Vec<_> = a
+                .transactions
+                .iter()
+                .filter(|t| t.at <= now)
+                .cloned()
+                .collect();
+            let old_e: Vec<_> = a.events.iter().filter(|e| e.at <= now).cloned().collect();
+            assert_eq!((&old_t, &old_e), (&b.transactions, &b.events), "{}", b.id);
+            assert_eq!((&a.profile, &a.contacts), (&b.profile, &b.contacts));
+            let new_t = a.transactions.iter().filter(|t| t.at > now);
+            assert!(new_t.clone().all(|t| t.at <= until));
+            added += new_t.filter(|t| t.kind == "purchase").count();
+        }
+        // Some, not everyone: a readout has conversions to count.
+        assert!(added > 30 && added < 3000, "{added}");
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub(crate) struct GenerateArgs {
     /// Histories end before this instant.
     #[arg(long, value_name = "RFC3339", default_value = "2025-03-11T12:00:00Z")]
     now: String,
+    /// Write the same customers as of this later instant: each history up to --now unchanged,
+    /// plus what the customer did after it (purchases at their archetype's pace, a first
+    /// cash-out, app activations, logins). The customers after a campaign run at --now, for
+    /// `regua readout`.
+    #[arg(long, value_name = "RFC3339")]
+    followed_until: Option<String>,
     /// How the customers are written: ndjson, parquet or arrow (an Arrow IPC file).
     #[arg(long, value_enum, default_value_t = FileFormat::Ndjson)]
     format: FileFormat,
@@ -111,8 +117,17 @@ impl RecordSink {
 impl GenerateArgs {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         let now = Timestamp::parse(&self.now).map_err(|e| anyhow::anyhow!("--now: {e}"))?;
+        let mut generator = Generator::new(self.seed, now);
+        if let Some(until) = &self.followed_until {
+            let until =
+                Timestamp::parse(until).map_err(|e| anyhow::anyhow!("--followed-until: {e}"))?;
+            if until <= now {
+                bail!("--followed-until: {until} is not after --now ({now})");
+            }
+            generator = generator.followed_until(until);
+        }
         let mut sink = RecordSink::create(&self.output, self.format)?;
-        for customer in Generator::new(self.seed, now).take(self.count as usize) {
+        for customer in generator.take(self.count as usize) {
             sink.push(customer).context("cannot write customers")?;
         }
         sink.finish().context("cannot write customers")

@@ -293,7 +293,8 @@ impl Replay {
                 campaign: c.campaign.clone(),
                 category: c.category,
                 tags: c.tags.clone(),
-                template: None,
+                // What was sent: a templated WhatsApp message is judged as one.
+                template: c.template.clone(),
             }),
             event: None,
         };

@@ -9,7 +9,9 @@
 //!   (the campaign's holdout, the global holdout, a control variant) is the `holdout`; a campaign
 //!   without variants puts everyone else in `treatment`.
 //! - Converted: the later record has the named event (or a transaction of the named kind) at a
-//!   time in `(exposed, exposed + window]`, exposed being the decision's `now`.
+//!   time in `(exposed, exposed + window]`, exposed being the decision's `now` whatever the input
+//!   (the log's `now`, the answers' `--at`, a send-list row's `decided_at`), never a deferred
+//!   message's later `send_at`.
 //! - A group's rate has a Wilson score interval. The uplift of a variant over the holdout is the
 //!   difference of the rates with the unpooled (Wald) 95 % interval
 //!   `d ± z·√(p₁(1−p₁)/n₁ + p₀(1−p₀)/n₀)`, z = 1.959964; its p-value is the two-sided
@@ -161,8 +163,8 @@ impl Assignments {
     }
 
     /// The decisions of `regua campaign run`'s answers (one line per customer, made at `at`),
-    /// or the rows of its NDJSON send list (each at its `send_at`; a send list has no holdout,
-    /// only the customers something was sent to).
+    /// or the rows of its NDJSON send list (each decided at its `decided_at`, else at `at`; a
+    /// send list has no holdout, only the customers something was sent to).
     pub fn from_answers(
         reader: impl BufRead,
         at: Option<Timestamp>,
@@ -185,11 +187,27 @@ impl Assignments {
                 if only.is_some_and(|o| o != campaign) {
                     continue;
                 }
-                let sent = v["send_at"]
-                    .as_str()
-                    .ok_or_else(|| bad("a send-list row without `send_at`"))?;
-                let sent = Timestamp::parse(sent).map_err(|e| bad(&format!("`send_at`: {e}")))?;
-                a.add(customer, campaign, "planned", v["variant"].as_str(), sent);
+                // Exposed when decided, as from the log and the answers: a deferred message's
+                // `send_at` is later, and the window does not move with it.
+                let decided = match (v["decided_at"].as_str(), at) {
+                    (Some(d), _) => {
+                        Timestamp::parse(d).map_err(|e| bad(&format!("`decided_at`: {e}")))?
+                    }
+                    (None, Some(at)) => at,
+                    (None, None) => {
+                        return Err(bad(
+                            "a send-list row without `decided_at` (written before it was \
+                             recorded): give --at, the run's --now",
+                        ));
+                    }
+                };
+                a.add(
+                    customer,
+                    campaign,
+                    "planned",
+                    v["variant"].as_str(),
+                    decided,
+                );
                 continue;
             }
             let Some(decisions) = v["decisions"].as_array() else {
@@ -301,6 +319,10 @@ pub fn two_proportions(x1: u64, n1: u64, x0: u64, n0: u64) -> (f64, f64, f64, f6
     let se = (p1 * (1.0 - p1) / n1 as f64 + p0 * (1.0 - p0) / n0 as f64).sqrt();
     let pooled = (x1 + x0) as f64 / (n1 + n0) as f64;
     let se0 = (pooled * (1.0 - pooled) * (1.0 / n1 as f64 + 1.0 / n0 as f64)).sqrt();
+    // Both groups at 0 % or both at 100 %: no variation, so the statistic is 0 / 0, undefined
+    // (statsmodels answers NaN). The rates are identical, so the readout reports z = 0, p = 1
+    // ("no evidence of a difference"), which JSON can carry; such groups are always too small
+    // to tell (fewer than 10 conversions or non-conversions), and a warning says so.
     let (z, p) = if se0 > 0.0 {
         let z = d / se0;
         let normal = Normal::standard();
@@ -315,8 +337,56 @@ fn small(g: &Group) -> bool {
     g.converted < 10 || g.customers - g.converted < 10
 }
 
+/// The customers of one group missing from the later records: how many, and the first few ids.
+#[derive(Debug, Default)]
+struct Missing {
+    count: u64,
+    first: Vec<String>,
+}
+
+/// Ids named in a warning.
+const NAMED: usize = 5;
+
+impl Missing {
+    fn add(&mut self, id: &str) {
+        self.count += 1;
+        if self.first.len() < NAMED {
+            self.first.push(id.to_owned());
+        }
+    }
+
+    /// "3 customers (c-1, c-2, c-3)", or "… and 12 more".
+    fn named(&self) -> String {
+        let more = self.count - self.first.len() as u64;
+        format!(
+            "{} customer{} ({}{})",
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            self.first.join(", "),
+            if more > 0 {
+                format!(", and {more} more")
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// The name of a group in words.
+fn group_words(group: &str) -> String {
+    if group == HOLDOUT {
+        "the holdout".to_owned()
+    } else {
+        format!("`{group}`")
+    }
+}
+
 impl CampaignReadout {
-    fn new(campaign: String, counts: BTreeMap<String, (u64, u64)>, missing: u64) -> Self {
+    fn new(
+        campaign: String,
+        counts: BTreeMap<String, (u64, u64)>,
+        missing: BTreeMap<String, Missing>,
+    ) -> Self {
         let mut groups: Vec<Group> = counts
             .into_iter()
             .map(|(group, (n, x))| {
@@ -334,16 +404,46 @@ impl CampaignReadout {
         groups.sort_by_key(|g| (g.group != HOLDOUT, g.group.clone()));
         let mut warnings = Vec::new();
         let mut uplifts = Vec::new();
+        // A group the decisions name whose customers are all missing from the later records.
+        for g in groups.iter().filter(|g| g.customers == 0) {
+            let who = missing
+                .get(&g.group)
+                .map(Missing::named)
+                .unwrap_or_default();
+            warnings.push(format!(
+                "{} is empty: the decisions put {who} in it, and none of them is in the later \
+                 records, so it has no rate{}",
+                group_words(&g.group),
+                if g.group == HOLDOUT {
+                    " and no uplift can be measured"
+                } else {
+                    ""
+                }
+            ));
+        }
         match groups.iter().find(|g| g.group == HOLDOUT) {
             None => warnings.push(
                 "no holdout group: the campaign holds nobody out, so no uplift can be measured"
                     .to_owned(),
             ),
+            Some(h) if h.customers == 0 => {}
             Some(h) => {
-                for g in groups.iter().filter(|g| g.group != HOLDOUT) {
+                for g in groups
+                    .iter()
+                    .filter(|g| g.group != HOLDOUT && g.customers > 0)
+                {
                     let (difference, low, high, z, p_value) =
                         two_proportions(g.converted, g.customers, h.converted, h.customers);
                     let too_small = small(g) || small(h);
+                    if g.rate == h.rate && (h.rate == 0.0 || h.rate == 1.0) {
+                        warnings.push(format!(
+                            "`{}` and the holdout both converted at {} %: the z-test is \
+                             undefined without variation, so z = 0 and p = 1 are reported \
+                             (identical rates, no evidence of a difference)",
+                            g.group,
+                            h.rate * 100.0
+                        ));
+                    }
                     if too_small {
                         warnings.push(format!(
                             "too small to tell `{}` from the holdout: each group needs at least 10 \
@@ -374,16 +474,23 @@ impl CampaignReadout {
                 }
             }
         }
-        if missing > 0 {
+        let all_missing: u64 = missing.values().map(|m| m.count).sum();
+        if all_missing > 0 {
+            let each: Vec<String> = missing
+                .iter()
+                .map(|(group, m)| format!("{}: {}", group_words(group), m.named()))
+                .collect();
             warnings.push(format!(
-                "{missing} customers of the campaign are not in the later records and are not counted"
+                "{all_missing} customers of the campaign are not in the later records and are not \
+                 counted ({})",
+                each.join("; ")
             ));
         }
         CampaignReadout {
             campaign,
             groups,
             uplifts,
-            missing,
+            missing: all_missing,
             warnings,
         }
     }
@@ -429,13 +536,28 @@ pub fn read_out(
             c.1 += u64::from(conversion.converted(&record, e.at, window));
         }
     }
-    let mut missing: BTreeMap<&str, u64> = BTreeMap::new();
-    for (id, exposures) in &assignments.by_customer {
-        if !seen.contains(id) {
-            for e in exposures {
-                *missing.entry(&e.campaign).or_default() += 1;
-                counts.entry(e.campaign.clone()).or_default();
-            }
+    // By campaign and group; sorted ids, so the customers named are the same every run.
+    let mut missing: BTreeMap<String, BTreeMap<String, Missing>> = BTreeMap::new();
+    let mut absent: Vec<&String> = assignments
+        .by_customer
+        .keys()
+        .filter(|id| !seen.contains(*id))
+        .collect();
+    absent.sort();
+    for id in absent {
+        for e in &assignments.by_customer[id] {
+            missing
+                .entry(e.campaign.clone())
+                .or_default()
+                .entry(e.group.clone())
+                .or_default()
+                .add(id);
+            // The group exists, even when nobody of it is in the later records.
+            counts
+                .entry(e.campaign.clone())
+                .or_default()
+                .entry(e.group.clone())
+                .or_default();
         }
     }
     Ok(Readout {
@@ -446,7 +568,7 @@ pub fn read_out(
         campaigns: counts
             .into_iter()
             .map(|(c, groups)| {
-                let m = missing.get(c.as_str()).copied().unwrap_or(0);
+                let m = missing.remove(&c).unwrap_or_default();
                 CampaignReadout::new(c, groups, m)
             })
             .collect(),

@@ -553,6 +553,7 @@ fn run_answers_schema() -> arrow_schema::SchemaRef {
         text("template"),
         text("category"),
         instant("send_at"),
+        instant("decided_at"),
         text("journey"),
         text("step"),
     ];

@@ -27,9 +27,13 @@
 //! Bin(n)       = as Str(n), of any bytes
 //! ```
 
-use serde::Deserialize;
+use std::borrow::Cow;
 
-use crate::record::{Consents, Contact, Event, Field, Fields, Inbound, JourneyState, Profile};
+use serde::{Deserialize, Serialize};
+
+use crate::record::{
+    Category, Channel, Consents, Contact, Event, Field, Fields, Inbound, JourneyState, Profile,
+};
 use crate::record::{Record, Transaction};
 use crate::time::Timestamp;
 use crate::value::Value;
@@ -48,6 +52,47 @@ impl std::error::Error for LayoutError {}
 
 fn bad(what: &str, why: impl std::fmt::Display) -> LayoutError {
     LayoutError(format!("`{what}`: {why}"))
+}
+
+/// A contact as ABI 2 lays it out (docs/ABI.md §8): the record's [`Contact`] without its
+/// `template`, which the layout predates.
+#[derive(Serialize, Deserialize)]
+struct WireContact<'a> {
+    channel: Channel,
+    at: Timestamp,
+    #[serde(borrow)]
+    campaign: Option<Cow<'a, str>>,
+    category: Category,
+    #[serde(borrow)]
+    tags: Vec<Cow<'a, str>>,
+    counts_toward_caps: bool,
+}
+
+impl<'a> From<&'a Contact> for WireContact<'a> {
+    fn from(c: &'a Contact) -> Self {
+        WireContact {
+            channel: c.channel,
+            at: c.at,
+            campaign: c.campaign.as_deref().map(Cow::Borrowed),
+            category: c.category,
+            tags: c.tags.iter().map(|t| Cow::Borrowed(t.as_str())).collect(),
+            counts_toward_caps: c.counts_toward_caps,
+        }
+    }
+}
+
+impl From<WireContact<'_>> for Contact {
+    fn from(c: WireContact<'_>) -> Self {
+        Contact {
+            channel: c.channel,
+            at: c.at,
+            campaign: c.campaign.map(Cow::into_owned),
+            category: c.category,
+            tags: c.tags.into_iter().map(Cow::into_owned).collect(),
+            counts_toward_caps: c.counts_toward_caps,
+            template: None,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,12 +260,8 @@ pub fn encode_customer_reading(customer: &Record, fields: Fields, out: &mut Vec<
         }
     });
     small(out, keep(Field::Inbound), c.inbound.is_empty(), &c.inbound);
-    small(
-        out,
-        keep(Field::Contacts),
-        c.contacts.is_empty(),
-        &c.contacts,
-    );
+    let contacts: Vec<WireContact> = c.contacts.iter().map(WireContact::from).collect();
+    small(out, keep(Field::Contacts), contacts.is_empty(), &contacts);
     small(
         out,
         keep(Field::Journeys),
@@ -580,7 +621,10 @@ impl<'a> Envelope<'a> {
             transactions: Transactions::read(transactions)?,
             events: Events::read(events)?,
             inbound: small(inbound, "inbound")?,
-            contacts: small(contacts, "contacts")?,
+            contacts: small::<Vec<WireContact>>(contacts, "contacts")?
+                .into_iter()
+                .map(Contact::from)
+                .collect(),
             journeys: small(journeys, "journeys")?,
         })
     }

@@ -195,8 +195,8 @@ fn a_send_list_reads_out_its_variants_and_says_it_has_no_holdout() {
     let send = dir.path().join("send.ndjson");
     std::fs::write(
         &send,
-        "{\"customer\":\"a\",\"campaign\":\"C\",\"variant\":\"B\",\"channel\":\"sms\",\"template\":\"t\",\"category\":\"marketing\",\"send_at\":\"2025-03-11T12:00:00Z\"}\n\
-         {\"customer\":\"b\",\"campaign\":\"C\",\"variant\":\"B\",\"channel\":\"sms\",\"template\":\"t\",\"category\":\"marketing\",\"send_at\":\"2025-03-11T12:00:00Z\"}\n",
+        "{\"customer\":\"a\",\"campaign\":\"C\",\"variant\":\"B\",\"channel\":\"sms\",\"template\":\"t\",\"category\":\"marketing\",\"send_at\":\"2025-03-11T12:00:00Z\",\"decided_at\":\"2025-03-11T12:00:00Z\"}\n\
+         {\"customer\":\"b\",\"campaign\":\"C\",\"variant\":\"B\",\"channel\":\"sms\",\"template\":\"t\",\"category\":\"marketing\",\"send_at\":\"2025-03-11T12:00:00Z\",\"decided_at\":\"2025-03-11T12:00:00Z\"}\n",
     )
     .unwrap();
     let later = dir.path().join("l.ndjson");
@@ -231,6 +231,291 @@ fn a_send_list_reads_out_its_variants_and_says_it_has_no_holdout() {
     );
     assert!(
         c["warnings"][0].as_str().unwrap().contains("no holdout"),
+        "{c}"
+    );
+    // A send list from before rows said when they were decided needs the run's --now.
+    let old = dir.path().join("old.ndjson");
+    std::fs::write(&old, "{\"customer\":\"a\",\"campaign\":\"C\",\"channel\":\"sms\",\"template\":\"t\",\"category\":\"marketing\",\"send_at\":\"2025-03-11T12:00:00Z\"}\n").unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "readout".to_owned(),
+            "--send-list".into(),
+            old.to_str().unwrap().into(),
+            "--customers".into(),
+            later.to_str().unwrap().into(),
+            "--conversion".into(),
+            "event:app_activated".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let refused = regua(
+        &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
+        "",
+    );
+    assert!(!refused.status.success());
+    let err = text(&refused.stderr);
+    assert!(
+        err.contains("line 1") && err.contains("decided_at") && err.contains("--at"),
+        "{err}"
+    );
+    let given = regua(
+        &args(&["--at", AT])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "",
+    );
+    assert!(given.status.success(), "{}", text(&given.stderr));
+}
+
+/// The readout of one campaign (`--json`) from `source` (`--log DIR`, `--answers FILE --at T` or
+/// `--send-list FILE`): (group, customers, converted) of each group.
+fn readout_groups(source: &[&str], later: &std::path::Path) -> Vec<(String, u64, u64)> {
+    let mut args = vec!["readout"];
+    args.extend_from_slice(source);
+    args.extend([
+        "--customers",
+        later.to_str().unwrap(),
+        "--conversion",
+        "transaction:purchase",
+        "--window",
+        "24h",
+        "--json",
+    ]);
+    let out = regua(&args, "");
+    assert!(out.status.success(), "{source:?}: {}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    r["campaigns"][0]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap().to_owned(),
+                g["customers"].as_u64().unwrap(),
+                g["converted"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A decision at 02:00Z that quiet hours defer to 08:00Z, and a purchase at 05:00Z: the window
+/// starts at the decision however the run is read, so the purchase converts from the decision
+/// log, from the answers and from the send list alike.
+#[test]
+fn a_deferred_message_reads_out_the_same_from_the_log_the_answers_and_the_send_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let campaigns = dir.path().join("campaigns");
+    std::fs::create_dir(&campaigns).unwrap();
+    std::fs::write(
+        campaigns.join("company.toml"),
+        "[rest]\nplugin = \"standard-rest\"\nparams = { default_tz = \"UTC\", rules = [{ id = \"night\", type = \"quiet_hours\", start = \"22:00\", end = \"08:00\" }] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        campaigns.join("c.toml"),
+        "code = \"NIGHT-1\"\nname = \"night\"\nrequester = \"ana\"\nowner = \"crm\"\npriority = 1\nstart = \"2025-01-01T00:00:00Z\"\nholdout = { percent = 30 }\n[message]\nchannel = \"email\"\ntemplate = \"t\"\n",
+    )
+    .unwrap();
+    let decided = "2025-03-11T02:00:00Z";
+    let (mut input, mut later) = (String::new(), String::new());
+    for i in 0..60 {
+        input.push_str(&format!("{{\"id\":\"n-{i:02}\",\"tz\":\"UTC\"}}\n"));
+        // Even customers buy at 05:00Z: after the decision, before the deferred send.
+        let bought = if i % 2 == 0 {
+            ",\"transactions\":[{\"id\":\"t\",\"at\":\"2025-03-11T05:00:00Z\",\"kind\":\"purchase\",\"amount\":5,\"currency\":\"BRL\"}]"
+        } else {
+            ""
+        };
+        later.push_str(&format!("{{\"id\":\"n-{i:02}\",\"tz\":\"UTC\"{bought}}}\n"));
+    }
+    let (input_file, later_file) = (
+        dir.path().join("in.ndjson"),
+        dir.path().join("later.ndjson"),
+    );
+    std::fs::write(&input_file, input).unwrap();
+    std::fs::write(&later_file, later).unwrap();
+    let (answers, send, log) = (
+        dir.path().join("answers.ndjson"),
+        dir.path().join("send.ndjson"),
+        dir.path().join("log"),
+    );
+    let out = regua(
+        &[
+            "campaign",
+            "run",
+            "--campaigns",
+            campaigns.to_str().unwrap(),
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--input",
+            input_file.to_str().unwrap(),
+            "--now",
+            decided,
+            "-q",
+            "-o",
+            answers.to_str().unwrap(),
+            "--send-list",
+            send.to_str().unwrap(),
+            "--decision-log",
+            log.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Who is in which group, from the answers; the expected counts worked out from them.
+    let (mut treated, mut held) = ((0, 0), (0, 0));
+    for line in std::fs::read_to_string(&answers).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let even = v["id"].as_str().unwrap()[2..].parse::<u32>().unwrap() % 2 == 0;
+        let g = match v["decisions"][0]["outcome"].as_str().unwrap() {
+            "held_out" => &mut held,
+            "planned" => {
+                assert_eq!(v["messages"][0]["send_at"], "2025-03-11T08:00:00Z", "{v}");
+                assert_eq!(v["messages"][0]["decided_at"], decided, "{v}");
+                &mut treated
+            }
+            other => panic!("{other}: {v}"),
+        };
+        g.0 += 1;
+        g.1 += u64::from(even);
+    }
+    assert!(treated.1 > 0 && held.0 > 0, "{treated:?} {held:?}");
+    let expected = vec![
+        ("holdout".to_owned(), held.0, held.1),
+        ("treatment".to_owned(), treated.0, treated.1),
+    ];
+    assert_eq!(
+        readout_groups(&["--log", log.to_str().unwrap()], &later_file),
+        expected
+    );
+    assert_eq!(
+        readout_groups(
+            &["--answers", answers.to_str().unwrap(), "--at", decided],
+            &later_file
+        ),
+        expected
+    );
+    // The send list holds only the treated.
+    assert_eq!(
+        readout_groups(&["--send-list", send.to_str().unwrap()], &later_file),
+        expected[1..]
+    );
+}
+
+/// Every held-out customer is missing from the later records: the holdout is there, empty, and
+/// the warning says so and names them, rather than saying the campaign holds nobody out.
+#[test]
+fn an_empty_group_is_named_with_its_missing_customers() {
+    let dir = tempfile::tempdir().unwrap();
+    let answers = dir.path().join("a.ndjson");
+    let mut text_answers = String::new();
+    let mut later = String::new();
+    for i in 0..7 {
+        text_answers.push_str(&format!("{{\"id\":\"gone-{i}\",\"decisions\":[{{\"campaign\":\"C\",\"outcome\":\"held_out\"}}]}}\n"));
+    }
+    for i in 0..20 {
+        text_answers.push_str(&format!("{{\"id\":\"here-{i:02}\",\"decisions\":[{{\"campaign\":\"C\",\"outcome\":\"planned\"}}]}}\n"));
+        later.push_str(&format!("{{\"id\":\"here-{i:02}\"}}\n"));
+    }
+    std::fs::write(&answers, text_answers).unwrap();
+    let later_file = dir.path().join("l.ndjson");
+    std::fs::write(&later_file, later).unwrap();
+    let out = regua(
+        &[
+            "readout",
+            "--answers",
+            answers.to_str().unwrap(),
+            "--at",
+            AT,
+            "--customers",
+            later_file.to_str().unwrap(),
+            "--conversion",
+            "event:app_activated",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &r["campaigns"][0];
+    assert_eq!(c["missing"], 7, "{c}");
+    assert_eq!(
+        (&c["groups"][0]["group"], &c["groups"][0]["customers"]),
+        (&serde_json::json!("holdout"), &serde_json::json!(0)),
+        "{c}"
+    );
+    assert!(c["uplifts"].as_array().unwrap().is_empty(), "{c}");
+    let warnings: Vec<&str> = c["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        !warnings.iter().any(|w| w.contains("holds nobody out")),
+        "{warnings:?}"
+    );
+    let empty = warnings
+        .iter()
+        .find(|w| w.contains("holdout is empty"))
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    // The first five by id, and how many more.
+    for i in 0..5 {
+        assert!(empty.contains(&format!("gone-{i}")), "{empty}");
+    }
+    assert!(
+        empty.contains("7 customers") && empty.contains("and 2 more"),
+        "{empty}"
+    );
+}
+
+/// Both groups at 0 %: the z-test is undefined; the readout reports z = 0, p = 1 and says why.
+#[test]
+fn both_groups_at_zero_report_z_zero_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let answers = dir.path().join("a.ndjson");
+    let (mut a, mut later) = (String::new(), String::new());
+    for i in 0..30 {
+        let outcome = if i % 2 == 0 { "held_out" } else { "planned" };
+        a.push_str(&format!("{{\"id\":\"z-{i}\",\"decisions\":[{{\"campaign\":\"C\",\"outcome\":\"{outcome}\"}}]}}\n"));
+        later.push_str(&format!("{{\"id\":\"z-{i}\"}}\n"));
+    }
+    std::fs::write(&answers, a).unwrap();
+    let later_file = dir.path().join("l.ndjson");
+    std::fs::write(&later_file, later).unwrap();
+    let out = regua(
+        &[
+            "readout",
+            "--answers",
+            answers.to_str().unwrap(),
+            "--at",
+            AT,
+            "--customers",
+            later_file.to_str().unwrap(),
+            "--conversion",
+            "event:app_activated",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &r["campaigns"][0];
+    let u = &c["uplifts"][0];
+    assert_eq!(
+        (u["z"].as_f64(), u["p_value"].as_f64()),
+        (Some(0.0), Some(1.0)),
+        "{c}"
+    );
+    assert_eq!(u["verdict"], "too small to tell");
+    assert!(
+        c["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("undefined")),
         "{c}"
     );
 }
@@ -644,4 +929,124 @@ fn a_backtest_of_a_campaigns_folder_judges_each_message_by_its_campaigns_policy(
         .map(|s| s["denied"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, per_step);
+}
+
+/// WhatsApp messages sent with an approved template are replayed as templated, so the
+/// WhatsApp-session rule allows them without an inbound message; free-form ones (no template)
+/// outside a session are denied, as a live run would.
+#[test]
+fn a_backtest_replays_templated_whatsapp_sends_as_templated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    let (mut templated, mut free) = (0, 0);
+    for i in 0..12 {
+        // Two sends a day, one templated; the customers never wrote to us.
+        let contacts: Vec<serde_json::Value> = (0..3)
+            .flat_map(|day| {
+                let at = |h: u32| format!("2025-03-0{}T{h:02}:00:00Z", day + 2);
+                [
+                    serde_json::json!({"channel": "whatsapp", "at": at(10 + i % 3), "campaign": "WA-1",
+                        "category": "marketing", "template": "wa-offer-v2"}),
+                    serde_json::json!({"channel": "whatsapp", "at": at(15), "campaign": "WA-1",
+                        "category": "marketing"}),
+                ]
+            })
+            .collect();
+        templated += 3;
+        free += 3;
+        input.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"id": format!("w-{i}"), "tz": "UTC", "contacts": contacts})
+        ));
+    }
+    let file = dir.path().join("wa.ndjson");
+    std::fs::write(&file, input).unwrap();
+    let out = regua(
+        &[
+            "backtest",
+            "--customers",
+            file.to_str().unwrap(),
+            "--policy",
+            "standard-rest",
+            "--params",
+            r#"{"rules":[{"id":"wa","type":"whatsapp_session"}]}"#,
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--from",
+            "2025-03-01T00:00:00Z",
+            "--to",
+            "2025-03-08T00:00:00Z",
+            "--json",
+            "--tz",
+            "UTC",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["sent"], templated + free, "{r}");
+    assert_eq!(r["allowed"], templated, "{r}");
+    assert_eq!(r["by_rule"]["wa"]["denied"], free, "{r}");
+}
+
+/// The README's readout example, run as written (in a fresh folder, with the example campaigns
+/// and the built plugins): its commands reproduce its figures.
+#[test]
+fn the_readmes_readout_example_reproduces_from_its_own_commands() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("**A/B readout: did the variant beat the holdout?**")
+        .nth(1)
+        .unwrap();
+    let block = section
+        .split("```console\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .unwrap();
+    // Commands (`$ …`, continued by a trailing backslash) and what the last one prints.
+    let (mut commands, mut printed) = (Vec::<String>::new(), Vec::<&str>::new());
+    let mut continued = false;
+    for line in block.lines() {
+        if let Some(c) = line.strip_prefix("$ ") {
+            commands.push(c.trim_end_matches('\\').to_owned());
+        } else if continued {
+            let last = commands.last_mut().unwrap();
+            last.push(' ');
+            last.push_str(line.trim().trim_end_matches('\\'));
+        } else {
+            printed.push(line);
+        }
+        continued = line.ends_with('\\');
+    }
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut last = String::new();
+    for command in &commands {
+        let mut words = command.split_whitespace();
+        assert_eq!(words.next(), Some("regua"), "{command}");
+        let mut args: Vec<String> = words
+            .map(|w| match w.strip_prefix("examples/") {
+                Some(rest) => repo().join("examples").join(rest).display().to_string(),
+                None => w.to_owned(),
+            })
+            .collect();
+        if args[0] == "campaign" {
+            args.extend(["--plugins-dir".into(), plugins_dir().display().to_string()]);
+        }
+        let out = std::process::Command::new(regua_tests::regua_bin())
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", text(&out.stderr));
+        last = text(&out.stdout);
+    }
+    let got: Vec<&str> = last.lines().map(str::trim_end).collect();
+    assert_eq!(
+        got,
+        printed,
+        "the README shows:\n{}\nthe commands print:\n{last}",
+        printed.join("\n")
+    );
+    assert!(dir.path().join("readout.svg").exists());
 }

@@ -295,7 +295,7 @@ fn the_example_campaigns_funnels_add_up_to_the_customers_read() {
     let mut rows = rows.lines();
     assert_eq!(
         rows.next().unwrap(),
-        "customer,campaign,variant,channel,template,category,send_at,journey,step"
+        "customer,campaign,variant,channel,template,category,send_at,decided_at,journey,step"
     );
     assert_eq!(rows.count() as u64, messages);
     // No customer gets two messages on one local day: the company cap holds across campaigns.
@@ -966,13 +966,16 @@ fn a_parquet_send_list_reads_back_as_the_ndjson_one() {
                 .unwrap()
                 .clone()
         };
-        let at = batch
-            .column_by_name("send_at")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-            .unwrap()
-            .clone();
+        let instants = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap()
+                .clone()
+        };
+        let (at, decided) = (instants("send_at"), instants("decided_at"));
         let cols: Vec<(&str, StringArray)> = [
             "customer", "campaign", "variant", "channel", "template", "category", "journey", "step",
         ]
@@ -991,6 +994,11 @@ fn a_parquet_send_list_reads_back_as_the_ndjson_one() {
             }
             let send_at = regua_sdk::Timestamp::from_millis(at.value(i));
             row.insert("send_at".into(), serde_json::json!(send_at.to_string()));
+            let decided_at = regua_sdk::Timestamp::from_millis(decided.value(i));
+            row.insert(
+                "decided_at".into(),
+                serde_json::json!(decided_at.to_string()),
+            );
             rows.push(serde_json::Value::Object(row));
         }
     }
@@ -1050,7 +1058,7 @@ fn parquet_answers_of_a_campaign_run_hold_what_the_ndjson_ones_say() {
             match v.get(*f) {
                 None | Some(Value::Null) => {}
                 Some(Value::String(s))
-                    if ["send_at", "entered_at", "step_entered_at"].contains(f) =>
+                    if ["send_at", "decided_at", "entered_at", "step_entered_at"].contains(f) =>
                 {
                     let t = regua_sdk::Timestamp::parse(s).unwrap();
                     o.insert(f.to_string(), json!(t.as_millis()));
@@ -1079,8 +1087,15 @@ fn parquet_answers_of_a_campaign_run_hold_what_the_ndjson_ones_say() {
                 (
                     "messages",
                     &[
-                        "campaign", "variant", "channel", "template", "category", "send_at",
-                        "journey", "step",
+                        "campaign",
+                        "variant",
+                        "channel",
+                        "template",
+                        "category",
+                        "send_at",
+                        "decided_at",
+                        "journey",
+                        "step",
                     ],
                 ),
                 (
@@ -1164,4 +1179,44 @@ fn arrow_cast_instants(batch: &arrow_array::RecordBatch) -> arrow_array::RecordB
         .map(|f| f.as_ref().clone().with_data_type(plain(f.data_type())))
         .collect();
     arrow_array::RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).unwrap()
+}
+
+/// An inactive campaign says which side of its window `now` is on, not that it is active.
+#[test]
+fn an_inactive_campaign_says_it_ended_or_has_not_started() {
+    let later = message_campaign("LATER-1", 1, "").replace(
+        "start = \"2025-01-01T00:00:00Z\"",
+        "start = \"2025-06-01T00:00:00Z\"",
+    );
+    let dir = folder(&[
+        (
+            "ended.toml",
+            &message_campaign("ENDED-1", 2, "end = \"2025-03-01T00:00:00Z\""),
+        ),
+        ("later.toml", &later),
+    ]);
+    let (lines, report) = run(dir.path(), r#"{"id":"c-1"}"#, &[]);
+    let reason = |code: &str| -> String {
+        let d = lines[0]["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["campaign"] == code)
+            .unwrap();
+        assert_eq!(d["outcome"], "inactive", "{d}");
+        d["reasons"][0].as_str().unwrap().to_owned()
+    };
+    let ended = reason("ENDED-1");
+    assert!(
+        ended.contains("not active") && ended.contains("ended at 2025-03-01T00:00:00Z"),
+        "{ended}"
+    );
+    let not_yet = reason("LATER-1");
+    assert!(
+        not_yet.contains("not active") && not_yet.contains("starts at 2025-06-01T00:00:00Z"),
+        "{not_yet}"
+    );
+    for c in report["campaigns"].as_array().unwrap() {
+        assert_eq!(c["inactive"], 1, "{c}");
+    }
 }

@@ -218,6 +218,8 @@ impl std::fmt::Debug for Plan {
 pub struct CustomerRun {
     /// The record after the run.
     pub customer: Record,
+    /// When the decisions were made (the run's `now`).
+    pub now: Timestamp,
     /// One decision per campaign.
     pub decisions: Vec<Decision>,
 }
@@ -292,6 +294,7 @@ impl Plan {
             .into_iter()
             .map(|customer| CustomerRun {
                 customer,
+                now: self.inputs.now,
                 decisions: Vec::new(),
             })
             .collect();
@@ -360,12 +363,22 @@ impl Plan {
         let now = self.inputs.now;
         let mut ds: Vec<Decision> = runs.iter().map(|_| Decision::new(&def.code)).collect();
         if !campaign.active_at(now) {
-            let window = match def.end {
-                Some(end) => format!("[{}, {end})", def.start),
-                None => format!("from {}", def.start),
+            let why = match def.end {
+                Some(end) if now >= end => format!(
+                    "the campaign is not active at {now}: it ended at {end} (it runs [{}, {end}))",
+                    def.start
+                ),
+                Some(end) => format!(
+                    "the campaign is not active at {now}: it starts at {} (it runs [{}, {end}))",
+                    def.start, def.start
+                ),
+                None => format!(
+                    "the campaign is not active at {now}: it starts at {}",
+                    def.start
+                ),
             };
             for d in &mut ds {
-                d.ended(Kind::Inactive, format!("the campaign is active {window}"));
+                d.ended(Kind::Inactive, why.clone());
             }
             return ds;
         }
@@ -797,6 +810,7 @@ impl Plan {
                                 category: m.category,
                                 tags: m.tags.clone(),
                                 counts_toward_caps: true,
+                                template: m.template.clone(),
                             });
                             if v.decision == Verdict::Defer {
                                 d.reasons.push(format!(

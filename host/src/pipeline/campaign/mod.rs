@@ -41,6 +41,10 @@ pub struct SendRow {
     /// When to send it.
     #[schema(value_type = String)]
     pub send_at: regua_sdk::Timestamp,
+    /// When it was decided (the run's `now`): earlier than `send_at` for a deferred message.
+    /// A readout's conversion window starts here, as it does from the decision log.
+    #[schema(value_type = String)]
+    pub decided_at: regua_sdk::Timestamp,
     /// The journey, if a journey sends it.
     pub journey: Option<String>,
     /// The journey's step.
@@ -59,6 +63,7 @@ impl CustomerRun {
                 template: m.template.clone(),
                 category: m.category,
                 send_at: m.send_at,
+                decided_at: self.now,
                 journey: m.journey.clone(),
                 step: m.step.clone(),
             })
@@ -381,6 +386,11 @@ fn send_list_schema() -> arrow_schema::SchemaRef {
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             false,
         ),
+        Field::new(
+            "decided_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         text("journey", true),
         text("step", true),
     ]))
@@ -411,6 +421,10 @@ impl ParquetRows {
             let text = |f: &dyn Fn(&SendRow) -> Option<&str>| -> ArrayRef {
                 Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
             };
+            let instants = |f: &dyn Fn(&SendRow) -> regua_sdk::Timestamp| -> ArrayRef {
+                let millis: Vec<i64> = rows.iter().map(|r| f(r).as_millis()).collect();
+                Arc::new(TimestampMillisecondArray::from(millis).with_timezone("UTC"))
+            };
             let columns: Vec<ArrayRef> = vec![
                 text(&|r| Some(&r.customer)),
                 text(&|r| Some(&r.campaign)),
@@ -418,14 +432,8 @@ impl ParquetRows {
                 text(&|r| Some(r.channel.as_str())),
                 text(&|r| Some(&r.template)),
                 text(&|r| Some(r.category.as_str())),
-                Arc::new(
-                    TimestampMillisecondArray::from(
-                        rows.iter()
-                            .map(|r| r.send_at.as_millis())
-                            .collect::<Vec<_>>(),
-                    )
-                    .with_timezone("UTC"),
-                ),
+                instants(&|r| r.send_at),
+                instants(&|r| r.decided_at),
                 text(&|r| r.journey.as_deref()),
                 text(&|r| r.step.as_deref()),
             ];
@@ -471,8 +479,16 @@ impl<W: Write> SendList<W> {
                     .from_writer(Vec::new());
                 if !self.header {
                     w.write_record([
-                        "customer", "campaign", "variant", "channel", "template", "category",
-                        "send_at", "journey", "step",
+                        "customer",
+                        "campaign",
+                        "variant",
+                        "channel",
+                        "template",
+                        "category",
+                        "send_at",
+                        "decided_at",
+                        "journey",
+                        "step",
                     ])?;
                     self.header = true;
                 }
@@ -485,6 +501,7 @@ impl<W: Write> SendList<W> {
                         &r.template,
                         r.category.as_str(),
                         &r.send_at.to_string(),
+                        &r.decided_at.to_string(),
                         r.journey.as_deref().unwrap_or(""),
                         r.step.as_deref().unwrap_or(""),
                     ])?;

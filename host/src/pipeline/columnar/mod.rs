@@ -171,6 +171,7 @@ const CONTACTS: &[Member] = &[
     m("category", Text, true, None),
     m("tags", Texts, false, None),
     m("counts_toward_caps", Flag, false, None),
+    m("template", Text, false, None),
 ];
 const JOURNEYS: &[Member] = &[
     m("journey", Text, true, None),

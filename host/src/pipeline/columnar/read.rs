@@ -726,6 +726,7 @@ fn read_row(
                 category: named(col, 3, i, Category::from_name)?,
                 tags: col.columns[4].texts(i),
                 counts_toward_caps: col.columns[5].flag(i).unwrap_or(true),
+                template: col.columns[6].text(i).map(str::to_owned),
             })
         })?;
     }

@@ -94,6 +94,7 @@ pub fn to_batch(customers: &[Record]) -> RecordBatch {
                 Arc::new(BooleanArray::from(
                     m.iter().map(|m| m.counts_toward_caps).collect::<Vec<_>>(),
                 )),
+                text(m.iter().map(|m| m.template.as_deref()).collect()),
             ]
         },
     ));
