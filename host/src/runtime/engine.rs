@@ -338,7 +338,11 @@ fn wasm_config(limits: &Limits, strategy: wasmtime::Strategy) -> wasmtime::Confi
         // returning them to the system: the next call then takes no page faults there.
         // Above this, memory goes back to the system when the instance goes.
         .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT / 16);
+        .table_keep_resident(KEEP_RESIDENT / 16)
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), only the pages a call dirtied are
+        // reset, rather than the whole resident part: a call on one customer (the journey
+        // runtime, `/v1/decide`) then no longer pays a 2 MiB memset (BENCHMARKS.md).
+        .pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     config.memory_init_cow(true);
     config
