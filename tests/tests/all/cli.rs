@@ -654,3 +654,68 @@ fn batch_writes_parquet_with_typed_columns() {
         )
     );
 }
+
+/// The example plugin written in WebAssembly text (`examples/wat/big-spender.wat`, from
+/// docs/ABI.md alone) answers as an independent reading of the records: in the segment exactly
+/// the customers with a purchase of 500 or more, with its reason; in chunks of one customer
+/// and of more than 127 (a count of two varint bytes).
+#[test]
+fn the_example_plugin_in_webassembly_text_answers_as_the_records_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("big-spender.wasm");
+    let binary = wat::parse_file(repo().join("examples/wat/big-spender.wat")).unwrap();
+    std::fs::write(&wasm, binary).unwrap();
+    let customers = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let expected: Vec<(String, bool)> = customers
+        .lines()
+        .map(|l| {
+            let c: serde_json::Value = serde_json::from_str(l).unwrap();
+            let big = c["transactions"].as_array().is_some_and(|ts| {
+                ts.iter()
+                    .any(|t| t["kind"] == "purchase" && t["amount"].as_f64().unwrap() >= 500.0)
+            });
+            (c["id"].as_str().unwrap().to_owned(), big)
+        })
+        .collect();
+    let members = expected.iter().filter(|(_, b)| *b).count();
+    assert!(
+        members > 5 && members < expected.len() - 5,
+        "the examples have both: {members}"
+    );
+    for chunk in ["1", "300"] {
+        let out = regua(
+            &[
+                "batch",
+                "--plugin",
+                wasm.to_str().unwrap(),
+                "--input",
+                "examples/customers.ndjson",
+                "--now",
+                "2025-03-11T12:00:00Z",
+                "--chunk-lines",
+                chunk,
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let got: Vec<(String, bool)> = text(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let r = &v["results"]["big-spender"];
+                let matched = r["match"].as_bool().unwrap_or_else(|| panic!("{v}"));
+                let reasons = r["reasons"].as_array().unwrap();
+                assert_eq!(
+                    reasons.len(),
+                    usize::from(matched),
+                    "a reason when in the segment: {v}"
+                );
+                if matched {
+                    assert_eq!(reasons[0], "a purchase of 500 or more");
+                }
+                (v["id"].as_str().unwrap().to_owned(), matched)
+            })
+            .collect();
+        assert_eq!(got, expected, "chunks of {chunk}");
+    }
+}
