@@ -404,12 +404,36 @@ fn a_deferred_message_reads_out_the_same_from_the_log_the_answers_and_the_send_l
     );
 }
 
+/// `regua readout --json` of `answers` (run answers, decided at `AT`) against the `later`
+/// records, conversion `event:app_activated`, both written into `dir`.
+fn read_out_answers(dir: &std::path::Path, answers: &str, later: &str) -> serde_json::Value {
+    let (a, l) = (dir.join("a.ndjson"), dir.join("l.ndjson"));
+    std::fs::write(&a, answers).unwrap();
+    std::fs::write(&l, later).unwrap();
+    let out = regua(
+        &[
+            "readout",
+            "--answers",
+            a.to_str().unwrap(),
+            "--at",
+            AT,
+            "--customers",
+            l.to_str().unwrap(),
+            "--conversion",
+            "event:app_activated",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Every held-out customer is missing from the later records: the holdout is there, empty, and
 /// the warning says so and names them, rather than saying the campaign holds nobody out.
 #[test]
 fn an_empty_group_is_named_with_its_missing_customers() {
     let dir = tempfile::tempdir().unwrap();
-    let answers = dir.path().join("a.ndjson");
     let mut text_answers = String::new();
     let mut later = String::new();
     for i in 0..7 {
@@ -419,26 +443,7 @@ fn an_empty_group_is_named_with_its_missing_customers() {
         text_answers.push_str(&format!("{{\"id\":\"here-{i:02}\",\"decisions\":[{{\"campaign\":\"C\",\"outcome\":\"planned\"}}]}}\n"));
         later.push_str(&format!("{{\"id\":\"here-{i:02}\"}}\n"));
     }
-    std::fs::write(&answers, text_answers).unwrap();
-    let later_file = dir.path().join("l.ndjson");
-    std::fs::write(&later_file, later).unwrap();
-    let out = regua(
-        &[
-            "readout",
-            "--answers",
-            answers.to_str().unwrap(),
-            "--at",
-            AT,
-            "--customers",
-            later_file.to_str().unwrap(),
-            "--conversion",
-            "event:app_activated",
-            "--json",
-        ],
-        "",
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = read_out_answers(dir.path(), &text_answers, &later);
     let c = &r["campaigns"][0];
     assert_eq!(c["missing"], 7, "{c}");
     assert_eq!(
@@ -475,33 +480,13 @@ fn an_empty_group_is_named_with_its_missing_customers() {
 #[test]
 fn both_groups_at_zero_report_z_zero_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
-    let answers = dir.path().join("a.ndjson");
     let (mut a, mut later) = (String::new(), String::new());
     for i in 0..30 {
         let outcome = if i % 2 == 0 { "held_out" } else { "planned" };
         a.push_str(&format!("{{\"id\":\"z-{i}\",\"decisions\":[{{\"campaign\":\"C\",\"outcome\":\"{outcome}\"}}]}}\n"));
         later.push_str(&format!("{{\"id\":\"z-{i}\"}}\n"));
     }
-    std::fs::write(&answers, a).unwrap();
-    let later_file = dir.path().join("l.ndjson");
-    std::fs::write(&later_file, later).unwrap();
-    let out = regua(
-        &[
-            "readout",
-            "--answers",
-            answers.to_str().unwrap(),
-            "--at",
-            AT,
-            "--customers",
-            later_file.to_str().unwrap(),
-            "--conversion",
-            "event:app_activated",
-            "--json",
-        ],
-        "",
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = read_out_answers(dir.path(), &a, &later);
     let c = &r["campaigns"][0];
     let u = &c["uplifts"][0];
     assert_eq!(
