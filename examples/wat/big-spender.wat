@@ -2,9 +2,9 @@
 ;; customers with at least one purchase of 500 or more (in the transaction's currency).
 ;;
 ;; It declares the two transaction members it reads, so every other part and member arrives
-;; empty; it takes no parameters (any given are ignored). Build and run it with any
-;; WebAssembly text assembler, e.g. `wat2wasm big-spender.wat -o big-spender.wasm` (Debian's
-;; `wabt`), then `regua batch --plugin big-spender.wasm --input examples/customers.ndjson`.
+;; empty; it takes no parameters (any given are ignored). Build it with
+;; `regua build examples/wat/big-spender.wat` (or any assembler: `wat2wasm` of Debian's `wabt`),
+;; then `regua batch --plugin big-spender --input examples/customers.ndjson --now …`.
 (module
   ;; §3: "I am about to evaluate customer i".
   (import "regua" "item" (func $item (param i32)))

@@ -225,6 +225,27 @@ pub fn build(
     Ok(written)
 }
 
+/// Assembles a plugin written in WebAssembly text (`NAME.wat`) into `out_dir/NAME.wasm`, written
+/// then renamed like a crate's build; an error names the line and column.
+pub fn assemble(wat_file: &Path, out_dir: &Path) -> Result<PathBuf, String> {
+    let name = wat_file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| format!("`{}` has no file name", wat_file.display()))?;
+    let binary = wat::parse_file(wat_file).map_err(|e| {
+        // wat's errors name the file, line and column already.
+        format!("cannot assemble `{}`: {e}", wat_file.display())
+    })?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| format!("cannot create `{}`: {e}", out_dir.display()))?;
+    let dest = out_dir.join(format!("{name}.wasm"));
+    let tmp = out_dir.join(format!(".{name}.wasm.tmp"));
+    std::fs::write(&tmp, binary)
+        .and_then(|_| std::fs::rename(&tmp, &dest))
+        .map_err(|e| format!("cannot write `{}`: {e}", dest.display()))?;
+    Ok(dest)
+}
+
 /// Whether a cargo package id (`path+file:///…/name#0.1.0` or `…#name@0.1.0`) is package `name`.
 fn package_id_names(id: &str, name: &str) -> bool {
     let tail = id.rsplit('/').next().unwrap_or(id);

@@ -3,16 +3,19 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::authoring::build as wasm_build;
+use crate::runtime::engine::{Engine, Limits};
+use crate::runtime::plugin::Plugin;
 
 /// Build plugin crates to .wasm, written as <plugin-name>.wasm into one folder.
 ///
 /// Installs the wasm32-unknown-unknown target with rustup when it is missing. The output folder
-/// is the one `regua batch --all` and a plugins directory of the service read.
+/// is the one `regua batch --all` and a plugins directory of the service read. A `.wat` file is
+/// a plugin written in WebAssembly text (docs/ABI.md): it is assembled into <file-stem>.wasm.
 ///
-/// Example: regua build plugins/ --out dist/plugins
+/// Example: regua build plugins/ examples/wat/big-spender.wat --out dist/plugins
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
-    /// Plugin crates, or folders of plugin crates.
+    /// Plugin crates, folders of plugin crates, or `.wat` files.
     #[arg(default_value = "plugins")]
     paths: Vec<PathBuf>,
     /// Where the .wasm files go.
@@ -26,11 +29,29 @@ pub(crate) struct BuildArgs {
 impl BuildArgs {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         let mut crates = Vec::new();
+        let mut written = Vec::new();
         for p in &self.paths {
+            if p.extension().is_some_and(|e| e == "wat") {
+                let wasm = wasm_build::assemble(p, &self.out).map_err(anyhow::Error::msg)?;
+                // Text that assembles can still be no plugin (an instruction without its
+                // operands, a missing export): checked as the host loads it, and not left in
+                // the folder a service may be watching if it fails.
+                let engine = Engine::new(Limits::default())?;
+                if let Err(e) = Plugin::load(&engine, &wasm) {
+                    std::fs::remove_file(&wasm).ok();
+                    anyhow::bail!("`{}` assembles but is not a plugin: {e:#}", p.display());
+                }
+                written.push(wasm);
+                continue;
+            }
             crates.extend(wasm_build::find_plugin_crates(p).map_err(anyhow::Error::msg)?);
         }
-        let written = wasm_build::build(&crates, &self.out, self.target_dir.as_deref())
-            .map_err(anyhow::Error::msg)?;
+        if !crates.is_empty() {
+            written.extend(
+                wasm_build::build(&crates, &self.out, self.target_dir.as_deref())
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
         for w in &written {
             let size = std::fs::metadata(w).map(|m| m.len()).unwrap_or(0);
             eprintln!("built {} ({} KiB)", w.display(), size / 1024);

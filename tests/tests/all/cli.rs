@@ -662,9 +662,30 @@ fn batch_writes_parquet_with_typed_columns() {
 #[test]
 fn the_example_plugin_in_webassembly_text_answers_as_the_records_say() {
     let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let built = regua(&["build", "examples/wat/big-spender.wat", "--out", out], "");
+    assert!(built.status.success(), "{}", text(&built.stderr));
     let wasm = dir.path().join("big-spender.wasm");
-    let binary = wat::parse_file(repo().join("examples/wat/big-spender.wat")).unwrap();
-    std::fs::write(&wasm, binary).unwrap();
+    // Text that does not assemble is named with its line; text that assembles into no plugin
+    // is refused and leaves nothing in the folder.
+    let broken = dir.path().join("broken.wat");
+    std::fs::write(&broken, "(module\n  (func $f (result i32)\n").unwrap();
+    let refused = regua(&["build", broken.to_str().unwrap(), "--out", out], "");
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("broken.wat:3:"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let bare = dir.path().join("bare.wat");
+    std::fs::write(&bare, "(module)").unwrap();
+    let refused = regua(&["build", bare.to_str().unwrap(), "--out", out], "");
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("not a plugin") && !dir.path().join("bare.wasm").exists(),
+        "{}",
+        text(&refused.stderr)
+    );
     let customers = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
     let expected: Vec<(String, bool)> = customers
         .lines()
