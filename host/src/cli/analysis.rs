@@ -32,12 +32,13 @@ pub(crate) fn write_file(path: &Path, text: &str, what: &str) -> anyhow::Result<
 /// the customers' later records, and the uplift of each variant over the holdout with its 95 %
 /// confidence interval.
 ///
-/// Who was in which group comes from the decision log (--log) or from the answers of
-/// `regua campaign run` (--answers, with --at: the run's --now); a customer counts in the group
-/// of the first decision that put them in the campaign's audience, whatever the rest policy then
-/// did (intent to treat). A customer converted when the later record (--customers) has the
-/// conversion event or transaction kind within --window after that decision: (decision,
-/// decision + window]. Rates get Wilson intervals; the uplift, the difference of two proportions
+/// Who was in which group comes from the decision log (--log), from the answers of
+/// `regua campaign run` (--answers, NDJSON or Parquet, with --at: the run's --now) or from its
+/// send list (--send-list, NDJSON, CSV or Parquet; no holdout in it); a customer counts in the
+/// group of the earliest decision that put them in the campaign's audience, whatever the rest
+/// policy then did (intent to treat). A customer converted when the later record (--customers)
+/// has the conversion event or transaction kind within --window after that decision, whatever
+/// the form read: (decision, decision + window], never from a deferred message's send_at. Rates get Wilson intervals; the uplift, the difference of two proportions
 /// with its unpooled 95 % interval and a two-sided z-test. Groups with fewer than 10 conversions
 /// or 10 non-conversions are flagged as too small to tell. docs/DECISIONS.md has the method.
 ///
@@ -53,8 +54,8 @@ pub(crate) struct ReadoutArgs {
         conflicts_with = "answers"
     )]
     log: Option<PathBuf>,
-    /// The NDJSON answers of `regua campaign run` (or its NDJSON send list, which holds no
-    /// holdout); - for standard input.
+    /// The answers of `regua campaign run` (NDJSON or Parquet), or its send list (NDJSON, CSV
+    /// or Parquet; a send list holds no holdout); - for standard input.
     #[arg(long, value_name = "FILE|-", visible_alias = "send-list")]
     answers: Option<PathBuf>,
     /// When the answers were made (the run's --now; a send list's rows carry their own).
@@ -108,7 +109,9 @@ impl ReadoutArgs {
                 Assignments::from_log(dir, only)
             }
             (None, Some(path)) => {
-                Assignments::from_answers(reader(path, "answers")?, at, only, "--answers")
+                let answers = crate::decisions::forms::open(path, "the answers")
+                    .map_err(anyhow::Error::msg)?;
+                Assignments::from_answers(answers, at, only, "--answers")
             }
             (None, None) => unreachable!("clap requires one"),
         }

@@ -3,6 +3,7 @@
 
 pub mod backtest;
 pub mod entry;
+pub mod forms;
 pub mod readout;
 pub mod report;
 pub mod sink;

@@ -302,7 +302,7 @@ fn readout_groups(source: &[&str], later: &std::path::Path) -> Vec<(String, u64,
 
 /// A decision at 02:00Z that quiet hours defer to 08:00Z, and a purchase at 05:00Z: the window
 /// starts at the decision however the run is read, so the purchase converts from the decision
-/// log, from the answers and from the send list alike.
+/// log, from the answers and from the send list alike, in each of their formats.
 #[test]
 fn a_deferred_message_reads_out_the_same_from_the_log_the_answers_and_the_send_list() {
     let dir = tempfile::tempdir().unwrap();
@@ -341,8 +341,8 @@ fn a_deferred_message_reads_out_the_same_from_the_log_the_answers_and_the_send_l
         dir.path().join("send.ndjson"),
         dir.path().join("log"),
     );
-    let out = regua(
-        &[
+    let run = |extra: &[&str]| {
+        let mut args = vec![
             "campaign",
             "run",
             "--campaigns",
@@ -354,16 +354,43 @@ fn a_deferred_message_reads_out_the_same_from_the_log_the_answers_and_the_send_l
             "--now",
             decided,
             "-q",
-            "-o",
-            answers.to_str().unwrap(),
-            "--send-list",
-            send.to_str().unwrap(),
-            "--decision-log",
-            log.to_str().unwrap(),
-        ],
-        "",
+        ];
+        args.extend_from_slice(extra);
+        let out = regua(&args, "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    run(&[
+        "-o",
+        answers.to_str().unwrap(),
+        "--send-list",
+        send.to_str().unwrap(),
+        "--decision-log",
+        log.to_str().unwrap(),
+    ]);
+    // The same run's other forms: Parquet answers, Parquet and CSV send lists.
+    let (answers_pq, send_pq, send_csv) = (
+        dir.path().join("answers.parquet"),
+        dir.path().join("send.parquet"),
+        dir.path().join("send.csv"),
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    run(&[
+        "-o",
+        answers_pq.to_str().unwrap(),
+        "--format",
+        "parquet",
+        "--send-list",
+        send_pq.to_str().unwrap(),
+        "--send-list-format",
+        "parquet",
+    ]);
+    run(&[
+        "-o",
+        "/dev/null",
+        "--send-list",
+        send_csv.to_str().unwrap(),
+        "--send-list-format",
+        "csv",
+    ]);
     // Who is in which group, from the answers; the expected counts worked out from them.
     let (mut treated, mut held) = ((0, 0), (0, 0));
     for line in std::fs::read_to_string(&answers).unwrap().lines() {
@@ -397,11 +424,22 @@ fn a_deferred_message_reads_out_the_same_from_the_log_the_answers_and_the_send_l
         ),
         expected
     );
-    // The send list holds only the treated.
     assert_eq!(
-        readout_groups(&["--send-list", send.to_str().unwrap()], &later_file),
-        expected[1..]
+        readout_groups(
+            &["--answers", answers_pq.to_str().unwrap(), "--at", decided],
+            &later_file
+        ),
+        expected
     );
+    // A send list holds only the treated.
+    for list in [&send, &send_pq, &send_csv] {
+        assert_eq!(
+            readout_groups(&["--send-list", list.to_str().unwrap()], &later_file),
+            expected[1..],
+            "{}",
+            list.display()
+        );
+    }
 }
 
 /// `regua readout --json` of `answers` (run answers, decided at `AT`) against the `later`
