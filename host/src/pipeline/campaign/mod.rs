@@ -217,7 +217,9 @@ impl Report {
     /// The report as a table for people.
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "{} customers read, {} messages planned, {} lines with an error\n",
+            "{} customers read, {} messages planned, {} lines with an error\n\
+             (later: of the planned, those with a message deferred to a later send_at; not \
+             counted again)\n",
             self.customers, self.messages, self.bad_lines
         );
         s.push_str(&format!(
@@ -227,7 +229,7 @@ impl Report {
             "audience",
             "held out",
             "planned",
-            "deferred",
+            "(later)",
             "denied",
             "nothing",
             "errors"
