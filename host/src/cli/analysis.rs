@@ -9,6 +9,7 @@ use regua_sdk::{Duration, Timestamp};
 
 use crate::decisions::readout::{self, Assignments, Conversion};
 use crate::decisions::{report, svg};
+use crate::pipeline::columnar::{self, FileKind};
 
 /// A reader over `path`, or standard input for `-`.
 pub(crate) fn reader(path: &Path, what: &str) -> anyhow::Result<Box<dyn BufRead>> {
@@ -61,7 +62,8 @@ pub(crate) struct ReadoutArgs {
     /// When the answers were made (the run's --now; a send list's rows carry their own).
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
-    /// The customers' later records (NDJSON).
+    /// The customers' later records: NDJSON, a Parquet or an Arrow IPC file (told by its first
+    /// bytes).
     #[arg(long, value_name = "FILE|-")]
     customers: PathBuf,
     /// What counts as converting: `event:NAME` or `transaction:KIND`.
@@ -116,14 +118,35 @@ impl ReadoutArgs {
             (None, None) => unreachable!("clap requires one"),
         }
         .map_err(anyhow::Error::msg)?;
-        let r = readout::read_out(
-            &assignments,
-            reader(&self.customers, "the customers")?,
-            "--customers",
-            &conversion,
-            window,
-        )
-        .map_err(anyhow::Error::msg)?;
+        let kind = if self.customers.as_os_str() == "-" {
+            FileKind::Lines
+        } else {
+            columnar::sniff(&self.customers).with_context(|| {
+                format!("cannot open the customers `{}`", self.customers.display())
+            })?
+        };
+        let r = if kind == FileKind::Lines {
+            readout::read_out(
+                &assignments,
+                reader(&self.customers, "the customers")?,
+                "--customers",
+                &conversion,
+                window,
+            )
+            .map_err(anyhow::Error::msg)?
+        } else {
+            // A Parquet or Arrow IPC file of later records, read row by row.
+            let mut join = readout::Join::new(&assignments, &conversion, window);
+            columnar::read_all(&self.customers, kind, |row, record| {
+                let record = record.map_err(|e| match e.starts_with("row ") {
+                    true => anyhow::anyhow!("--customers {e}"),
+                    false => anyhow::anyhow!("--customers row {row}: {e}"),
+                })?;
+                join.add(&record)
+                    .map_err(|e| anyhow::anyhow!("--customers row {row}: {e}"))
+            })?;
+            join.finish()
+        };
         if r.campaigns.is_empty() {
             bail!(
                 "no campaign decision to read out{} (of {} decisions read)",

@@ -505,9 +505,7 @@ pub fn read_out(
     conversion: &Conversion,
     window: Duration,
 ) -> Result<Readout, String> {
-    let mut counts: BTreeMap<String, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
-    let mut seen: std::collections::HashSet<String> = Default::default();
-    let mut records = 0;
+    let mut join = Join::new(assignments, conversion, window);
     for (n, line) in customers.lines().enumerate() {
         let line = line.map_err(|e| format!("cannot read {what}: {e}"))?;
         if line.trim().is_empty() {
@@ -515,64 +513,109 @@ pub fn read_out(
         }
         let record: Record = regua_sdk::json::from_str(&line, None)
             .map_err(|e| format!("{what} line {}: {e}", n + 1))?;
-        records += 1;
-        let Some(exposures) = assignments.by_customer.get(&record.id) else {
-            continue;
+        join.add(&record)
+            .map_err(|e| format!("{what} line {}: {e}", n + 1))?;
+    }
+    Ok(join.finish())
+}
+
+/// The join of the assignments with later records, one record at a time from any source (an
+/// NDJSON file, the rows of a Parquet or Arrow file).
+pub struct Join<'a> {
+    assignments: &'a Assignments,
+    conversion: &'a Conversion,
+    window: Duration,
+    counts: BTreeMap<String, BTreeMap<String, (u64, u64)>>,
+    seen: std::collections::HashSet<String>,
+    records: u64,
+}
+
+impl<'a> Join<'a> {
+    /// An empty join.
+    pub fn new(assignments: &'a Assignments, conversion: &'a Conversion, window: Duration) -> Self {
+        Join {
+            assignments,
+            conversion,
+            window,
+            counts: BTreeMap::new(),
+            seen: Default::default(),
+            records: 0,
+        }
+    }
+
+    /// Counts one later record; a customer given twice is an error.
+    pub fn add(&mut self, record: &Record) -> Result<(), String> {
+        self.records += 1;
+        let Some(exposures) = self.assignments.by_customer.get(&record.id) else {
+            return Ok(());
         };
-        if !seen.insert(record.id.clone()) {
+        if !self.seen.insert(record.id.clone()) {
             return Err(format!(
-                "{what} line {}: customer `{}` is on an earlier line too",
-                n + 1,
+                "customer `{}` is on an earlier line too",
                 record.id
             ));
         }
         for e in exposures {
-            let c = counts
+            let c = self
+                .counts
                 .entry(e.campaign.clone())
                 .or_default()
                 .entry(e.group.clone())
                 .or_default();
             c.0 += 1;
-            c.1 += u64::from(conversion.converted(&record, e.at, window));
+            c.1 += u64::from(self.conversion.converted(record, e.at, self.window));
+        }
+        Ok(())
+    }
+
+    /// The readout, with the customers no record was given for counted as missing.
+    pub fn finish(self) -> Readout {
+        let Join {
+            assignments,
+            conversion,
+            window,
+            mut counts,
+            seen,
+            records,
+        } = self;
+        // By campaign and group; sorted ids, so the customers named are the same every run.
+        let mut missing: BTreeMap<String, BTreeMap<String, Missing>> = BTreeMap::new();
+        let mut absent: Vec<&String> = assignments
+            .by_customer
+            .keys()
+            .filter(|id| !seen.contains(*id))
+            .collect();
+        absent.sort();
+        for id in absent {
+            for e in &assignments.by_customer[id] {
+                missing
+                    .entry(e.campaign.clone())
+                    .or_default()
+                    .entry(e.group.clone())
+                    .or_default()
+                    .add(id);
+                // The group exists, even when nobody of it is in the later records.
+                counts
+                    .entry(e.campaign.clone())
+                    .or_default()
+                    .entry(e.group.clone())
+                    .or_default();
+            }
+        }
+        Readout {
+            conversion: conversion.to_string(),
+            window: window.to_string(),
+            decisions: assignments.decisions,
+            records,
+            campaigns: counts
+                .into_iter()
+                .map(|(c, groups)| {
+                    let m = missing.remove(&c).unwrap_or_default();
+                    CampaignReadout::new(c, groups, m)
+                })
+                .collect(),
         }
     }
-    // By campaign and group; sorted ids, so the customers named are the same every run.
-    let mut missing: BTreeMap<String, BTreeMap<String, Missing>> = BTreeMap::new();
-    let mut absent: Vec<&String> = assignments
-        .by_customer
-        .keys()
-        .filter(|id| !seen.contains(*id))
-        .collect();
-    absent.sort();
-    for id in absent {
-        for e in &assignments.by_customer[id] {
-            missing
-                .entry(e.campaign.clone())
-                .or_default()
-                .entry(e.group.clone())
-                .or_default()
-                .add(id);
-            // The group exists, even when nobody of it is in the later records.
-            counts
-                .entry(e.campaign.clone())
-                .or_default()
-                .entry(e.group.clone())
-                .or_default();
-        }
-    }
-    Ok(Readout {
-        conversion: conversion.to_string(),
-        window: window.to_string(),
-        decisions: assignments.decisions,
-        records,
-        campaigns: counts
-            .into_iter()
-            .map(|(c, groups)| {
-                let m = missing.remove(&c).unwrap_or_default();
-                CampaignReadout::new(c, groups, m)
-            })
-            .collect(),
-    })
 }
 
 impl Readout {

@@ -431,6 +431,26 @@ fn a_deferred_message_reads_out_the_same_from_the_log_the_answers_and_the_send_l
         ),
         expected
     );
+    // The later records as a data lake holds them: Parquet or Arrow IPC read the same.
+    for format in ["later.parquet", "later.arrow"] {
+        let converted = dir.path().join(format);
+        let out = regua(
+            &[
+                "convert",
+                "--input",
+                later_file.to_str().unwrap(),
+                "--output",
+                converted.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            readout_groups(&["--log", log.to_str().unwrap()], &converted),
+            expected,
+            "{format}"
+        );
+    }
     // A send list holds only the treated.
     for list in [&send, &send_pq, &send_csv] {
         assert_eq!(
