@@ -11,6 +11,7 @@ use super::analysis::{reader, write_file};
 use super::campaign::Setup;
 use crate::decisions::backtest::{self, Replay};
 use crate::decisions::svg;
+use crate::pipeline::columnar::{self, FileKind};
 use crate::{Plugin, Worker};
 
 /// Replay a rest policy over the history in the customers' records: how many of the messages
@@ -30,7 +31,8 @@ use crate::{Plugin, Worker};
 ///   --from 2025-02-01T03:00:00Z --to 2025-03-01T03:00:00Z --svg blocked.svg
 #[derive(Debug, Args)]
 pub(crate) struct BacktestArgs {
-    /// The customers, with their contact history (NDJSON); - for standard input.
+    /// The customers, with their contact history: NDJSON, a Parquet or an Arrow IPC file (told
+    /// by its first bytes); - for standard input (NDJSON).
     #[arg(long, value_name = "FILE|-")]
     customers: PathBuf,
     /// The rest policy: a .wasm, or a name in --plugins-dir.
@@ -173,6 +175,25 @@ impl BacktestArgs {
             .with_context(|| format!("the policy `{name}` refuses its parameters"))?;
         let total = std::fs::metadata(&self.customers).ok().map(|m| m.len());
         let stdin = self.customers.as_os_str() == "-";
+        let kind = if stdin {
+            FileKind::Lines
+        } else {
+            columnar::sniff(&self.customers).with_context(|| {
+                format!("cannot open the customers `{}`", self.customers.display())
+            })?
+        };
+        if kind != FileKind::Lines {
+            // A Parquet or Arrow IPC file, row by row: a row that is not a record is counted
+            // and named as a bad line is.
+            columnar::read_all(&self.customers, kind, |row, record| {
+                match record {
+                    Ok(record) => replay.customer(&mut worker, &mut report, row, record),
+                    Err(e) => replay.bad_line(&mut report, row, e),
+                }
+                Ok(())
+            })?;
+            return self.answer(&report);
+        }
         let bar = super::progress_bar(self.quiet, total.filter(|_| !stdin));
         let show = super::show_progress(&bar);
         let mut lines = reader(&self.customers, "the customers")?;
@@ -205,12 +226,17 @@ impl BacktestArgs {
             }
         }
         bar.finish_and_clear();
-        let json = serde_json::to_value(&report)?;
+        self.answer(&report)
+    }
+
+    /// Prints (and writes) the report.
+    fn answer(&self, report: &backtest::Report) -> anyhow::Result<()> {
+        let json = serde_json::to_value(report)?;
         if let Some(path) = &self.output {
             write_file(path, &serde_json::to_string_pretty(&json)?, "the backtest")?;
         }
         if let Some(path) = &self.svg {
-            write_file(path, &chart(&report), "the backtest's chart")?;
+            write_file(path, &chart(report), "the backtest's chart")?;
         }
         if self.json {
             super::print_json(&json)

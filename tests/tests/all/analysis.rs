@@ -1004,32 +1004,47 @@ fn a_backtest_replays_templated_whatsapp_sends_as_templated() {
     }
     let file = dir.path().join("wa.ndjson");
     std::fs::write(&file, input).unwrap();
-    let out = regua(
+    // The same history as Parquet (a data lake's table) reads the same, templates included.
+    let parquet = dir.path().join("wa.parquet");
+    let converted = regua(
         &[
-            "backtest",
-            "--customers",
+            "convert",
+            "--input",
             file.to_str().unwrap(),
-            "--policy",
-            "standard-rest",
-            "--params",
-            r#"{"rules":[{"id":"wa","type":"whatsapp_session"}]}"#,
-            "--plugins-dir",
-            plugins_dir().to_str().unwrap(),
-            "--from",
-            "2025-03-01T00:00:00Z",
-            "--to",
-            "2025-03-08T00:00:00Z",
-            "--json",
-            "--tz",
-            "UTC",
+            "--output",
+            parquet.to_str().unwrap(),
         ],
         "",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["sent"], templated + free, "{r}");
-    assert_eq!(r["allowed"], templated, "{r}");
-    assert_eq!(r["by_rule"]["wa"]["denied"], free, "{r}");
+    assert!(converted.status.success(), "{}", text(&converted.stderr));
+    for file in [&file, &parquet] {
+        let out = regua(
+            &[
+                "backtest",
+                "--customers",
+                file.to_str().unwrap(),
+                "--policy",
+                "standard-rest",
+                "--params",
+                r#"{"rules":[{"id":"wa","type":"whatsapp_session"}]}"#,
+                "--plugins-dir",
+                plugins_dir().to_str().unwrap(),
+                "--from",
+                "2025-03-01T00:00:00Z",
+                "--to",
+                "2025-03-08T00:00:00Z",
+                "--json",
+                "--tz",
+                "UTC",
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["sent"], templated + free, "{r}");
+        assert_eq!(r["allowed"], templated, "{r}");
+        assert_eq!(r["by_rule"]["wa"]["denied"], free, "{r}");
+    }
 }
 
 /// The README's readout example, run as written (in a fresh folder, with the example campaigns
