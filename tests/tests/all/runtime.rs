@@ -428,6 +428,16 @@ async fn the_service_and_replay_plan_the_same_outbox() {
     );
     assert!(!view["outbox"].as_array().unwrap().is_empty());
     assert!(!view["decisions"].as_array().unwrap().is_empty());
+    // Each send is a contact of the record, with the template it went with.
+    let contacts = view["record"]["contacts"].as_array().unwrap();
+    for entry in view["outbox"].as_array().unwrap() {
+        assert!(
+            contacts.iter().any(|c| c["channel"] == entry["channel"]
+                && c["at"] == entry["send_at"]
+                && c["template"] == entry["template"]),
+            "{entry} is not among the contacts {contacts:?}"
+        );
+    }
     assert_eq!(s.get("/v1/customers/nobody").await.0, 404);
 
     // Delivery: due entries until acknowledged; a failed one is recorded as failed.
