@@ -226,8 +226,14 @@ pub fn build(
 }
 
 /// Assembles a plugin written in WebAssembly text (`NAME.wat`) into `out_dir/NAME.wasm`, written
-/// then renamed like a crate's build; an error names the line and column.
-pub fn assemble(wat_file: &Path, out_dir: &Path) -> Result<PathBuf, String> {
+/// then renamed like a crate's build; an error names the line and column. `check` judges the
+/// module's bytes first (text that assembles can still be no plugin), so nothing that fails it
+/// ever lands in a folder a service may be watching.
+pub fn assemble(
+    wat_file: &Path,
+    out_dir: &Path,
+    check: impl FnOnce(&[u8]) -> Result<(), String>,
+) -> Result<PathBuf, String> {
     let name = wat_file
         .file_stem()
         .and_then(|s| s.to_str())
@@ -236,6 +242,8 @@ pub fn assemble(wat_file: &Path, out_dir: &Path) -> Result<PathBuf, String> {
         // wat's errors name the file, line and column already.
         format!("cannot assemble `{}`: {e}", wat_file.display())
     })?;
+    // The check's error names the file and what it lacks.
+    check(&binary)?;
     std::fs::create_dir_all(out_dir)
         .map_err(|e| format!("cannot create `{}`: {e}", out_dir.display()))?;
     let dest = out_dir.join(format!("{name}.wasm"));

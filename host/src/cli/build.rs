@@ -30,18 +30,23 @@ impl BuildArgs {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         let mut crates = Vec::new();
         let mut written = Vec::new();
+        // Loads each assembled module as the host would (an instruction without its operands,
+        // a missing export are caught here); made once, for the first `.wat`.
+        let mut engine = None;
         for p in &self.paths {
             if p.extension().is_some_and(|e| e == "wat") {
-                let wasm = wasm_build::assemble(p, &self.out).map_err(anyhow::Error::msg)?;
-                // Text that assembles can still be no plugin (an instruction without its
-                // operands, a missing export): checked as the host loads it, and not left in
-                // the folder a service may be watching if it fails.
-                let engine = Engine::new(Limits::default())?;
-                if let Err(e) = Plugin::load(&engine, &wasm) {
-                    std::fs::remove_file(&wasm).ok();
-                    anyhow::bail!("`{}` assembles but is not a plugin: {e:#}", p.display());
-                }
-                written.push(wasm);
+                let engine = match &mut engine {
+                    Some(e) => e,
+                    None => engine.insert(Engine::new(Limits::default())?),
+                };
+                let check = |bytes: &[u8]| {
+                    let what = p.display().to_string();
+                    Plugin::from_bytes(engine, &what, bytes)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                };
+                written
+                    .push(wasm_build::assemble(p, &self.out, check).map_err(anyhow::Error::msg)?);
                 continue;
             }
             crates.extend(wasm_build::find_plugin_crates(p).map_err(anyhow::Error::msg)?);

@@ -682,7 +682,9 @@ fn the_example_plugin_in_webassembly_text_answers_as_the_records_say() {
     let refused = regua(&["build", bare.to_str().unwrap(), "--out", out], "");
     assert!(!refused.status.success());
     assert!(
-        text(&refused.stderr).contains("not a plugin") && !dir.path().join("bare.wasm").exists(),
+        text(&refused.stderr).contains("bare.wat` is not a Régua plugin")
+            && text(&refused.stderr).contains("regua-abi")
+            && !dir.path().join("bare.wasm").exists(),
         "{}",
         text(&refused.stderr)
     );
