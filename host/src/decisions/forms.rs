@@ -9,11 +9,10 @@ use std::path::Path;
 
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
+use crate::pipeline::campaign::SEND_LIST_COLUMNS;
+
 /// The first bytes of a Parquet file.
 const PARQUET_MAGIC: &[u8] = b"PAR1";
-
-/// The header of a CSV send list.
-const CSV_HEADER: &str = "customer,campaign,variant,channel,template,category,send_at";
 
 /// The file at `path` (`-`: standard input) as NDJSON: itself when it is, its rows as JSON
 /// objects when it is a Parquet file or a CSV send list. `what` names it in errors.
@@ -49,7 +48,9 @@ pub fn open(path: &Path, what: &str) -> Result<Box<dyn BufRead>, String> {
         .map_err(bad)?;
         return Ok(lines(Rows::Parquet(batches)));
     }
-    if head.starts_with(CSV_HEADER.as_bytes()) {
+    // A CSV send list, from before `decided_at` too: its header starts with the same columns.
+    let csv_header = SEND_LIST_COLUMNS[..7].join(",");
+    if head.starts_with(csv_header.as_bytes()) {
         return Ok(lines(Rows::Csv(Box::new(
             csv::ReaderBuilder::new().from_reader(input),
         ))));

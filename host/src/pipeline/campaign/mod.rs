@@ -354,6 +354,20 @@ pub enum SendListFormat {
     Parquet,
 }
 
+/// A send list's columns, in order: the CSV header, and how a reader tells a CSV send list.
+pub const SEND_LIST_COLUMNS: [&str; 10] = [
+    "customer",
+    "campaign",
+    "variant",
+    "channel",
+    "template",
+    "category",
+    "send_at",
+    "decided_at",
+    "journey",
+    "step",
+];
+
 /// Messages per Parquet row group of a send list.
 const SEND_ROWS_PER_GROUP: usize = 65_536;
 
@@ -480,18 +494,7 @@ impl<W: Write> SendList<W> {
                     .has_headers(false)
                     .from_writer(Vec::new());
                 if !self.header {
-                    w.write_record([
-                        "customer",
-                        "campaign",
-                        "variant",
-                        "channel",
-                        "template",
-                        "category",
-                        "send_at",
-                        "decided_at",
-                        "journey",
-                        "step",
-                    ])?;
+                    w.write_record(SEND_LIST_COLUMNS)?;
                     self.header = true;
                 }
                 for r in rows {
