@@ -222,6 +222,19 @@ pub(crate) fn single_evaluator() -> anyhow::Result<Evaluator> {
     Evaluator::new(Some(1)).context("cannot start the evaluation thread")
 }
 
+/// What kind of customers file `path` is, told by its first bytes: NDJSON, Parquet or Arrow IPC
+/// (`-`, standard input, is NDJSON). `what` names it in the error.
+pub(crate) fn input_kind(
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<crate::pipeline::columnar::FileKind> {
+    use crate::pipeline::columnar::{FileKind, sniff};
+    if path.as_os_str() == "-" {
+        return Ok(FileKind::Lines);
+    }
+    sniff(path).with_context(|| format!("cannot open {what} `{}`", path.display()))
+}
+
 /// Opens the input of a batch: a file (with its length, for progress) or `-` for standard
 /// input. A Parquet or Arrow IPC file (told by its first bytes) is read by columns, for what
 /// `reads` names; anything else is NDJSON.
@@ -229,14 +242,14 @@ pub(crate) fn open_input(
     path: &Path,
     reads: regua_sdk::Fields,
 ) -> anyhow::Result<(Input<'static>, Option<u64>)> {
-    use crate::pipeline::columnar::{ColumnarInput, FileKind, sniff};
+    use crate::pipeline::columnar::{ColumnarInput, FileKind};
     if path.as_os_str() == "-" {
         return Ok((
             Input::lines(std::io::BufReader::new(std::io::stdin())),
             None,
         ));
     }
-    let kind = sniff(path).with_context(|| format!("cannot open input `{}`", path.display()))?;
+    let kind = input_kind(path, "input")?;
     if kind != FileKind::Lines {
         let input = ColumnarInput::open(path, kind, reads)?;
         let total = input.total_bytes();

@@ -118,13 +118,7 @@ impl ReadoutArgs {
             (None, None) => unreachable!("clap requires one"),
         }
         .map_err(anyhow::Error::msg)?;
-        let kind = if self.customers.as_os_str() == "-" {
-            FileKind::Lines
-        } else {
-            columnar::sniff(&self.customers).with_context(|| {
-                format!("cannot open the customers `{}`", self.customers.display())
-            })?
-        };
+        let kind = super::input_kind(&self.customers, "the customers")?;
         let r = if kind == FileKind::Lines {
             readout::read_out(
                 &assignments,

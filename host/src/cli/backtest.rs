@@ -175,13 +175,7 @@ impl BacktestArgs {
             .with_context(|| format!("the policy `{name}` refuses its parameters"))?;
         let total = std::fs::metadata(&self.customers).ok().map(|m| m.len());
         let stdin = self.customers.as_os_str() == "-";
-        let kind = if stdin {
-            FileKind::Lines
-        } else {
-            columnar::sniff(&self.customers).with_context(|| {
-                format!("cannot open the customers `{}`", self.customers.display())
-            })?
-        };
+        let kind = super::input_kind(&self.customers, "the customers")?;
         if kind != FileKind::Lines {
             // A Parquet or Arrow IPC file, row by row: a row that is not a record is counted
             // and named as a bad line is.

@@ -41,12 +41,7 @@ impl ConvertArgs {
                     Some("arrow" | "ipc" | "feather") => FileFormat::Arrow,
                     _ => FileFormat::Ndjson,
                 });
-        let kind = if self.input.as_os_str() == "-" {
-            FileKind::Lines
-        } else {
-            columnar::sniff(&self.input)
-                .with_context(|| format!("cannot open input `{}`", self.input.display()))?
-        };
+        let kind = super::input_kind(&self.input, "input")?;
         let mut sink = RecordSink::create(&self.output, to)?;
         let (mut written, mut bad) = (0u64, 0u64);
         let mut take = |unit: &str, n: u64, record: Result<regua_sdk::Record, String>| {
