@@ -209,7 +209,7 @@ impl Generator {
             if rng.random_bool(daily_purchase(archetype))
                 && let Some(at) = when(&mut rng, d)
             {
-                let amount = (rng.random_range(15.0..450.0_f64) * 100.0).round() / 100.0;
+                let amount = cents(&mut rng, 15.0, 450.0);
                 let category = *CATEGORIES.choose(&mut rng).expect("non-empty");
                 let id = format!("{}-f{}", c.id, c.transactions.len());
                 c.transactions
@@ -220,7 +220,7 @@ impl Generator {
                 && rng.random_bool(0.04)
                 && let Some(at) = when(&mut rng, d)
             {
-                let amount = (rng.random_range(20.0..300.0_f64) * 100.0).round() / 100.0;
+                let amount = cents(&mut rng, 20.0, 300.0);
                 let id = format!("{}-fcout", c.id);
                 c.transactions
                     .push(brl(id, at, "cashout", amount, "benefits", None));
@@ -231,21 +231,13 @@ impl Generator {
                 && rng.random_bool(0.05)
                 && let Some(at) = when(&mut rng, d)
             {
-                c.events.push(Event {
-                    name: "app_activated".into(),
-                    at,
-                    props: Value::Null,
-                });
+                c.events.push(event("app_activated", at, Value::Null));
                 activated = true;
             }
             if rng.random_bool(0.1)
                 && let Some(at) = when(&mut rng, d)
             {
-                c.events.push(Event {
-                    name: "login".into(),
-                    at,
-                    props: Value::Null,
-                });
+                c.events.push(event("login", at, Value::Null));
             }
         }
         c.transactions.sort_by_key(|t| t.at);
@@ -261,7 +253,7 @@ impl Generator {
     }
 
     fn amount(&mut self, low: f64, high: f64) -> f64 {
-        (self.rng.random_range(low..high) * 100.0).round() / 100.0
+        cents(&mut self.rng, low, high)
     }
 
     /// The next customer.
@@ -447,16 +439,8 @@ impl Generator {
         c.transactions.sort_by_key(|t| t.at);
     }
 
-    fn event(&mut self, name: &str, at: Timestamp, props: Value) -> Event {
-        Event {
-            name: name.into(),
-            at,
-            props,
-        }
-    }
-
     fn events(&mut self, c: &mut Record, archetype: Archetype, created: Timestamp) {
-        let mut events = vec![self.event("account_created", created, Value::Null)];
+        let mut events = vec![event("account_created", created, Value::Null)];
         let installs = !matches!(archetype, Archetype::Prospect) && self.rng.random_bool(0.8);
         if installs {
             let download = created + Duration::hours(self.rng.random_range(1..72));
@@ -467,13 +451,13 @@ impl Generator {
                     "ios"
                 };
                 let props = Value::Object(BTreeMap::from([("platform".into(), platform.into())]));
-                events.push(self.event("app_download", download, props));
+                events.push(event("app_download", download, props));
                 let activates =
                     !matches!(archetype, Archetype::NewAppUser) && self.rng.random_bool(0.75);
                 if activates {
                     let act = download + Duration::hours(self.rng.random_range(1..60));
                     if act < self.now {
-                        events.push(self.event("app_activated", act, Value::Null));
+                        events.push(event("app_activated", act, Value::Null));
                     }
                 }
             }
@@ -481,7 +465,7 @@ impl Generator {
         for _ in 0..self.rng.random_range(0..12) {
             let at = self.ago(Duration::hours(1), Duration::days(120));
             if at > created {
-                events.push(self.event("login", at, Value::Null));
+                events.push(event("login", at, Value::Null));
             }
         }
         if matches!(archetype, Archetype::CartAbandoner) {
@@ -491,7 +475,7 @@ impl Generator {
                 ("cart_id".into(), Value::String(format!("cart-{}", c.id))),
                 ("value".into(), Value::Float(value)),
             ]));
-            events.push(self.event("cart_abandoned", at, props));
+            events.push(event("cart_abandoned", at, props));
         }
         events.sort_by_key(|e| e.at);
         c.events = events;
@@ -573,6 +557,19 @@ fn ascii(name: &str) -> String {
             other => other.to_ascii_lowercase(),
         })
         .collect()
+}
+
+/// An amount in `[low, high)`, in whole cents.
+fn cents(rng: &mut ChaCha8Rng, low: f64, high: f64) -> f64 {
+    (rng.random_range(low..high) * 100.0).round() / 100.0
+}
+
+fn event(name: &str, at: Timestamp, props: Value) -> Event {
+    Event {
+        name: name.into(),
+        at,
+        props,
+    }
 }
 
 /// A transaction in reais.
