@@ -363,20 +363,15 @@ impl Plan {
         let now = self.inputs.now;
         let mut ds: Vec<Decision> = runs.iter().map(|_| Decision::new(&def.code)).collect();
         if !campaign.active_at(now) {
-            let why = match def.end {
-                Some(end) if now >= end => format!(
-                    "the campaign is not active at {now}: it ended at {end} (it runs [{}, {end}))",
-                    def.start
-                ),
-                Some(end) => format!(
-                    "the campaign is not active at {now}: it starts at {} (it runs [{}, {end}))",
-                    def.start, def.start
-                ),
-                None => format!(
-                    "the campaign is not active at {now}: it starts at {}",
-                    def.start
-                ),
+            let side = match def.end {
+                Some(end) if now >= end => format!("it ended at {end}"),
+                _ => format!("it starts at {}", def.start),
             };
+            let period = match def.end {
+                Some(end) => format!("[{}, {end})", def.start),
+                None => format!("from {}", def.start),
+            };
+            let why = format!("the campaign is not active at {now}: {side} (it runs {period})");
             for d in &mut ds {
                 d.ended(Kind::Inactive, why.clone());
             }
