@@ -6,6 +6,7 @@ use std::io::Write as _;
 use regua_tests::{plugins_dir, repo};
 
 use crate::cli::{regua, text};
+use crate::columnar::convert;
 
 const AT: &str = "2025-03-11T12:00:00Z";
 
@@ -434,17 +435,7 @@ fn a_deferred_message_reads_out_the_same_from_the_log_the_answers_and_the_send_l
     // The later records as a data lake holds them: Parquet or Arrow IPC read the same.
     for format in ["later.parquet", "later.arrow"] {
         let converted = dir.path().join(format);
-        let out = regua(
-            &[
-                "convert",
-                "--input",
-                later_file.to_str().unwrap(),
-                "--output",
-                converted.to_str().unwrap(),
-            ],
-            "",
-        );
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        convert(&later_file, &converted);
         assert_eq!(
             readout_groups(&["--log", log.to_str().unwrap()], &converted),
             expected,
@@ -1006,17 +997,7 @@ fn a_backtest_replays_templated_whatsapp_sends_as_templated() {
     std::fs::write(&file, input).unwrap();
     // The same history as Parquet (a data lake's table) reads the same, templates included.
     let parquet = dir.path().join("wa.parquet");
-    let converted = regua(
-        &[
-            "convert",
-            "--input",
-            file.to_str().unwrap(),
-            "--output",
-            parquet.to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(converted.status.success(), "{}", text(&converted.stderr));
+    convert(&file, &parquet);
     for file in [&file, &parquet] {
         let out = regua(
             &[

@@ -48,7 +48,8 @@ fn batch(input: &Path, plugins: &[&str]) -> String {
     std::fs::read_to_string(out).unwrap()
 }
 
-fn convert(from: &Path, to: &Path) {
+/// `regua convert` of `from` into `to` (its format told by the extension).
+pub(crate) fn convert(from: &Path, to: &Path) {
     ok(&[
         "convert",
         "-q",
