@@ -474,7 +474,7 @@ fn native_ten_rules(input: &[u8], out: &mut Vec<u8>, now: Timestamp) {
         let r: Record = serde_json::from_slice(line).unwrap();
         bytes.clear();
         regua_sdk::wire::encode_customer(&r, &mut bytes);
-        let (view, _) = regua_sdk::wire::RecordView::read(&bytes).unwrap();
+        let view = regua_sdk::wire::RecordView::read(&bytes).unwrap();
         let c = Customer::reading(&view, Fields::all(), "native");
         let answers = [
             rfm::RfmSegmentRule::evaluate(&c, &ctx(now, &p_rfm)).map(|m| m.matched),

@@ -11,18 +11,16 @@ fuzz_target!(|bytes: &[u8]| {
     let _ = wire::decode_output::<Match>(bytes);
     let _ = wire::decode_output::<Decision>(bytes);
     let _ = wire::decode_output::<JourneyOutcome>(bytes);
-    // Host → plugin: the call context, then a batch read as the SDK reads it.
-    let _ = postcard::from_bytes::<CallContext>(bytes);
-    if let Ok((count, mut rest)) = postcard::take_from_bytes::<u32>(bytes) {
-        for _ in 0..count.min(64) {
-            match wire::Envelope::split(rest) {
-                Ok((envelope, r)) => {
-                    rest = r;
-                    if let Ok(view) = envelope.read() {
-                        let _ = view.to_record();
-                    }
-                }
-                Err(_) => break,
+    // Host → plugin: the call context, then a chunk read as the SDK reads it.
+    if let Ok(ctx) = postcard::from_bytes::<CallContext>(bytes) {
+        let _ = ctx.inputs_of(usize::MAX);
+        let _ = ctx.covered();
+    }
+    if let Ok(chunk) = wire::ChunkView::read(bytes) {
+        for i in 0..chunk.len().min(64) {
+            let _ = chunk.id(i);
+            if let Ok(view) = chunk.record(i) {
+                let _ = view.to_record();
             }
         }
     }

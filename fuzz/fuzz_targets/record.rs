@@ -45,8 +45,7 @@ fuzz_target!(|input: &[u8]| {
 
 /// The record a plugin reads from `bin`, the whole of it.
 fn read_back(bin: &[u8]) -> Record {
-    let (view, rest) = regua_sdk::wire::RecordView::read(bin).expect("an encoded record reads");
-    assert!(rest.is_empty(), "bytes left after the record");
+    let view = regua_sdk::wire::RecordView::read(bin).expect("an encoded record reads");
     view.to_record().expect("an encoded record reads")
 }
 

@@ -9,7 +9,7 @@ use crate::outcome::Message;
 use crate::plugin::{Context, Error, JourneyRule, Kind, Metadata, Params, RestPolicy, Segment};
 use crate::record::{Field, Fields};
 use crate::view::Customer;
-use crate::wire::{ABI_VERSION, CallContext, Envelope};
+use crate::wire::{ABI_VERSION, AnswerWriter, CallContext, CallInputs, ChunkView};
 
 // The link names below are literals; these make the SDK fail to compile if they ever differ
 // from the ABI's tables, which the host checks plugins against.
@@ -124,16 +124,17 @@ pub fn parse_params<P: Params>(json: &str) -> Result<P, Error> {
     crate::json::from_str(json, None).map_err(|e| Error::new(format!("invalid params: {e}")))
 }
 
-/// Runs `rule` (named `name`, declaring `reads`) over every customer of a batch and encodes the
-/// answers.
+/// Runs `rule` (named `name`, declaring `reads`) over every customer of a chunk and encodes
+/// the answers; `keep_reasons` takes the reasons out of an answer when the call asks for none.
 fn run<P: Params, O: Serialize>(
     (name, reads): (&'static str, &[Field]),
     ctx: &[u8],
-    batch: &[u8],
-    mut rule: impl FnMut(&Customer, &CallContext, &Context<'_, P>) -> Result<O, Error>,
+    chunk: &[u8],
+    keep_reasons: fn(&mut O, bool),
+    mut rule: impl FnMut(&Customer, &CallInputs, &Context<'_, P>) -> Result<O, Error>,
 ) -> Vec<u8> {
     let reads = Fields::of(reads);
-    let fail = |msg: String| postcard::to_allocvec(&Err::<(), _>(msg)).unwrap_or_default();
+    let fail = |msg: String| crate::wire::refusal(&msg);
     let call: CallContext = match postcard::from_bytes(ctx) {
         Ok(c) => c,
         Err(e) => return fail(format!("the call context does not decode: {e}")),
@@ -142,44 +143,43 @@ fn run<P: Params, O: Serialize>(
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
-    let context = Context {
-        now: call.now,
-        params: &params,
-        default_tz: &call.default_tz,
+    let chunk = match ChunkView::read(chunk) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("the chunk does not decode: {e}")),
     };
-    let (count, mut rest) = match postcard::take_from_bytes::<u32>(batch) {
-        Ok(v) => v,
-        Err(e) => return fail(format!("the batch header does not decode: {e}")),
-    };
-    let mut out = Vec::with_capacity(16 + count as usize * 32);
-    out.push(0); // Ok: the call as a whole succeeded
-    out = postcard::to_extend(&count, out).unwrap_or_default();
-    for index in 0..count {
-        begin_item(index);
-        // The envelope says where the next record starts; a part that does not read is this
-        // customer's error, and the rest of the batch goes on.
-        let envelope = match Envelope::split(rest) {
-            Ok((e, r)) => {
-                rest = r;
-                e
-            }
-            Err(e) => {
-                return fail(format!(
-                    "customer {index} of the batch does not decode: {e}"
-                ));
-            }
+    if call.covered() != chunk.len() as u64 {
+        return fail(format!(
+            "the call's inputs cover {} customers, the chunk has {}",
+            call.covered(),
+            chunk.len()
+        ));
+    }
+    let mut out = AnswerWriter::with_capacity(chunk.len());
+    let mut runs = call.inputs.iter().flat_map(|r| std::iter::repeat_n(r, r.count as usize));
+    for index in 0..chunk.len() {
+        begin_item(index as u32);
+        let inputs = runs.next().expect("the runs cover every customer");
+        let context = Context {
+            now: inputs.now,
+            params: &params,
+            default_tz: &call.default_tz,
         };
-        let answer = match envelope.read() {
-            Ok(record) => rule(&Customer::reading(&record, reads, name), &call, &context)
+        // A small part that does not read is this customer's error; the others go on.
+        let answer = match chunk.record(index) {
+            Ok(record) => rule(&Customer::reading(&record, reads, name), inputs, &context)
+                .map(|mut o| {
+                    keep_reasons(&mut o, call.reasons);
+                    o
+                })
                 .map_err(Error::into_message),
             Err(e) => Err(format!(
                 "the record of customer `{}` does not decode: {e}",
-                envelope.id()
+                chunk.id(index)
             )),
         };
-        out = postcard::to_extend(&answer, out).unwrap_or_default();
+        out.push(answer.as_ref().map_err(String::as_str));
     }
-    out
+    out.finish()
 }
 
 /// One `regua_evaluate` call: takes back the two input buffers, runs `rule` (the plugin `name`,
@@ -190,12 +190,13 @@ fn run<P: Params, O: Serialize>(
 unsafe fn call<P: Params, O: Serialize>(
     (name, reads): (&'static str, &[Field]),
     (cp, cl, bp, bl): (u32, u32, u32, u32),
-    rule: impl FnMut(&Customer, &CallContext, &Context<'_, P>) -> Result<O, Error>,
+    keep_reasons: fn(&mut O, bool),
+    rule: impl FnMut(&Customer, &CallInputs, &Context<'_, P>) -> Result<O, Error>,
 ) -> u64 {
     install_panic_hook();
     // SAFETY: guaranteed by the caller.
-    let (ctx, batch) = unsafe { (take(cp, cl), take(bp, bl)) };
-    hand_over(run((name, reads), &ctx, &batch, rule))
+    let (ctx, chunk) = unsafe { (take(cp, cl), take(bp, bl)) };
+    hand_over(run((name, reads), &ctx, &chunk, keep_reasons, rule))
 }
 
 /// `regua_evaluate` for a segment.
@@ -211,9 +212,16 @@ pub unsafe fn evaluate_segment<S: Segment>(
 ) -> u64 {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        call::<S::Params, _>((name, S::READS), (cp, cl, bp, bl), |c, _, cx| {
-            S::evaluate(c, cx)
-        })
+        call::<S::Params, _>(
+            (name, S::READS),
+            (cp, cl, bp, bl),
+            |m: &mut crate::Match, keep| {
+                if !keep {
+                    m.reasons.clear()
+                }
+            },
+            |c, _, cx| S::evaluate(c, cx),
+        )
     }
 }
 
@@ -230,9 +238,16 @@ pub unsafe fn evaluate_journey<J: JourneyRule>(
 ) -> u64 {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        call::<J::Params, _>((name, J::READS), (cp, cl, bp, bl), |c, call, cx| {
-            J::evaluate(c, call.event.as_ref(), cx)
-        })
+        call::<J::Params, _>(
+            (name, J::READS),
+            (cp, cl, bp, bl),
+            |o: &mut crate::JourneyOutcome, keep| {
+                if !keep {
+                    o.reasons.clear()
+                }
+            },
+            |c, inputs, cx| J::evaluate(c, inputs.event.as_ref(), cx),
+        )
     }
 }
 
@@ -249,61 +264,119 @@ pub unsafe fn evaluate_rest<R: RestPolicy>(
 ) -> u64 {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        call::<R::Params, _>((name, R::READS), (cp, cl, bp, bl), |c, call, cx| {
-            let message: &Message = call
-                .message
-                .as_ref()
-                .ok_or_else(|| Error::new("a rest policy needs the proposed `message`"))?;
-            R::evaluate(c, message, cx)
-        })
+        call::<R::Params, _>(
+            (name, R::READS),
+            (cp, cl, bp, bl),
+            |d: &mut crate::Decision, keep| {
+                if !keep {
+                    d.notes.clear()
+                }
+            },
+            |c, inputs, cx| {
+                let message: &Message = inputs
+                    .message
+                    .as_ref()
+                    .ok_or_else(|| Error::new("a rest policy needs the proposed `message`"))?;
+                R::evaluate(c, message, cx)
+            },
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{decode_output, encode_count, encode_customer};
+    use crate::wire::{ChunkWriter, decode_output};
 
     #[derive(Default, serde::Serialize, serde::Deserialize)]
     struct NoParams {}
 
-    #[test]
-    fn a_record_whose_part_does_not_read_is_that_customers_error_and_the_others_answer() {
-        let ctx = postcard::to_allocvec(&CallContext {
-            now: crate::Timestamp::from_millis(0),
+    fn context(runs: &[(u32, i64)]) -> Vec<u8> {
+        postcard::to_allocvec(&CallContext {
             default_tz: "UTC".into(),
             params: "{}".into(),
-            message: None,
-            event: None,
+            reasons: true,
+            inputs: runs
+                .iter()
+                .map(|&(count, now)| CallInputs {
+                    count,
+                    now: crate::Timestamp::from_millis(now),
+                    message: None,
+                    event: None,
+                })
+                .collect(),
         })
-        .unwrap();
-        let record = |id: &str| {
-            crate::testing::customer(&format!(
-                r#"{{"id":"{id}","transactions":[{{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":3}}]}}"#
-            ))
-        };
-        let mut batch = Vec::new();
-        encode_count(3, &mut batch);
-        encode_customer(&record("a"), &mut batch);
-        let damaged = batch.len();
-        encode_customer(&record("b"), &mut batch);
-        encode_customer(&record("c"), &mut batch);
-        // b's transactions: past the id (4 + 1), the tz (1), two empty parts (8) and the
-        // part's length (4), the count says two transactions where one was written.
-        batch[damaged + 5 + 1 + 8 + 4] = 2;
+        .unwrap()
+    }
+
+    fn record(id: &str) -> crate::Record {
+        crate::testing::customer(&format!(
+            r#"{{"id":"{id}","transactions":[{{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":3}}]}}"#
+        ))
+    }
+
+    #[test]
+    fn a_record_whose_part_does_not_read_is_that_customers_error_and_the_others_answer() {
+        let mut w = ChunkWriter::new(Fields::all());
+        let mut b = record("b");
+        b.inbound = vec![crate::record::Inbound {
+            channel: crate::Channel::Sms,
+            at: crate::Timestamp::from_millis(0),
+        }];
+        for r in [record("a"), b, record("c")] {
+            w.push(&r);
+        }
+        let mut chunk = Vec::new();
+        w.write(0..3, &mut chunk);
+        // b's inbound: one entry whose channel (its first byte, after the count) is no channel.
+        let at = chunk
+            .windows(2)
+            .rposition(|p| p == [1, 1])
+            .expect("b's inbound: one entry, channel 1");
+        chunk[at + 1] = 9;
         let out = run::<NoParams, f64>(
-            ("spent", &[Field::TransactionAmount]),
-            &ctx,
-            &batch,
+            ("spent", &[Field::TransactionAmount, Field::Inbound]),
+            &context(&[(3, 0)]),
+            &chunk,
+            |_, _| {},
             |c, _, _| Ok(c.transactions().map(|t| t.amount()).sum()),
         );
         let answers = decode_output::<f64>(&out).unwrap().unwrap();
         assert_eq!(answers[0], Ok(3.0));
         let err = answers[1].clone().unwrap_err();
         assert!(
-            err.contains("customer `b` does not decode") && err.contains("transactions"),
+            err.contains("customer `b` does not decode") && err.contains("inbound"),
             "{err}"
         );
         assert_eq!(answers[2], Ok(3.0));
+    }
+
+    /// Each customer is evaluated at the `now` of its run; runs of no customers are skipped; runs
+    /// that do not cover the chunk refuse the call.
+    #[test]
+    fn each_customer_is_evaluated_with_the_inputs_of_its_run() {
+        let mut w = ChunkWriter::new(Fields::all());
+        for id in ["a", "b", "c"] {
+            w.push(&record(id));
+        }
+        let mut chunk = Vec::new();
+        w.write(0..3, &mut chunk);
+        let now = |runs: &[(u32, i64)]| {
+            let out = run::<NoParams, i64>(
+                ("now", &[]),
+                &context(runs),
+                &chunk,
+                |_, _| {},
+                |_, inputs, cx| {
+                    assert_eq!(inputs.now, cx.now);
+                    Ok(cx.now.as_millis())
+                },
+            );
+            decode_output::<i64>(&out).unwrap()
+        };
+        assert_eq!(now(&[(1, 10), (0, 99), (2, 20)]), Ok(vec![Ok(10), Ok(20), Ok(20)]));
+        assert_eq!(now(&[(3, 5)]), Ok(vec![Ok(5); 3]));
+        let short = now(&[(2, 5)]).unwrap_err();
+        assert!(short.contains("cover 2 customers, the chunk has 3"), "{short}");
     }
 }

@@ -197,7 +197,7 @@ pub mod testing {
         let reads = crate::Fields::of(reads);
         let mut bytes = Vec::new();
         crate::wire::encode_customer_reading(record, reads, &mut bytes);
-        let (view, _) = crate::wire::RecordView::read(&bytes)
+        let view = crate::wire::RecordView::read(&bytes)
             .unwrap_or_else(|e| panic!("the record does not read back: {e}"));
         f(&crate::Customer::reading(&view, reads, rule))
     }

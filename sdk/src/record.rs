@@ -259,7 +259,7 @@ pub struct Contact {
     pub counts_toward_caps: bool,
     /// The approved template it was sent with; `None` (or missing) for a free-form message.
     /// Kept so a replay proposes what was sent (a templated WhatsApp message is not a
-    /// free-form one); ABI 2 does not hand it to plugins (its contact layout is fixed).
+    /// free-form one). Plugins read it (`Contact.template` of docs/ABI.md §8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
 }
@@ -1134,8 +1134,8 @@ mod tests {
         assert!(c.contacts[0].counts_toward_caps);
         let mut bin = Vec::new();
         crate::wire::encode_customer(&c, &mut bin);
-        let (view, rest) = crate::wire::RecordView::read(&bin).unwrap();
-        assert_eq!((view.to_record().unwrap(), rest), (c.clone(), &[][..]));
+        let view = crate::wire::RecordView::read(&bin).unwrap();
+        assert_eq!(view.to_record().unwrap(), c);
         let again: Record = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(again, c);
     }

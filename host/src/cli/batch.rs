@@ -120,7 +120,12 @@ impl BatchArgs {
                 );
             }
             let inputs = self.inputs.inputs_for(&plugin, names.len() > 1)?;
-            evals.push(Evaluation::new(plugin, &inputs)?);
+            let eval = Evaluation::new(plugin, &inputs)?;
+            // CSV and Parquet show no reasons: the plugins leave them out.
+            evals.push(match self.format {
+                OutputFormat::Ndjson => eval,
+                OutputFormat::Csv | OutputFormat::Parquet => eval.without_reasons(),
+            });
         }
 
         let evaluator = self.stream.evaluator()?;

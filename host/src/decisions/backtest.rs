@@ -302,8 +302,8 @@ impl Replay {
             Ok(e) => e,
             Err(e) => return Answer::Failed(e.to_string()),
         };
-        let mut batch = EncodedBatch::new();
-        batch.push_reading(customer, Fields::of(&policy.meta.reads));
+        let mut batch = EncodedBatch::reading(Fields::of(&policy.meta.reads));
+        batch.push(customer);
         match worker.evaluate(&eval, &batch).map(|mut r| r.remove(0)) {
             Ok(Ok(Outcome::Rest(d))) => {
                 let rule = d.rule.clone().unwrap_or_else(|| "(unnamed)".into());

@@ -165,10 +165,8 @@ impl Plugins {
             .sets
             .iter()
             .map(|fields| {
-                let mut batch = EncodedBatch::new();
-                customers
-                    .iter()
-                    .for_each(|c| batch.push_reading(c, *fields));
+                let mut batch = EncodedBatch::reading(*fields);
+                customers.iter().for_each(|c| batch.push(c));
                 batch
             })
             .collect();

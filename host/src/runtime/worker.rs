@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use regua_sdk::wire::{self, CallContext};
+use regua_sdk::wire::{self, CallContext, CallInputs};
 use regua_sdk::{Decision, Event, JourneyOutcome, Kind, Match, Message, Timestamp};
 use serde::Serialize;
 
@@ -51,7 +51,14 @@ pub struct Inputs {
 pub struct Evaluation {
     /// The plugin.
     pub plugin: Arc<Plugin>,
-    ctx: Vec<u8>,
+    /// The call context (docs/ABI.md §5) in two pieces around the count of its one run of
+    /// inputs, which is the number of customers of each call.
+    ctx: (Vec<u8>, Vec<u8>),
+    inputs: Inputs,
+    reasons: bool,
+    /// Each customer's own instant and triggering event, in the order of the batches it is
+    /// given, when they are not all the inputs' (docs/ABI.md §5: runs of inputs).
+    each: Option<Arc<[(Timestamp, Option<Event>)]>>,
     /// Why the plugin failed its check ([`Worker::check_all`]): every customer gets this error.
     failed_check: Option<CallError>,
 }
@@ -65,18 +72,62 @@ impl Evaluation {
                 plugin: plugin.name().to_owned(),
             });
         }
-        let ctx = CallContext {
-            now: inputs.now,
-            default_tz: inputs.default_tz.clone(),
-            params: inputs.params.clone(),
-            message: inputs.message.clone(),
-            event: inputs.event.clone(),
-        };
         Ok(Evaluation {
             plugin,
-            ctx: postcard::to_allocvec(&ctx).expect("encoding into a Vec cannot fail"),
+            ctx: context(inputs, true),
+            inputs: inputs.clone(),
+            reasons: true,
+            each: None,
             failed_check: None,
         })
+    }
+
+    /// This evaluation with each customer of the batches it is given evaluated at its own
+    /// instant with its own triggering event (`each[i]` for customer `i`), as the journey
+    /// runtime decides many customers' inputs in one call. The check call is made with the
+    /// inputs given to [`Evaluation::new`].
+    pub fn for_each_customer(mut self, each: Vec<(Timestamp, Option<Event>)>) -> Self {
+        self.each = Some(each.into());
+        self
+    }
+
+    /// This evaluation with answers that carry no reasons, for outputs that show none (CSV or
+    /// Parquet answers, send lists): the plugin leaves them out.
+    pub fn without_reasons(mut self) -> Self {
+        self.ctx = context(&self.inputs, false);
+        self.reasons = false;
+        self
+    }
+
+    /// The call context for a call over the customers `range` of a batch.
+    fn context_for(&self, range: std::ops::Range<usize>) -> Vec<u8> {
+        if let Some(each) = self.each.as_ref().filter(|_| !range.is_empty()) {
+            let mut runs: Vec<CallInputs> = Vec::new();
+            for (now, event) in &each[range] {
+                match runs.last_mut() {
+                    Some(run) if run.now == *now && run.event == *event => run.count += 1,
+                    _ => runs.push(CallInputs {
+                        count: 1,
+                        now: *now,
+                        message: self.inputs.message.clone(),
+                        event: event.clone(),
+                    }),
+                }
+            }
+            let ctx = CallContext {
+                default_tz: self.inputs.default_tz.clone(),
+                params: self.inputs.params.clone(),
+                reasons: self.reasons,
+                inputs: runs,
+            };
+            return postcard::to_allocvec(&ctx).expect("encoding into a Vec cannot fail");
+        }
+        let count = u32::try_from(range.len()).expect("a call over fewer than 2^32 customers");
+        let (head, tail) = &self.ctx;
+        let mut ctx = head.clone();
+        ctx = postcard::to_extend(&count, ctx).expect("encoding into a Vec cannot fail");
+        ctx.extend_from_slice(tail);
+        ctx
     }
 
     /// Why the plugin failed its check, if it did: every customer then gets this error.
@@ -100,6 +151,18 @@ impl std::fmt::Debug for Worker {
             .field("warm", &self.warm.as_ref().map(HashMap::len))
             .finish()
     }
+}
+
+/// The call context of docs/ABI.md §5 with one run of inputs, in two pieces: the bytes before
+/// the run's count and the bytes after it (a postcard struct is its fields back to back).
+fn context(inputs: &Inputs, reasons: bool) -> (Vec<u8>, Vec<u8>) {
+    let runs = 1u32;
+    let head = (&inputs.default_tz, &inputs.params, reasons, runs);
+    let tail = (inputs.now, &inputs.message, &inputs.event);
+    (
+        postcard::to_allocvec(&head).expect("encoding into a Vec cannot fail"),
+        postcard::to_allocvec(&tail).expect("encoding into a Vec cannot fail"),
+    )
 }
 
 fn decode(kind: Kind, bytes: &[u8]) -> Result<wire::CallOutput<Outcome>, wire::AnswerError> {
@@ -166,10 +229,9 @@ impl Worker {
             version: plugin.version.clone(),
             message,
         };
-        let mut header = Vec::new();
-        wire::encode_count(0, &mut header);
+        let empty = EncodedBatch::reading(regua_sdk::Fields::of(&plugin.meta.reads));
         let raw = self
-            .call(plugin, &eval.ctx, &[&header], 0)
+            .call(plugin, &eval.context_for(0..0), &[&empty.chunk(0..0)], 0)
             .map_err(|f| failed(f.cause))?;
         match decode(plugin.kind(), &raw) {
             Ok(Ok(items)) if items.is_empty() => Ok(()),
@@ -233,9 +295,7 @@ impl Worker {
             if lo >= hi {
                 continue;
             }
-            let mut header = Vec::with_capacity(5);
-            wire::encode_count((hi - lo) as u32, &mut header);
-            let body = batch.slice(lo..hi);
+            let chunk = batch.chunk(lo..hi);
             let failed = |cause: &str, i: usize| {
                 format!(
                     "plugin `{}` version {} failed on customer `{}`: {cause}",
@@ -244,7 +304,7 @@ impl Worker {
                     batch.id(i)
                 )
             };
-            match self.call(plugin, &eval.ctx, &[&header, body], hi - lo) {
+            match self.call(plugin, &eval.context_for(lo..hi), &[&chunk], hi - lo) {
                 Ok(raw) => match decode(plugin.kind(), &raw) {
                     Ok(Ok(items)) if items.len() == hi - lo => {
                         for (i, item) in items.into_iter().enumerate() {
@@ -303,5 +363,50 @@ impl Worker {
             .into_iter()
             .map(|r| r.expect("every customer was answered"))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The context written in two pieces around the run's count is the postcard
+    /// `CallContext` of docs/ABI.md §5, with or without reasons, with or without a message and
+    /// an event.
+    #[test]
+    fn the_context_in_pieces_is_the_documented_call_context() {
+        let message: Message = serde_json::from_str(r#"{"channel":"sms","category":"marketing","tags":["x"]}"#).unwrap();
+        let event: Event =
+            serde_json::from_str(r#"{"name":"e","at":"2025-01-01T00:00:00Z","props":{"a":1}}"#)
+                .unwrap();
+        for (message, event) in [(None, None), (Some(message), Some(event))] {
+            let inputs = Inputs {
+                now: Timestamp::from_millis(1_234_567),
+                default_tz: "America/Sao_Paulo".into(),
+                params: r#"{"days":30}"#.into(),
+                message: message.clone(),
+                event: event.clone(),
+            };
+            for reasons in [true, false] {
+                let (head, tail) = context(&inputs, reasons);
+                for count in [0u32, 1, 127, 128, 300_000] {
+                    let mut pieces = head.clone();
+                    pieces = postcard::to_extend(&count, pieces).unwrap();
+                    pieces.extend_from_slice(&tail);
+                    let whole = CallContext {
+                        default_tz: inputs.default_tz.clone(),
+                        params: inputs.params.clone(),
+                        reasons,
+                        inputs: vec![CallInputs {
+                            count,
+                            now: inputs.now,
+                            message: message.clone(),
+                            event: event.clone(),
+                        }],
+                    };
+                    assert_eq!(pieces, postcard::to_allocvec(&whole).unwrap());
+                }
+            }
+        }
     }
 }

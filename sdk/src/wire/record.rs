@@ -1,33 +1,35 @@
-//! A customer record as it crosses the ABI (version 2), and its reading in place.
+//! A chunk of customers as it crosses the ABI (version 3), and its reading in place.
 //!
-//! The host writes each record once per evaluation ([`encode_customer_reading`]); every plugin
-//! of the pass gets the same bytes in its memory, and reads them where they lie through a
-//! [`RecordView`]: transactions and events are columns (Arrow-like: fixed-width values
-//! back to back, strings as offsets into one UTF-8 buffer), so a rule that reads `t.amount()`
-//! loads eight bytes, and nothing is allocated per transaction or event. The small parts
-//! (profile, consents, inbound, contacts, journeys) are postcard inside their part and decoded
-//! once per customer, when the rule declares them (an undeclared part arrives empty, four bytes).
+//! The host writes each chunk once per evaluation ([`ChunkWriter`]) for every set of fields
+//! its plugins declare; every plugin of the pass reading the same fields gets the same bytes in
+//! its memory, and reads them where they lie through a [`ChunkView`]: every part is a column
+//! over the chunk's customers (Arrow's physical layout: fixed-width values back to back,
+//! strings as offsets into one buffer, lists as offsets into child columns), so a rule that
+//! reads `t.amount()` loads eight bytes, and nothing is allocated per transaction or event.
+//! The small parts (profile, consents, inbound, contacts, journeys) are a binary column of
+//! postcard values, decoded once per customer when the rule declares them (an undeclared part
+//! arrives as an empty value).
 //!
-//! Layout (all integers of the envelope and columns are little-endian; docs/ABI.md §8 has the
-//! same for authors in other languages):
+//! Layout (all integers little-endian; docs/ABI.md §8.1 has the same for authors in other
+//! languages):
 //!
 //! ```text
-//! Record       = id: Utf8, tz: u8 (0 none, 1 some) [Utf8 if 1],
-//!                7 × Part, in the order profile, consents, transactions, events, inbound,
-//!                contacts, journeys
-//! Utf8         = u32 byte length, then UTF-8
-//! Part         = u32 byte length, then the part (length 0: the part is empty)
-//! profile, consents, inbound, contacts, journeys: the postcard encoding of §8
-//! transactions = n: u32, at: n × i64 (ms), amount: n × f64, id: Str(n), kind: Str(n),
-//!                currency: Str(n), business_unit: OptStr(n), category: OptStr(n)
-//! events       = n: u32, at: n × i64 (ms), name: Str(n), props: Bin(n) (each a postcard Value)
+//! Chunk        = n: u32, id: Str(n), tz: OptStr(n), profile: Bin(n), consents: Bin(n),
+//!                transactions: List(n), then at: m × i64 (ms), amount: m × f64, id: Str(m),
+//!                  kind: Str(m), currency: Str(m), business_unit: OptStr(m), category: OptStr(m)
+//!                events: List(n), then at: m × i64 (ms), name: Str(m), props: Bin(m)
+//!                inbound: Bin(n), contacts: Bin(n), journeys: Bin(n)
+//! List(n)      = (n + 1) × u32 row offsets (the first 0, never decreasing); m = offsets[n] rows;
+//!                customer i's rows are offsets[i] .. offsets[i + 1]
 //! Str(n)       = (n + 1) × u32 offsets (the first 0, never decreasing), then offsets[n] bytes
 //!                of UTF-8; value i is bytes[offsets[i] .. offsets[i + 1]]
 //! OptStr(n)    = n × u8 (1 present, 0 absent), then Str(n) (an absent value is empty)
-//! Bin(n)       = as Str(n), of any bytes
+//! Bin(n)       = as Str(n), of any bytes; a small part's value is empty when the customer has
+//!                none of it or the plugin does not read it
 //! ```
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +56,8 @@ fn bad(what: &str, why: impl std::fmt::Display) -> LayoutError {
     LayoutError(format!("`{what}`: {why}"))
 }
 
-/// A contact as ABI 2 lays it out (docs/ABI.md §8): the record's [`Contact`] without its
-/// `template`, which the layout predates.
+/// A contact as the ABI lays it out (docs/ABI.md §8): the record's [`Contact`] with every field
+/// written (the record's JSON leaves out a missing `template`, which postcard cannot).
 #[derive(Serialize, Deserialize)]
 struct WireContact<'a> {
     channel: Channel,
@@ -66,6 +68,8 @@ struct WireContact<'a> {
     #[serde(borrow)]
     tags: Vec<Cow<'a, str>>,
     counts_toward_caps: bool,
+    #[serde(borrow)]
+    template: Option<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a Contact> for WireContact<'a> {
@@ -77,6 +81,7 @@ impl<'a> From<&'a Contact> for WireContact<'a> {
             category: c.category,
             tags: c.tags.iter().map(|t| Cow::Borrowed(t.as_str())).collect(),
             counts_toward_caps: c.counts_toward_caps,
+            template: c.template.as_deref().map(Cow::Borrowed),
         }
     }
 }
@@ -90,7 +95,7 @@ impl From<WireContact<'_>> for Contact {
             category: c.category,
             tags: c.tags.into_iter().map(Cow::into_owned).collect(),
             counts_toward_caps: c.counts_toward_caps,
-            template: None,
+            template: c.template.map(Cow::into_owned),
         }
     }
 }
@@ -99,22 +104,8 @@ impl From<WireContact<'_>> for Contact {
 // Writing (the host).
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {
-    let n = u32::try_from(n).expect("a record part over 4 GiB");
+    let n = u32::try_from(n).expect("a chunk column over 4 GiB");
     out.extend_from_slice(&n.to_le_bytes());
-}
-
-fn put_utf8(out: &mut Vec<u8>, s: &str) {
-    put_u32(out, s.len());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Writes a part: its length, then what `write` appends.
-fn put_part(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    write(out);
-    let len = u32::try_from(out.len() - at - 4).expect("a record part over 4 GiB");
-    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 fn put_postcard<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
@@ -122,158 +113,268 @@ fn put_postcard<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
     *out = postcard::to_extend(value, taken).expect("encoding into a Vec cannot fail");
 }
 
-/// Writes a string column of `n` values.
-fn put_strs<'s>(out: &mut Vec<u8>, values: impl Iterator<Item = &'s [u8]> + Clone) {
-    let mut end = 0;
-    put_u32(out, 0);
-    for v in values.clone() {
-        end += v.len();
-        put_u32(out, end);
+/// The end offset of each row of a list (customer `i`'s rows, or value `i`'s bytes, end at
+/// `ends[i]`; the first starts at 0).
+#[derive(Clone, Debug, Default)]
+struct Ends(Vec<u32>);
+
+impl Ends {
+    fn push(&mut self, end: usize) {
+        self.0.push(u32::try_from(end).expect("a chunk column over 4 GiB"));
     }
-    values.for_each(|v| out.extend_from_slice(v));
+    fn start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.0[i - 1] as usize }
+    }
+    /// The rows of `range`, as a range of the child's rows.
+    fn rows(&self, range: &Range<usize>) -> Range<usize> {
+        self.start(range.start)..self.start(range.end)
+    }
+    /// Writes the offsets of `range`, rebased to start at 0.
+    fn write(&self, range: &Range<usize>, out: &mut Vec<u8>) {
+        let base = self.start(range.start);
+        put_u32(out, 0);
+        for &end in &self.0[range.clone()] {
+            put_u32(out, end as usize - base);
+        }
+    }
 }
 
-fn put_opt_strs<'s>(out: &mut Vec<u8>, values: impl Iterator<Item = Option<&'s str>> + Clone) {
-    out.extend(values.clone().map(|v| u8::from(v.is_some())));
-    put_strs(out, values.map(|v| v.unwrap_or("").as_bytes()));
+/// A column of byte strings being built (`Str` or `Bin`).
+#[derive(Clone, Debug, Default)]
+struct BinColumn {
+    ends: Ends,
+    bytes: Vec<u8>,
 }
 
-/// A transaction's members as columns; a member `fields` does not read is written empty (`""`,
-/// `0`, the epoch, `None`), so a rule gets only what it declared.
-fn put_transactions(out: &mut Vec<u8>, ts: &[Transaction], fields: Fields) {
-    if ts.is_empty() {
-        return;
+impl BinColumn {
+    fn push(&mut self, value: &[u8]) {
+        self.bytes.extend_from_slice(value);
+        self.ends.push(self.bytes.len());
     }
-    let r = |m| fields.reads(m);
-    put_u32(out, ts.len());
-    let at = r(Field::TransactionAt);
-    ts.iter().for_each(|t| {
-        let v = if at { t.at.as_millis() } else { 0 };
-        out.extend_from_slice(&v.to_le_bytes())
-    });
-    let amount = r(Field::TransactionAmount);
-    ts.iter().for_each(|t| {
-        let v = if amount { t.amount } else { 0.0 };
-        out.extend_from_slice(&v.to_le_bytes())
-    });
-    fn text(on: bool, s: &str) -> &[u8] {
-        if on { s.as_bytes() } else { &[] }
+    /// Appends the postcard encoding of `value`, or nothing when `empty`.
+    fn push_postcard<T: serde::Serialize>(&mut self, empty: bool, value: &T) {
+        if !empty {
+            put_postcard(&mut self.bytes, value);
+        }
+        self.ends.push(self.bytes.len());
     }
-    let (id, kind, currency) = (
-        r(Field::TransactionId),
-        r(Field::TransactionKind),
-        r(Field::TransactionCurrency),
-    );
-    put_strs(out, ts.iter().map(|t| text(id, &t.id)));
-    put_strs(out, ts.iter().map(|t| text(kind, &t.kind)));
-    put_strs(out, ts.iter().map(|t| text(currency, &t.currency)));
-    let (unit, category) = (
-        r(Field::TransactionBusinessUnit),
-        r(Field::TransactionCategory),
-    );
-    put_opt_strs(
-        out,
-        ts.iter()
-            .map(|t| t.business_unit.as_deref().filter(|_| unit)),
-    );
-    put_opt_strs(
-        out,
-        ts.iter()
-            .map(|t| t.category.as_deref().filter(|_| category)),
-    );
+    fn write(&self, range: &Range<usize>, out: &mut Vec<u8>) {
+        self.ends.write(range, out);
+        out.extend_from_slice(&self.bytes[self.ends.rows(range)]);
+    }
 }
 
-/// An event's members as columns, a member `fields` does not read written empty.
-fn put_events(out: &mut Vec<u8>, es: &[Event], fields: Fields) {
-    if es.is_empty() {
-        return;
-    }
-    let r = |m| fields.reads(m);
-    put_u32(out, es.len());
-    let at = r(Field::EventAt);
-    es.iter().for_each(|e| {
-        let v = if at { e.at.as_millis() } else { 0 };
-        out.extend_from_slice(&v.to_le_bytes())
-    });
-    let name = r(Field::EventName);
-    put_strs(
-        out,
-        es.iter()
-            .map(|e| if name { e.name.as_bytes() } else { &[][..] }),
-    );
-    // The props column: offsets first, so each value is encoded into a scratch buffer once.
-    let read_props = r(Field::EventProps);
-    let props: Vec<Vec<u8>> = es
-        .iter()
-        .map(|e| {
-            let empty = Value::Null;
-            let v = if read_props { &e.props } else { &empty };
-            postcard::to_allocvec(v).expect("encoding into a Vec cannot fail")
-        })
-        .collect();
-    put_strs(out, props.iter().map(Vec::as_slice));
+/// A column of optional strings being built (`OptStr`).
+#[derive(Clone, Debug, Default)]
+struct OptColumn {
+    present: Vec<u8>,
+    values: BinColumn,
 }
 
-/// Appends one customer's encoding to `out`, every part as the record has it.
+impl OptColumn {
+    fn push(&mut self, value: Option<&str>) {
+        self.present.push(u8::from(value.is_some()));
+        self.values.push(value.unwrap_or("").as_bytes());
+    }
+    fn write(&self, range: &Range<usize>, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.present[range.clone()]);
+        self.values.write(range, out);
+    }
+}
+
+fn put_fixed<T: Copy, const N: usize>(
+    out: &mut Vec<u8>,
+    values: &[T],
+    range: Range<usize>,
+    le: fn(T) -> [u8; N],
+) {
+    for &v in &values[range] {
+        out.extend_from_slice(&le(v));
+    }
+}
+
+/// Customers written as the columns of a chunk (docs/ABI.md §8.1) for plugins that read only
+/// `fields`: the parts they do not read are written empty, and so are the members of
+/// transactions and events they do not read. This is the one place a record is cut to what its
+/// rules read; the rules' reads are checked against the same declaration by
+/// [`crate::Customer`]. Any range of the customers pushed is written as a chunk of its own.
+#[derive(Clone, Debug)]
+pub struct ChunkWriter {
+    fields: Fields,
+    len: usize,
+    id: BinColumn,
+    tz: OptColumn,
+    profile: BinColumn,
+    consents: BinColumn,
+    transactions: Ends,
+    t_at: Vec<i64>,
+    t_amount: Vec<f64>,
+    t_id: BinColumn,
+    t_kind: BinColumn,
+    t_currency: BinColumn,
+    t_business_unit: OptColumn,
+    t_category: OptColumn,
+    events: Ends,
+    e_at: Vec<i64>,
+    e_name: BinColumn,
+    e_props: BinColumn,
+    inbound: BinColumn,
+    contacts: BinColumn,
+    journeys: BinColumn,
+}
+
+impl ChunkWriter {
+    /// No customers yet, for plugins that read `fields`.
+    pub fn new(fields: Fields) -> Self {
+        ChunkWriter {
+            fields,
+            len: 0,
+            id: BinColumn::default(),
+            tz: OptColumn::default(),
+            profile: BinColumn::default(),
+            consents: BinColumn::default(),
+            transactions: Ends::default(),
+            t_at: Vec::new(),
+            t_amount: Vec::new(),
+            t_id: BinColumn::default(),
+            t_kind: BinColumn::default(),
+            t_currency: BinColumn::default(),
+            t_business_unit: OptColumn::default(),
+            t_category: OptColumn::default(),
+            events: Ends::default(),
+            e_at: Vec::new(),
+            e_name: BinColumn::default(),
+            e_props: BinColumn::default(),
+            inbound: BinColumn::default(),
+            contacts: BinColumn::default(),
+            journeys: BinColumn::default(),
+        }
+    }
+
+    /// The customers pushed so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds a customer.
+    pub fn push(&mut self, c: &Record) {
+        let fields = self.fields;
+        let keep = |f| fields.contains(f);
+        let r = |m| fields.reads(m);
+        self.len += 1;
+        self.id.push(c.id.as_bytes());
+        self.tz.push(c.tz.as_deref());
+        let p = &c.profile;
+        let off = |part| !keep(part);
+        self.profile
+            .push_postcard(off(Field::Profile) || *p == Profile::default(), p);
+        self.consents
+            .push_postcard(off(Field::Consents) || c.consents.is_empty(), &c.consents);
+
+        if keep(Field::Transactions) {
+            let (at, amount) = (r(Field::TransactionAt), r(Field::TransactionAmount));
+            let (id, kind, currency) = (
+                r(Field::TransactionId),
+                r(Field::TransactionKind),
+                r(Field::TransactionCurrency),
+            );
+            let (unit, category) = (
+                r(Field::TransactionBusinessUnit),
+                r(Field::TransactionCategory),
+            );
+            fn text(on: bool, s: &str) -> &[u8] {
+                if on { s.as_bytes() } else { &[] }
+            }
+            for t in &c.transactions {
+                self.t_at.push(if at { t.at.as_millis() } else { 0 });
+                self.t_amount.push(if amount { t.amount } else { 0.0 });
+                self.t_id.push(text(id, &t.id));
+                self.t_kind.push(text(kind, &t.kind));
+                self.t_currency.push(text(currency, &t.currency));
+                self.t_business_unit
+                    .push(t.business_unit.as_deref().filter(|_| unit));
+                self.t_category.push(t.category.as_deref().filter(|_| category));
+            }
+        }
+        self.transactions.push(self.t_at.len());
+
+        if keep(Field::Events) {
+            let (at, name, props) = (r(Field::EventAt), r(Field::EventName), r(Field::EventProps));
+            for e in &c.events {
+                self.e_at.push(if at { e.at.as_millis() } else { 0 });
+                self.e_name
+                    .push(if name { e.name.as_bytes() } else { &[][..] });
+                let empty = Value::Null;
+                self.e_props
+                    .push_postcard(false, if props { &e.props } else { &empty });
+            }
+        }
+        self.events.push(self.e_at.len());
+
+        self.inbound
+            .push_postcard(off(Field::Inbound) || c.inbound.is_empty(), &c.inbound);
+        let contacts: Vec<WireContact> = c.contacts.iter().map(WireContact::from).collect();
+        self.contacts
+            .push_postcard(off(Field::Contacts) || contacts.is_empty(), &contacts);
+        self.journeys
+            .push_postcard(off(Field::Journeys) || c.journeys.is_empty(), &c.journeys);
+    }
+
+    /// Appends the chunk of the customers `range` (indices of [`ChunkWriter::push`] order).
+    pub fn write(&self, range: Range<usize>, out: &mut Vec<u8>) {
+        assert!(range.end <= self.len, "a range of the customers pushed");
+        let range = &range;
+        put_u32(out, range.len());
+        self.id.write(range, out);
+        self.tz.write(range, out);
+        self.profile.write(range, out);
+        self.consents.write(range, out);
+
+        self.transactions.write(range, out);
+        let rows = self.transactions.rows(range);
+        put_fixed(out, &self.t_at, rows.clone(), i64::to_le_bytes);
+        put_fixed(out, &self.t_amount, rows.clone(), f64::to_le_bytes);
+        let rows = &rows;
+        self.t_id.write(rows, out);
+        self.t_kind.write(rows, out);
+        self.t_currency.write(rows, out);
+        self.t_business_unit.write(rows, out);
+        self.t_category.write(rows, out);
+
+        self.events.write(range, out);
+        let rows = self.events.rows(range);
+        put_fixed(out, &self.e_at, rows.clone(), i64::to_le_bytes);
+        let rows = &rows;
+        self.e_name.write(rows, out);
+        self.e_props.write(rows, out);
+
+        self.inbound.write(range, out);
+        self.contacts.write(range, out);
+        self.journeys.write(range, out);
+    }
+}
+
+/// The chunk of one customer, every part as the record has it (tests and tools).
 pub fn encode_customer(customer: &Record, out: &mut Vec<u8>) {
     encode_customer_reading(customer, Fields::all(), out)
 }
 
-/// Appends one customer's encoding to `out` for rules that read only `fields`: the parts they do
-/// not read are written empty, and so are the members of transactions and events they do not
-/// read. This is the one place a record is cut to what its rules read; the rules' reads are
-/// checked against the same declaration by [`crate::Customer`].
+/// The chunk of one customer for rules that read only `fields` (tests and tools).
 pub fn encode_customer_reading(customer: &Record, fields: Fields, out: &mut Vec<u8>) {
-    let c = customer;
-    let keep = |f| fields.contains(f);
-    put_utf8(out, &c.id);
-    match &c.tz {
-        None => out.push(0),
-        Some(tz) => {
-            out.push(1);
-            put_utf8(out, tz);
-        }
-    }
-    fn small<T: serde::Serialize>(out: &mut Vec<u8>, keep: bool, empty: bool, value: &T) {
-        put_part(out, |o| {
-            if keep && !empty {
-                put_postcard(o, value)
-            }
-        });
-    }
-    let p = &c.profile;
-    small(out, keep(Field::Profile), *p == Profile::default(), p);
-    small(
-        out,
-        keep(Field::Consents),
-        c.consents.is_empty(),
-        &c.consents,
-    );
-    put_part(out, |o| {
-        if keep(Field::Transactions) {
-            put_transactions(o, &c.transactions, fields)
-        }
-    });
-    put_part(out, |o| {
-        if keep(Field::Events) {
-            put_events(o, &c.events, fields)
-        }
-    });
-    small(out, keep(Field::Inbound), c.inbound.is_empty(), &c.inbound);
-    let contacts: Vec<WireContact> = c.contacts.iter().map(WireContact::from).collect();
-    small(out, keep(Field::Contacts), contacts.is_empty(), &contacts);
-    small(
-        out,
-        keep(Field::Journeys),
-        c.journeys.is_empty(),
-        &c.journeys,
-    );
+    let mut w = ChunkWriter::new(fields);
+    w.push(customer);
+    w.write(0..1, out);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Reading (the plugin).
 
-/// A cursor over the bytes of one part, naming the part in its errors.
+/// A cursor over the bytes of a chunk, naming the column in its errors.
 struct Bytes<'a> {
     rest: &'a [u8],
     what: &'static str,
@@ -297,15 +398,6 @@ impl<'a> Bytes<'a> {
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, LayoutError> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    fn utf8(&mut self, what: &str) -> Result<&'a str, LayoutError> {
-        let len = self.u32(what)?;
-        std::str::from_utf8(self.take(len, what)?).map_err(|e| bad(what, e))
-    }
-
     /// `n` fixed-width values of `width` bytes.
     fn fixed(&mut self, n: usize, width: usize, what: &str) -> Result<&'a [u8], LayoutError> {
         let len = n
@@ -314,9 +406,12 @@ impl<'a> Bytes<'a> {
         self.take(len, what)
     }
 
-    /// A column of `n` byte strings (`Str(n)` or `Bin(n)`).
-    fn bins(&mut self, n: usize, what: &str) -> Result<Bins<'a>, LayoutError> {
-        let offsets = self.fixed(n + 1, 4, what)?;
+    /// `n + 1` offsets: the first 0, none going back. Answers them and the last.
+    fn offsets(&mut self, n: usize, what: &str) -> Result<(&'a [u8], usize), LayoutError> {
+        let count = n
+            .checked_add(1)
+            .ok_or_else(|| bad(what, "too many values"))?;
+        let offsets = self.fixed(count, 4, what)?;
         let at = |i: usize| read_u32(offsets, i);
         if at(0) != 0 {
             return Err(bad(what, "the first offset is not 0"));
@@ -329,6 +424,12 @@ impl<'a> Bytes<'a> {
             }
             last = next;
         }
+        Ok((offsets, last))
+    }
+
+    /// A column of `n` byte strings (`Bin(n)`).
+    fn bins(&mut self, n: usize, what: &str) -> Result<Bins<'a>, LayoutError> {
+        let (offsets, last) = self.offsets(n, what)?;
         let data = self.take(last, what)?;
         Ok(Bins { offsets, data })
     }
@@ -390,7 +491,7 @@ impl<'a> Bins<'a> {
     }
 }
 
-/// A column of strings, read in place (checked when the record was read).
+/// A column of strings, read in place (checked when the chunk was read).
 #[derive(Clone, Copy, Debug, Default)]
 struct Strs<'a> {
     offsets: &'a [u8],
@@ -417,9 +518,11 @@ impl<'a> OptStrs<'a> {
     }
 }
 
-/// A customer's transactions as columns over the host's bytes.
+/// Transactions as columns over the host's bytes: the chunk's, or one customer's rows of them
+/// (from `base`, `len` rows).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Transactions<'a> {
+    base: usize,
     len: usize,
     at: &'a [u8],
     amount: &'a [u8],
@@ -431,16 +534,9 @@ pub(crate) struct Transactions<'a> {
 }
 
 impl<'a> Transactions<'a> {
-    fn read(part: &'a [u8]) -> Result<Self, LayoutError> {
-        if part.is_empty() {
-            return Ok(Self::default());
-        }
-        let mut b = Bytes {
-            rest: part,
-            what: "transactions",
-        };
-        let n = b.u32("transactions")?;
-        let t = Transactions {
+    fn read(b: &mut Bytes<'a>, n: usize) -> Result<Self, LayoutError> {
+        Ok(Transactions {
+            base: 0,
             len: n,
             at: b.fixed(n, 8, "transactions.at")?,
             amount: b.fixed(n, 8, "transactions.amount")?,
@@ -449,40 +545,47 @@ impl<'a> Transactions<'a> {
             currency: b.strs(n, "transactions.currency")?,
             business_unit: b.opt_strs(n, "transactions.business_unit")?,
             category: b.opt_strs(n, "transactions.category")?,
-        };
-        b.done()?;
-        Ok(t)
+        })
+    }
+
+    fn rows(&self, rows: Range<usize>) -> Self {
+        Transactions {
+            base: rows.start,
+            len: rows.len(),
+            ..*self
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
     }
     pub(crate) fn at(&self, i: usize) -> Timestamp {
-        Timestamp::from_millis(i64::from_le_bytes(read_8(self.at, i)))
+        Timestamp::from_millis(i64::from_le_bytes(read_8(self.at, self.base + i)))
     }
     pub(crate) fn amount(&self, i: usize) -> f64 {
-        f64::from_le_bytes(read_8(self.amount, i))
+        f64::from_le_bytes(read_8(self.amount, self.base + i))
     }
     pub(crate) fn id(&self, i: usize) -> &'a str {
-        self.id.get(i)
+        self.id.get(self.base + i)
     }
     pub(crate) fn kind(&self, i: usize) -> &'a str {
-        self.kind.get(i)
+        self.kind.get(self.base + i)
     }
     pub(crate) fn currency(&self, i: usize) -> &'a str {
-        self.currency.get(i)
+        self.currency.get(self.base + i)
     }
     pub(crate) fn business_unit(&self, i: usize) -> Option<&'a str> {
-        self.business_unit.get(i)
+        self.business_unit.get(self.base + i)
     }
     pub(crate) fn category(&self, i: usize) -> Option<&'a str> {
-        self.category.get(i)
+        self.category.get(self.base + i)
     }
 }
 
-/// A customer's events as columns over the host's bytes.
+/// Events as columns over the host's bytes: the chunk's, or one customer's rows of them.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Events<'a> {
+    base: usize,
     len: usize,
     at: &'a [u8],
     name: Strs<'a>,
@@ -490,37 +593,36 @@ pub(crate) struct Events<'a> {
 }
 
 impl<'a> Events<'a> {
-    fn read(part: &'a [u8]) -> Result<Self, LayoutError> {
-        if part.is_empty() {
-            return Ok(Self::default());
-        }
-        let mut b = Bytes {
-            rest: part,
-            what: "events",
-        };
-        let n = b.u32("events")?;
-        let e = Events {
+    fn read(b: &mut Bytes<'a>, n: usize) -> Result<Self, LayoutError> {
+        Ok(Events {
+            base: 0,
             len: n,
             at: b.fixed(n, 8, "events.at")?,
             name: b.strs(n, "events.name")?,
             props: b.bins(n, "events.props")?,
-        };
-        b.done()?;
-        Ok(e)
+        })
+    }
+
+    fn rows(&self, rows: Range<usize>) -> Self {
+        Events {
+            base: rows.start,
+            len: rows.len(),
+            ..*self
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
     }
     pub(crate) fn at(&self, i: usize) -> Timestamp {
-        Timestamp::from_millis(i64::from_le_bytes(read_8(self.at, i)))
+        Timestamp::from_millis(i64::from_le_bytes(read_8(self.at, self.base + i)))
     }
     pub(crate) fn name(&self, i: usize) -> &'a str {
-        self.name.get(i)
+        self.name.get(self.base + i)
     }
     /// Event `i`'s props, decoded now (they are the one member read by decoding).
     pub(crate) fn props(&self, i: usize) -> Result<Value, LayoutError> {
-        match postcard::take_from_bytes::<Value>(self.props.get(i)) {
+        match postcard::take_from_bytes::<Value>(self.props.get(self.base + i)) {
             Ok((v, [])) => Ok(v),
             Ok((_, rest)) => Err(bad("events.props", format!("{} byte(s) left", rest.len()))),
             Err(e) => Err(bad("events.props", e)),
@@ -528,9 +630,8 @@ impl<'a> Events<'a> {
     }
 }
 
-/// One customer's record read in place from its encoding: the columns of transactions and
-/// events over the bytes, and the small parts decoded. A rule reads it through
-/// [`crate::Customer`].
+/// One customer's record read in place from a chunk: the columns of transactions and events
+/// over the bytes, and the small parts decoded. A rule reads it through [`crate::Customer`].
 #[derive(Clone, Debug, Default)]
 pub struct RecordView<'a> {
     pub(crate) id: &'a str,
@@ -544,53 +645,76 @@ pub struct RecordView<'a> {
     pub(crate) journeys: Vec<JourneyState>,
 }
 
-/// One record's bytes, split into its id, zone and parts, not yet read.
+/// A chunk's columns, checked once and read in place: every length in bounds, offsets in order
+/// and on character boundaries, presence bytes 0 or 1, nothing left over.
 #[derive(Clone, Copy, Debug)]
-pub struct Envelope<'a> {
-    id: &'a str,
-    tz: Option<&'a str>,
-    parts: [&'a [u8]; 7],
+pub struct ChunkView<'a> {
+    len: usize,
+    id: Strs<'a>,
+    tz: OptStrs<'a>,
+    profile: Bins<'a>,
+    consents: Bins<'a>,
+    transaction_rows: &'a [u8],
+    transactions: Transactions<'a>,
+    event_rows: &'a [u8],
+    events: Events<'a>,
+    inbound: Bins<'a>,
+    contacts: Bins<'a>,
+    journeys: Bins<'a>,
 }
 
-const PARTS: [&str; 7] = [
-    "profile",
-    "consents",
-    "transactions",
-    "events",
-    "inbound",
-    "contacts",
-    "journeys",
-];
-
-impl<'a> Envelope<'a> {
-    /// Splits the record at the start of `bytes`; returns it and the bytes after it. An error
-    /// here means the next record cannot be found either.
-    pub fn split(bytes: &'a [u8]) -> Result<(Self, &'a [u8]), LayoutError> {
+impl<'a> ChunkView<'a> {
+    /// Reads the chunk that `bytes` holds, whole.
+    pub fn read(bytes: &'a [u8]) -> Result<Self, LayoutError> {
         let mut b = Bytes {
             rest: bytes,
-            what: "record",
+            what: "chunk",
         };
-        let id = b.utf8("id")?;
-        let tz = match b.u8("tz")? {
-            0 => None,
-            1 => Some(b.utf8("tz")?),
-            n => return Err(bad("tz", format!("option tag {n}"))),
+        let n = b.u32("count")?;
+        let id = b.strs(n, "id")?;
+        let tz = b.opt_strs(n, "tz")?;
+        let profile = b.bins(n, "profile")?;
+        let consents = b.bins(n, "consents")?;
+        let (transaction_rows, rows) = b.offsets(n, "transactions")?;
+        let transactions = Transactions::read(&mut b, rows)?;
+        let (event_rows, rows) = b.offsets(n, "events")?;
+        let events = Events::read(&mut b, rows)?;
+        let view = ChunkView {
+            len: n,
+            id,
+            tz,
+            profile,
+            consents,
+            transaction_rows,
+            transactions,
+            event_rows,
+            events,
+            inbound: b.bins(n, "inbound")?,
+            contacts: b.bins(n, "contacts")?,
+            journeys: b.bins(n, "journeys")?,
         };
-        let mut parts = [&[][..]; 7];
-        for (part, name) in parts.iter_mut().zip(PARTS) {
-            let len = b.u32(name)?;
-            *part = b.take(len, name)?;
-        }
-        Ok((Envelope { id, tz, parts }, b.rest))
+        b.done()?;
+        Ok(view)
     }
 
-    /// The customer's id (readable even when a part is not).
-    pub fn id(&self) -> &'a str {
-        self.id
+    /// The number of customers.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
-    /// Reads the parts: the columns in place, the small parts decoded.
-    pub fn read(&self) -> Result<RecordView<'a>, LayoutError> {
+    /// Whether the chunk has no customers.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Customer `i`'s id.
+    pub fn id(&self, i: usize) -> &'a str {
+        self.id.get(i)
+    }
+
+    /// Customer `i`'s record: its rows of the columns, its small parts decoded. A small part
+    /// that does not decode is that customer's error.
+    pub fn record(&self, i: usize) -> Result<RecordView<'a>, LayoutError> {
         fn small<'de, T: Deserialize<'de> + Default>(
             part: &'de [u8],
             what: &str,
@@ -604,37 +728,32 @@ impl<'a> Envelope<'a> {
                 Err(e) => Err(bad(what, e)),
             }
         }
-        let [
-            profile,
-            consents,
-            transactions,
-            events,
-            inbound,
-            contacts,
-            journeys,
-        ] = self.parts;
+        let rows = |ends: &[u8]| read_u32(ends, i)..read_u32(ends, i + 1);
         Ok(RecordView {
-            id: self.id,
-            tz: self.tz,
-            profile: small(profile, "profile")?,
-            consents: small(consents, "consents")?,
-            transactions: Transactions::read(transactions)?,
-            events: Events::read(events)?,
-            inbound: small(inbound, "inbound")?,
-            contacts: small::<Vec<WireContact>>(contacts, "contacts")?
+            id: self.id.get(i),
+            tz: self.tz.get(i),
+            profile: small(self.profile.get(i), "profile")?,
+            consents: small(self.consents.get(i), "consents")?,
+            transactions: self.transactions.rows(rows(self.transaction_rows)),
+            events: self.events.rows(rows(self.event_rows)),
+            inbound: small(self.inbound.get(i), "inbound")?,
+            contacts: small::<Vec<WireContact>>(self.contacts.get(i), "contacts")?
                 .into_iter()
                 .map(Contact::from)
                 .collect(),
-            journeys: small(journeys, "journeys")?,
+            journeys: small(self.journeys.get(i), "journeys")?,
         })
     }
 }
 
 impl<'a> RecordView<'a> {
-    /// Reads the record at the start of `bytes` whole; returns it and the bytes after it.
-    pub fn read(bytes: &'a [u8]) -> Result<(Self, &'a [u8]), LayoutError> {
-        let (envelope, rest) = Envelope::split(bytes)?;
-        Ok((envelope.read()?, rest))
+    /// The one customer of a one-customer chunk (tests and tools).
+    pub fn read(bytes: &'a [u8]) -> Result<Self, LayoutError> {
+        let chunk = ChunkView::read(bytes)?;
+        if chunk.len() != 1 {
+            return Err(bad("count", format!("{} customers, not one", chunk.len())));
+        }
+        chunk.record(0)
     }
 
     /// The record as owned values (for tests and tools; rules read the view).
@@ -684,10 +803,7 @@ mod tests {
     fn round_trip(c: &Record, fields: Fields) -> Record {
         let mut bytes = Vec::new();
         encode_customer_reading(c, fields, &mut bytes);
-        bytes.extend_from_slice(b"next");
-        let (view, rest) = RecordView::read(&bytes).unwrap();
-        assert_eq!(rest, b"next");
-        view.to_record().unwrap()
+        RecordView::read(&bytes).unwrap().to_record().unwrap()
     }
 
     #[test]
@@ -700,12 +816,48 @@ mod tests {
         odd.transactions[0].business_unit = Some("çà".into());
         odd.transactions[0].category = None;
         odd.events[0].props = Value::Array(vec![Value::Float(1.5), Value::Null]);
+        odd.contacts[0].template = Some("boas-vindas-1".into());
         assert_eq!(round_trip(&odd, Fields::all()), odd);
         let empty = Record {
             id: "x".into(),
             ..Record::default()
         };
         assert_eq!(round_trip(&empty, Fields::all()), empty);
+    }
+
+    /// Customers with and without transactions and events, in one chunk and in every sub-range
+    /// written as a chunk of its own: each reads back as itself.
+    #[test]
+    fn every_range_of_a_chunk_reads_back_customer_by_customer() {
+        let c = example();
+        let mut customers = Vec::new();
+        for i in 0..6 {
+            let mut r = c.clone();
+            r.id = format!("c{i}");
+            r.transactions.truncate(i % 3);
+            r.events.truncate((i + 1) % 3);
+            if i == 4 {
+                r = Record {
+                    id: "é4".into(),
+                    ..Record::default()
+                };
+            }
+            customers.push(r);
+        }
+        let mut w = ChunkWriter::new(Fields::all());
+        customers.iter().for_each(|r| w.push(r));
+        for lo in 0..=customers.len() {
+            for hi in lo..=customers.len() {
+                let mut bytes = Vec::new();
+                w.write(lo..hi, &mut bytes);
+                let chunk = ChunkView::read(&bytes).unwrap();
+                assert_eq!(chunk.len(), hi - lo);
+                for (i, want) in customers[lo..hi].iter().enumerate() {
+                    assert_eq!(chunk.id(i), want.id);
+                    assert_eq!(&chunk.record(i).unwrap().to_record().unwrap(), want);
+                }
+            }
+        }
     }
 
     #[test]
@@ -763,26 +915,62 @@ mod tests {
         let mut bytes = Vec::new();
         encode_customer(&c, &mut bytes);
         for cut in 0..bytes.len() {
-            assert!(RecordView::read(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(ChunkView::read(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(ChunkView::read(&longer).is_err());
         // Every single-byte change reads or fails cleanly.
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0xa5;
-            if let Ok((v, _)) = RecordView::read(&b) {
-                let _ = v.to_record();
+            if let Ok(chunk) = ChunkView::read(&b) {
+                for k in 0..chunk.len() {
+                    if let Ok(v) = chunk.record(k) {
+                        let _ = v.to_record();
+                    }
+                }
             }
         }
-        // A string offset past the column's bytes is named: `kind`'s offsets start after the
-        // count, `at`, `amount` and the `id` column.
+        // A string offset past the column's bytes is named. A customer `x` without zone whose
+        // only part is transactions: `kind`'s offsets start after the count (4), `id` (8 + 1),
+        // `tz` (1 + 8), the empty profile and consents (8 each), the transaction rows (8),
+        // `at` and `amount` (16 a row) and the `id` column.
+        let only = Record {
+            id: "x".into(),
+            tz: None,
+            transactions: c.transactions.clone(),
+            ..Record::default()
+        };
         let mut t = Vec::new();
-        put_transactions(&mut t, &c.transactions, Fields::all());
-        let n = c.transactions.len();
-        let ids: usize = c.transactions.iter().map(|t| t.id.len()).sum();
-        let kind = 4 + 16 * n + 4 * (n + 1) + ids;
+        encode_customer_reading(&only, Fields::of(&[Field::Transactions]), &mut t);
+        let n = only.transactions.len();
+        let ids: usize = only.transactions.iter().map(|t| t.id.len()).sum();
+        let kind = 4 + 9 + 9 + 8 + 8 + 8 + 16 * n + 4 * (n + 1) + ids;
         t[kind + 4..kind + 8].copy_from_slice(&u32::MAX.to_le_bytes());
-        let err = Transactions::read(&t).unwrap_err();
+        let err = ChunkView::read(&t).unwrap_err();
         assert!(err.to_string().starts_with("`transactions.kind`"), "{err}");
+        // A small part that does not decode is its customer's error, not the chunk's.
+        let mut w = ChunkWriter::new(Fields::all());
+        w.push(&c);
+        let mut bad_journeys = c.clone();
+        bad_journeys.id = "y".into();
+        w.push(&bad_journeys);
+        let mut b = Vec::new();
+        w.write(0..2, &mut b);
+        let last = b.len() - 1;
+        b[last] = 0xff;
+        let chunk = ChunkView::read(&b).unwrap();
+        assert!(chunk.record(0).is_ok());
+        let err = chunk.record(1).unwrap_err();
+        assert!(err.to_string().starts_with("`journeys`"), "{err}");
+    }
+
+    #[test]
+    fn a_count_at_the_top_of_u32_is_an_error_not_an_overflow() {
+        let mut b = u32::MAX.to_le_bytes().to_vec();
+        b.extend_from_slice(&[0; 16]);
+        assert!(ChunkView::read(&b).is_err());
     }
 }
 
@@ -795,7 +983,7 @@ mod documented {
             r#"{"id":"c1","transactions":[{"id":"t","at":"1970-01-01T00:00:01Z","kind":"purchase","amount":2.5}]}"#,
         );
         let mut bytes = Vec::new();
-        super::encode_customer(&c, &mut bytes);
+        super::encode_customer_reading(&c, crate::Fields::of(&[crate::Field::Transactions]), &mut bytes);
         let page = include_str!("../../../docs/ABI.md");
         let example = page
             .split("**Worked example.**")

@@ -203,7 +203,7 @@ fn a_refused_plugin_takes_no_place_in_the_cache() {
     // metadata call returns nothing readable.
     let bytes = wat::parse_str(
         r#"(module
-            (@custom "regua-abi" "\02\00\00\00\01")
+            (@custom "regua-abi" "\03\00\00\00\01")
             (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
             (memory (export "memory") 1)
             (func (export "regua_alloc") (param i32) (result i32) i32.const 0)
@@ -214,7 +214,7 @@ fn a_refused_plugin_takes_no_place_in_the_cache() {
     assert!(Plugin::from_bytes(&engine, "probe.wasm", &bytes).is_err());
     let no_import = wat::parse_str(
         r#"(module
-            (@custom "regua-abi" "\02\00\00\00\01")
+            (@custom "regua-abi" "\03\00\00\00\01")
             (memory (export "memory") 1)
             (func (export "regua_alloc") (param i32) (result i32) i32.const 0)
             (func (export "regua_metadata") (result i64) i64.const 0)

@@ -658,7 +658,7 @@ fn batch_writes_parquet_with_typed_columns() {
 /// The example plugin written in WebAssembly text (`examples/wat/big-spender.wat`, from
 /// docs/ABI.md alone) answers as an independent reading of the records: in the segment exactly
 /// the customers with a purchase of 500 or more, with its reason; in chunks of one customer
-/// and of more than 127 (a count of two varint bytes).
+/// and of 300 (row offsets over many customers), and without reasons for a CSV output.
 #[test]
 fn the_example_plugin_in_webassembly_text_answers_as_the_records_say() {
     let dir = tempfile::tempdir().unwrap();
@@ -741,4 +741,30 @@ fn the_example_plugin_in_webassembly_text_answers_as_the_records_say() {
             .collect();
         assert_eq!(got, expected, "chunks of {chunk}");
     }
+    // CSV shows no reasons, so the call asks for none (the plugin reads the context's flag).
+    let out = regua(
+        &[
+            "batch",
+            "--plugin",
+            wasm.to_str().unwrap(),
+            "--input",
+            "examples/customers.ndjson",
+            "--now",
+            "2025-03-11T12:00:00Z",
+            "--format",
+            "csv",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<(String, bool)> = text(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split(',').collect();
+            assert_eq!(cols.len(), 4, "line,id,big-spender,error: {l}");
+            (cols[1].to_owned(), cols[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows, expected, "CSV");
 }

@@ -126,6 +126,47 @@ fn a_batch_reading_only_the_declared_parts_answers_as_the_whole_record_does() {
     assert!(narrowed >= 10, "the example plugins declare what they read");
 }
 
+/// A call that asks for no reasons (a CSV or Parquet output) gets the same answers with the
+/// reasons left out: every example plugin, on every example customer.
+#[test]
+fn a_call_without_reasons_answers_the_same_with_the_reasons_left_out() {
+    let input = std::fs::read_to_string(repo().join("examples/customers.ndjson")).unwrap();
+    let mut batch = regua_host::EncodedBatch::new();
+    for line in input.lines() {
+        batch.push(&regua_sdk::record::parse_customer(line).unwrap());
+    }
+    let mut worker = regua_host::Worker::new();
+    let mut with_reasons = 0;
+    for eval in all_examples() {
+        let name = eval.plugin.name().to_owned();
+        let full = worker.evaluate(&eval, &batch).unwrap();
+        let bare = worker.evaluate(&eval.without_reasons(), &batch).unwrap();
+        for (full, bare) in full.iter().zip(&bare) {
+            let (Ok(full), Ok(bare)) = (full, bare) else {
+                assert_eq!(full.is_err(), bare.is_err(), "{name}");
+                continue;
+            };
+            let mut stripped = full.clone();
+            match &mut stripped {
+                Outcome::Segment(m) => {
+                    with_reasons += usize::from(!m.reasons.is_empty());
+                    m.reasons.clear()
+                }
+                Outcome::Journey(j) => {
+                    with_reasons += usize::from(!j.reasons.is_empty());
+                    j.reasons.clear()
+                }
+                Outcome::Rest(d) => {
+                    with_reasons += usize::from(!d.notes.is_empty());
+                    d.notes.clear()
+                }
+            }
+            assert_eq!(&stripped, bare, "{name}");
+        }
+    }
+    assert!(with_reasons > 100, "the examples give reasons: {with_reasons}");
+}
+
 #[test]
 fn a_malformed_record_gets_an_error_line_and_the_batch_goes_on() {
     let engine = engine();

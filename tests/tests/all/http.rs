@@ -1086,7 +1086,7 @@ async fn plugins_that_break_the_abi_are_refused_or_fail_over_http_too() {
             assert!(
                 all.contains("fd_write")
                     && all.contains("targets ABI 1")
-                    && all.contains("targets ABI 3")
+                    && all.contains("targets ABI 4")
                     && all.contains("regua_alloc"),
                 "{all}"
             );

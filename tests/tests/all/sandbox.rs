@@ -184,27 +184,33 @@ fn load_error(bytes: &[u8]) -> LoadError {
 
 #[test]
 fn an_abi_mismatch_is_refused_before_instantiation() {
-    // The start function would trap if the module were ever instantiated.
-    let bytes = wat_plugin(
-        r"\01\00\00\00\01",
-        &format!("{EXPORTS} (func $boom unreachable) (start $boom)"),
-    );
-    let err = load_error(&bytes);
-    assert!(
-        matches!(
-            err,
-            LoadError::AbiMismatch {
-                found: 1,
-                supported: 2,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        "plugin `probe.wasm` targets ABI 1; this host supports 2 (rebuild it against this regua-sdk)"
-    );
+    // The start function would trap if the module were ever instantiated. ABI 2 plugins (the
+    // version before the chunk of columns) and ABI 1 ones get the same plain message.
+    for old in [1u32, 2] {
+        let bytes = wat_plugin(
+            &format!(r"\{old:02x}\00\00\00\01"),
+            &format!("{EXPORTS} (func $boom unreachable) (start $boom)"),
+        );
+        let err = load_error(&bytes);
+        assert!(
+            matches!(
+                err,
+                LoadError::AbiMismatch {
+                    found,
+                    supported: 3,
+                    ..
+                } if found == old
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "plugin `probe.wasm` targets ABI {old}; this host supports 3 (rebuild it against \
+                 this regua-sdk)"
+            )
+        );
+    }
 }
 
 #[test]
@@ -221,7 +227,7 @@ fn modules_that_are_not_plugins_are_refused_plainly() {
         assert!(err.contains(why), "{name}: {err}");
     }
 
-    let bad_kind = wat_plugin(r"\02\00\00\00\09", EXPORTS);
+    let bad_kind = wat_plugin(r"\03\00\00\00\09", EXPORTS);
     assert!(load_error(&bad_kind).to_string().contains("kind byte 9"));
 
     let garbage = b"\0asm\x01\0\0\0\xff\xff".to_vec();
@@ -233,10 +239,10 @@ fn modules_that_are_not_plugins_are_refused_plainly() {
 pub(crate) fn liar_wasm() -> Vec<u8> {
     // Metadata is valid JSON, but every answer is a single 0xff byte.
     let meta =
-        r#"{"name":"liar","kind":"segment","version":"1","description":"","abi":2,"params":{}}"#;
+        r#"{"name":"liar","kind":"segment","version":"1","description":"","abi":3,"params":{}}"#;
     let len = meta.len();
     wat_plugin(
-        r"\02\00\00\00\01",
+        r"\03\00\00\00\01",
         &format!(
             r#"(memory (export "memory") 1)
             (data (i32.const 1024) "{meta}")
@@ -256,14 +262,14 @@ pub(crate) fn liar_wasm() -> Vec<u8> {
     )
 }
 
-/// A module that imports WASI, one built for the old ABI 1, one for a future ABI 3, and one
+/// A module that imports WASI, one built for the old ABI 1, one for a future ABI 4, and one
 /// without the ABI's exports.
 pub(crate) fn refused_modules() -> [(&'static str, Vec<u8>, &'static str); 4] {
     [
         (
             "wasi",
             wat_plugin(
-                r"\02\00\00\00\01",
+                r"\03\00\00\00\01",
                 &format!(
                     r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) {EXPORTS}"#
                 ),
@@ -273,16 +279,16 @@ pub(crate) fn refused_modules() -> [(&'static str, Vec<u8>, &'static str); 4] {
         (
             "abi1",
             wat_plugin(r"\01\00\00\00\01", EXPORTS),
-            "targets ABI 1; this host supports 2",
+            "targets ABI 1; this host supports 3",
         ),
         (
-            "abi3",
-            wat_plugin(r"\03\00\00\00\01", EXPORTS),
-            "targets ABI 3; this host supports 2",
+            "abi4",
+            wat_plugin(r"\04\00\00\00\01", EXPORTS),
+            "targets ABI 4; this host supports 3",
         ),
         (
             "no-exports",
-            wat_plugin(r"\02\00\00\00\01", r#"(memory (export "memory") 1)"#),
+            wat_plugin(r"\03\00\00\00\01", r#"(memory (export "memory") 1)"#),
             "does not export `regua_alloc`",
         ),
     ]

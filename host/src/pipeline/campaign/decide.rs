@@ -344,9 +344,9 @@ impl Plan {
             Err(e) => return vec![Err(e.to_string()); idx.len()],
         };
         let fields = Fields::of(&plugin.meta.reads);
-        let mut batch = EncodedBatch::new();
+        let mut batch = EncodedBatch::reading(fields);
         for &i in idx {
-            batch.push_reading(&runs[i].customer, fields);
+            batch.push(&runs[i].customer);
         }
         worker
             .evaluate(&eval, &batch)

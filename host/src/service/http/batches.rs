@@ -144,10 +144,12 @@ pub(super) async fn prepare_batch(
             check_kind(p, &x)?;
         }
         let params = params_of(p.name()).unwrap_or_else(|| "{}".into());
-        evals.push(Evaluation::new(
-            p.clone(),
-            &inputs_for(state, p, now, params, &x),
-        )?);
+        let eval = Evaluation::new(p.clone(), &inputs_for(state, p, now, params, &x))?;
+        // CSV shows no reasons, and without a decision log nothing else keeps them.
+        evals.push(match q.format.unwrap_or_default() {
+            Format::Csv if state.recorder().is_none() => eval.without_reasons(),
+            _ => eval,
+        });
     }
     // A plugin that fails its check (bad parameters, a trap) answers its error on every line
     // while the others answer; when every plugin fails, the request is refused before any line
