@@ -21,7 +21,7 @@ pub use input::{Input, What};
 pub use store::{Change, Entries, OutboxEntry, Sqlite, Store, Timer};
 
 use crate::pipeline::campaign::definition::Schedule;
-use crate::pipeline::campaign::{Campaign, Kind, Plan, RunInputs};
+use crate::pipeline::campaign::{Campaign, CustomerRun, Each, Kind, Plan};
 use crate::pipeline::recorder::Recorder;
 use crate::runtime::worker::Worker;
 
@@ -147,17 +147,101 @@ impl Core {
         if let Some(clock) = clock
             && at < clock
         {
-            return Ok(Status::Refused {
-                error: format!(
-                    "late: at {at}, before {clock}, the instant of the last input applied to \
-                     customer `{}`; inputs of a customer are applied in time order, so a late \
-                     one is refused rather than reordered",
-                    input.customer
-                ),
-            });
+            return Ok(late(input, at, clock));
         }
         let step = self.step(worker, record, Trigger::Input(input), at, fresh);
         self.commit(store, step)
+    }
+
+    /// Applies `inputs` in order, as [`Core::apply`] applies each, with the steps of distinct
+    /// customers decided together: one plugin call per campaign step for up to [`WAVE`] of
+    /// them, each at its own instant. An input without an instant is applied at `now`, or at
+    /// its customer's clock when an earlier input set it later. A customer's inputs still go
+    /// one at a time in order (a second input of a customer, or a repeated id, waits for the
+    /// steps before it to be committed), and its due timers fire before its input, so the
+    /// outcome is the one of applying the inputs one by one.
+    pub fn apply_many(
+        &self,
+        store: &mut dyn Store,
+        worker: &mut Worker,
+        inputs: &[Input],
+        now: Timestamp,
+    ) -> anyhow::Result<Vec<Status>> {
+        let mut statuses: Vec<Option<Status>> = vec![None; inputs.len()];
+        // The steps waiting to be decided: the input's index, its record, instant, freshness.
+        let mut wave: Vec<(usize, Record, Timestamp, bool)> = Vec::new();
+        let mut in_wave: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for (k, input) in inputs.iter().enumerate() {
+            if wave.len() >= WAVE
+                || in_wave.contains(input.customer.as_str())
+                || in_wave.contains(input.id.as_str())
+            {
+                self.decide_wave(store, worker, inputs, &mut wave, &mut statuses)?;
+                in_wave.clear();
+            }
+            if store.event_seen(&input.id)? {
+                statuses[k] = Some(Status::Duplicate);
+                continue;
+            }
+            let stamped = match input.at {
+                Some(at) => at,
+                None => {
+                    let clock = store.customer(&input.customer)?.and_then(|s| s.clock);
+                    clock.map_or(now, |c| c.max(now))
+                }
+            };
+            self.fire_customer(store, worker, &input.customer, stamped)?;
+            let stored = store.customer(&input.customer)?;
+            let fresh = stored.is_none();
+            let (record, clock) = match stored {
+                Some(s) => (s.record, s.clock),
+                None => (
+                    Record {
+                        id: input.customer.clone(),
+                        ..Record::default()
+                    },
+                    None,
+                ),
+            };
+            if let Some(clock) = clock
+                && stamped < clock
+            {
+                statuses[k] = Some(late(input, stamped, clock));
+                continue;
+            }
+            in_wave.insert(&input.customer);
+            in_wave.insert(&input.id);
+            wave.push((k, record, stamped, fresh));
+        }
+        self.decide_wave(store, worker, inputs, &mut wave, &mut statuses)?;
+        Ok(statuses
+            .into_iter()
+            .map(|s| s.expect("every input has a status"))
+            .collect())
+    }
+
+    /// Decides the steps of `wave` together and commits each; empties it.
+    fn decide_wave(
+        &self,
+        store: &mut dyn Store,
+        worker: &mut Worker,
+        inputs: &[Input],
+        wave: &mut Vec<(usize, Record, Timestamp, bool)>,
+        statuses: &mut [Option<Status>],
+    ) -> anyhow::Result<()> {
+        if wave.is_empty() {
+            return Ok(());
+        }
+        let taken = std::mem::take(wave);
+        let order: Vec<usize> = taken.iter().map(|(k, ..)| *k).collect();
+        let each = taken
+            .into_iter()
+            .map(|(k, record, at, fresh)| (record, Trigger::Input(&inputs[k]), at, fresh))
+            .collect();
+        for (k, step) in order.into_iter().zip(self.steps(worker, each)) {
+            statuses[k] = Some(self.commit(store, step)?);
+        }
+        Ok(())
     }
 
     /// Sets the timers of the scheduled campaigns (`delivery.daily`, `delivery.once`) at `now`:
@@ -256,13 +340,58 @@ impl Core {
             if page.is_empty() {
                 break;
             }
-            for t in page {
-                // A customer's timers fire in order: a timer set by an earlier one of this
-                // page may come before this one.
-                fired += self.fire_customer(store, worker, &t.customer, t.due)?;
+            // One step for each customer of the page, its timers due at its earliest instant,
+            // the steps decided together; a customer's later timers (set by this step, or due
+            // later) come in the next page, so each customer's fire in order.
+            let mut seen = std::collections::HashSet::new();
+            let mut wave: Vec<(Vec<Timer>, Record, Timestamp)> = Vec::new();
+            for t in &page {
+                if !seen.insert(t.customer.as_str()) {
+                    continue;
+                }
+                let Some(first) = store.due_for(&t.customer, until)? else {
+                    continue;
+                };
+                let timers: Vec<Timer> = store
+                    .timers_of(&t.customer)?
+                    .into_iter()
+                    .filter(|x| x.due == first.due)
+                    .collect();
+                match store.customer(&t.customer)? {
+                    Some(stored) => {
+                        let at = stored.clock.map_or(first.due, |c| c.max(first.due));
+                        wave.push((timers, stored.record, at));
+                    }
+                    None => fired += self.drop_timers(store, &t.customer, first.due, &timers)?,
+                }
+            }
+            let each = wave
+                .iter()
+                .map(|(timers, record, at)| (record.clone(), Trigger::Timers(timers), *at, false))
+                .collect();
+            for ((timers, ..), step) in wave.iter().zip(self.steps(worker, each)) {
+                self.commit(store, step)?;
+                fired += timers.len() as u64;
             }
         }
         Ok(fired)
+    }
+
+    /// Clears the timers of a customer the store has no record of: they have nothing to do.
+    fn drop_timers(
+        &self,
+        store: &mut dyn Store,
+        customer: &str,
+        at: Timestamp,
+        timers: &[Timer],
+    ) -> anyhow::Result<u64> {
+        store.commit(&Change {
+            customer: customer.to_owned(),
+            at,
+            timers: timers.iter().map(|t| (t.campaign.clone(), None)).collect(),
+            ..Change::default()
+        })?;
+        Ok(timers.len() as u64)
     }
 
     /// Fires `customer`'s timers due at or before `until`, earliest first.
@@ -282,12 +411,7 @@ impl Core {
                 .collect();
             let Some(stored) = store.customer(customer)? else {
                 // No record to decide on: the timers have nothing to do.
-                store.commit(&Change {
-                    customer: customer.to_owned(),
-                    at: first.due,
-                    timers: timers.iter().map(|t| (t.campaign.clone(), None)).collect(),
-                    ..Change::default()
-                })?;
+                self.drop_timers(store, customer, first.due, &timers)?;
                 continue;
             };
             let at = stored.clock.map_or(first.due, |c| c.max(first.due));
@@ -303,75 +427,111 @@ impl Core {
     fn step(
         &self,
         worker: &mut Worker,
-        mut record: Record,
+        record: Record,
         trigger: Trigger<'_>,
         at: Timestamp,
         fresh: bool,
     ) -> Step {
+        self.steps(worker, vec![(record, trigger, at, fresh)])
+            .pop()
+            .expect("one step")
+    }
+
+    /// The steps of distinct customers, decided together (one plugin call per campaign step
+    /// for all of them, each customer at its own instant): the same steps as one at a time.
+    fn steps(&self, worker: &mut Worker, each: Vec<(Record, Trigger<'_>, Timestamp, bool)>) -> Vec<Step> {
         let mut plan = (self.source)();
-        let tz_before = record.tz.clone();
-        let (event, input_name) = match &trigger {
-            Trigger::Input(input) => (Some(input.apply(&mut record, at)), input.id.clone()),
-            Trigger::Timers(ts) => (None, format!("timer@{}", ts[0].due)),
-        };
-        plan.inputs = RunInputs {
-            now: at,
-            default_tz: plan.inputs.default_tz.clone(),
-            event,
-        };
-        let selected: Vec<String> = plan
-            .campaigns
-            .campaigns
-            .iter()
-            .filter(|c| concerns(&plan, c, &record, &trigger, at))
-            .map(|c| c.def.code.clone())
-            .collect();
-        let mut change = Change {
-            customer: record.id.clone(),
-            at,
-            input: input_name.clone(),
-            event_id: match &trigger {
-                Trigger::Input(i) => Some(i.id.clone()),
-                Trigger::Timers(_) => None,
-            },
-            ..Change::default()
-        };
-        if let Trigger::Timers(ts) = &trigger {
-            // A fired timer goes, unless its campaign's decision below sets the next one: a
-            // timer is never left due.
-            change.timers = ts.iter().map(|t| (t.campaign.clone(), None)).collect();
-            for t in ts.iter().filter(|t| !selected.contains(&t.campaign)) {
-                change.decisions.push((
-                    t.campaign.clone(),
-                    serde_json::json!({"campaign": t.campaign, "outcome": "error",
-                        "error": "the campaign is no longer served, or no longer runs on \
-                                  timers (a journey or a scheduled message): its timer is dropped"}),
-                ));
-            }
-        }
-        if let Trigger::Input(_) = &trigger
-            && (fresh || record.tz != tz_before)
-        {
-            // A new customer, or one whose zone changed: the scheduled campaigns' next
-            // occurrences in their zone.
-            let zone = zone(record.tz.as_deref(), &plan.inputs.default_tz);
-            for c in &plan.campaigns.campaigns {
-                if let Some(s) = scheduled(c) {
-                    change.timers.push((
-                        c.def.code.clone(),
-                        next_occurrence(c, &s, at, &zone).map(|t| (t, 0)),
+        let mut prepared = Vec::with_capacity(each.len());
+        let mut runs_in = Vec::with_capacity(each.len());
+        for (mut record, trigger, at, fresh) in each {
+            let tz_before = record.tz.clone();
+            let (event, input_name) = match &trigger {
+                Trigger::Input(input) => (Some(input.apply(&mut record, at)), input.id.clone()),
+                Trigger::Timers(ts) => (None, format!("timer@{}", ts[0].due)),
+            };
+            let selected: Vec<String> = plan
+                .campaigns
+                .campaigns
+                .iter()
+                .filter(|c| concerns(&plan, c, &record, &trigger, at))
+                .map(|c| c.def.code.clone())
+                .collect();
+            let mut change = Change {
+                customer: record.id.clone(),
+                at,
+                input: input_name.clone(),
+                event_id: match &trigger {
+                    Trigger::Input(i) => Some(i.id.clone()),
+                    Trigger::Timers(_) => None,
+                },
+                ..Change::default()
+            };
+            if let Trigger::Timers(ts) = &trigger {
+                // A fired timer goes, unless its campaign's decision below sets the next one: a
+                // timer is never left due.
+                change.timers = ts.iter().map(|t| (t.campaign.clone(), None)).collect();
+                for t in ts.iter().filter(|t| !selected.contains(&t.campaign)) {
+                    change.decisions.push((
+                        t.campaign.clone(),
+                        serde_json::json!({"campaign": t.campaign, "outcome": "error",
+                            "error": "the campaign is no longer served, or no longer runs on \
+                                      timers (a journey or a scheduled message): its timer is dropped"}),
                     ));
                 }
             }
+            if let Trigger::Input(_) = &trigger
+                && (fresh || record.tz != tz_before)
+            {
+                // A new customer, or one whose zone changed: the scheduled campaigns' next
+                // occurrences in their zone.
+                let zone = zone(record.tz.as_deref(), &plan.inputs.default_tz);
+                for c in &plan.campaigns.campaigns {
+                    if let Some(s) = scheduled(c) {
+                        change.timers.push((
+                            c.def.code.clone(),
+                            next_occurrence(c, &s, at, &zone).map(|t| (t, 0)),
+                        ));
+                    }
+                }
+            }
+            // The log keeps the record as the step read it (the input applied).
+            let input_of = self.recorder.as_ref().map(|r| r.input_of(&record));
+            runs_in.push(Each {
+                customer: record,
+                now: at,
+                event,
+                campaigns: selected,
+            });
+            prepared.push((trigger, at, input_name, change, input_of));
         }
-        // The log keeps the record as the step read it (the input applied).
-        let input_of = self.recorder.as_ref().map(|r| r.input_of(&record));
-        let mut run = plan
-            .run_some(worker, vec![record], |c| selected.contains(&c.def.code))
-            .pop()
-            .expect("one customer, one run");
+        if let Some(first) = prepared.first() {
+            // What a call without customers of its own falls back to.
+            plan.inputs.now = first.1;
+        }
+        let runs = plan.run_each(worker, runs_in);
+        prepared
+            .into_iter()
+            .zip(runs)
+            .map(|((trigger, at, input_name, change, input_of), run)| {
+                self.finish(&plan, trigger, at, input_name, change, input_of, run)
+            })
+            .collect()
+    }
+
+    /// The step's change, status and log lines from its customer's run.
+    #[allow(clippy::too_many_arguments)] // what `steps` prepared for this customer
+    fn finish(
+        &self,
+        plan: &Plan,
+        trigger: Trigger<'_>,
+        at: Timestamp,
+        input_name: String,
+        mut change: Change,
+        input_of: Option<crate::pipeline::recorder::InputOf>,
+        mut run: CustomerRun,
+    ) -> Step {
         let log = match (&self.recorder, input_of) {
-            (Some(r), Some(input)) => r.campaign_lines(&plan, &mut run, input),
+            (Some(r), Some(input)) => r.campaign_lines(plan, &mut run, input),
             _ => (Vec::new(), 0),
         };
         let mut keys = Vec::new();
@@ -460,6 +620,22 @@ impl Core {
             status,
             log,
         }
+    }
+}
+
+/// Inputs whose steps are decided together at most (a wave): enough to spread each plugin
+/// call's cost over many customers, few enough that a wave's records stay small.
+pub const WAVE: usize = 256;
+
+/// The refusal of an input older than its customer's last applied input.
+fn late(input: &Input, at: Timestamp, clock: Timestamp) -> Status {
+    Status::Refused {
+        error: format!(
+            "late: at {at}, before {clock}, the instant of the last input applied to customer \
+             `{}`; inputs of a customer are applied in time order, so a late one is refused \
+             rather than reordered",
+            input.customer
+        ),
     }
 }
 

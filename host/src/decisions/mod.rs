@@ -173,7 +173,7 @@ impl Recorder for DecisionLog {
             decision.id = Some(id.clone());
             let e = Entry::campaign(
                 id,
-                plan.inputs.now,
+                run.now,
                 &run.customer.id,
                 input.hash.clone(),
                 campaign,

@@ -46,6 +46,9 @@ pub struct Inputs {
     pub event: Option<Event>,
 }
 
+/// A customer's own instant and triggering event.
+type Own = (Timestamp, Option<Event>);
+
 /// One plugin with its inputs, encoded once and used for every batch.
 #[derive(Clone, Debug)]
 pub struct Evaluation {
@@ -58,7 +61,7 @@ pub struct Evaluation {
     reasons: bool,
     /// Each customer's own instant and triggering event, in the order of the batches it is
     /// given, when they are not all the inputs' (docs/ABI.md §5: runs of inputs).
-    each: Option<Arc<[(Timestamp, Option<Event>)]>>,
+    each: Option<Arc<[Own]>>,
     /// Why the plugin failed its check ([`Worker::check_all`]): every customer gets this error.
     failed_check: Option<CallError>,
 }
@@ -165,17 +168,21 @@ fn context(inputs: &Inputs, reasons: bool) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-fn decode(kind: Kind, bytes: &[u8]) -> Result<wire::CallOutput<Outcome>, wire::AnswerError> {
-    fn map<O>(out: wire::CallOutput<O>, f: fn(O) -> Outcome) -> wire::CallOutput<Outcome> {
-        out.map(|items| items.into_iter().map(|r| r.map(f)).collect())
+/// A call's answers, each with the bytes it took.
+type Sized = Result<Vec<(Result<Outcome, String>, usize)>, String>;
+
+fn decode(kind: Kind, bytes: &[u8]) -> Result<Sized, wire::AnswerError> {
+    type Each<O> = Result<Vec<(Result<O, String>, usize)>, String>;
+    fn map<O>(out: Each<O>, f: fn(O) -> Outcome) -> Sized {
+        out.map(|items| items.into_iter().map(|(r, n)| (r.map(f), n)).collect())
     }
     Ok(match kind {
-        Kind::Segment => map(wire::decode_output::<Match>(bytes)?, Outcome::Segment),
+        Kind::Segment => map(wire::decode_sized::<Match>(bytes)?, Outcome::Segment),
         Kind::Journey => map(
-            wire::decode_output::<JourneyOutcome>(bytes)?,
+            wire::decode_sized::<JourneyOutcome>(bytes)?,
             Outcome::Journey,
         ),
-        Kind::Rest => map(wire::decode_output::<Decision>(bytes)?, Outcome::Rest),
+        Kind::Rest => map(wire::decode_sized::<Decision>(bytes)?, Outcome::Rest),
     })
 }
 
@@ -307,7 +314,16 @@ impl Worker {
             match self.call(plugin, &eval.context_for(lo..hi), &[&chunk], hi - lo) {
                 Ok(raw) => match decode(plugin.kind(), &raw) {
                     Ok(Ok(items)) if items.len() == hi - lo => {
-                        for (i, item) in items.into_iter().enumerate() {
+                        // Each customer's answer within the cap, whoever shares the call.
+                        let cap = plugin.engine.limits.output_bytes_per_record;
+                        for (i, (item, size)) in items.into_iter().enumerate() {
+                            let item = match item {
+                                _ if size > cap => Err(format!(
+                                    "returned {size} bytes for this customer, over the output \
+                                     cap of {cap} bytes per customer"
+                                )),
+                                item => item,
+                            };
                             out[lo + i] = Some(item.map_err(|e| failed(&e, lo + i)));
                         }
                     }

@@ -113,24 +113,10 @@ impl Automation {
     /// it is applied (or the customer's clock, if an earlier input set it later).
     pub fn apply(&self, worker: &mut Worker, inputs: &[Input]) -> anyhow::Result<Vec<Status>> {
         let mut statuses = Vec::with_capacity(inputs.len());
+        let now = self.clock.now();
         self.with_store(|store| {
             store.batch(&mut |store| {
-                statuses.clear();
-                for input in inputs {
-                    let status = match input.at {
-                        Some(_) => self.core.apply(store, worker, input)?,
-                        None => {
-                            let clock = store.customer(&input.customer)?.and_then(|s| s.clock);
-                            let now = self.clock.now();
-                            let stamped = Input {
-                                at: Some(clock.map_or(now, |c| c.max(now))),
-                                ..input.clone()
-                            };
-                            self.core.apply(store, worker, &stamped)?
-                        }
-                    };
-                    statuses.push(status);
-                }
+                statuses = self.core.apply_many(store, worker, inputs, now)?;
                 Ok(())
             })
         })?;

@@ -279,6 +279,15 @@ pub fn refusal(message: &str) -> Vec<u8> {
 pub fn decode_output<O: for<'de> Deserialize<'de>>(
     bytes: &[u8],
 ) -> Result<CallOutput<O>, AnswerError> {
+    Ok(decode_sized(bytes)?.map(|items| items.into_iter().map(|(r, _)| r).collect()))
+}
+
+/// [`decode_output`], with the bytes each customer's answer took (its outcome or its error),
+/// for a cap on each customer's answer whatever the call's other customers answered.
+#[allow(clippy::type_complexity)] // the answer, each with its size
+pub fn decode_sized<O: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+) -> Result<Result<Vec<(Result<O, String>, usize)>, String>, AnswerError> {
     let bad = |what: &str| AnswerError::Decode(what.to_owned());
     let take = |at: &mut usize, len: usize, what: &str| -> Result<std::ops::Range<usize>, AnswerError> {
         let end = at
@@ -334,7 +343,8 @@ pub fn decode_output<O: for<'de> Deserialize<'de>>(
             for i in 0..n {
                 let outcome = value(outcome_offsets, outcome_data, i);
                 let error = value(error_offsets, error_data, i);
-                items.push(match bytes[status.start + i] {
+                let size = outcome.len() + error.len();
+                items.push((match bytes[status.start + i] {
                     0 if error.is_empty() => match postcard::take_from_bytes::<O>(outcome) {
                         Ok((o, [])) => Ok(o),
                         Ok((_, rest)) => {
@@ -354,7 +364,7 @@ pub fn decode_output<O: for<'de> Deserialize<'de>>(
                         )));
                     }
                     s => return Err(bad(&format!("customer {i}: status {s} is neither 0 nor 1"))),
-                });
+                }, size));
             }
             Ok(Ok(items))
         }

@@ -559,6 +559,49 @@ fn many(n: usize) -> (Vec<Value>, Vec<Value>) {
     (customers, events)
 }
 
+/// Inputs of many customers posted as one NDJSON batch (the service decides distinct
+/// customers' steps together, one plugin call per campaign step) plan the outbox the replay
+/// plans one input at a time; in the same batch a customer's later inputs wait for its earlier
+/// ones, a repeated id is a duplicate and an input older than its customer's last is late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_many_customers_inputs_plans_what_one_at_a_time_plans() {
+    let (customers, events) = many(120);
+    let (replayed, _, _) = replay(&customers, &ndjson(&events), END);
+    assert!(replayed.len() > 150, "{}", replayed.len());
+    let state = tempfile::tempdir().unwrap();
+    let last = events.last().unwrap()["at"].as_str().unwrap().to_owned();
+    let s = serve_state(state.path(), &last);
+    s.post_text("/v1/customers", ndjson(&customers)).await;
+    let mut batch = events.clone();
+    // A repeat of an input of this batch, and m000's login before its last input.
+    batch.push(events[5].clone());
+    batch.push(json!({"id": "late-1", "customer": "m000", "at": "2025-03-11T09:00:00Z",
+                      "name": "login"}));
+    let answers = s.post_text("/v1/events", ndjson(&batch)).await;
+    let answers: Vec<Value> = answers
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), batch.len());
+    let n = events.len();
+    assert!(
+        answers[..n].iter().all(|a| a["status"] == "applied"),
+        "{:?}",
+        answers.iter().find(|a| a["status"] != "applied")
+    );
+    assert_eq!(answers[n]["status"], "duplicate", "{}", answers[n]);
+    assert_eq!(answers[n + 1]["status"], "refused", "{}", answers[n + 1]);
+    assert!(
+        answers[n + 1]["error"].as_str().unwrap().starts_with("late"),
+        "{}",
+        answers[n + 1]
+    );
+    s.post("/v1/clock", &json!({"now": END})).await.unwrap();
+    let (_, all) = s.get("/v1/outbox?state=all&limit=10000").await;
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(keyed(all["entries"].as_array().unwrap()), keyed(&replayed));
+}
+
 /// SIGKILL while inputs stream in, on a signal once half of them were accepted, so that it
 /// lands amid requests: after a restart on the same folder, resending every input (a client
 /// retries what it has no answer for) finds each accepted one a duplicate, applies the rest, and

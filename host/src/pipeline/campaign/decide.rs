@@ -218,19 +218,56 @@ impl std::fmt::Debug for Plan {
 pub struct CustomerRun {
     /// The record after the run.
     pub customer: Record,
-    /// When the decisions were made (the run's `now`).
+    /// When the decisions were made (the run's `now`, or the customer's own instant in a
+    /// run of many customers' inputs: [`Plan::run_each`]).
     pub now: Timestamp,
+    /// The event that triggered this customer's run, given to the journeys.
+    pub event: Option<Event>,
     /// One decision per campaign.
     pub decisions: Vec<Decision>,
 }
 
+/// One customer of [`Plan::run_each`]: its record, its instant, its triggering event and the
+/// codes of the campaigns to decide for it.
+#[derive(Clone, Debug)]
+pub struct Each {
+    /// The record, the input applied.
+    pub customer: Record,
+    /// The instant it is decided at.
+    pub now: Timestamp,
+    /// The event that triggered it.
+    pub event: Option<Event>,
+    /// The codes of the campaigns to decide, in any order (they run in the plan's order).
+    pub campaigns: Vec<String>,
+}
+
 impl CustomerRun {
+    fn placeholder() -> CustomerRun {
+        CustomerRun {
+            customer: Record::default(),
+            now: Timestamp::from_millis(0),
+            event: None,
+            decisions: Vec::new(),
+        }
+    }
+
     /// Every planned message, in campaign order, with its campaign's decision.
     pub fn planned(&self) -> impl Iterator<Item = (&Decision, &Planned)> {
         self.decisions
             .iter()
             .flat_map(|d| d.messages.iter().map(move |m| (d, m)))
     }
+}
+
+/// The triggering event each customer of a plugin call is given.
+#[derive(Clone, Copy)]
+enum Given<'a> {
+    /// None (segments, rest policies).
+    None,
+    /// Its run's (a journey deciding the input).
+    Own,
+    /// One each, in the order of the call's customers (a journey told of a denial).
+    These(&'a [Option<Event>]),
 }
 
 /// A proposed message, waiting for the rest policy.
@@ -295,6 +332,7 @@ impl Plan {
             .map(|customer| CustomerRun {
                 customer,
                 now: self.inputs.now,
+                event: self.inputs.event.clone(),
                 decisions: Vec::new(),
             })
             .collect();
@@ -302,6 +340,43 @@ impl Plan {
             let decisions = self.run_campaign(worker, campaign, &mut runs);
             for (run, d) in runs.iter_mut().zip(decisions) {
                 run.decisions.push(d);
+            }
+        }
+        runs
+    }
+
+    /// Runs, for each customer, the campaigns its own selection names (by code), at its own
+    /// instant with its own triggering event: what deciding each one alone with
+    /// [`Plan::run_some`] gives, with one plugin call per campaign step for all of them.
+    pub fn run_each(&self, worker: &mut Worker, each: Vec<Each>) -> Vec<CustomerRun> {
+        let mut runs: Vec<CustomerRun> = Vec::with_capacity(each.len());
+        let mut selections = Vec::with_capacity(each.len());
+        for e in each {
+            runs.push(CustomerRun {
+                customer: e.customer,
+                now: e.now,
+                event: e.event,
+                decisions: Vec::new(),
+            });
+            selections.push(e.campaigns);
+        }
+        for campaign in &self.campaigns.campaigns {
+            let code = &campaign.def.code;
+            let idx: Vec<usize> = (0..runs.len())
+                .filter(|&i| selections[i].iter().any(|c| c == code))
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            // The selected customers' runs, moved out and back around the campaign's run.
+            let mut some: Vec<CustomerRun> = idx
+                .iter()
+                .map(|&i| std::mem::replace(&mut runs[i], CustomerRun::placeholder()))
+                .collect();
+            let decisions = self.run_campaign(worker, campaign, &mut some);
+            for ((&i, mut run), d) in idx.iter().zip(some).zip(decisions) {
+                run.decisions.push(d);
+                runs[i] = run;
             }
         }
         runs
@@ -320,7 +395,8 @@ impl Plan {
         }
     }
 
-    /// One plugin call over the customers `idx` of `runs`; one answer each, in order.
+    /// One plugin call over the customers `idx` of `runs`, each at its own `now` and given
+    /// `events` (none, its run's, or one each); one answer each, in order.
     #[allow(clippy::too_many_arguments)] // the call's inputs, spelled out at each of 3 callers
     fn call(
         &self,
@@ -328,19 +404,37 @@ impl Plan {
         plugin: &Arc<Plugin>,
         params: &serde_json::Value,
         message: Option<Message>,
-        event: Option<Event>,
+        events: Given<'_>,
         runs: &[CustomerRun],
         idx: &[usize],
     ) -> Vec<Result<Outcome, String>> {
+        let each: Vec<(Timestamp, Option<Event>)> = idx
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let event = match events {
+                    Given::None => None,
+                    Given::Own => runs[i].event.clone(),
+                    Given::These(these) => these[k].clone(),
+                };
+                (runs[i].now, event)
+            })
+            .collect();
+        let same = each.windows(2).all(|w| w[0] == w[1]);
+        let (now, event) = each
+            .first()
+            .cloned()
+            .unwrap_or((self.inputs.now, None));
         let inputs = Inputs {
-            now: self.inputs.now,
+            now,
             default_tz: self.inputs.default_tz.clone(),
             params: params.to_string(),
             message,
             event,
         };
         let eval = match Evaluation::new(plugin.clone(), &inputs) {
-            Ok(e) => e,
+            Ok(e) if same => e,
+            Ok(e) => e.for_each_customer(each),
             Err(e) => return vec![Err(e.to_string()); idx.len()],
         };
         let fields = Fields::of(&plugin.meta.reads);
@@ -360,9 +454,8 @@ impl Plan {
         runs: &mut [CustomerRun],
     ) -> Vec<Decision> {
         let def = &campaign.def;
-        let now = self.inputs.now;
         let mut ds: Vec<Decision> = runs.iter().map(|_| Decision::new(&def.code)).collect();
-        if !campaign.active_at(now) {
+        let inactive = |now: Timestamp| {
             let side = match def.end {
                 Some(end) if now >= end => format!("it ended at {end}"),
                 _ => format!("it starts at {}", def.start),
@@ -371,13 +464,19 @@ impl Plan {
                 Some(end) => format!("[{}, {end})", def.start),
                 None => format!("from {}", def.start),
             };
-            let why = format!("the campaign is not active at {now}: {side} (it runs {period})");
-            for d in &mut ds {
-                d.ended(Kind::Inactive, why.clone());
+            format!("the campaign is not active at {now}: {side} (it runs {period})")
+        };
+        let mut live: Vec<usize> = Vec::with_capacity(runs.len());
+        for (i, run) in runs.iter().enumerate() {
+            if campaign.active_at(run.now) {
+                live.push(i);
+            } else {
+                ds[i].ended(Kind::Inactive, inactive(run.now));
             }
+        }
+        if live.is_empty() {
             return ds;
         }
-        let mut live: Vec<usize> = (0..runs.len()).collect();
         // A journey campaign's audience decides entry: a customer in an active instance of its
         // journey goes on whether or not they are still in it (DOMAIN §4a).
         let continuing: Vec<bool> = match self.journey_name(campaign) {
@@ -414,12 +513,11 @@ impl Plan {
                 plugin: j.plugin.clone(),
                 params: j.params.clone(),
             };
-            let event = self.inputs.event.clone();
             self.journey(
                 worker,
                 campaign,
                 &journey,
-                event,
+                Given::Own,
                 runs,
                 &mut ds,
                 &live,
@@ -505,7 +603,8 @@ impl Plan {
                     live.clear();
                     return;
                 };
-                let results = self.call(worker, &plugin, &seg.params, None, None, runs, live);
+                let results =
+                    self.call(worker, &plugin, &seg.params, None, Given::None, runs, live);
                 let mut still = Vec::with_capacity(live.len());
                 for (&i, r) in live.iter().zip(results) {
                     let d = &mut ds[i];
@@ -637,7 +736,7 @@ impl Plan {
         worker: &mut Worker,
         campaign: &Campaign,
         journey: &PluginRef,
-        event: Option<Event>,
+        events: Given<'_>,
         runs: &mut [CustomerRun],
         ds: &mut [Decision],
         idx: &[usize],
@@ -652,7 +751,7 @@ impl Plan {
             }
             return;
         };
-        let results = self.call(worker, &plugin, &journey.params, None, event, runs, idx);
+        let results = self.call(worker, &plugin, &journey.params, None, events, runs, idx);
         let def = campaign.def.journey.as_ref().expect("a journey campaign");
         for (&i, r) in idx.iter().zip(results) {
             let d = &mut ds[i];
@@ -725,7 +824,6 @@ impl Plan {
     ) {
         let company = &self.campaigns.company;
         let policy = campaign.def.rest.as_ref().or(company.rest.as_ref());
-        let now = self.inputs.now;
         for _round in 0..MAX_ROUNDS {
             let mut groups: BTreeMap<String, (Message, Vec<(usize, Proposal)>)> = BTreeMap::new();
             for &i in live {
@@ -766,7 +864,7 @@ impl Plan {
                                 &plugin,
                                 &p.params,
                                 Some(message.clone()),
-                                None,
+                                Given::None,
                                 runs,
                                 &idx,
                             )
@@ -792,6 +890,7 @@ impl Plan {
                     let m = &proposal.message;
                     let template = m.template.clone().unwrap_or_default();
                     let step = proposal.journey.as_ref().map(|(_, _, s)| s.clone());
+                    let now = runs[i].now;
                     match v.decision {
                         Verdict::Allow | Verdict::Defer => {
                             let send_at = match v.decision {
@@ -862,12 +961,15 @@ impl Plan {
                     params: jdef.params.clone(),
                 };
                 for ((name, instance, step), idx) in by_step {
-                    let event = denied_event(&name, instance, &step, now);
+                    let events: Vec<Option<Event>> = idx
+                        .iter()
+                        .map(|&i| Some(denied_event(&name, instance, &step, runs[i].now)))
+                        .collect();
                     self.journey(
                         worker,
                         campaign,
                         &journey,
-                        Some(event),
+                        Given::These(&events),
                         runs,
                         ds,
                         &idx,

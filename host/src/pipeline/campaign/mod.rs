@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use decide::{CustomerRun, Decision, Kind, Plan, Planned, RunInputs};
+pub use decide::{CustomerRun, Decision, Each, Kind, Plan, Planned, RunInputs};
 pub use definition::{Campaign, Campaigns, Company, Definition, FileError};
 
 use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, Input, LineRead, SeenIds};
