@@ -128,29 +128,8 @@ impl Core {
         input: &Input,
     ) -> anyhow::Result<Status> {
         let at = input.at.expect("the driver gives every input an instant");
-        if store.event_seen(&input.id)? {
-            return Ok(Status::Duplicate);
-        }
-        self.fire_customer(store, worker, &input.customer, at)?;
-        let stored = store.customer(&input.customer)?;
-        let fresh = stored.is_none();
-        let (record, clock) = match stored {
-            Some(s) => (s.record, s.clock),
-            None => (
-                Record {
-                    id: input.customer.clone(),
-                    ..Record::default()
-                },
-                None,
-            ),
-        };
-        if let Some(clock) = clock
-            && at < clock
-        {
-            return Ok(late(input, at, clock));
-        }
-        let step = self.step(worker, record, Trigger::Input(input), at, fresh);
-        self.commit(store, step)
+        let mut statuses = self.apply_many(store, worker, std::slice::from_ref(input), at)?;
+        Ok(statuses.pop().expect("one input, one status"))
     }
 
     /// Applies `inputs` in order, as [`Core::apply`] applies each, with the steps of distinct

@@ -705,21 +705,21 @@ fn the_example_plugin_in_webassembly_text_answers_as_the_records_say() {
         members > 5 && members < expected.len() - 5,
         "the examples have both: {members}"
     );
+    let batch = |extra: &[&str]| {
+        let mut args = vec![
+            "batch",
+            "--plugin",
+            wasm.to_str().unwrap(),
+            "--input",
+            "examples/customers.ndjson",
+            "--now",
+            "2025-03-11T12:00:00Z",
+        ];
+        args.extend(extra);
+        regua(&args, "")
+    };
     for chunk in ["1", "300"] {
-        let out = regua(
-            &[
-                "batch",
-                "--plugin",
-                wasm.to_str().unwrap(),
-                "--input",
-                "examples/customers.ndjson",
-                "--now",
-                "2025-03-11T12:00:00Z",
-                "--chunk-lines",
-                chunk,
-            ],
-            "",
-        );
+        let out = batch(&["--chunk-lines", chunk]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let got: Vec<(String, bool)> = text(&out.stdout)
             .lines()
@@ -742,20 +742,7 @@ fn the_example_plugin_in_webassembly_text_answers_as_the_records_say() {
         assert_eq!(got, expected, "chunks of {chunk}");
     }
     // CSV shows no reasons, so the call asks for none (the plugin reads the context's flag).
-    let out = regua(
-        &[
-            "batch",
-            "--plugin",
-            wasm.to_str().unwrap(),
-            "--input",
-            "examples/customers.ndjson",
-            "--now",
-            "2025-03-11T12:00:00Z",
-            "--format",
-            "csv",
-        ],
-        "",
-    );
+    let out = batch(&["--format", "csv"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rows: Vec<(String, bool)> = text(&out.stdout)
         .lines()
