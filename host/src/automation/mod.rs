@@ -418,7 +418,11 @@ impl Core {
 
     /// The steps of distinct customers, decided together (one plugin call per campaign step
     /// for all of them, each customer at its own instant): the same steps as one at a time.
-    fn steps(&self, worker: &mut Worker, each: Vec<(Record, Trigger<'_>, Timestamp, bool)>) -> Vec<Step> {
+    fn steps(
+        &self,
+        worker: &mut Worker,
+        each: Vec<(Record, Trigger<'_>, Timestamp, bool)>,
+    ) -> Vec<Step> {
         let mut plan = (self.source)();
         let mut prepared = Vec::with_capacity(each.len());
         let mut runs_in = Vec::with_capacity(each.len());

@@ -150,10 +150,15 @@ pub fn replay(
     while !done {
         let mut out = Vec::new();
         store.batch(&mut |store| {
+            // This transaction's answers, in line order; those of the inputs waiting in
+            // `pending` (consecutive ones at the same instant) are filled in when they are
+            // applied together.
+            let mut batch: Vec<Answer> = Vec::new();
+            let mut pending: Vec<(usize, Input)> = Vec::new();
             for _ in 0..REPLAY_BATCH {
                 let Some(line) = lines.next() else {
                     done = true;
-                    return Ok(());
+                    break;
                 };
                 let line = line.context("cannot read the inputs")?;
                 report.lines += 1;
@@ -181,21 +186,30 @@ pub fn replay(
                             ),
                         ),
                         (Some(at), _) => {
+                            if pending.first().is_some_and(|(_, p)| p.at != Some(at)) {
+                                apply_pending(core, store, worker, &mut pending, &mut batch)?;
+                            }
                             if last.is_none() {
                                 // No `from`: the replay starts at its first input.
                                 core.schedule(store, at)?;
                             }
                             last = Some((at, n));
-                            report.timers += core.fire_due(store, worker, at, usize::MAX)?;
-                            let status = core.apply(store, worker, &input)?;
-                            Answer {
-                                line: n,
-                                id: Some(input.id),
-                                status,
+                            if pending.is_empty() {
+                                // Every timer due by this instant fires before its inputs;
+                                // the steps of inputs at one instant set timers after it.
+                                report.timers += core.fire_due(store, worker, at, usize::MAX)?;
                             }
+                            let placeholder =
+                                Answer::refused(n, Some(input.id.clone()), String::new());
+                            pending.push((batch.len(), input));
+                            placeholder
                         }
                     },
                 };
+                batch.push(answer);
+            }
+            apply_pending(core, store, worker, &mut pending, &mut batch)?;
+            for answer in batch {
                 match answer.status {
                     Status::Applied { .. } => report.applied += 1,
                     Status::Duplicate => report.duplicates += 1,
@@ -228,6 +242,28 @@ pub fn replay(
     report.messages = messages;
     answers.flush().context("cannot write the answers")?;
     Ok(report)
+}
+
+/// Applies the inputs waiting in `pending` (all at one instant, each with its answer's place
+/// in `batch`) together, as one at a time would: [`Core::apply_many`].
+fn apply_pending(
+    core: &Core,
+    store: &mut dyn Store,
+    worker: &mut Worker,
+    pending: &mut Vec<(usize, Input)>,
+    batch: &mut [Answer],
+) -> anyhow::Result<()> {
+    let Some(at) = pending.first().and_then(|(_, i)| i.at) else {
+        return Ok(());
+    };
+    let (slots, inputs): (Vec<usize>, Vec<Input>) = std::mem::take(pending).into_iter().unzip();
+    for (slot, status) in slots
+        .into_iter()
+        .zip(core.apply_many(store, worker, &inputs, at)?)
+    {
+        batch[slot].status = status;
+    }
+    Ok(())
 }
 
 /// Writes the whole outbox, in order, as NDJSON.

@@ -391,7 +391,9 @@ mod tests {
     /// an event.
     #[test]
     fn the_context_in_pieces_is_the_documented_call_context() {
-        let message: Message = serde_json::from_str(r#"{"channel":"sms","category":"marketing","tags":["x"]}"#).unwrap();
+        let message: Message =
+            serde_json::from_str(r#"{"channel":"sms","category":"marketing","tags":["x"]}"#)
+                .unwrap();
         let event: Event =
             serde_json::from_str(r#"{"name":"e","at":"2025-01-01T00:00:00Z","props":{"a":1}}"#)
                 .unwrap();

@@ -421,10 +421,7 @@ impl Plan {
             })
             .collect();
         let same = each.windows(2).all(|w| w[0] == w[1]);
-        let (now, event) = each
-            .first()
-            .cloned()
-            .unwrap_or((self.inputs.now, None));
+        let (now, event) = each.first().cloned().unwrap_or((self.inputs.now, None));
         let inputs = Inputs {
             now,
             default_tz: self.inputs.default_tz.clone(),
