@@ -155,7 +155,10 @@ fn run<P: Params, O: Serialize>(
         ));
     }
     let mut out = AnswerWriter::with_capacity(chunk.len());
-    let mut runs = call.inputs.iter().flat_map(|r| std::iter::repeat_n(r, r.count as usize));
+    let mut runs = call
+        .inputs
+        .iter()
+        .flat_map(|r| std::iter::repeat_n(r, r.count as usize));
     for index in 0..chunk.len() {
         begin_item(index as u32);
         let inputs = runs.next().expect("the runs cover every customer");
@@ -374,9 +377,15 @@ mod tests {
             );
             decode_output::<i64>(&out).unwrap()
         };
-        assert_eq!(now(&[(1, 10), (0, 99), (2, 20)]), Ok(vec![Ok(10), Ok(20), Ok(20)]));
+        assert_eq!(
+            now(&[(1, 10), (0, 99), (2, 20)]),
+            Ok(vec![Ok(10), Ok(20), Ok(20)])
+        );
         assert_eq!(now(&[(3, 5)]), Ok(vec![Ok(5); 3]));
         let short = now(&[(2, 5)]).unwrap_err();
-        assert!(short.contains("cover 2 customers, the chunk has 3"), "{short}");
+        assert!(
+            short.contains("cover 2 customers, the chunk has 3"),
+            "{short}"
+        );
     }
 }

@@ -249,8 +249,7 @@ impl AnswerWriter {
     /// The answer's bytes.
     pub fn finish(self) -> Vec<u8> {
         let n = self.status.len();
-        let mut out =
-            Vec::with_capacity(5 + n * 9 + 8 + self.errors.len() + self.outcomes.len());
+        let mut out = Vec::with_capacity(5 + n * 9 + 8 + self.errors.len() + self.outcomes.len());
         out.push(0);
         out.extend_from_slice(&end_of(&self.status).to_le_bytes());
         out.extend_from_slice(&self.status);
@@ -289,18 +288,29 @@ pub fn decode_sized<O: for<'de> Deserialize<'de>>(
     bytes: &[u8],
 ) -> Result<Result<Vec<(Result<O, String>, usize)>, String>, AnswerError> {
     let bad = |what: &str| AnswerError::Decode(what.to_owned());
-    let take = |at: &mut usize, len: usize, what: &str| -> Result<std::ops::Range<usize>, AnswerError> {
-        let end = at
-            .checked_add(len)
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| bad(&format!("`{what}`: {len} bytes needed, {} left", bytes.len() - *at)))?;
-        let r = *at..end;
-        *at = end;
-        Ok(r)
+    let take =
+        |at: &mut usize, len: usize, what: &str| -> Result<std::ops::Range<usize>, AnswerError> {
+            let end = at
+                .checked_add(len)
+                .filter(|&e| e <= bytes.len())
+                .ok_or_else(|| {
+                    bad(&format!(
+                        "`{what}`: {len} bytes needed, {} left",
+                        bytes.len() - *at
+                    ))
+                })?;
+            let r = *at..end;
+            *at = end;
+            Ok(r)
+        };
+    let u32_at = |i: usize| {
+        u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize
     };
-    let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
     let mut at = 0;
-    let tag = bytes.first().copied().ok_or_else(|| bad("an empty answer"))?;
+    let tag = bytes
+        .first()
+        .copied()
+        .ok_or_else(|| bad("an empty answer"))?;
     at += 1;
     let end = |at: usize| match bytes.len() - at {
         0 => Ok(()),
@@ -310,8 +320,8 @@ pub fn decode_sized<O: for<'de> Deserialize<'de>>(
         1 => {
             let len = take(&mut at, 4, "message")?;
             let text = take(&mut at, u32_at(len.start), "message")?;
-            let message = std::str::from_utf8(&bytes[text])
-                .map_err(|e| bad(&format!("`message`: {e}")))?;
+            let message =
+                std::str::from_utf8(&bytes[text]).map_err(|e| bad(&format!("`message`: {e}")))?;
             end(at)?;
             Ok(Err(message.to_owned()))
         }
@@ -321,7 +331,13 @@ pub fn decode_sized<O: for<'de> Deserialize<'de>>(
             let status = take(&mut at, n, "status")?;
             // A column of n values: its offsets, checked, and where its bytes start.
             let column = |at: &mut usize, what: &str| -> Result<(usize, usize), AnswerError> {
-                let offsets = take(at, n.checked_add(1).and_then(|c| c.checked_mul(4)).ok_or_else(|| bad(what))?, what)?;
+                let offsets = take(
+                    at,
+                    n.checked_add(1)
+                        .and_then(|c| c.checked_mul(4))
+                        .ok_or_else(|| bad(what))?,
+                    what,
+                )?;
                 let mut last = 0;
                 for i in 0..=n {
                     let o = u32_at(offsets.start + 4 * i);
@@ -344,31 +360,40 @@ pub fn decode_sized<O: for<'de> Deserialize<'de>>(
                 let outcome = value(outcome_offsets, outcome_data, i);
                 let error = value(error_offsets, error_data, i);
                 let size = outcome.len() + error.len();
-                items.push((match bytes[status.start + i] {
-                    0 if error.is_empty() => match postcard::take_from_bytes::<O>(outcome) {
-                        Ok((o, [])) => Ok(o),
-                        Ok((_, rest)) => {
+                items.push((
+                    match bytes[status.start + i] {
+                        0 if error.is_empty() => match postcard::take_from_bytes::<O>(outcome) {
+                            Ok((o, [])) => Ok(o),
+                            Ok((_, rest)) => {
+                                return Err(bad(&format!(
+                                    "`outcome` {i}: {} byte(s) left over",
+                                    rest.len()
+                                )));
+                            }
+                            Err(e) => return Err(bad(&format!("`outcome` {i}: {e}"))),
+                        },
+                        1 if outcome.is_empty() => Err(std::str::from_utf8(error)
+                            .map_err(|e| bad(&format!("`error` {i}: {e}")))?
+                            .to_owned()),
+                        s @ (0 | 1) => {
                             return Err(bad(&format!(
-                                "`outcome` {i}: {} byte(s) left over",
-                                rest.len()
+                                "customer {i}: status {s} with both an outcome and an error"
                             )));
                         }
-                        Err(e) => return Err(bad(&format!("`outcome` {i}: {e}"))),
+                        s => {
+                            return Err(bad(&format!(
+                                "customer {i}: status {s} is neither 0 nor 1"
+                            )));
+                        }
                     },
-                    1 if outcome.is_empty() => Err(std::str::from_utf8(error)
-                        .map_err(|e| bad(&format!("`error` {i}: {e}")))?
-                        .to_owned()),
-                    s @ (0 | 1) => {
-                        return Err(bad(&format!(
-                            "customer {i}: status {s} with both an outcome and an error"
-                        )));
-                    }
-                    s => return Err(bad(&format!("customer {i}: status {s} is neither 0 nor 1"))),
-                }, size));
+                    size,
+                ));
             }
             Ok(Ok(items))
         }
-        t => Err(bad(&format!("the answer's first byte is {t}, neither 0 nor 1"))),
+        t => Err(bad(&format!(
+            "the answer's first byte is {t}, neither 0 nor 1"
+        ))),
     }
 }
 
@@ -378,7 +403,9 @@ pub fn encode_output<O: Serialize>(output: &CallOutput<O>) -> Vec<u8> {
         Err(message) => refusal(message),
         Ok(items) => {
             let mut w = AnswerWriter::with_capacity(items.len());
-            items.iter().for_each(|r| w.push(r.as_ref().map_err(String::as_str)));
+            items
+                .iter()
+                .for_each(|r| w.push(r.as_ref().map_err(String::as_str)));
             w.finish()
         }
     }
@@ -433,7 +460,10 @@ mod reading_tests {
         let refused: CallOutput<crate::Match> = Err("invalid params: `days`".into());
         assert_eq!(decode_output(&encode_output(&refused)), Ok(refused));
         for cut in 0..bytes.len() {
-            assert!(decode_output::<crate::Match>(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                decode_output::<crate::Match>(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);

@@ -120,7 +120,8 @@ struct Ends(Vec<u32>);
 
 impl Ends {
     fn push(&mut self, end: usize) {
-        self.0.push(u32::try_from(end).expect("a chunk column over 4 GiB"));
+        self.0
+            .push(u32::try_from(end).expect("a chunk column over 4 GiB"));
     }
     fn start(&self, i: usize) -> usize {
         if i == 0 { 0 } else { self.0[i - 1] as usize }
@@ -298,7 +299,8 @@ impl ChunkWriter {
                 self.t_currency.push(text(currency, &t.currency));
                 self.t_business_unit
                     .push(t.business_unit.as_deref().filter(|_| unit));
-                self.t_category.push(t.category.as_deref().filter(|_| category));
+                self.t_category
+                    .push(t.category.as_deref().filter(|_| category));
             }
         }
         self.transactions.push(self.t_at.len());
@@ -983,7 +985,11 @@ mod documented {
             r#"{"id":"c1","transactions":[{"id":"t","at":"1970-01-01T00:00:01Z","kind":"purchase","amount":2.5}]}"#,
         );
         let mut bytes = Vec::new();
-        super::encode_customer_reading(&c, crate::Fields::of(&[crate::Field::Transactions]), &mut bytes);
+        super::encode_customer_reading(
+            &c,
+            crate::Fields::of(&[crate::Field::Transactions]),
+            &mut bytes,
+        );
         let page = include_str!("../../../docs/ABI.md");
         let example = page
             .split("**Worked example.**")

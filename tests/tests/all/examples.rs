@@ -164,7 +164,10 @@ fn a_call_without_reasons_answers_the_same_with_the_reasons_left_out() {
             assert_eq!(&stripped, bare, "{name}");
         }
     }
-    assert!(with_reasons > 100, "the examples give reasons: {with_reasons}");
+    assert!(
+        with_reasons > 100,
+        "the examples give reasons: {with_reasons}"
+    );
 }
 
 #[test]

@@ -575,8 +575,10 @@ async fn a_batch_of_many_customers_inputs_plans_what_one_at_a_time_plans() {
     let mut batch = events.clone();
     // A repeat of an input of this batch, and m000's login before its last input.
     batch.push(events[5].clone());
-    batch.push(json!({"id": "late-1", "customer": "m000", "at": "2025-03-11T09:00:00Z",
-                      "name": "login"}));
+    batch.push(
+        json!({"id": "late-1", "customer": "m000", "at": "2025-03-11T09:00:00Z",
+                      "name": "login"}),
+    );
     let answers = s.post_text("/v1/events", ndjson(&batch)).await;
     let answers: Vec<Value> = answers
         .lines()
@@ -592,7 +594,10 @@ async fn a_batch_of_many_customers_inputs_plans_what_one_at_a_time_plans() {
     assert_eq!(answers[n]["status"], "duplicate", "{}", answers[n]);
     assert_eq!(answers[n + 1]["status"], "refused", "{}", answers[n + 1]);
     assert!(
-        answers[n + 1]["error"].as_str().unwrap().starts_with("late"),
+        answers[n + 1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("late"),
         "{}",
         answers[n + 1]
     );
