@@ -124,13 +124,36 @@ pub fn parse_params<P: Params>(json: &str) -> Result<P, Error> {
     crate::json::from_str(json, None).map_err(|e| Error::new(format!("invalid params: {e}")))
 }
 
+/// An answer whose reasons a call may ask to leave out (docs/ABI.md §5, `reasons`).
+trait Explained {
+    /// Leaves the reasons out.
+    fn drop_reasons(&mut self);
+}
+
+impl Explained for crate::Match {
+    fn drop_reasons(&mut self) {
+        self.reasons.clear()
+    }
+}
+
+impl Explained for crate::JourneyOutcome {
+    fn drop_reasons(&mut self) {
+        self.reasons.clear()
+    }
+}
+
+impl Explained for crate::Decision {
+    fn drop_reasons(&mut self) {
+        self.notes.clear()
+    }
+}
+
 /// Runs `rule` (named `name`, declaring `reads`) over every customer of a chunk and encodes
-/// the answers; `keep_reasons` takes the reasons out of an answer when the call asks for none.
-fn run<P: Params, O: Serialize>(
+/// the answers, without reasons when the call asks for none.
+fn run<P: Params, O: Serialize + Explained>(
     (name, reads): (&'static str, &[Field]),
     ctx: &[u8],
     chunk: &[u8],
-    keep_reasons: fn(&mut O, bool),
     mut rule: impl FnMut(&Customer, &CallInputs, &Context<'_, P>) -> Result<O, Error>,
 ) -> Vec<u8> {
     let reads = Fields::of(reads);
@@ -171,7 +194,9 @@ fn run<P: Params, O: Serialize>(
         let answer = match chunk.record(index) {
             Ok(record) => rule(&Customer::reading(&record, reads, name), inputs, &context)
                 .map(|mut o| {
-                    keep_reasons(&mut o, call.reasons);
+                    if !call.reasons {
+                        o.drop_reasons();
+                    }
                     o
                 })
                 .map_err(Error::into_message),
@@ -190,16 +215,15 @@ fn run<P: Params, O: Serialize>(
 ///
 /// # Safety
 /// The pointers must come from [`alloc`] with these lengths.
-unsafe fn call<P: Params, O: Serialize>(
+unsafe fn call<P: Params, O: Serialize + Explained>(
     (name, reads): (&'static str, &[Field]),
     (cp, cl, bp, bl): (u32, u32, u32, u32),
-    keep_reasons: fn(&mut O, bool),
     rule: impl FnMut(&Customer, &CallInputs, &Context<'_, P>) -> Result<O, Error>,
 ) -> u64 {
     install_panic_hook();
     // SAFETY: guaranteed by the caller.
     let (ctx, chunk) = unsafe { (take(cp, cl), take(bp, bl)) };
-    hand_over(run((name, reads), &ctx, &chunk, keep_reasons, rule))
+    hand_over(run((name, reads), &ctx, &chunk, rule))
 }
 
 /// `regua_evaluate` for a segment.
@@ -215,16 +239,9 @@ pub unsafe fn evaluate_segment<S: Segment>(
 ) -> u64 {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        call::<S::Params, _>(
-            (name, S::READS),
-            (cp, cl, bp, bl),
-            |m: &mut crate::Match, keep| {
-                if !keep {
-                    m.reasons.clear()
-                }
-            },
-            |c, _, cx| S::evaluate(c, cx),
-        )
+        call::<S::Params, _>((name, S::READS), (cp, cl, bp, bl), |c, _, cx| {
+            S::evaluate(c, cx)
+        })
     }
 }
 
@@ -241,16 +258,9 @@ pub unsafe fn evaluate_journey<J: JourneyRule>(
 ) -> u64 {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        call::<J::Params, _>(
-            (name, J::READS),
-            (cp, cl, bp, bl),
-            |o: &mut crate::JourneyOutcome, keep| {
-                if !keep {
-                    o.reasons.clear()
-                }
-            },
-            |c, inputs, cx| J::evaluate(c, inputs.event.as_ref(), cx),
-        )
+        call::<J::Params, _>((name, J::READS), (cp, cl, bp, bl), |c, inputs, cx| {
+            J::evaluate(c, inputs.event.as_ref(), cx)
+        })
     }
 }
 
@@ -267,22 +277,13 @@ pub unsafe fn evaluate_rest<R: RestPolicy>(
 ) -> u64 {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        call::<R::Params, _>(
-            (name, R::READS),
-            (cp, cl, bp, bl),
-            |d: &mut crate::Decision, keep| {
-                if !keep {
-                    d.notes.clear()
-                }
-            },
-            |c, inputs, cx| {
-                let message: &Message = inputs
-                    .message
-                    .as_ref()
-                    .ok_or_else(|| Error::new("a rest policy needs the proposed `message`"))?;
-                R::evaluate(c, message, cx)
-            },
-        )
+        call::<R::Params, _>((name, R::READS), (cp, cl, bp, bl), |c, inputs, cx| {
+            let message: &Message = inputs
+                .message
+                .as_ref()
+                .ok_or_else(|| Error::new("a rest policy needs the proposed `message`"))?;
+            R::evaluate(c, message, cx)
+        })
     }
 }
 
@@ -293,6 +294,14 @@ mod tests {
 
     #[derive(Default, serde::Serialize, serde::Deserialize)]
     struct NoParams {}
+
+    impl Explained for f64 {
+        fn drop_reasons(&mut self) {}
+    }
+
+    impl Explained for i64 {
+        fn drop_reasons(&mut self) {}
+    }
 
     fn context(runs: &[(u32, i64)]) -> Vec<u8> {
         postcard::to_allocvec(&CallContext {
@@ -341,7 +350,6 @@ mod tests {
             ("spent", &[Field::TransactionAmount, Field::Inbound]),
             &context(&[(3, 0)]),
             &chunk,
-            |_, _| {},
             |c, _, _| Ok(c.transactions().map(|t| t.amount()).sum()),
         );
         let answers = decode_output::<f64>(&out).unwrap().unwrap();
@@ -365,16 +373,11 @@ mod tests {
         let mut chunk = Vec::new();
         w.write(0..3, &mut chunk);
         let now = |runs: &[(u32, i64)]| {
-            let out = run::<NoParams, i64>(
-                ("now", &[]),
-                &context(runs),
-                &chunk,
-                |_, _| {},
-                |_, inputs, cx| {
+            let out =
+                run::<NoParams, i64>(("now", &[]), &context(runs), &chunk, |_, inputs, cx| {
                     assert_eq!(inputs.now, cx.now);
                     Ok(cx.now.as_millis())
-                },
-            );
+                });
             decode_output::<i64>(&out).unwrap()
         };
         assert_eq!(
