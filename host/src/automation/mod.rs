@@ -9,6 +9,7 @@
 
 pub mod input;
 pub mod replay;
+pub mod shared;
 pub mod store;
 
 use std::sync::Arc;
@@ -18,12 +19,14 @@ use regua_sdk::{Record, Timestamp};
 use serde::Serialize;
 
 pub use input::{Input, What};
+pub use shared::{Access, Alone, Shared};
 pub use store::{Change, Entries, OutboxEntry, Sqlite, Store, Timer};
 
 use crate::pipeline::campaign::definition::Schedule;
 use crate::pipeline::campaign::{Campaign, CustomerRun, Each, Kind, Plan};
 use crate::pipeline::recorder::Recorder;
 use crate::runtime::worker::Worker;
+use shared::Claimed;
 
 /// Attempts of a timer whose campaign fails on the customer (a plugin error): retried 1, 2, 4,
 /// 8 minutes after the failed attempt, then dropped (the decisions say so).
@@ -107,15 +110,30 @@ impl Core {
         self
     }
 
-    /// Commits a step, then records its decisions.
-    fn commit(&self, store: &mut dyn Store, step: Step) -> anyhow::Result<Status> {
-        store.commit(&step.change)?;
-        if let Some(r) = &self.recorder
-            && step.log.1 > 0
-        {
-            r.record(step.log.0, step.log.1);
+    /// Commits steps in one transaction, then records their decisions.
+    fn commit(&self, access: &dyn Access, steps: Vec<Step>) -> anyhow::Result<Vec<Status>> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(step.status)
+        access.with(&mut |store| {
+            store.batch(&mut |store| {
+                for step in &steps {
+                    store.commit(&step.change)?;
+                }
+                Ok(())
+            })
+        })?;
+        Ok(steps
+            .into_iter()
+            .map(|step| {
+                if let Some(r) = &self.recorder
+                    && step.log.1 > 0
+                {
+                    r.record(step.log.0, step.log.1);
+                }
+                step.status
+            })
+            .collect())
     }
 
     /// Applies one input at its instant (`input.at` must be set): first the customer's timers
@@ -123,12 +141,12 @@ impl Core {
     /// older than the customer's last applied input.
     pub fn apply(
         &self,
-        store: &mut dyn Store,
+        access: &dyn Access,
         worker: &mut Worker,
         input: &Input,
     ) -> anyhow::Result<Status> {
         let at = input.at.expect("the driver gives every input an instant");
-        let mut statuses = self.apply_many(store, worker, std::slice::from_ref(input), at)?;
+        let mut statuses = self.apply_many(access, worker, std::slice::from_ref(input), at)?;
         Ok(statuses.pop().expect("one input, one status"))
     }
 
@@ -139,9 +157,13 @@ impl Core {
     /// one at a time in order (a second input of a customer, or a repeated id, waits for the
     /// steps before it to be committed), and its due timers fire before its input, so the
     /// outcome is the one of applying the inputs one by one.
+    ///
+    /// Each wave is committed as one transaction, and the plugins decide with the store
+    /// unlocked: other threads use it meanwhile, never for a customer or input id of the wave
+    /// (they are claimed until it is committed).
     pub fn apply_many(
         &self,
-        store: &mut dyn Store,
+        access: &dyn Access,
         worker: &mut Worker,
         inputs: &[Input],
         now: Timestamp,
@@ -149,28 +171,38 @@ impl Core {
         let mut statuses: Vec<Option<Status>> = vec![None; inputs.len()];
         // The steps waiting to be decided: the input's index, its record, instant, freshness.
         let mut wave: Vec<(usize, Record, Timestamp, bool)> = Vec::new();
-        let mut in_wave: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut claimed = Claimed::new(access);
         for (k, input) in inputs.iter().enumerate() {
-            if wave.len() >= WAVE
-                || in_wave.contains(input.customer.as_str())
-                || in_wave.contains(input.id.as_str())
-            {
-                self.decide_wave(store, worker, inputs, &mut wave, &mut statuses)?;
-                in_wave.clear();
+            let keys = [
+                shared::customer_key(&input.customer),
+                shared::input_key(&input.id),
+            ];
+            if wave.len() >= WAVE || keys.iter().any(|key| claimed.holds(key)) {
+                self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
+                claimed.release();
             }
-            if store.event_seen(&input.id)? {
+            if !claimed.try_add(&keys) {
+                // Another thread is deciding this customer or id: the wave so far goes first,
+                // so this thread waits holding nothing.
+                self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
+                claimed.release();
+                claimed.add_waiting(&keys);
+            }
+            let (seen, mut stored) = access.read(|store| {
+                Ok((
+                    store.event_seen(&input.id)?,
+                    store.customer(&input.customer)?,
+                ))
+            })?;
+            if seen {
                 statuses[k] = Some(Status::Duplicate);
                 continue;
             }
-            let stamped = match input.at {
-                Some(at) => at,
-                None => {
-                    let clock = store.customer(&input.customer)?.and_then(|s| s.clock);
-                    clock.map_or(now, |c| c.max(now))
-                }
-            };
-            self.fire_customer(store, worker, &input.customer, stamped)?;
-            let stored = store.customer(&input.customer)?;
+            let clock = stored.as_ref().and_then(|s| s.clock);
+            let stamped = input.at.unwrap_or_else(|| clock.map_or(now, |c| c.max(now)));
+            if self.fire_customer(access, worker, &input.customer, stamped)? > 0 {
+                stored = access.read(|store| store.customer(&input.customer))?;
+            }
             let fresh = stored.is_none();
             let (record, clock) = match stored {
                 Some(s) => (s.record, s.clock),
@@ -188,21 +220,19 @@ impl Core {
                 statuses[k] = Some(late(input, stamped, clock));
                 continue;
             }
-            in_wave.insert(&input.customer);
-            in_wave.insert(&input.id);
             wave.push((k, record, stamped, fresh));
         }
-        self.decide_wave(store, worker, inputs, &mut wave, &mut statuses)?;
+        self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
         Ok(statuses
             .into_iter()
             .map(|s| s.expect("every input has a status"))
             .collect())
     }
 
-    /// Decides the steps of `wave` together and commits each; empties it.
+    /// Decides the steps of `wave` together and commits them; empties it.
     fn decide_wave(
         &self,
-        store: &mut dyn Store,
+        access: &dyn Access,
         worker: &mut Worker,
         inputs: &[Input],
         wave: &mut Vec<(usize, Record, Timestamp, bool)>,
@@ -217,8 +247,9 @@ impl Core {
             .into_iter()
             .map(|(k, record, at, fresh)| (record, Trigger::Input(&inputs[k]), at, fresh))
             .collect();
-        for (k, step) in order.into_iter().zip(self.steps(worker, each)) {
-            statuses[k] = Some(self.commit(store, step)?);
+        let steps = self.steps(worker, each);
+        for (k, status) in order.into_iter().zip(self.commit(access, steps)?) {
+            statuses[k] = Some(status);
         }
         Ok(())
     }
@@ -305,53 +336,82 @@ impl Core {
     }
 
     /// Fires the timers due at or before `until`, in order of due instant, each at its due
-    /// instant; answers how many fired.
+    /// instant; answers how many fired. A customer another thread is deciding is waited for
+    /// if `wait`, else left for the next call (that thread fires its timers due by its
+    /// input's instant).
     pub fn fire_due(
         &self,
-        store: &mut dyn Store,
+        access: &dyn Access,
         worker: &mut Worker,
         until: Timestamp,
         limit: usize,
+        wait: bool,
     ) -> anyhow::Result<u64> {
         let mut fired = 0u64;
         while (fired as usize) < limit {
-            let page = store.due(until, TIMER_PAGE.min(limit - fired as usize))?;
+            let page = access.read(|store| store.due(until, TIMER_PAGE.min(limit - fired as usize)))?;
             if page.is_empty() {
                 break;
             }
             // One step for each customer of the page, its timers due at its earliest instant,
             // the steps decided together; a customer's later timers (set by this step, or due
             // later) come in the next page, so each customer's fire in order.
-            let mut seen = std::collections::HashSet::new();
+            let mut claimed = Claimed::new(access);
             let mut wave: Vec<(Vec<Timer>, Record, Timestamp)> = Vec::new();
+            let mut moved = false;
+            let mut busy = None;
             for t in &page {
-                if !seen.insert(t.customer.as_str()) {
+                let key = shared::customer_key(&t.customer);
+                if claimed.holds(&key) {
                     continue;
                 }
-                let Some(first) = store.due_for(&t.customer, until)? else {
+                if !claimed.try_add(std::slice::from_ref(&key)) {
+                    busy.get_or_insert(key);
                     continue;
-                };
-                let timers: Vec<Timer> = store
-                    .timers_of(&t.customer)?
-                    .into_iter()
-                    .filter(|x| x.due == first.due)
-                    .collect();
-                match store.customer(&t.customer)? {
+                }
+                let (first, timers, stored) = access.read(|store| {
+                    let Some(first) = store.due_for(&t.customer, until)? else {
+                        return Ok((None, Vec::new(), None));
+                    };
+                    let timers: Vec<Timer> = store
+                        .timers_of(&t.customer)?
+                        .into_iter()
+                        .filter(|x| x.due == first.due)
+                        .collect();
+                    Ok((Some(first), timers, store.customer(&t.customer)?))
+                })?;
+                let Some(first) = first else { continue };
+                match stored {
                     Some(stored) => {
                         let at = stored.clock.map_or(first.due, |c| c.max(first.due));
                         wave.push((timers, stored.record, at));
                     }
-                    None => fired += self.drop_timers(store, &t.customer, first.due, &timers)?,
+                    None => {
+                        fired += self.drop_timers(access, &t.customer, first.due, &timers)?;
+                        moved = true;
+                    }
                 }
             }
+            if wave.is_empty() && !moved {
+                // Every customer of the page with a timer still due is another thread's now.
+                match busy {
+                    Some(key) if wait => {
+                        claimed.release();
+                        claimed.add_waiting(std::slice::from_ref(&key));
+                        claimed.release();
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            let count: u64 = wave.iter().map(|(timers, ..)| timers.len() as u64).sum();
             let each = wave
                 .iter()
                 .map(|(timers, record, at)| (record.clone(), Trigger::Timers(timers), *at, false))
                 .collect();
-            for ((timers, ..), step) in wave.iter().zip(self.steps(worker, each)) {
-                self.commit(store, step)?;
-                fired += timers.len() as u64;
-            }
+            let steps = self.steps(worker, each);
+            self.commit(access, steps)?;
+            fired += count;
         }
         Ok(fired)
     }
@@ -359,46 +419,56 @@ impl Core {
     /// Clears the timers of a customer the store has no record of: they have nothing to do.
     fn drop_timers(
         &self,
-        store: &mut dyn Store,
+        access: &dyn Access,
         customer: &str,
         at: Timestamp,
         timers: &[Timer],
     ) -> anyhow::Result<u64> {
-        store.commit(&Change {
+        let change = Change {
             customer: customer.to_owned(),
             at,
             timers: timers.iter().map(|t| (t.campaign.clone(), None)).collect(),
             ..Change::default()
-        })?;
+        };
+        access.with(&mut |store| store.commit(&change))?;
         Ok(timers.len() as u64)
     }
 
-    /// Fires `customer`'s timers due at or before `until`, earliest first.
+    /// Fires `customer`'s timers due at or before `until`, earliest first; the caller has
+    /// claimed the customer.
     fn fire_customer(
         &self,
-        store: &mut dyn Store,
+        access: &dyn Access,
         worker: &mut Worker,
         customer: &str,
         until: Timestamp,
     ) -> anyhow::Result<u64> {
         let mut fired = 0;
-        while let Some(first) = store.due_for(customer, until)? {
-            let timers: Vec<Timer> = store
-                .timers_of(customer)?
-                .into_iter()
-                .filter(|t| t.due == first.due)
-                .collect();
-            let Some(stored) = store.customer(customer)? else {
+        loop {
+            let (first, timers, stored) = access.read(|store| {
+                let Some(first) = store.due_for(customer, until)? else {
+                    return Ok((None, Vec::new(), None));
+                };
+                let timers: Vec<Timer> = store
+                    .timers_of(customer)?
+                    .into_iter()
+                    .filter(|t| t.due == first.due)
+                    .collect();
+                Ok((Some(first), timers, store.customer(customer)?))
+            })?;
+            let Some(first) = first else {
+                return Ok(fired);
+            };
+            let Some(stored) = stored else {
                 // No record to decide on: the timers have nothing to do.
-                self.drop_timers(store, customer, first.due, &timers)?;
+                self.drop_timers(access, customer, first.due, &timers)?;
                 continue;
             };
             let at = stored.clock.map_or(first.due, |c| c.max(first.due));
             let step = self.step(worker, stored.record, Trigger::Timers(&timers), at, false);
-            self.commit(store, step)?;
+            self.commit(access, vec![step])?;
             fired += timers.len() as u64;
         }
-        Ok(fired)
     }
 
     /// One step: decides the campaigns the trigger concerns for the customer at `at`; a

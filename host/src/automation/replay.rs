@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use regua_sdk::{Fields, Record, Timestamp};
 use serde::Serialize;
 
-use super::{Core, Input, Status, Store};
+use super::{Alone, Core, Input, Status, Store};
 use crate::pipeline::evaluator::{Chunk, Chunking, Evaluator, LineRead};
 use crate::runtime::worker::Worker;
 
@@ -197,7 +197,7 @@ pub fn replay(
                             if pending.is_empty() {
                                 // Every timer due by this instant fires before its inputs;
                                 // the steps of inputs at one instant set timers after it.
-                                report.timers += core.fire_due(store, worker, at, usize::MAX)?;
+                                report.timers += core.fire_due(&Alone::new(store), worker, at, usize::MAX, false)?;
                             }
                             let placeholder =
                                 Answer::refused(n, Some(input.id.clone()), String::new());
@@ -232,7 +232,7 @@ pub fn replay(
     }
     if let Some(end) = end {
         store.batch(&mut |store| {
-            report.timers += core.fire_due(store, worker, end, usize::MAX)?;
+            report.timers += core.fire_due(&Alone::new(store), worker, end, usize::MAX, false)?;
             Ok(())
         })?;
         report.until = Some(end.to_string());
@@ -259,7 +259,7 @@ fn apply_pending(
     let (slots, inputs): (Vec<usize>, Vec<Input>) = std::mem::take(pending).into_iter().unzip();
     for (slot, status) in slots
         .into_iter()
-        .zip(core.apply_many(store, worker, &inputs, at)?)
+        .zip(core.apply_many(&Alone::new(store), worker, &inputs, at)?)
     {
         batch[slot].status = status;
     }

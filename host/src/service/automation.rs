@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use regua_sdk::Timestamp;
 
-use crate::automation::{Core, Input, Sqlite, Status, Store};
+use crate::automation::{Core, Input, Shared, Sqlite, Status, Store};
 use crate::pipeline::campaign::{Campaigns, RunInputs};
 use crate::runtime::worker::Worker;
 use crate::service::campaigns::CampaignStore;
@@ -18,6 +18,10 @@ pub const MAX_AHEAD: Duration = Duration::from_secs(300);
 
 /// Input ids forgotten per pass of the timer loop, at most.
 const FORGET_PAGE: usize = 10_000;
+
+/// How soon the timer loop looks again at due timers it could not fire (their customers were
+/// being decided).
+const RETRY_CLAIMED: Duration = Duration::from_millis(20);
 
 /// Timers fired per pass of the timer loop before it lets inputs in again.
 const TIMERS_PER_PASS: usize = 2_000;
@@ -43,7 +47,9 @@ impl Clock {
 
 /// The runtime the service drives.
 pub struct Automation {
-    store: Mutex<Box<dyn Store>>,
+    /// The store, shared by the evaluation threads: each decides its own customers with it
+    /// unlocked.
+    store: Shared,
     core: Core,
     campaigns: Arc<CampaignStore>,
     /// The campaigns the scheduled campaigns' timers were last set for.
@@ -92,7 +98,7 @@ impl Automation {
         }))
         .recording(recorder);
         Ok(Arc::new(Automation {
-            store: Mutex::new(Box::new(store)),
+            store: Shared::new(Box::new(store)),
             core,
             campaigns,
             scheduled_for: Mutex::new(None),
@@ -102,24 +108,20 @@ impl Automation {
         }))
     }
 
-    /// Runs `f` on the store, alone.
+    /// Runs `f` on the store, alone: for reads, and for writes no step makes (the outbox's
+    /// delivery states).
     pub fn with_store<R>(&self, f: impl FnOnce(&mut dyn Store) -> R) -> R {
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        f(store.as_mut())
+        self.store.lock(f)
     }
 
-    /// Applies inputs, all committed together before this returns: an input is accepted once
-    /// this returns its status. One without an instant is applied at the service's clock as
-    /// it is applied (or the customer's clock, if an earlier input set it later).
+    /// Applies inputs, each committed before this returns (with the other steps of its wave):
+    /// an input is accepted once this returns its status. One without an instant is applied
+    /// at the service's clock as it is applied (or the customer's clock, if an earlier input
+    /// set it later). If this fails, the inputs applied before the failure stay applied: sent
+    /// again, they answer `duplicate`.
     pub fn apply(&self, worker: &mut Worker, inputs: &[Input]) -> anyhow::Result<Vec<Status>> {
-        let mut statuses = Vec::with_capacity(inputs.len());
         let now = self.clock.now();
-        self.with_store(|store| {
-            store.batch(&mut |store| {
-                statuses = self.core.apply_many(store, worker, inputs, now)?;
-                Ok(())
-            })
-        })?;
+        let statuses = self.core.apply_many(&self.store, worker, inputs, now)?;
         self.wake.notify_one();
         Ok(statuses)
     }
@@ -127,12 +129,24 @@ impl Automation {
     /// Imports records (a known customer merged) and gives them the scheduled campaigns'
     /// timers they lack, from the service's clock.
     pub fn import(&self, records: &[regua_sdk::Record]) -> anyhow::Result<()> {
-        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let mut ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let now = self.clock.now();
+        // No step decides these customers while their records are merged.
+        let mut keys: Vec<String> = ids
+            .iter()
+            .map(|id| crate::automation::shared::customer_key(id))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut claimed = crate::automation::shared::Claimed::new(&self.store);
+        claimed.add_waiting(&keys);
         self.with_store(|store| {
             store.import(records)?;
             store.batch(&mut |store| self.core.schedule_customers(store, &ids, now))
         })?;
+        drop(claimed);
         self.wake.notify_one();
         Ok(())
     }
@@ -146,7 +160,8 @@ impl Automation {
             return Ok(());
         }
         let now = self.clock.now();
-        let set = self.with_store(|store| self.core.schedule(store, now))?;
+        // Every customer's timers: no step decides meanwhile.
+        let set = self.store.exclusive(|store| self.core.schedule(store, now))?;
         if set > 0 {
             tracing::info!(timers = set, "scheduled campaigns' timers set");
         }
@@ -155,22 +170,19 @@ impl Automation {
     }
 
     /// Fires the timers due at or before `until` (at most `limit`); answers how many fired.
-    /// Also forgets the ids of inputs older than the dedup window before `until`.
+    /// With `wait`, a customer an input is being applied to is waited for (every timer due by
+    /// `until` has fired when this returns); without, it is left for a later pass. Also
+    /// forgets the ids of inputs older than the dedup window before `until`.
     pub fn fire_due(
         &self,
         worker: &mut Worker,
         until: Timestamp,
         limit: usize,
+        wait: bool,
     ) -> anyhow::Result<u64> {
-        let mut fired = 0;
-        self.with_store(|store| {
-            store.batch(&mut |store| {
-                fired = self.core.fire_due(store, worker, until, limit)?;
-                // A page at a time, so a long backlog does not hold the store.
-                store.forget_events(until - self.dedup, FORGET_PAGE)?;
-                Ok(())
-            })
-        })?;
+        let fired = self.core.fire_due(&self.store, worker, until, limit, wait)?;
+        // A page at a time, so a long backlog does not hold the store.
+        self.with_store(|store| store.forget_events(until - self.dedup, FORGET_PAGE))?;
         Ok(fired)
     }
 
@@ -205,27 +217,30 @@ impl Automation {
                 .evaluator()
                 .run(move |w| {
                     me.schedule_if_changed()?;
-                    let fired = me.fire_due(w, now, TIMERS_PER_PASS)?;
+                    let fired = me.fire_due(w, now, TIMERS_PER_PASS, false)?;
                     anyhow::Ok((fired, me.with_store(|s| s.next_due())?))
                 })
                 .await;
-            let next = match pass {
+            let (fired, next) = match pass {
                 Ok(Ok((fired, _))) if fired as usize >= TIMERS_PER_PASS => continue,
-                Ok(Ok((_, next))) => next,
+                Ok(Ok((fired, next))) => (fired, next),
                 Ok(Err(e)) => {
                     tracing::error!("firing timers: {e:#}");
-                    None
+                    (0, None)
                 }
                 Err(_) => {
                     tracing::error!("firing timers: a worker panicked");
-                    None
+                    (0, None)
                 }
             };
             let wait = match (next, &self.clock) {
                 (_, Clock::Manual(_)) | (None, _) => Duration::from_secs(60),
                 (Some(due), Clock::Wall) => {
                     let ms = (due.as_millis() - self.clock.now().as_millis()).max(0) as u64;
-                    Duration::from_millis(ms).min(Duration::from_secs(60))
+                    // Due, yet none fired: their customers are being decided by inputs, which
+                    // wake this loop when they are done; look again soon in any case.
+                    let floor = if fired == 0 { RETRY_CLAIMED } else { Duration::ZERO };
+                    Duration::from_millis(ms).clamp(floor, Duration::from_secs(60))
                 }
             };
             tokio::select! {

@@ -300,7 +300,7 @@ pub(super) async fn post_clock(
     let me = auto.clone();
     let fired = state
         .evaluator()
-        .run(move |w| me.fire_due(w, to, usize::MAX))
+        .run(move |w| me.fire_due(w, to, usize::MAX, true))
         .await?
         .map_err(internal)?;
     Ok(axum::Json(serde_json::json!({"now": to, "fired": fired})).into_response())

@@ -1,0 +1,304 @@
+//! How the core reaches the store: [`Access`]. The service's threads share one store
+//! ([`Shared`]): each read and each commit locks it briefly, the plugins decide with it
+//! unlocked, and a customer (or an input id) being decided is claimed, so no two threads
+//! decide the same customer at once and a customer's inputs still go one at a time. `regua
+//! replay` and the tests use the store alone ([`Alone`]).
+
+use std::collections::HashSet;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use super::Store;
+
+/// The store as the core uses it.
+pub trait Access {
+    /// Runs `f` on the store, alone: hold it only for reads and commits, never while plugins
+    /// decide.
+    fn with(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>;
+
+    /// Claims `keys` for the caller's steps, waiting while another thread holds any of them.
+    /// The caller holds no claim when it waits (so two threads never wait on each other).
+    fn claim(&self, keys: &[String]);
+
+    /// Claims every one of `keys` if no other thread holds any of them (and then answers
+    /// `true`), or none.
+    fn try_claim(&self, keys: &[String]) -> bool;
+
+    /// Releases claims.
+    fn release(&self, keys: &[String]);
+}
+
+impl dyn Access + '_ {
+    /// [`Access::with`], answering what `f` answers.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Store) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.with(&mut |store| {
+            let f = f.take().expect("`with` runs its function once");
+            out = Some(f(store)?);
+            Ok(())
+        })?;
+        Ok(out.expect("`with` ran its function"))
+    }
+}
+
+/// The claim key of a customer.
+pub fn customer_key(id: &str) -> String {
+    format!("c:{id}")
+}
+
+/// The claim key of an input id.
+pub fn input_key(id: &str) -> String {
+    format!("i:{id}")
+}
+
+/// The claims one thread's steps hold, released when they are committed, or when this goes
+/// (a step failed).
+pub struct Claimed<'a> {
+    access: &'a dyn Access,
+    keys: Vec<String>,
+}
+
+impl<'a> Claimed<'a> {
+    /// None yet.
+    pub fn new(access: &'a dyn Access) -> Claimed<'a> {
+        Claimed {
+            access,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Whether these claims include `key`.
+    pub fn holds(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key)
+    }
+
+    /// Adds `keys`, if no other thread holds any of them; answers whether it did.
+    pub fn try_add(&mut self, keys: &[String]) -> bool {
+        let ok = self.access.try_claim(keys);
+        if ok {
+            self.keys.extend(keys.iter().cloned());
+        }
+        ok
+    }
+
+    /// Adds `keys`, waiting for them; these claims must be empty (a thread waits holding
+    /// nothing, so two never wait on each other).
+    pub fn add_waiting(&mut self, keys: &[String]) {
+        debug_assert!(self.keys.is_empty(), "waiting for claims while holding some");
+        self.access.claim(keys);
+        self.keys.extend(keys.iter().cloned());
+    }
+
+    /// Releases them all.
+    pub fn release(&mut self) {
+        self.access.release(&self.keys);
+        self.keys.clear();
+    }
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A store used by one thread at a time (`regua replay`, a command, a test): nothing to
+/// claim.
+pub struct Alone<'a>(std::cell::RefCell<&'a mut dyn Store>);
+
+impl<'a> Alone<'a> {
+    /// `store`, used alone.
+    pub fn new(store: &'a mut dyn Store) -> Alone<'a> {
+        Alone(std::cell::RefCell::new(store))
+    }
+}
+
+impl Access for Alone<'_> {
+    fn with(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        f(&mut **self.0.borrow_mut())
+    }
+
+    fn claim(&self, _: &[String]) {}
+
+    fn try_claim(&self, _: &[String]) -> bool {
+        true
+    }
+
+    fn release(&self, _: &[String]) {}
+}
+
+/// What is claimed.
+#[derive(Default)]
+struct Claims {
+    held: HashSet<String>,
+    /// A thread works, or waits to work, on every customer (scheduling campaigns' timers): no
+    /// claim is granted, so the claims held run out.
+    exclusive: bool,
+}
+
+/// A store shared by threads: locked for each use, with claims on the customers and input ids
+/// being decided.
+pub struct Shared {
+    store: Mutex<Box<dyn Store>>,
+    claims: Mutex<Claims>,
+    released: Condvar,
+}
+
+impl Shared {
+    /// `store`, to share.
+    pub fn new(store: Box<dyn Store>) -> Shared {
+        Shared {
+            store: Mutex::new(store),
+            claims: Mutex::new(Claims::default()),
+            released: Condvar::new(),
+        }
+    }
+
+    fn claims(&self) -> MutexGuard<'_, Claims> {
+        self.claims.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the store once no customer is claimed, no claim granted until it is done:
+    /// for work on every customer. The caller holds no claim.
+    pub fn exclusive<R>(&self, f: impl FnOnce(&mut dyn Store) -> R) -> R {
+        let mut claims = self.claims();
+        while claims.exclusive {
+            claims = self.released.wait(claims).unwrap_or_else(|e| e.into_inner());
+        }
+        claims.exclusive = true;
+        while !claims.held.is_empty() {
+            claims = self.released.wait(claims).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(claims);
+        let out = {
+            let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+            f(store.as_mut())
+        };
+        self.claims().exclusive = false;
+        self.released.notify_all();
+        out
+    }
+
+    /// Runs `f` on the store, alone (reads, and writes no step makes: the outbox's delivery
+    /// states).
+    pub fn lock<R>(&self, f: impl FnOnce(&mut dyn Store) -> R) -> R {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        f(store.as_mut())
+    }
+}
+
+impl Access for Shared {
+    fn with(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.lock(|store| f(store))
+    }
+
+    fn claim(&self, keys: &[String]) {
+        let mut claims = self.claims();
+        while claims.exclusive || keys.iter().any(|k| claims.held.contains(k)) {
+            claims = self.released.wait(claims).unwrap_or_else(|e| e.into_inner());
+        }
+        claims.held.extend(keys.iter().cloned());
+    }
+
+    fn try_claim(&self, keys: &[String]) -> bool {
+        let mut claims = self.claims();
+        if claims.exclusive || keys.iter().any(|k| claims.held.contains(k)) {
+            return false;
+        }
+        claims.held.extend(keys.iter().cloned());
+        true
+    }
+
+    fn release(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut claims = self.claims();
+        for k in keys {
+            claims.held.remove(k);
+        }
+        drop(claims);
+        self.released.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn store() -> (tempfile::TempDir, Shared) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::Sqlite::open(dir.path()).unwrap();
+        (dir, Shared::new(Box::new(store)))
+    }
+
+    #[test]
+    fn a_claimed_key_waits_for_its_release_and_others_do_not() {
+        let (_dir, shared) = store();
+        let shared = Arc::new(shared);
+        let a = vec![customer_key("a")];
+        shared.claim(&a);
+        assert!(!shared.try_claim(&[customer_key("a")]));
+        assert!(shared.try_claim(&[customer_key("b")]));
+        assert!(shared.try_claim(&[input_key("a")]), "customers and ids apart");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = shared.clone();
+        let waiter = std::thread::spawn(move || {
+            other.claim(&[customer_key("a")]);
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "claimed twice"
+        );
+        shared.release(&a);
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the release lets the waiting thread claim");
+        waiter.join().unwrap();
+        assert!(!shared.try_claim(&[customer_key("a")]));
+    }
+
+    #[test]
+    fn exclusive_work_waits_for_claims_and_holds_new_ones_off() {
+        let (_dir, shared) = store();
+        let shared = Arc::new(shared);
+        let a = vec![customer_key("a")];
+        shared.claim(&a);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let other = shared.clone();
+        let worker = std::thread::spawn(move || {
+            other.exclusive(|_| {
+                tx.send("in").unwrap();
+                done_rx.recv().unwrap();
+            });
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "exclusive while a customer is claimed"
+        );
+        shared.release(&a);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), "in");
+        assert!(
+            !shared.try_claim(&[customer_key("b")]),
+            "a claim granted during exclusive work"
+        );
+        done_tx.send(()).unwrap();
+        worker.join().unwrap();
+        assert!(shared.try_claim(&[customer_key("b")]));
+    }
+}
