@@ -607,6 +607,96 @@ async fn a_batch_of_many_customers_inputs_plans_what_one_at_a_time_plans() {
     assert_eq!(keyed(all["entries"].as_array().unwrap()), keyed(&replayed));
 }
 
+/// Clients posting at once, each with the inputs of its own customers (in time order, in
+/// batches) and some with a copy of another client's input: the service's evaluation threads
+/// decide them concurrently, yet each input is applied once, each customer's in order, and the
+/// outbox is the replay's of the same inputs. All inputs fall within the five minutes an input
+/// may be ahead of the service's clock, so no timer is due before they are all applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_inputs_are_each_applied_once_in_their_customers_order() {
+    const CLIENTS: usize = 4;
+    let channels = ["email", "push", "whatsapp"];
+    let customers: Vec<Value> = (0..48)
+        .map(|i| customer(&format!("k{i:02}"), &channels, json!({})))
+        .collect();
+    let at = |second: usize| format!("2025-03-10T00:{:02}:{:02}Z", second / 60, second % 60);
+    // Per client, its customers' inputs in time order.
+    let mut of_client: Vec<Vec<Value>> = vec![Vec::new(); CLIENTS];
+    let mut all = Vec::new();
+    for i in 0..48 {
+        let c = format!("k{i:02}");
+        let mut push = |second: usize, what: Value| {
+            let mut e = json!({"id": format!("{c}-{second}"), "customer": c, "at": at(second)});
+            for (k, v) in what.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            of_client[i % CLIENTS].push(e.clone());
+            all.push(e);
+        };
+        push(i, json!({"name": "account_created"}));
+        push(i + 60, json!({"name": "cart_abandoned"}));
+        match i % 3 {
+            0 => push(
+                i + 120,
+                json!({"transaction": {"id": format!("t{i}"),
+                "kind": "purchase", "amount": 50.0, "currency": "BRL"}}),
+            ),
+            1 => push(i + 120, json!({"name": "app_activated"})),
+            _ => push(i + 120, json!({"name": "login"})),
+        }
+    }
+    all.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+    let (replayed, _, _) = replay(&customers, &ndjson(&all), END);
+    assert!(replayed.len() > 24, "{}", replayed.len());
+    for inputs in &mut of_client {
+        inputs.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+    }
+    // A copy of each third customer's first input, in the first batch of another client.
+    let copies: Vec<Value> = all
+        .iter()
+        .filter(|e| e["name"] == "account_created")
+        .step_by(3)
+        .cloned()
+        .collect();
+    for (n, copy) in copies.iter().enumerate() {
+        of_client[(n + 1) % CLIENTS].insert(0, copy.clone());
+    }
+
+    let state = tempfile::tempdir().unwrap();
+    let s = serve_state(state.path(), START);
+    s.post_text("/v1/customers", ndjson(&customers)).await;
+    let clients = of_client.iter().map(|inputs| {
+        let s = &s;
+        async move {
+            let mut answers = Vec::new();
+            for batch in inputs.chunks(9) {
+                let text = s.post_text("/v1/events", ndjson(batch)).await;
+                answers.extend(
+                    text.lines()
+                        .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+                );
+            }
+            answers
+        }
+    });
+    let answers: Vec<Value> = futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(answers.len(), all.len() + copies.len());
+    let count = |status: &str| answers.iter().filter(|a| a["status"] == status).count();
+    assert_eq!(count("applied"), all.len(), "{answers:?}");
+    assert_eq!(count("duplicate"), copies.len(), "{answers:?}");
+    s.post("/v1/clock", &json!({"now": END})).await.unwrap();
+    let (_, outbox) = s.get("/v1/outbox?state=all&limit=10000").await;
+    let outbox: Value = serde_json::from_str(&outbox).unwrap();
+    assert_eq!(
+        keyed(outbox["entries"].as_array().unwrap()),
+        keyed(&replayed)
+    );
+}
+
 /// SIGKILL while inputs stream in, on a signal once half of them were accepted, so that it
 /// lands amid requests: after a restart on the same folder, resending every input (a client
 /// retries what it has no answer for) finds each accepted one a duplicate, applies the rest, and
