@@ -199,7 +199,9 @@ impl Core {
                 continue;
             }
             let clock = stored.as_ref().and_then(|s| s.clock);
-            let stamped = input.at.unwrap_or_else(|| clock.map_or(now, |c| c.max(now)));
+            let stamped = input
+                .at
+                .unwrap_or_else(|| clock.map_or(now, |c| c.max(now)));
             if self.fire_customer(access, worker, &input.customer, stamped)? > 0 {
                 stored = access.read(|store| store.customer(&input.customer))?;
             }
@@ -349,7 +351,8 @@ impl Core {
     ) -> anyhow::Result<u64> {
         let mut fired = 0u64;
         while (fired as usize) < limit {
-            let page = access.read(|store| store.due(until, TIMER_PAGE.min(limit - fired as usize)))?;
+            let page =
+                access.read(|store| store.due(until, TIMER_PAGE.min(limit - fired as usize)))?;
             if page.is_empty() {
                 break;
             }

@@ -197,7 +197,13 @@ pub fn replay(
                             if pending.is_empty() {
                                 // Every timer due by this instant fires before its inputs;
                                 // the steps of inputs at one instant set timers after it.
-                                report.timers += core.fire_due(&Alone::new(store), worker, at, usize::MAX, false)?;
+                                report.timers += core.fire_due(
+                                    &Alone::new(store),
+                                    worker,
+                                    at,
+                                    usize::MAX,
+                                    false,
+                                )?;
                             }
                             let placeholder =
                                 Answer::refused(n, Some(input.id.clone()), String::new());
@@ -257,9 +263,10 @@ fn apply_pending(
         return Ok(());
     };
     let (slots, inputs): (Vec<usize>, Vec<Input>) = std::mem::take(pending).into_iter().unzip();
-    for (slot, status) in slots
-        .into_iter()
-        .zip(core.apply_many(&Alone::new(store), worker, &inputs, at)?)
+    for (slot, status) in
+        slots
+            .into_iter()
+            .zip(core.apply_many(&Alone::new(store), worker, &inputs, at)?)
     {
         batch[slot].status = status;
     }

@@ -13,10 +13,7 @@ use super::Store;
 pub trait Access {
     /// Runs `f` on the store, alone: hold it only for reads and commits, never while plugins
     /// decide.
-    fn with(
-        &self,
-        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()>;
+    fn with(&self, f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>) -> anyhow::Result<()>;
 
     /// Claims `keys` for the caller's steps, waiting while another thread holds any of them.
     /// The caller holds no claim when it waits (so two threads never wait on each other).
@@ -90,7 +87,10 @@ impl<'a> Claimed<'a> {
     /// Adds `keys`, waiting for them; these claims must be empty (a thread waits holding
     /// nothing, so two never wait on each other).
     pub fn add_waiting(&mut self, keys: &[String]) {
-        debug_assert!(self.keys.is_empty(), "waiting for claims while holding some");
+        debug_assert!(
+            self.keys.is_empty(),
+            "waiting for claims while holding some"
+        );
         self.access.claim(keys);
         self.keys.extend(keys.iter().cloned());
     }
@@ -120,10 +120,7 @@ impl<'a> Alone<'a> {
 }
 
 impl Access for Alone<'_> {
-    fn with(
-        &self,
-        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+    fn with(&self, f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>) -> anyhow::Result<()> {
         f(&mut **self.0.borrow_mut())
     }
 
@@ -172,11 +169,17 @@ impl Shared {
     pub fn exclusive<R>(&self, f: impl FnOnce(&mut dyn Store) -> R) -> R {
         let mut claims = self.claims();
         while claims.exclusive {
-            claims = self.released.wait(claims).unwrap_or_else(|e| e.into_inner());
+            claims = self
+                .released
+                .wait(claims)
+                .unwrap_or_else(|e| e.into_inner());
         }
         claims.exclusive = true;
         while !claims.held.is_empty() {
-            claims = self.released.wait(claims).unwrap_or_else(|e| e.into_inner());
+            claims = self
+                .released
+                .wait(claims)
+                .unwrap_or_else(|e| e.into_inner());
         }
         drop(claims);
         let out = {
@@ -197,17 +200,17 @@ impl Shared {
 }
 
 impl Access for Shared {
-    fn with(
-        &self,
-        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+    fn with(&self, f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>) -> anyhow::Result<()> {
         self.lock(|store| f(store))
     }
 
     fn claim(&self, keys: &[String]) {
         let mut claims = self.claims();
         while claims.exclusive || keys.iter().any(|k| claims.held.contains(k)) {
-            claims = self.released.wait(claims).unwrap_or_else(|e| e.into_inner());
+            claims = self
+                .released
+                .wait(claims)
+                .unwrap_or_else(|e| e.into_inner());
         }
         claims.held.extend(keys.iter().cloned());
     }
@@ -254,7 +257,10 @@ mod tests {
         shared.claim(&a);
         assert!(!shared.try_claim(&[customer_key("a")]));
         assert!(shared.try_claim(&[customer_key("b")]));
-        assert!(shared.try_claim(&[input_key("a")]), "customers and ids apart");
+        assert!(
+            shared.try_claim(&[input_key("a")]),
+            "customers and ids apart"
+        );
         let (tx, rx) = std::sync::mpsc::channel();
         let other = shared.clone();
         let waiter = std::thread::spawn(move || {

@@ -81,7 +81,8 @@ impl Automation {
         recorder: Option<Arc<dyn crate::pipeline::recorder::Recorder>>,
         dedup: regua_sdk::Duration,
     ) -> anyhow::Result<Arc<Automation>> {
-        let store = Sqlite::open(dir)?;
+        let mut store = Sqlite::open(dir)?;
+        store.checkpoint_in_background(dir)?;
         let tz = default_tz.to_owned();
         let served = campaigns.clone();
         let core = Core::new(Arc::new(move || {
@@ -161,7 +162,9 @@ impl Automation {
         }
         let now = self.clock.now();
         // Every customer's timers: no step decides meanwhile.
-        let set = self.store.exclusive(|store| self.core.schedule(store, now))?;
+        let set = self
+            .store
+            .exclusive(|store| self.core.schedule(store, now))?;
         if set > 0 {
             tracing::info!(timers = set, "scheduled campaigns' timers set");
         }
@@ -180,7 +183,9 @@ impl Automation {
         limit: usize,
         wait: bool,
     ) -> anyhow::Result<u64> {
-        let fired = self.core.fire_due(&self.store, worker, until, limit, wait)?;
+        let fired = self
+            .core
+            .fire_due(&self.store, worker, until, limit, wait)?;
         // A page at a time, so a long backlog does not hold the store.
         self.with_store(|store| store.forget_events(until - self.dedup, FORGET_PAGE))?;
         Ok(fired)
@@ -239,7 +244,11 @@ impl Automation {
                     let ms = (due.as_millis() - self.clock.now().as_millis()).max(0) as u64;
                     // Due, yet none fired: their customers are being decided by inputs, which
                     // wake this loop when they are done; look again soon in any case.
-                    let floor = if fired == 0 { RETRY_CLAIMED } else { Duration::ZERO };
+                    let floor = if fired == 0 {
+                        RETRY_CLAIMED
+                    } else {
+                        Duration::ZERO
+                    };
                     Duration::from_millis(ms).clamp(floor, Duration::from_secs(60))
                 }
             };
