@@ -60,7 +60,19 @@ pub struct Automation {
     pub clock: Clock,
     /// Woken when a commit may have set an earlier timer.
     wake: tokio::sync::Notify,
+    /// Requests' inputs waiting to be applied (see [`Automation::submit`]).
+    waiting: Mutex<Vec<Waiting>>,
 }
+
+/// One request's inputs, waiting, and where their statuses go.
+struct Waiting {
+    inputs: Vec<Input>,
+    answer: tokio::sync::oneshot::Sender<Result<Vec<Status>, String>>,
+}
+
+/// Inputs applied together at most by one pass of [`Automation::apply_waiting`] (whole
+/// requests: a larger request is applied alone).
+const COMBINED: usize = 1_000;
 
 impl std::fmt::Debug for Automation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,6 +118,7 @@ impl Automation {
             dedup,
             clock,
             wake: tokio::sync::Notify::new(),
+            waiting: Mutex::new(Vec::new()),
         }))
     }
 
@@ -125,6 +138,66 @@ impl Automation {
         let statuses = self.core.apply_many(&self.store, worker, inputs, now)?;
         self.wake.notify_one();
         Ok(statuses)
+    }
+
+    /// Queues a request's inputs; [`Automation::apply_waiting`] applies them and answers their
+    /// statuses (or the error that stopped them) on the receiver. Requests waiting together
+    /// are applied together: one request of one event each from many clients makes one wave,
+    /// one plugin call per campaign step and one commit, as a batch does. Requests sent at the
+    /// same time have no order between them, so this changes no outcome.
+    pub fn submit(
+        &self,
+        inputs: Vec<Input>,
+    ) -> tokio::sync::oneshot::Receiver<Result<Vec<Status>, String>> {
+        let (answer, receiver) = tokio::sync::oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Waiting { inputs, answer });
+        receiver
+    }
+
+    /// Applies the waiting requests, as many together as [`COMBINED`] allows, until none is
+    /// left; each request submitted is followed by a call of this, so none is left waiting.
+    pub fn apply_waiting(&self, worker: &mut Worker) {
+        loop {
+            let taken: Vec<Waiting> = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                let mut n = 0;
+                let mut count = 0;
+                while count < waiting.len()
+                    && (count == 0 || n + waiting[count].inputs.len() <= COMBINED)
+                {
+                    n += waiting[count].inputs.len();
+                    count += 1;
+                }
+                waiting.drain(..count).collect()
+            };
+            if taken.is_empty() {
+                return;
+            }
+            let mut inputs = Vec::with_capacity(taken.iter().map(|w| w.inputs.len()).sum());
+            let mut answers = Vec::with_capacity(taken.len());
+            for w in taken {
+                answers.push((w.inputs.len(), w.answer));
+                inputs.extend(w.inputs);
+            }
+            match self.apply(worker, &inputs) {
+                Ok(statuses) => {
+                    let mut statuses = statuses.into_iter();
+                    for (n, answer) in answers {
+                        // A request gone (its client left) needs no answer.
+                        let _ = answer.send(Ok(statuses.by_ref().take(n).collect()));
+                    }
+                }
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    for (_, answer) in answers {
+                        let _ = answer.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
     }
 
     /// Imports records (a known customer merged) and gives them the scheduled campaigns'

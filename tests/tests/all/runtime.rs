@@ -665,16 +665,30 @@ async fn concurrent_clients_inputs_are_each_applied_once_in_their_customers_orde
     let state = tempfile::tempdir().unwrap();
     let s = serve_state(state.path(), START);
     s.post_text("/v1/customers", ndjson(&customers)).await;
-    let clients = of_client.iter().map(|inputs| {
+    // Batches of 9, and one client one input per request (requests waiting together are
+    // applied together: each still gets its own answers).
+    let clients = of_client.iter().enumerate().map(|(n, inputs)| {
         let s = &s;
         async move {
             let mut answers = Vec::new();
-            for batch in inputs.chunks(9) {
+            for batch in inputs.chunks(if n == 0 { 1 } else { 9 }) {
                 let text = s.post_text("/v1/events", ndjson(batch)).await;
-                answers.extend(
-                    text.lines()
-                        .map(|l| serde_json::from_str::<Value>(l).unwrap()),
-                );
+                let got: Vec<Value> = text
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+                assert_eq!(got.len(), batch.len());
+                for (answer, input) in got.iter().zip(batch) {
+                    assert_eq!(answer["id"], input["id"]);
+                    // An applied input's status says its instant.
+                    if answer["status"] == "applied" {
+                        assert_eq!(
+                            answer["at"], input["at"],
+                            "another input's status: {answer}"
+                        );
+                    }
+                }
+                answers.extend(got);
             }
             answers
         }

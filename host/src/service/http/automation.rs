@@ -104,7 +104,7 @@ pub(super) async fn post_events(
                 answers.push(Answer::refused(line, id, error));
                 continue;
             }
-            // An input without `at` is stamped when it is applied, under the store's lock, so
+            // An input without `at` is stamped when it is applied (its customer claimed), so
             // concurrent requests never make one another late.
             Ok(input) => match input.at {
                 Some(at) if at > now + ahead => Answer::refused(
@@ -128,11 +128,13 @@ pub(super) async fn post_events(
     let me = auto.clone();
     let (slots, inputs): (Vec<usize>, Vec<Input>) = inputs.into_iter().unzip();
     let ids: Vec<String> = inputs.iter().map(|i| i.id.clone()).collect();
-    let statuses = state
-        .evaluator()
-        .run(move |w| me.apply(w, &inputs))
-        .await?
-        .map_err(internal)?;
+    // Applied with the other requests waiting at the time, if any.
+    let statuses = auto.submit(inputs);
+    state.evaluator().run(move |w| me.apply_waiting(w)).await?;
+    let statuses = statuses
+        .await
+        .map_err(|_| ApiError::internal("the inputs were dropped: a worker panicked"))?
+        .map_err(|e| internal(anyhow::anyhow!(e)))?;
     for ((slot, id), status) in slots.into_iter().zip(ids).zip(statuses) {
         answers[slot].id = Some(id);
         answers[slot].status = status;
