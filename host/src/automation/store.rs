@@ -318,7 +318,7 @@ impl Sqlite {
         let conn = Connection::open(&path)
             .with_context(|| format!("cannot open the store {}", path.display()))?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
+            "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
         )
         .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(30)))
         .and_then(|_| conn.execute_batch(SCHEMA))
