@@ -6,8 +6,6 @@
 //! power loss may take the last commits back, together, never half of one.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use regua_sdk::{Record, Timestamp};
@@ -228,14 +226,17 @@ pub struct Sqlite {
     conn: Connection,
     /// Inside [`Store::batch`]: commits are savepoints of its transaction.
     in_batch: bool,
-    /// Set to stop the background checkpoints, if any.
-    checkpoints: Option<Arc<AtomicBool>>,
+    /// The background checkpoints, if any: dropping the sender stops them.
+    checkpoints: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl Drop for Sqlite {
     fn drop(&mut self) {
-        if let Some(stop) = &self.checkpoints {
-            stop.store(true, Ordering::Relaxed);
+        if let Some((stop, thread)) = self.checkpoints.take() {
+            // Its connection closes first, so this one, the last, checkpoints the log and
+            // removes it.
+            drop(stop);
+            let _ = thread.join();
         }
     }
 }
@@ -338,14 +339,17 @@ impl Sqlite {
     pub fn checkpoint_in_background(&mut self, dir: &Path) -> anyhow::Result<()> {
         let conn = Connection::open(dir.join("regua.db"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        self.conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
-        let stop = Arc::new(AtomicBool::new(false));
-        self.checkpoints = Some(stop.clone());
-        std::thread::Builder::new()
+        // Without a limit the log keeps the size of the largest burst between checkpoints.
+        self.conn.execute_batch(
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
+        )?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
             .name("regua-checkpoint".into())
             .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(CHECKPOINT_EVERY);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
                     // PASSIVE: copies what no reader still needs, never waits for a writer.
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
@@ -353,6 +357,7 @@ impl Sqlite {
                     }
                 }
             })?;
+        self.checkpoints = Some((stop, thread));
         Ok(())
     }
 
