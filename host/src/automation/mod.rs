@@ -372,25 +372,18 @@ impl Core {
                     busy.get_or_insert(key);
                     continue;
                 }
-                let (first, timers, stored) = access.read(|store| {
-                    let Some(first) = store.due_for(&t.customer, until)? else {
-                        return Ok((None, Vec::new(), None));
-                    };
-                    let timers: Vec<Timer> = store
-                        .timers_of(&t.customer)?
-                        .into_iter()
-                        .filter(|x| x.due == first.due)
-                        .collect();
-                    Ok((Some(first), timers, store.customer(&t.customer)?))
-                })?;
-                let Some(first) = first else { continue };
+                let Some((due, timers, stored)) =
+                    access.read(|s| first_due(s, &t.customer, until))?
+                else {
+                    continue;
+                };
                 match stored {
                     Some(stored) => {
-                        let at = stored.clock.map_or(first.due, |c| c.max(first.due));
+                        let at = stored.clock.map_or(due, |c| c.max(due));
                         wave.push((timers, stored.record, at));
                     }
                     None => {
-                        fired += self.drop_timers(access, &t.customer, first.due, &timers)?;
+                        fired += self.drop_timers(access, &t.customer, due, &timers)?;
                         moved = true;
                     }
                 }
@@ -448,26 +441,16 @@ impl Core {
     ) -> anyhow::Result<u64> {
         let mut fired = 0;
         loop {
-            let (first, timers, stored) = access.read(|store| {
-                let Some(first) = store.due_for(customer, until)? else {
-                    return Ok((None, Vec::new(), None));
-                };
-                let timers: Vec<Timer> = store
-                    .timers_of(customer)?
-                    .into_iter()
-                    .filter(|t| t.due == first.due)
-                    .collect();
-                Ok((Some(first), timers, store.customer(customer)?))
-            })?;
-            let Some(first) = first else {
+            let Some((due, timers, stored)) = access.read(|s| first_due(s, customer, until))?
+            else {
                 return Ok(fired);
             };
             let Some(stored) = stored else {
                 // No record to decide on: the timers have nothing to do.
-                self.drop_timers(access, customer, first.due, &timers)?;
+                self.drop_timers(access, customer, due, &timers)?;
                 continue;
             };
-            let at = stored.clock.map_or(first.due, |c| c.max(first.due));
+            let at = stored.clock.map_or(due, |c| c.max(due));
             let step = self.step(worker, stored.record, Trigger::Timers(&timers), at, false);
             self.commit(access, vec![step])?;
             fired += timers.len() as u64;
@@ -682,6 +665,27 @@ impl Core {
 /// Inputs whose steps are decided together at most (a wave): enough to spread each plugin
 /// call's cost over many customers, few enough that a wave's records stay small.
 pub const WAVE: usize = 256;
+
+/// A customer's earliest timers due at or before `until`, if any: their instant, the timers
+/// due then, and the customer's stored state.
+type Due = (Timestamp, Vec<Timer>, Option<store::Stored>);
+
+/// The customer's [`Due`] timers, read from `store`.
+fn first_due(
+    store: &mut dyn Store,
+    customer: &str,
+    until: Timestamp,
+) -> anyhow::Result<Option<Due>> {
+    let Some(first) = store.due_for(customer, until)? else {
+        return Ok(None);
+    };
+    let timers: Vec<Timer> = store
+        .timers_of(customer)?
+        .into_iter()
+        .filter(|t| t.due == first.due)
+        .collect();
+    Ok(Some((first.due, timers, store.customer(customer)?)))
+}
 
 /// The refusal of an input older than its customer's last applied input.
 fn late(input: &Input, at: Timestamp, clock: Timestamp) -> Status {
