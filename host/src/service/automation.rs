@@ -60,12 +60,14 @@ pub struct Automation {
     pub clock: Clock,
     /// Woken when a commit may have set an earlier timer.
     wake: tokio::sync::Notify,
-    /// Requests' inputs waiting to be applied (see [`Automation::submit`]).
-    waiting: Mutex<Vec<Waiting>>,
+    /// Requests' inputs waiting to be applied (see [`Automation::submit`]), and the ticket of
+    /// the next one.
+    waiting: Mutex<(Vec<Waiting>, u64)>,
 }
 
 /// One request's inputs, waiting, and where their statuses go.
 struct Waiting {
+    ticket: u64,
     inputs: Vec<Input>,
     answer: tokio::sync::oneshot::Sender<Result<Vec<Status>, String>>,
 }
@@ -118,7 +120,7 @@ impl Automation {
             dedup,
             clock,
             wake: tokio::sync::Notify::new(),
-            waiting: Mutex::new(Vec::new()),
+            waiting: Mutex::new((Vec::new(), 0)),
         }))
     }
 
@@ -140,29 +142,43 @@ impl Automation {
         Ok(statuses)
     }
 
-    /// Queues a request's inputs; [`Automation::apply_waiting`] applies them and answers their
-    /// statuses (or the error that stopped them) on the receiver. Requests waiting together
-    /// are applied together: one request of one event each from many clients makes one wave,
-    /// one plugin call per campaign step and one commit, as a batch does. Requests sent at the
-    /// same time have no order between them, so this changes no outcome.
+    /// Queues a request's inputs; [`Automation::apply_waiting`] with the ticket this answers
+    /// applies them and sends their statuses (or the error that stopped them) to the receiver.
+    /// Requests waiting together are applied together: one request of one event each from
+    /// many clients makes one wave, one plugin call per campaign step and one commit, as a
+    /// batch does. Requests sent at the same time have no order between them, so this changes
+    /// no outcome.
     pub fn submit(
         &self,
         inputs: Vec<Input>,
-    ) -> tokio::sync::oneshot::Receiver<Result<Vec<Status>, String>> {
+    ) -> (
+        u64,
+        tokio::sync::oneshot::Receiver<Result<Vec<Status>, String>>,
+    ) {
         let (answer, receiver) = tokio::sync::oneshot::channel();
-        self.waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Waiting { inputs, answer });
-        receiver
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = waiting.1;
+        waiting.1 += 1;
+        waiting.0.push(Waiting {
+            ticket,
+            inputs,
+            answer,
+        });
+        (ticket, receiver)
     }
 
-    /// Applies the waiting requests, as many together as [`COMBINED`] allows, until none is
-    /// left; each request submitted is followed by a call of this, so none is left waiting.
-    pub fn apply_waiting(&self, worker: &mut Worker) {
+    /// Applies the waiting requests in order, as many together as [`COMBINED`] allows, until
+    /// the request with `ticket` has been taken (by this call or another). Each request
+    /// submitted is followed by a call with its ticket, so none is left waiting, and none
+    /// waits for more than the requests queued before it.
+    pub fn apply_waiting(&self, worker: &mut Worker, ticket: u64) {
         loop {
             let taken: Vec<Waiting> = {
-                let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                let mut guard = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                let waiting = &mut guard.0;
+                if !waiting.iter().any(|w| w.ticket == ticket) {
+                    return;
+                }
                 let mut n = 0;
                 let mut count = 0;
                 while count < waiting.len()
@@ -173,9 +189,6 @@ impl Automation {
                 }
                 waiting.drain(..count).collect()
             };
-            if taken.is_empty() {
-                return;
-            }
             let mut inputs = Vec::with_capacity(taken.iter().map(|w| w.inputs.len()).sum());
             let mut answers = Vec::with_capacity(taken.len());
             for w in taken {

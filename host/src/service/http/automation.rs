@@ -129,8 +129,11 @@ pub(super) async fn post_events(
     let (slots, inputs): (Vec<usize>, Vec<Input>) = inputs.into_iter().unzip();
     let ids: Vec<String> = inputs.iter().map(|i| i.id.clone()).collect();
     // Applied with the other requests waiting at the time, if any.
-    let statuses = auto.submit(inputs);
-    state.evaluator().run(move |w| me.apply_waiting(w)).await?;
+    let (ticket, statuses) = auto.submit(inputs);
+    state
+        .evaluator()
+        .run(move |w| me.apply_waiting(w, ticket))
+        .await?;
     let statuses = statuses
         .await
         .map_err(|_| ApiError::internal("the inputs were dropped: a worker panicked"))?
