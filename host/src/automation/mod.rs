@@ -188,21 +188,25 @@ impl Core {
                 claimed.release();
                 claimed.add_waiting(&keys);
             }
-            let (seen, mut stored) = access.read(|store| {
-                Ok((
-                    store.event_seen(&input.id)?,
-                    store.customer(&input.customer)?,
-                ))
+            // One read: whether the id was applied, the customer, and whether any of its
+            // timers is due by the input's instant.
+            let (seen, mut stored, stamped, due) = access.read(|store| {
+                if store.event_seen(&input.id)? {
+                    return Ok((true, None, now, false));
+                }
+                let stored = store.customer(&input.customer)?;
+                let clock = stored.as_ref().and_then(|s| s.clock);
+                let stamped = input
+                    .at
+                    .unwrap_or_else(|| clock.map_or(now, |c| c.max(now)));
+                let due = store.due_for(&input.customer, stamped)?.is_some();
+                Ok((false, stored, stamped, due))
             })?;
             if seen {
                 statuses[k] = Some(Status::Duplicate);
                 continue;
             }
-            let clock = stored.as_ref().and_then(|s| s.clock);
-            let stamped = input
-                .at
-                .unwrap_or_else(|| clock.map_or(now, |c| c.max(now)));
-            if self.fire_customer(access, worker, &input.customer, stamped)? > 0 {
+            if due && self.fire_customer(access, worker, &input.customer, stamped)? > 0 {
                 stored = access.read(|store| store.customer(&input.customer))?;
             }
             let fresh = stored.is_none();
@@ -514,7 +518,8 @@ impl Core {
                         t.campaign.clone(),
                         serde_json::json!({"campaign": t.campaign, "outcome": "error",
                             "error": "the campaign is no longer served, or no longer runs on \
-                                      timers (a journey or a scheduled message): its timer is dropped"}),
+                                      timers (a journey or a scheduled message): its timer is dropped"})
+                        .to_string(),
                     ));
                 }
             }
@@ -645,7 +650,7 @@ impl Core {
             }
             change.decisions.push((
                 d.campaign.clone(),
-                serde_json::to_value(d).expect("a decision is JSON"),
+                serde_json::to_string(d).expect("a decision is JSON"),
             ));
         }
         change.record = Some(std::mem::take(&mut run.customer));

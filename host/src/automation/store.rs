@@ -104,8 +104,8 @@ pub struct Change {
     pub timers: Vec<(String, Option<(Timestamp, u32)>)>,
     /// Messages to add to the outbox (a key already there is not added again).
     pub outbox: Vec<OutboxEntry>,
-    /// The decisions made, as JSON, by campaign.
-    pub decisions: Vec<(String, serde_json::Value)>,
+    /// The decisions made, as JSON text, by campaign.
+    pub decisions: Vec<(String, String)>,
     /// The input's description, for the decisions.
     pub input: String,
 }
@@ -417,7 +417,7 @@ impl Sqlite {
                 change.at.as_millis(),
                 change.input,
                 campaign,
-                d.to_string()
+                d
             ])?;
         }
         Ok(())
