@@ -405,9 +405,14 @@ impl Core {
                 }
             }
             let count: u64 = wave.iter().map(|(timers, ..)| timers.len() as u64).sum();
-            let each = wave
+            let (timers, records): (Vec<Vec<Timer>>, Vec<(Record, Timestamp)>) = wave
+                .into_iter()
+                .map(|(timers, record, at)| (timers, (record, at)))
+                .unzip();
+            let each = timers
                 .iter()
-                .map(|(timers, record, at)| (record.clone(), Trigger::Timers(timers), *at, false))
+                .zip(records)
+                .map(|(timers, (record, at))| (record, Trigger::Timers(timers), at, false))
                 .collect();
             let steps = self.steps(worker, each);
             self.commit(access, steps)?;

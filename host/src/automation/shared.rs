@@ -58,7 +58,8 @@ pub fn input_key(id: &str) -> String {
 /// (a step failed).
 pub struct Claimed<'a> {
     access: &'a dyn Access,
-    keys: Vec<String>,
+    /// A set: a wave of 256 inputs asks about 512 keys per input.
+    keys: HashSet<String>,
 }
 
 impl<'a> Claimed<'a> {
@@ -66,13 +67,13 @@ impl<'a> Claimed<'a> {
     pub fn new(access: &'a dyn Access) -> Claimed<'a> {
         Claimed {
             access,
-            keys: Vec::new(),
+            keys: HashSet::new(),
         }
     }
 
     /// Whether these claims include `key`.
     pub fn holds(&self, key: &str) -> bool {
-        self.keys.iter().any(|k| k == key)
+        self.keys.contains(key)
     }
 
     /// Adds `keys`, if no other thread holds any of them; answers whether it did.
@@ -97,8 +98,8 @@ impl<'a> Claimed<'a> {
 
     /// Releases them all.
     pub fn release(&mut self) {
-        self.access.release(&self.keys);
-        self.keys.clear();
+        let keys: Vec<String> = self.keys.drain().collect();
+        self.access.release(&keys);
     }
 }
 
