@@ -60,9 +60,15 @@ pub struct Automation {
     pub clock: Clock,
     /// Woken when a commit may have set an earlier timer.
     wake: tokio::sync::Notify,
-    /// Requests' inputs waiting to be applied (see [`Automation::submit`]), and the ticket of
-    /// the next one.
-    waiting: Mutex<(Vec<Waiting>, u64)>,
+    /// Requests' inputs waiting to be applied (see [`Automation::submit`]).
+    waiting: Mutex<Queue>,
+}
+
+/// The requests waiting, in order, and the ticket the next one gets.
+#[derive(Default)]
+struct Queue {
+    requests: Vec<Waiting>,
+    next: u64,
 }
 
 /// One request's inputs, waiting, and where their statuses go.
@@ -120,7 +126,7 @@ impl Automation {
             dedup,
             clock,
             wake: tokio::sync::Notify::new(),
-            waiting: Mutex::new((Vec::new(), 0)),
+            waiting: Mutex::new(Queue::default()),
         }))
     }
 
@@ -156,10 +162,10 @@ impl Automation {
         tokio::sync::oneshot::Receiver<Result<Vec<Status>, String>>,
     ) {
         let (answer, receiver) = tokio::sync::oneshot::channel();
-        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let ticket = waiting.1;
-        waiting.1 += 1;
-        waiting.0.push(Waiting {
+        let mut queue = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = queue.next;
+        queue.next += 1;
+        queue.requests.push(Waiting {
             ticket,
             inputs,
             answer,
@@ -174,8 +180,8 @@ impl Automation {
     pub fn apply_waiting(&self, worker: &mut Worker, ticket: u64) {
         loop {
             let taken: Vec<Waiting> = {
-                let mut guard = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-                let waiting = &mut guard.0;
+                let mut queue = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                let waiting = &mut queue.requests;
                 if !waiting.iter().any(|w| w.ticket == ticket) {
                     return;
                 }
@@ -216,17 +222,13 @@ impl Automation {
     /// Imports records (a known customer merged) and gives them the scheduled campaigns'
     /// timers they lack, from the service's clock.
     pub fn import(&self, records: &[regua_sdk::Record]) -> anyhow::Result<()> {
-        let mut ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let now = self.clock.now();
         // No step decides these customers while their records are merged.
-        let mut keys: Vec<String> = ids
+        let keys: Vec<String> = ids
             .iter()
             .map(|id| crate::automation::shared::customer_key(id))
             .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        ids.sort_unstable();
-        ids.dedup();
         let mut claimed = crate::automation::shared::Claimed::new(&self.store);
         claimed.add_waiting(&keys);
         self.with_store(|store| {
