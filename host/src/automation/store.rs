@@ -524,23 +524,20 @@ fn decode(id: &str, stored: rusqlite::types::ValueRef<'_>) -> anyhow::Result<Rec
 
 /// Brings a store made by an earlier version up to this one's tables.
 fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
-    let has = |column: &str| -> rusqlite::Result<bool> {
-        conn.prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = ?1")?
-            .exists(params![column])
+    let has = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+            .exists(params![table, column])
     };
-    if !has("attempts")? {
+    if !has("outbox", "attempts")? {
         conn.execute_batch("ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")?;
     }
-    if !has("retry_at")? {
+    if !has("outbox", "retry_at")? {
         conn.execute_batch("ALTER TABLE outbox ADD COLUMN retry_at INTEGER")?;
     }
     // A customer's few timers are found by the primary key (customer, campaign); an index by
     // (customer, due) cost a page written per timer set, for nothing.
     conn.execute_batch("DROP INDEX IF EXISTS timers_customer_due")?;
-    let customers_have_tz = conn
-        .prepare("SELECT 1 FROM pragma_table_info('customers') WHERE name = 'tz'")?
-        .exists([])?;
-    if !customers_have_tz {
+    if !has("customers", "tz")? {
         // Records stored as JSON by an earlier version: their zone, for the scheduled
         // campaigns' timers (the records themselves are read as they are).
         conn.execute_batch(
