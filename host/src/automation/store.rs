@@ -336,8 +336,9 @@ impl Sqlite {
     /// fsyncs) to a thread of their own with its own connection, every 250 ms: a commit then
     /// only appends to the log, so a service's threads wait less for the store. Durability is
     /// the same (a commit is in the log either way). Stops when this store goes.
-    pub fn checkpoint_in_background(&mut self, dir: &Path) -> anyhow::Result<()> {
-        let conn = Connection::open(dir.join("regua.db"))?;
+    pub fn checkpoint_in_background(&mut self) -> anyhow::Result<()> {
+        let path = self.conn.path().expect("the store is a file").to_owned();
+        let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // Without a limit the log keeps the size of the largest burst between checkpoints.
         self.conn.execute_batch(
@@ -957,7 +958,7 @@ mod tests {
     fn background_checkpoints_move_commits_into_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Sqlite::open(dir.path()).unwrap();
-        store.checkpoint_in_background(dir.path()).unwrap();
+        store.checkpoint_in_background().unwrap();
         let db = dir.path().join("regua.db");
         let empty = std::fs::metadata(&db).unwrap().len();
         let record = regua_sdk::record::parse_customer(RECORD).unwrap();

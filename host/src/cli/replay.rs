@@ -140,7 +140,7 @@ fn import_file(store: &mut dyn Store, path: &Path, quiet: bool) -> anyhow::Resul
 impl ImportArgs {
     fn run(self) -> anyhow::Result<()> {
         let mut store = Sqlite::open(&self.state)?;
-        store.checkpoint_in_background(&self.state)?;
+        store.checkpoint_in_background()?;
         import_file(&mut store, &self.input, self.quiet)?;
         Ok(())
     }
@@ -189,7 +189,7 @@ impl ReplayArgs {
             }
         };
         let mut store = Sqlite::open(&dir)?;
-        store.checkpoint_in_background(&dir)?;
+        store.checkpoint_in_background()?;
         if let Some(path) = &self.customers {
             import_file(&mut store, path, self.quiet)?;
         }

@@ -102,7 +102,7 @@ impl Automation {
         dedup: regua_sdk::Duration,
     ) -> anyhow::Result<Arc<Automation>> {
         let mut store = Sqlite::open(dir)?;
-        store.checkpoint_in_background(dir)?;
+        store.checkpoint_in_background()?;
         let tz = default_tz.to_owned();
         let served = campaigns.clone();
         let core = Core::new(Arc::new(move || {
