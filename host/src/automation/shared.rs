@@ -1,7 +1,8 @@
 //! How the core reaches the store: [`Access`]. The service's threads share one store
-//! ([`Shared`]): each read and each commit locks it briefly, the plugins decide with it
-//! unlocked, and a customer (or an input id) being decided is claimed, so no two threads
-//! decide the same customer at once and a customer's inputs still go one at a time. `regua
+//! ([`Shared`]): each commit locks it briefly, reads go through connections of their own
+//! (at the same time as a commit), the plugins decide with it unlocked, and a customer (or an
+//! input id) being decided is claimed, so no two threads decide the same customer at once and
+//! a customer's inputs still go one at a time. `regua
 //! replay` and the tests use the store alone ([`Alone`]).
 
 use std::collections::HashSet;
@@ -14,6 +15,16 @@ pub trait Access {
     /// Runs `f` on the store, alone: hold it only for reads and commits, never while plugins
     /// decide.
     fn with(&self, f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>) -> anyhow::Result<()>;
+
+    /// Runs `f` on the store for reads only, at the same time as other threads' reads and
+    /// commits where the store allows it: what `f` reads of the customers and ids the caller
+    /// claimed is what their last commit left.
+    fn reading(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.with(f)
+    }
 
     /// Claims `keys` for the caller's steps, waiting while another thread holds any of them.
     /// The caller holds no claim when it waits (so two threads never wait on each other).
@@ -28,14 +39,14 @@ pub trait Access {
 }
 
 impl dyn Access + '_ {
-    /// [`Access::with`], answering what `f` answers.
+    /// [`Access::reading`], answering what `f` answers.
     pub fn read<R>(
         &self,
         f: impl FnOnce(&mut dyn Store) -> anyhow::Result<R>,
     ) -> anyhow::Result<R> {
         let mut f = Some(f);
         let mut out = None;
-        self.with(&mut |store| {
+        self.reading(&mut |store| {
             let f = f.take().expect("`with` runs its function once");
             out = Some(f(store)?);
             Ok(())
@@ -146,6 +157,9 @@ struct Claims {
 /// A store shared by threads: locked for each use, with claims on the customers and input ids
 /// being decided.
 pub struct Shared {
+    /// Connections for reads ([`Store::reader`]) not in use. Before `store`: they close
+    /// first, so the store's own connection is the last (SQLite folds its log in then).
+    readers: Mutex<Vec<Box<dyn Store>>>,
     store: Mutex<Box<dyn Store>>,
     claims: Mutex<Claims>,
     released: Condvar,
@@ -155,6 +169,7 @@ impl Shared {
     /// `store`, to share.
     pub fn new(store: Box<dyn Store>) -> Shared {
         Shared {
+            readers: Mutex::new(Vec::new()),
             store: Mutex::new(store),
             claims: Mutex::new(Claims::default()),
             released: Condvar::new(),
@@ -203,6 +218,30 @@ impl Shared {
 impl Access for Shared {
     fn with(&self, f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>) -> anyhow::Result<()> {
         self.lock(|store| f(store))
+    }
+
+    /// On a reader of its own, so a wave's reads (and the decoding of its records) do not
+    /// wait for another wave's commit: the customers and ids read are claimed, so no commit
+    /// in flight changes them.
+    fn reading(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Store) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut reader = match idle {
+            Some(reader) => reader,
+            None => match self.lock(|store| store.reader())? {
+                Some(reader) => reader,
+                None => return self.with(f),
+            },
+        };
+        // One transaction: the store's locks taken once for all the reads.
+        let out = reader.batch(f);
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(reader);
+        out
     }
 
     fn claim(&self, keys: &[String]) {
@@ -307,5 +346,71 @@ mod tests {
         done_tx.send(()).unwrap();
         worker.join().unwrap();
         assert!(shared.try_claim(&[customer_key("b")]));
+    }
+
+    #[test]
+    fn reads_see_the_last_commit_and_do_not_wait_for_one_in_progress() {
+        let (dir, shared) = store();
+        let shared = Arc::new(shared);
+        let commit = |id: &str, at: i64| {
+            let change = super::super::store::Change {
+                customer: id.to_owned(),
+                record: Some(regua_sdk::Record {
+                    id: id.to_owned(),
+                    ..Default::default()
+                }),
+                at: regua_sdk::Timestamp::from_millis(at),
+                event_id: Some(format!("e-{id}-{at}")),
+                ..Default::default()
+            };
+            let access: &dyn Access = shared.as_ref();
+            access.with(&mut |store| store.commit(&change)).unwrap();
+        };
+        let read = |id: &str| {
+            let access: &dyn Access = shared.as_ref();
+            access
+                .read(|store| Ok(store.customer(id)?.and_then(|s| s.clock)))
+                .unwrap()
+                .map(|c| c.as_millis())
+        };
+        commit("a", 1_000);
+        assert_eq!(read("a"), Some(1_000));
+        commit("a", 2_000);
+        assert_eq!(read("a"), Some(2_000), "a reader kept an old snapshot");
+
+        // Another thread holds the store (a commit in progress): reads go on.
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let other = shared.clone();
+        let holder = std::thread::spawn(move || {
+            other.lock(|_| {
+                held_tx.send(()).unwrap();
+                done_rx.recv().unwrap();
+            })
+        });
+        held_rx.recv().unwrap();
+        let (read_tx, read_rx) = std::sync::mpsc::channel();
+        let reading = shared.clone();
+        std::thread::spawn(move || {
+            let access: &dyn Access = reading.as_ref();
+            let clock = access
+                .read(|store| Ok(store.customer("a")?.and_then(|s| s.clock)))
+                .unwrap();
+            read_tx.send(clock.map(|c| c.as_millis())).unwrap();
+        });
+        assert_eq!(
+            read_rx.recv_timeout(Duration::from_secs(30)),
+            Ok(Some(2_000)),
+            "a read waited for the store held by a commit"
+        );
+        done_tx.send(()).unwrap();
+        holder.join().unwrap();
+
+        // The readers close before the store's own connection, which removes the log.
+        drop(shared);
+        assert!(
+            !dir.path().join("regua.db-wal").exists(),
+            "the write-ahead log outlived the store"
+        );
     }
 }

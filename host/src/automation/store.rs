@@ -159,6 +159,12 @@ pub struct Ack {
 /// runtime holds it behind a lock), so an input's read, decision and write are never
 /// interleaved with another's.
 pub trait Store: Send {
+    /// Another connection to the same store, for reads made while this one writes (each read
+    /// sees what was committed before it began; the reads of one [`Store::batch`] see the
+    /// same), if the store has such connections.
+    fn reader(&self) -> anyhow::Result<Option<Box<dyn Store>>> {
+        Ok(None)
+    }
     /// A customer, if known.
     fn customer(&mut self, id: &str) -> anyhow::Result<Option<Stored>>;
     /// Whether an event id was applied already (and is still remembered).
@@ -226,6 +232,8 @@ pub struct Sqlite {
     conn: Connection,
     /// Inside [`Store::batch`]: commits are savepoints of its transaction.
     in_batch: bool,
+    /// A connection for reads only ([`Store::reader`]).
+    reader: bool,
     /// The background checkpoints, if any: dropping the sender stops them.
     checkpoints: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
@@ -328,6 +336,7 @@ impl Sqlite {
         Ok(Sqlite {
             conn,
             in_batch: false,
+            reader: false,
             checkpoints: None,
         })
     }
@@ -550,6 +559,20 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 impl Store for Sqlite {
+    fn reader(&self) -> anyhow::Result<Option<Box<dyn Store>>> {
+        let path = self.conn.path().expect("the store is a file");
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the store {path} to read"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch("PRAGMA query_only = ON")?;
+        Ok(Some(Box::new(Sqlite {
+            conn,
+            in_batch: false,
+            reader: true,
+            checkpoints: None,
+        })))
+    }
+
     fn customer(&mut self, id: &str) -> anyhow::Result<Option<Stored>> {
         let mut stmt = self
             .conn
@@ -601,13 +624,20 @@ impl Store for Sqlite {
         if self.in_batch {
             return f(self);
         }
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        // A reader's transaction only reads: it takes no write lock. Each statement taking
+        // the database's locks on its own costs more than the few reads of a step.
+        let begin = if self.reader {
+            "BEGIN"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        self.conn.prepare_cached(begin)?.execute([])?;
         self.in_batch = true;
         let result = f(self);
         self.in_batch = false;
         match result {
             Ok(()) => {
-                self.conn.execute_batch("COMMIT")?;
+                self.conn.prepare_cached("COMMIT")?.execute([])?;
                 Ok(())
             }
             Err(e) => {

@@ -377,6 +377,7 @@ impl<D> Answers<D> {
 #[derive(Clone, Debug)]
 pub struct Evaluator {
     pool: Pool,
+    threads: usize,
     in_flight: usize,
 }
 
@@ -388,10 +389,16 @@ impl Evaluator {
             .max(1);
         Ok(Evaluator {
             pool: Pool::new(threads)?,
+            threads,
             // Enough chunks queued that no worker waits for the next, few enough that memory
             // stays bounded by the chunk size whatever the input's.
             in_flight: threads * 2,
         })
+    }
+
+    /// How many evaluation threads there are.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Runs `f` on an evaluation thread and waits for it without blocking the runtime. Fails

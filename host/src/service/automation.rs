@@ -176,8 +176,10 @@ impl Automation {
     /// Applies the waiting requests in order, as many together as [`COMBINED`] allows, until
     /// the request with `ticket` has been taken (by this call or another). Each request
     /// submitted is followed by a call with its ticket, so none is left waiting, and none
-    /// waits for more than the requests queued before it.
-    pub fn apply_waiting(&self, worker: &mut Worker, ticket: u64) {
+    /// waits for more than the requests queued before it. A pass takes its share of the
+    /// waiting inputs among `threads` evaluation threads (at least one request), so the
+    /// other threads' calls decide the rest at the same time instead of waiting idle.
+    pub fn apply_waiting(&self, worker: &mut Worker, ticket: u64, threads: usize) {
         loop {
             let taken: Vec<Waiting> = {
                 let mut queue = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
@@ -185,10 +187,12 @@ impl Automation {
                 if !waiting.iter().any(|w| w.ticket == ticket) {
                     return;
                 }
+                let total: usize = waiting.iter().map(|w| w.inputs.len()).sum();
+                let share = total.div_ceil(threads.max(1)).min(COMBINED);
                 let mut n = 0;
                 let mut count = 0;
                 while count < waiting.len()
-                    && (count == 0 || n + waiting[count].inputs.len() <= COMBINED)
+                    && (count == 0 || n + waiting[count].inputs.len() <= share)
                 {
                     n += waiting[count].inputs.len();
                     count += 1;

@@ -130,9 +130,10 @@ pub(super) async fn post_events(
     let ids: Vec<String> = inputs.iter().map(|i| i.id.clone()).collect();
     // Applied with the other requests waiting at the time, if any.
     let (ticket, statuses) = auto.submit(inputs);
-    state
-        .evaluator()
-        .run(move |w| me.apply_waiting(w, ticket))
+    let evaluator = state.evaluator();
+    let threads = evaluator.threads();
+    evaluator
+        .run(move |w| me.apply_waiting(w, ticket, threads))
         .await?;
     let statuses = statuses
         .await
