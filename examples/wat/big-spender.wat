@@ -68,7 +68,7 @@
     (local.get $value) (local.get $p))
 
   ;; §5: whether the call wants reasons: the context is `default_tz` and `params` (each a
-  ;; varint length and UTF-8), then `reasons`, one byte (the runs of inputs after it are not
+  ;; varint length and that many bytes), then `reasons`, one byte (the runs of inputs after it are not
   ;; needed: a segment's answer does not depend on `now`).
   (func $wants_reasons (param $ctx i32) (result i32)
     (local $len i32) (local $p i32)

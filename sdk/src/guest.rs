@@ -2,12 +2,14 @@
 #![doc(hidden)]
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::outcome::Message;
-use crate::plugin::{Context, Error, JourneyRule, Kind, Metadata, Params, RestPolicy, Segment};
+use crate::plugin::{Context, Error, JourneyRule, Kind, Params, RestPolicy, Segment};
 use crate::record::{Field, Fields};
+use crate::value::Value;
 use crate::view::Customer;
 use crate::wire::{ABI_VERSION, AnswerWriter, CallContext, CallInputs, ChunkView};
 
@@ -103,25 +105,51 @@ pub fn metadata<P: Params>(
     version: &str,
     description: &str,
 ) -> u64 {
-    let meta = Metadata {
-        name: name.to_owned(),
-        kind,
-        version: version.to_owned(),
-        description: description.to_owned(),
-        abi: ABI_VERSION,
-        params: serde_json::to_value(P::default()).unwrap_or(serde_json::Value::Null),
-        reads: reads.to_vec(),
-    };
-    hand_over(serde_json::to_vec(&meta).unwrap_or_default())
+    // The metadata's JSON (docs/ABI.md §6), written without a JSON library: the plugin needs
+    // none (`Metadata` is what the host reads it into).
+    let text = |s: &str| Value::String(s.to_owned());
+    let meta = Value::Object(BTreeMap::from([
+        ("name".to_owned(), text(name)),
+        ("kind".to_owned(), text(kind.as_str())),
+        ("version".to_owned(), text(version)),
+        ("description".to_owned(), text(description)),
+        ("abi".to_owned(), Value::Int(ABI_VERSION.into())),
+        (
+            "params".to_owned(),
+            crate::params::to_value(&P::default()).unwrap_or(Value::Null),
+        ),
+        (
+            "reads".to_owned(),
+            Value::Array(reads.iter().map(|f| text(f.name())).collect()),
+        ),
+    ]));
+    hand_over(crate::params::json_text(&meta).into_bytes())
 }
 
-/// Reads the parameters given at evaluation time over the rule's defaults.
+/// Reads parameters given as JSON text over the rule's defaults, as a call reads them (a
+/// rule's tests use it; a plugin itself receives them already read, [`call_params`]).
 pub fn parse_params<P: Params>(json: &str) -> Result<P, Error> {
     let json = json.trim();
     if json.is_empty() || json == "null" {
         return Ok(P::default());
     }
-    crate::json::from_str(json, None).map_err(|e| Error::new(format!("invalid params: {e}")))
+    let value: Value = crate::json::from_str(json, None)
+        .map_err(|e| Error::new(format!("invalid params: {e}")))?;
+    read_params(value)
+}
+
+/// Reads a call's parameters (docs/ABI.md §5: a `Value` in postcard) over the rule's defaults.
+fn call_params<P: Params>(bytes: &[u8]) -> Result<P, Error> {
+    let value: Value = postcard::from_bytes(bytes)
+        .map_err(|e| Error::new(format!("invalid params: they do not decode ({e})")))?;
+    read_params(value)
+}
+
+fn read_params<P: Params>(value: Value) -> Result<P, Error> {
+    if value.is_null() {
+        return Ok(P::default());
+    }
+    crate::params::from_value(value).map_err(|e| Error::new(format!("invalid params: {e}")))
 }
 
 /// An answer whose reasons a call may ask to leave out (docs/ABI.md §5, `reasons`).
@@ -162,7 +190,7 @@ fn run<P: Params, O: Serialize + Explained>(
         Ok(c) => c,
         Err(e) => return fail(format!("the call context does not decode: {e}")),
     };
-    let params = match parse_params::<P>(&call.params) {
+    let params = match call_params::<P>(&call.params) {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
@@ -306,7 +334,7 @@ mod tests {
     fn context(runs: &[(u32, i64)]) -> Vec<u8> {
         postcard::to_allocvec(&CallContext {
             default_tz: "UTC".into(),
-            params: "{}".into(),
+            params: crate::wire::params_bytes(&Value::Object(Default::default())),
             reasons: true,
             inputs: runs
                 .iter()

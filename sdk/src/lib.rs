@@ -21,6 +21,7 @@ pub mod guest;
 pub mod journey;
 pub mod json;
 pub mod outcome;
+pub mod params;
 pub mod plugin;
 pub mod record;
 pub mod rfm;

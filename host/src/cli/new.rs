@@ -82,6 +82,7 @@ const SDK_FILES: &[(&str, &str)] = &[
         "src/outcome.rs",
         include_str!("../../../sdk/src/outcome.rs"),
     ),
+    ("src/params.rs", include_str!("../../../sdk/src/params.rs")),
     ("src/plugin.rs", include_str!("../../../sdk/src/plugin.rs")),
     ("src/record.rs", include_str!("../../../sdk/src/record.rs")),
     ("src/rfm.rs", include_str!("../../../sdk/src/rfm.rs")),

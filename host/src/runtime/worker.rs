@@ -57,6 +57,10 @@ pub struct Evaluation {
     /// The call context (docs/ABI.md §5) in two pieces around the count of its one run of
     /// inputs, which is the number of customers of each call.
     ctx: (Vec<u8>, Vec<u8>),
+    /// The parameters as the context carries them (read from the caller's JSON).
+    params: Vec<u8>,
+    /// Why the caller's parameters are refused before any call (they are not JSON).
+    bad_params: Option<CallError>,
     inputs: Inputs,
     reasons: bool,
     /// Each customer's own instant and triggering event, in the order of the batches it is
@@ -75,13 +79,28 @@ impl Evaluation {
                 plugin: plugin.name().to_owned(),
             });
         }
+        // Parameters that are not JSON are refused here, as the plugin refuses ones it does
+        // not accept: every customer gets the error.
+        let (params, bad_params) = match params_bytes(&inputs.params) {
+            Ok(bytes) => (bytes, None),
+            Err(message) => (
+                wire::params_bytes(&regua_sdk::Value::Null),
+                Some(CallError::Refused {
+                    plugin: plugin.name().to_owned(),
+                    version: plugin.version.clone(),
+                    message,
+                }),
+            ),
+        };
         Ok(Evaluation {
             plugin,
-            ctx: context(inputs, true),
+            ctx: context(inputs, &params, true),
+            params,
+            failed_check: bad_params.clone(),
+            bad_params,
             inputs: inputs.clone(),
             reasons: true,
             each: None,
-            failed_check: None,
         })
     }
 
@@ -97,7 +116,7 @@ impl Evaluation {
     /// This evaluation with answers that carry no reasons, for outputs that show none (CSV or
     /// Parquet answers, send lists): the plugin leaves them out.
     pub fn without_reasons(mut self) -> Self {
-        self.ctx = context(&self.inputs, false);
+        self.ctx = context(&self.inputs, &self.params, false);
         self.reasons = false;
         self
     }
@@ -119,7 +138,7 @@ impl Evaluation {
             }
             let ctx = CallContext {
                 default_tz: self.inputs.default_tz.clone(),
-                params: self.inputs.params.clone(),
+                params: self.params.clone(),
                 reasons: self.reasons,
                 inputs: runs,
             };
@@ -158,14 +177,26 @@ impl std::fmt::Debug for Worker {
 
 /// The call context of docs/ABI.md §5 with one run of inputs, in two pieces: the bytes before
 /// the run's count and the bytes after it (a postcard struct is its fields back to back).
-fn context(inputs: &Inputs, reasons: bool) -> (Vec<u8>, Vec<u8>) {
+fn context(inputs: &Inputs, params: &[u8], reasons: bool) -> (Vec<u8>, Vec<u8>) {
     let runs = 1u32;
-    let head = (&inputs.default_tz, &inputs.params, reasons, runs);
+    let head = (&inputs.default_tz, params, reasons, runs);
     let tail = (inputs.now, &inputs.message, &inputs.event);
     (
         postcard::to_allocvec(&head).expect("encoding into a Vec cannot fail"),
         postcard::to_allocvec(&tail).expect("encoding into a Vec cannot fail"),
     )
+}
+
+/// The caller's parameters (JSON text; empty or `null` for the defaults) as a call carries
+/// them, or why they are not JSON.
+fn params_bytes(json: &str) -> Result<Vec<u8>, String> {
+    let json = json.trim();
+    let value = match json {
+        "" => regua_sdk::Value::Null,
+        _ => regua_sdk::json::from_str::<regua_sdk::Value>(json, None)
+            .map_err(|e| format!("invalid params: {e}"))?,
+    };
+    Ok(wire::params_bytes(&value))
 }
 
 /// A call's answers, each with the bytes it took.
@@ -236,6 +267,9 @@ impl Worker {
             version: plugin.version.clone(),
             message,
         };
+        if let Some(e) = &eval.bad_params {
+            return Err(e.clone());
+        }
         let empty = EncodedBatch::reading(regua_sdk::Fields::of(&plugin.meta.reads));
         let raw = self
             .call(plugin, &eval.context_for(0..0), &[&empty.chunk(0..0)], 0)
@@ -405,15 +439,19 @@ mod tests {
                 message: message.clone(),
                 event: event.clone(),
             };
+            let params = params_bytes(&inputs.params).unwrap();
+            // docs/ABI.md §5: `{"days":30}` as a `Value`: Object of one, "days", Int 30 as a
+            // zigzag varint (the context writes its length, 9, before it).
+            assert_eq!(params, b"\x06\x01\x04days\x02\x3c");
             for reasons in [true, false] {
-                let (head, tail) = context(&inputs, reasons);
+                let (head, tail) = context(&inputs, &params, reasons);
                 for count in [0u32, 1, 127, 128, 300_000] {
                     let mut pieces = head.clone();
                     pieces = postcard::to_extend(&count, pieces).unwrap();
                     pieces.extend_from_slice(&tail);
                     let whole = CallContext {
                         default_tz: inputs.default_tz.clone(),
-                        params: inputs.params.clone(),
+                        params: params.clone(),
                         reasons,
                         inputs: vec![CallInputs {
                             count,

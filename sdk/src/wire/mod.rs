@@ -134,8 +134,10 @@ pub const fn same_name(a: &str, b: &str) -> bool {
 pub struct CallContext {
     /// The company's default IANA time zone.
     pub default_tz: String,
-    /// The plugin's parameters as JSON text (`{}` for the defaults).
-    pub params: String,
+    /// The plugin's parameters: a [`Value`](crate::value::Value) in postcard, as a byte string
+    /// of its own ([`params_bytes`]; an empty object for the defaults). The host reads the
+    /// caller's JSON, so a plugin needs no JSON parser.
+    pub params: Vec<u8>,
     /// Whether the answers carry reasons: `false` when the output shows none (CSV or Parquet
     /// answers, a send list), and the plugin leaves them out.
     pub reasons: bool,
@@ -143,6 +145,11 @@ pub struct CallContext {
     /// first `count` customers take the first run, the next `count` the second, …; the counts
     /// add up to the chunk's customers.
     pub inputs: Vec<CallInputs>,
+}
+
+/// Parameters as a call context carries them ([`CallContext::params`]).
+pub fn params_bytes(params: &crate::value::Value) -> Vec<u8> {
+    postcard::to_allocvec(params).expect("encoding into a Vec cannot fail")
 }
 
 /// What a run of consecutive customers of a call is evaluated with.
