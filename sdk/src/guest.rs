@@ -19,6 +19,7 @@ const _: () = assert!(crate::wire::same_name(crate::wire::IMPORT_MODULE, "regua"
 const _: () = assert!(crate::wire::same_name(crate::wire::LOG.name, "log"));
 const _: () = assert!(crate::wire::same_name(crate::wire::ITEM.name, "item"));
 const _: () = assert!(crate::wire::same_name(crate::wire::PANIC.name, "panic"));
+const _: () = assert!(crate::wire::same_name(crate::wire::ZONE.name, "zone"));
 
 #[cfg(target_arch = "wasm32")]
 mod host {
@@ -30,6 +31,30 @@ mod host {
         pub fn item(index: u32);
         #[link_name = "panic"]
         pub fn panic(ptr: *const u8, len: usize);
+        #[link_name = "zone"]
+        pub fn zone(name: *const u8, name_len: usize, out: *mut u8, out_cap: usize) -> i32;
+    }
+}
+
+/// The time zone `name` from the host's database (`regua.zone`): its canonical name and its
+/// TZif data, or `None` if the host knows no such zone.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn zone(name: &str) -> Option<(String, Vec<u8>)> {
+    let mut out = vec![0u8; 4096];
+    loop {
+        // SAFETY: the host reads `name` and writes at most `out.len()` bytes into `out`.
+        let len = unsafe { host::zone(name.as_ptr(), name.len(), out.as_mut_ptr(), out.len()) };
+        let len = usize::try_from(len).ok()?;
+        if len > out.len() {
+            out.resize(len, 0);
+            continue;
+        }
+        out.truncate(len);
+        let (&n, rest) = out.split_first()?;
+        let canonical = std::str::from_utf8(rest.get(..n as usize)?)
+            .ok()?
+            .to_owned();
+        return Some((canonical, rest[n as usize..].to_vec()));
     }
 }
 

@@ -360,17 +360,40 @@ impl<'de> Deserialize<'de> for Date {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+fn lookup(name: &str) -> Option<jiff::tz::TimeZone> {
+    jiff::tz::db().get(name).ok()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn lookup(name: &str) -> Option<jiff::tz::TimeZone> {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    thread_local! {
+        /// The zones asked for so far (an instance lives for one call).
+        static KNOWN: RefCell<BTreeMap<String, Option<jiff::tz::TimeZone>>> =
+            const { RefCell::new(BTreeMap::new()) };
+    }
+    if let Some(known) = KNOWN.with(|k| k.borrow().get(name).cloned()) {
+        return known;
+    }
+    let zone = crate::guest::zone(name)
+        .and_then(|(canonical, tzif)| jiff::tz::TimeZone::tzif(&canonical, &tzif).ok());
+    KNOWN.with(|k| k.borrow_mut().insert(name.to_owned(), zone.clone()));
+    zone
+}
+
 /// An IANA time zone, with its daylight-saving rules.
 #[derive(Clone, PartialEq)]
 pub struct Zone(pub jiff::tz::TimeZone);
 
 impl Zone {
-    /// Looks up an IANA zone name such as `America/Sao_Paulo`.
+    /// Looks up an IANA zone name such as `America/Sao_Paulo` (in any case). In a plugin the
+    /// host's database answers (`regua.zone`, docs/ABI.md §4), each zone once per call.
     pub fn get(name: &str) -> Result<Zone, TimeError> {
-        jiff::tz::db()
-            .get(name)
+        lookup(name)
             .map(Zone)
-            .map_err(|_| TimeError(format!("`{name}` is not an IANA time zone name")))
+            .ok_or_else(|| TimeError(format!("`{name}` is not an IANA time zone name")))
     }
 
     /// UTC.

@@ -5,6 +5,7 @@
 ;; `regua_metadata` and `regua_evaluate`, usually `$metadata` and `$answer`.
   (import "regua" "item" (func $item (param i32)))
   (import "regua" "log" (func $log (param i32 i32 i32)))
+  (import "regua" "zone" (func $zone (param i32 i32 i32 i32) (result i32)))
   (@custom "regua-abi" "\03\00\00\00\01")
   (memory (export "memory") 4)
   (data (i32.const 16) "{\"name\":\"@NAME@\",\"kind\":\"segment\",\"version\":\"1\",\"description\":\"hand-written hostile plugin\",\"abi\":3,\"params\":{}}\00")

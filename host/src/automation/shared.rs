@@ -391,7 +391,7 @@ mod tests {
         held_rx.recv().unwrap();
         let (read_tx, read_rx) = std::sync::mpsc::channel();
         let reading = shared.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let access: &dyn Access = reading.as_ref();
             let clock = access
                 .read(|store| Ok(store.customer("a")?.and_then(|s| s.clock)))
@@ -405,6 +405,7 @@ mod tests {
         );
         done_tx.send(()).unwrap();
         holder.join().unwrap();
+        reader.join().unwrap();
 
         // The readers close before the store's own connection, which removes the log.
         drop(shared);

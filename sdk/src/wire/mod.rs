@@ -75,8 +75,18 @@ pub const PANIC: AbiFunction = AbiFunction {
     params: &[I32, I32],
     results: &[],
 };
+/// `regua.zone(name_ptr, name_len, out_ptr, out_cap) -> len`: the IANA time zone named by the
+/// UTF-8 at `name_ptr` (any case), from the host's time-zone database, written at `out_ptr` if
+/// it fits in `out_cap` bytes: one byte with the length of the zone's canonical name, that name,
+/// then the zone's TZif data. Answers the length of all that (written or not), or -1 when the
+/// database has no such zone. A plugin needs no time-zone database of its own.
+pub const ZONE: AbiFunction = AbiFunction {
+    name: "zone",
+    params: &[I32, I32, I32, I32],
+    results: &[I32],
+};
 /// Every function the host provides; a plugin may import nothing else.
-pub const HOST_FUNCTIONS: [AbiFunction; 3] = [LOG, ITEM, PANIC];
+pub const HOST_FUNCTIONS: [AbiFunction; 4] = [LOG, ITEM, PANIC, ZONE];
 
 /// The plugin's one memory, exported under this name.
 pub const MEMORY: &str = "memory";

@@ -894,3 +894,31 @@ fn a_plugin_sees_no_member_it_did_not_declare() {
     let id = run("{\"id\":\"SECRET-2\"}");
     assert_eq!(id["results"]["wat-members"]["match"], true, "{id}");
 }
+
+/// `regua.zone` answers as docs/ABI.md §4 says to a plugin that asks without the SDK (a
+/// length without room, nothing written one byte short, the canonical name and TZif data with
+/// room, -1 for no zone or a name too long), and a name or buffer outside the plugin's memory
+/// fails that plugin alone, naming the misuse.
+#[test]
+fn the_zone_import_answers_as_documented_and_refuses_memory_it_does_not_own() {
+    let (status, lines, err) = cli_batch(&["wat-good", "wat-zone"], &[]);
+    assert!(status.success(), "{err}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["results"]["wat-zone"]["match"], true, "{line}");
+    }
+    for (plugin, cause) in [
+        (
+            "wat-zone-bad-name",
+            "regua.zone with a name outside its memory",
+        ),
+        (
+            "wat-zone-bad-buffer",
+            "regua.zone with a buffer outside its memory",
+        ),
+    ] {
+        let (status, lines, err) = cli_batch(&["wat-good", plugin], &[]);
+        assert!(status.success(), "{err}");
+        assert_good_complete_bad_failed(&lines, "wat-good", plugin, cause);
+    }
+}

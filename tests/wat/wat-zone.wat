@@ -1,0 +1,36 @@
+;; Asks the host's zone database (`regua.zone`, docs/ABI.md §4) as a plugin written without the
+;; SDK would, and traps unless every answer is the documented one; then answers every customer.
+  (data (i32.const 4096) "America/Sao_Paulo")
+  (data (i32.const 4128) "Nowhere/Land")
+  (data (i32.const 4160) "america/sao_paulo")
+  (func (export "regua_metadata") (result i64) (call $metadata))
+  (func (export "regua_evaluate") (param i32 i32 i32 i32) (result i64)
+    (local $len i32) (local $out i32)
+    ;; No room: the length, nothing written.
+    (local.set $len (call $zone (i32.const 4096) (i32.const 17) (i32.const 0) (i32.const 0)))
+    (if (i32.le_s (local.get $len) (i32.const 22)) (then unreachable))
+    (local.set $out (call $alloc (local.get $len)))
+    ;; Any case; one byte short of room still writes nothing.
+    (i32.store8 (local.get $out) (i32.const 99))
+    (if (i32.ne (call $zone (i32.const 4160) (i32.const 17) (local.get $out)
+                            (i32.sub (local.get $len) (i32.const 1)))
+                (local.get $len))
+      (then unreachable))
+    (if (i32.ne (i32.load8_u (local.get $out)) (i32.const 99)) (then unreachable))
+    ;; Room: the canonical name's length, the name ("Amer…"), then TZif data ("TZif").
+    (if (i32.ne (call $zone (i32.const 4160) (i32.const 17) (local.get $out) (local.get $len))
+                (local.get $len))
+      (then unreachable))
+    (if (i32.ne (i32.load8_u (local.get $out)) (i32.const 17)) (then unreachable))
+    (if (i32.ne (i32.load (i32.add (local.get $out) (i32.const 1))) (i32.const 0x72656d41))
+      (then unreachable))
+    (if (i32.ne (i32.load (i32.add (local.get $out) (i32.const 18))) (i32.const 0x66695a54))
+      (then unreachable))
+    ;; No such zone; a name longer than any zone's.
+    (if (i32.ne (call $zone (i32.const 4128) (i32.const 12) (local.get $out) (local.get $len))
+                (i32.const -1))
+      (then unreachable))
+    (if (i32.ne (call $zone (i32.const 4096) (i32.const 100000) (local.get $out) (local.get $len))
+                (i32.const -1))
+      (then unreachable))
+    (call $answer (local.get 2)))
