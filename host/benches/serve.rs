@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p regua-host --bench serve` (optionally `-- 20000` for the request count).
 //!
-//! The service runs in-process on 127.0.0.1:0 with the `rfm` plugin; the load generator is a set
+//! The service runs in-process on 127.0.0.1:0 with the `rfm` plugin (and reloads `standard-rest`
+//! and `sequence`, the largest examples); the load generator is a set
 //! of keep-alive HTTP clients in the same process, so both share the machine's two cores, as a
 //! sender beside the service would.
 
@@ -36,7 +37,11 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
     regua_host::authoring::build::build(
-        &[root.join("plugins/rfm"), root.join("plugins/standard-rest")],
+        &[
+            root.join("plugins/rfm"),
+            root.join("plugins/standard-rest"),
+            root.join("plugins/sequence"),
+        ],
         dir.path(),
         Some(&root.join("target/bench-plugins/target")),
     )
@@ -48,7 +53,7 @@ fn main() {
     let engine = Engine::new(Limits::default()).unwrap();
     let baseline = engine.clone().baseline_only().unwrap();
     let mut loads = Vec::new();
-    for name in ["rfm", "standard-rest"] {
+    for name in ["rfm", "standard-rest", "sequence"] {
         let bytes = std::fs::read(dir.path().join(format!("{name}.wasm"))).unwrap();
         let time = |engine: &Engine| {
             let mut t: Vec<Duration> = (0..5)
@@ -140,13 +145,13 @@ fn main() {
         http.sort();
 
         // Reload: from a new build landing in the folder to the first answer it gives, for a small
-        // plugin and for the largest example (its time-zone code makes it four times bigger).
+        // plugin and for the largest examples (a rest policy and a journey with time zones).
         let mut reloads = Vec::new();
-        for name in ["rfm", "standard-rest"] {
+        for name in ["rfm", "standard-rest", "sequence"] {
             let path = dir.path().join(format!("{name}.wasm"));
             let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let url = url.replace("/rfm/", &format!("/{name}/"));
-            let body = if name == "rfm" {
+            let body = if name != "standard-rest" {
                 body.clone()
             } else {
                 body.replace(r#""now""#, r#""message":{"channel":"email","category":"transactional"},"now""#)
