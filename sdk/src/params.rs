@@ -516,49 +516,28 @@ impl List {
     }
 }
 
-impl ser::SerializeSeq for List {
-    type Ok = Value;
-    type Error = ParamsError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ParamsError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, ParamsError> {
-        Ok(self.done())
-    }
+/// serde's four list-shaped writers, which differ only in the name of the method adding one.
+macro_rules! list_writers {
+    ($($shape:ident :: $add:ident),*) => {$(
+        impl ser::$shape for List {
+            type Ok = Value;
+            type Error = ParamsError;
+            fn $add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ParamsError> {
+                self.push(value)
+            }
+            fn end(self) -> Result<Value, ParamsError> {
+                Ok(self.done())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for List {
-    type Ok = Value;
-    type Error = ParamsError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ParamsError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, ParamsError> {
-        Ok(self.done())
-    }
-}
-
-impl ser::SerializeTupleStruct for List {
-    type Ok = Value;
-    type Error = ParamsError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ParamsError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, ParamsError> {
-        Ok(self.done())
-    }
-}
-
-impl ser::SerializeTupleVariant for List {
-    type Ok = Value;
-    type Error = ParamsError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ParamsError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, ParamsError> {
-        Ok(self.done())
-    }
-}
+list_writers!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl Object {
     fn member<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), ParamsError> {
@@ -595,35 +574,27 @@ impl ser::SerializeMap for Object {
     }
 }
 
-impl ser::SerializeStruct for Object {
-    type Ok = Value;
-    type Error = ParamsError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), ParamsError> {
-        self.member(key, value)
-    }
-    fn end(self) -> Result<Value, ParamsError> {
-        Ok(self.done())
-    }
+/// serde's two struct-shaped writers, alike.
+macro_rules! struct_writers {
+    ($($shape:ident),*) => {$(
+        impl ser::$shape for Object {
+            type Ok = Value;
+            type Error = ParamsError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), ParamsError> {
+                self.member(key, value)
+            }
+            fn end(self) -> Result<Value, ParamsError> {
+                Ok(self.done())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Object {
-    type Ok = Value;
-    type Error = ParamsError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), ParamsError> {
-        self.member(key, value)
-    }
-    fn end(self) -> Result<Value, ParamsError> {
-        Ok(self.done())
-    }
-}
+struct_writers!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
