@@ -231,6 +231,8 @@ fn run<P: Params, O: Serialize + Explained>(
         ));
     }
     let mut out = AnswerWriter::with_capacity(chunk.len());
+    // Reasons written with `because!` are not even formatted when the call wants none.
+    let _explaining = crate::outcome::Explaining::set(call.reasons);
     let mut runs = call
         .inputs
         .iter()

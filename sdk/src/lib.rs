@@ -59,11 +59,13 @@ pub mod prelude {
         Action, Category, Channel, ConsentStatus, Context, Customer, Date, Decision, Duration,
         Error, Event, EventView, Field, JourneyOutcome, JourneyRule, JourneyState, JourneyStatus,
         Match, Message, NoParams, QuietHours, Record, RestPolicy, Result, Segment, Timestamp,
-        TransactionView, Value, Verdict, Window, Zone, ZoneSource, export_journey, export_rest,
-        export_segment,
+        TransactionView, Value, Verdict, Window, Zone, ZoneSource, because, explaining,
+        export_journey, export_rest, export_segment,
     };
     pub use serde::{Deserialize, Serialize};
 }
+
+pub use outcome::explaining;
 
 /// Sends a log line to the host, which records it under the plugin's name.
 pub fn log(message: &str) {

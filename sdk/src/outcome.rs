@@ -5,6 +5,55 @@ use serde::{Deserialize, Serialize};
 use crate::record::{Category, Channel, JourneyState};
 use crate::time::Timestamp;
 
+thread_local! {
+    static EXPLAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Whether the answers being worked out show their reasons: `false` when the call's output has
+/// no room for them (CSV or Parquet answers, a send list; docs/ABI.md §5 `reasons`), and the SDK
+/// leaves them out of the answers anyway. Always `true` outside a plugin call (a rule's tests).
+/// [`because!`](crate::because) asks it, so a rule need not.
+pub fn explaining() -> bool {
+    EXPLAINING.with(|e| e.get())
+}
+
+/// Sets [`explaining`] for one call; the previous value comes back when this goes.
+pub(crate) struct Explaining(bool);
+
+impl Explaining {
+    pub(crate) fn set(on: bool) -> Explaining {
+        Explaining(EXPLAINING.with(|e| e.replace(on)))
+    }
+}
+
+impl Drop for Explaining {
+    fn drop(&mut self) {
+        EXPLAINING.with(|e| e.set(self.0));
+    }
+}
+
+/// A reason, as `format!` writes it, formatted only when the answer shows reasons
+/// ([`explaining`](crate::explaining)); otherwise an empty text that the answer leaves out.
+/// Write it wherever a reason or a note would be `format!`ted, so an answer without reasons
+/// costs no formatting and gives the same reasons when they are shown:
+///
+/// ```
+/// # use regua_sdk::{Match, because};
+/// let days = 42;
+/// let m = Match::when(days > 30, because!("last purchase {days} days ago"));
+/// assert_eq!(m.reasons, ["last purchase 42 days ago"]);
+/// ```
+#[macro_export]
+macro_rules! because {
+    ($($arg:tt)*) => {
+        if $crate::explaining() {
+            ::std::format!($($arg)*)
+        } else {
+            ::std::string::String::new()
+        }
+    };
+}
+
 /// A segment's answer: in or out, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Match {

@@ -329,7 +329,7 @@ impl Segment for Rule {
         let n = c.purchases(ctx.now).filter(|t| t.at().within_last(window, ctx.now)).count();
         Ok(Match::when(
             n >= ctx.params.min_purchases,
-            format!("{n} purchases in the last {} days", ctx.params.days),
+            because!("{n} purchases in the last {} days", ctx.params.days),
         ))
     }
 }

@@ -36,7 +36,7 @@ impl Segment for AppNotActivated {
     fn evaluate(c: &Customer, ctx: &Context<'_, Params>) -> Result<Match> {
         let p = ctx.params;
         if let Some(e) = c.first_event(&p.event, ctx.now) {
-            return Ok(Match::no(format!("app activated at {}", e.at())));
+            return Ok(Match::no(because!("app activated at {}", e.at())));
         }
         let Some(first) = c.first_contact(&p.channels, ctx.now) else {
             return Ok(Match::no("never contacted on those channels"));
@@ -44,7 +44,7 @@ impl Segment for AppNotActivated {
         let deadline = first.at + Duration::hours(p.hours);
         Ok(Match::when(
             ctx.now >= deadline,
-            format!(
+            because!(
                 "first contact by {} at {}; not activated{}",
                 first.channel,
                 first.at,

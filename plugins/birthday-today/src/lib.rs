@@ -19,10 +19,10 @@ impl Segment for BirthdayToday {
         let zone_name = zone.name().unwrap_or("?");
         let mut m = Match::when(
             birthday.is_anniversary_on(today),
-            format!("born {birthday}; today is {today} in {zone_name}"),
+            because!("born {birthday}; today is {today} in {zone_name}"),
         );
         if source != ZoneSource::Customer {
-            m = m.and(format!(
+            m = m.and(because!(
                 "customer has no usable time zone: used the company default {zone_name}"
             ));
         }

@@ -35,9 +35,9 @@ impl Segment for CrossSell {
             c.profile().in_business_unit(&p.to),
         );
         Ok(match (in_from, in_to) {
-            (true, false) => Match::yes(format!("in `{}`, not yet in `{}`", p.from, p.to)),
-            (false, _) => Match::no(format!("not in `{}`", p.from)),
-            (true, true) => Match::no(format!("already in `{}`", p.to)),
+            (true, false) => Match::yes(because!("in `{}`, not yet in `{}`", p.from, p.to)),
+            (false, _) => Match::no(because!("not in `{}`", p.from)),
+            (true, true) => Match::no(because!("already in `{}`", p.to)),
         })
     }
 }

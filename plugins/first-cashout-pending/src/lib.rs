@@ -35,9 +35,9 @@ impl Segment for FirstCashoutPending {
             return Ok(Match::no("no cash-in yet"));
         };
         if let Some(out) = c.transactions_of(kind::CASHOUT, ctx.now).find(of_unit) {
-            return Ok(Match::no(format!("cashed out on {}", out.at())));
+            return Ok(Match::no(because!("cashed out on {}", out.at())));
         }
-        Ok(Match::yes(format!(
+        Ok(Match::yes(because!(
             "first cash-in of {} on {}, never cashed out",
             first_in.money(),
             first_in.at()

@@ -30,7 +30,7 @@ impl Segment for FunnelStage {
             None => Match::no("no funnel stage on record"),
             Some(stage) => Match::when(
                 ctx.params.stages.iter().any(|s| s == stage),
-                format!("funnel stage `{stage}`"),
+                because!("funnel stage `{stage}`"),
             ),
         })
     }

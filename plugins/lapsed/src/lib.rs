@@ -32,7 +32,7 @@ impl Segment for Lapsed {
         let limit = Duration::days(ctx.params.days);
         Ok(Match::when(
             idle > limit,
-            format!("last purchase {} ago (limit {limit})", idle_text(idle)),
+            because!("last purchase {} ago (limit {limit})", idle_text(idle)),
         ))
     }
 }

@@ -39,7 +39,7 @@ impl RestPolicy for PromoPerUnit {
         }
         let Some(unit) = m.tags.iter().find(|t| t.starts_with(&p.tag_prefix)) else {
             return Ok(
-                Decision::allow().note(format!("message has no `{}<unit>` tag", p.tag_prefix))
+                Decision::allow().note(because!("message has no `{}<unit>` tag", p.tag_prefix))
             );
         };
         let mut sent: Vec<Timestamp> = c
@@ -57,7 +57,7 @@ impl RestPolicy for PromoPerUnit {
         sent.sort();
         let retry = (p.max > 0).then(|| sent[sent.len() - p.max] + p.window);
         Ok(
-            Decision::deny("promo-per-unit", "UNIT_PROMO_CAP", retry).note(format!(
+            Decision::deny("promo-per-unit", "UNIT_PROMO_CAP", retry).note(because!(
                 "{} promotion(s) from `{unit}` in the last {}",
                 sent.len(),
                 p.window

@@ -46,9 +46,9 @@ impl Segment for RfmSegmentRule {
         let segment = rfm.segment();
         Ok(Match::when(
             segment == ctx.params.segment,
-            format!("R{} F{} M{}", rfm.r, rfm.f, rfm.m),
+            because!("R{} F{} M{}", rfm.r, rfm.f, rfm.m),
         )
-        .and(format!(
+        .and(because!(
             "last purchase {} days ago, {} purchase{}, {} in all",
             rfm.recency_days,
             rfm.frequency,
@@ -58,7 +58,7 @@ impl Segment for RfmSegmentRule {
                 None => format!("{:.2} summed across currencies", rfm.monetary),
             }
         ))
-        .and(format!("segment {}", segment.name())))
+        .and(because!("segment {}", segment.name())))
     }
 }
 

@@ -370,10 +370,9 @@ impl RestPolicy for StandardRest {
                 break;
             };
             if until > ctx.now + p.horizon {
-                decision = Decision::deny("horizon", "NO_SLOT_WITHIN_HORIZON", None).note(format!(
-                    "deferred past the {} horizon, to {until}",
-                    p.horizon
-                ));
+                decision = Decision::deny("horizon", "NO_SLOT_WITHIN_HORIZON", None).note(
+                    because!("deferred past the {} horizon, to {until}", p.horizon),
+                );
                 break;
             }
             let again = decide_at(&p.rules, &env, until)?;
@@ -389,10 +388,10 @@ impl RestPolicy for StandardRest {
         match source {
             ZoneSource::Customer => {}
             ZoneSource::DefaultMissing => {
-                decision = decision.note(format!("customer has no time zone: used {default_tz}"))
+                decision = decision.note(because!("customer has no time zone: used {default_tz}"))
             }
             ZoneSource::DefaultUnknown => {
-                decision = decision.note(format!(
+                decision = decision.note(because!(
                     "customer time zone `{}` is unknown: used {default_tz}",
                     c.tz().unwrap_or_default()
                 ))

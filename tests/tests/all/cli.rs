@@ -206,6 +206,52 @@ fn batch_writes_csv_with_a_column_per_plugin() {
     assert!(row(3)[4].contains("earlier line"), "{:?}", row(3));
 }
 
+/// A reason written with `because!` is not even worked out when the output shows no reasons
+/// (CSV), and is when it does (NDJSON): the hostile plugin's reason panics as it is formatted.
+#[test]
+fn reasons_are_worked_out_only_for_outputs_that_show_them() {
+    let hostile = wasm("hostile");
+    let run = |format: &str| {
+        let args = [
+            "batch",
+            "--format",
+            format,
+            "-p",
+            hostile.to_str().unwrap(),
+            "--params",
+            r#"{"mode":"costly_reason"}"#,
+            "-i",
+            "-",
+            "--now",
+            "2025-03-11T12:00:00Z",
+        ];
+        regua(&args, "{\"id\":\"bad-1\"}\n{\"id\":\"bad-2\"}\n")
+    };
+    let out = run("csv");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut reader = csv::Reader::from_reader(&out.stdout[..]);
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(rows, [["1", "bad-1", "true", ""], ["2", "bad-2", "true", ""]]);
+    let out = run("ndjson");
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (line, id) in lines.iter().zip(["bad-1", "bad-2"]) {
+        let error = line["results"]["hostile"]["error"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            error.contains(&format!("formatted the reason for {id}")),
+            "{line}"
+        );
+    }
+}
+
 #[test]
 fn batch_refuses_bad_parameters_before_reading_input() {
     let out = regua(

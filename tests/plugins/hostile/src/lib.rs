@@ -36,6 +36,9 @@ pub enum Mode {
     /// Read parts it does not declare: the amount of each transaction (it declares only their
     /// `at`), then the contacts.
     Undeclared,
+    /// Answer with a reason whose formatting panics: fine when the output shows no reasons
+    /// (`because!` then formats nothing), a failure when it does.
+    CostlyReason,
 }
 
 /// Parameters.
@@ -68,6 +71,11 @@ thread_local! {
 /// Recurses until the stack runs out: that is the point.
 #[inline(never)]
 #[allow(unconditional_recursion)]
+/// A reason too costly to work out: it panics.
+fn costly(id: &str) -> String {
+    panic!("formatted the reason for {id}")
+}
+
 fn recurse(n: u64, sink: &mut [u64; 16]) -> u64 {
     sink[(n % 16) as usize] = n;
     let mut local = *sink;
@@ -117,6 +125,7 @@ impl Segment for Hostile {
             Mode::Flood => Ok(Match::yes("x".repeat(1 << 20))),
             Mode::Remember => Ok(Match::yes(format!("call {calls}"))),
             Mode::Fail => Err(Error::new(format!("cannot judge customer {}", c.id()))),
+            Mode::CostlyReason => Ok(Match::yes(because!("{}", costly(c.id())))),
             Mode::Leak => Ok(Match::yes(format!("previous customer: [{previous}]"))),
             Mode::Undeclared => {
                 let spent: f64 = c.transactions().map(|t| t.amount()).sum();
