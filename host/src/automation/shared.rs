@@ -47,11 +47,11 @@ impl dyn Access + '_ {
         let mut f = Some(f);
         let mut out = None;
         self.reading(&mut |store| {
-            let f = f.take().expect("`with` runs its function once");
+            let f = f.take().expect("`reading` runs its function once");
             out = Some(f(store)?);
             Ok(())
         })?;
-        Ok(out.expect("`with` ran its function"))
+        Ok(out.expect("`reading` ran its function"))
     }
 }
 
@@ -154,8 +154,8 @@ struct Claims {
     exclusive: bool,
 }
 
-/// A store shared by threads: locked for each use, with claims on the customers and input ids
-/// being decided.
+/// A store shared by threads: locked for each commit (and each use outside the steps), read
+/// through connections of its own, with claims on the customers and input ids being decided.
 pub struct Shared {
     /// Connections for reads ([`Store::reader`]) not in use. Before `store`: they close
     /// first, so the store's own connection is the last (SQLite folds its log in then).
