@@ -154,13 +154,7 @@ pub fn metadata<P: Params>(
 /// Reads parameters given as JSON text over the rule's defaults, as a call reads them (a
 /// rule's tests use it; a plugin itself receives them already read, [`call_params`]).
 pub fn parse_params<P: Params>(json: &str) -> Result<P, Error> {
-    let json = json.trim();
-    if json.is_empty() || json == "null" {
-        return Ok(P::default());
-    }
-    let value: Value = crate::json::from_str(json, None)
-        .map_err(|e| Error::new(format!("invalid params: {e}")))?;
-    read_params(value)
+    read_params(crate::params::from_json(json).map_err(Error::new)?)
 }
 
 /// Reads a call's parameters (docs/ABI.md §5: a `Value` in postcard) over the rule's defaults.

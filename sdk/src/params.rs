@@ -67,6 +67,16 @@ impl ser::Error for ParamsError {
     }
 }
 
+/// Parameters given as JSON text, as a `Value` (`Null` when the text is empty), or why they are
+/// not JSON: ``invalid params: …`` with the parser's line and column. The host reads a caller's
+/// parameters with it; a rule's tests do too ([`crate::guest::parse_params`]).
+pub fn from_json(text: &str) -> Result<Value, String> {
+    match text.trim() {
+        "" => Ok(Value::Null),
+        text => crate::json::from_str(text, None).map_err(|e| format!("invalid params: {e}")),
+    }
+}
+
 /// Reads `value` as a `T`, as JSON text of the same value would read.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ParamsError> {
     T::deserialize(Reader(value))

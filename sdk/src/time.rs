@@ -389,7 +389,7 @@ pub struct Zone(pub jiff::tz::TimeZone);
 
 impl Zone {
     /// Looks up an IANA zone name such as `America/Sao_Paulo` (in any case). In a plugin the
-    /// host's database answers (`regua.zone`, docs/ABI.md §4), each zone once per call.
+    /// host's database answers (`regua.zone`, docs/ABI.md §3), each zone once per call.
     pub fn get(name: &str) -> Result<Zone, TimeError> {
         lookup(name)
             .map(Zone)

@@ -1,4 +1,4 @@
-;; Asks the host's zone database (`regua.zone`, docs/ABI.md §4) as a plugin written without the
+;; Asks the host's zone database (`regua.zone`, docs/ABI.md §3) as a plugin written without the
 ;; SDK would, and traps unless every answer is the documented one; then answers every customer.
   (data (i32.const 4096) "America/Sao_Paulo")
   (data (i32.const 4128) "Nowhere/Land")

@@ -302,7 +302,7 @@ fn log(caller: &mut Caller<'_, StoreState>, level: u32, ptr: u32, len: u32) {
 /// Longest zone name `regua.zone` looks up, in bytes (the longest IANA name is 32).
 const MAX_ZONE_NAME: u32 = 64;
 
-/// `regua.zone(name_ptr, name_len, out_ptr, out_cap)` (docs/ABI.md §4): the zone's canonical
+/// `regua.zone(name_ptr, name_len, out_ptr, out_cap)` (docs/ABI.md §3): the zone's canonical
 /// name and TZif data from the bundled database, written if they fit; their length, or -1.
 /// A name or buffer outside the plugin's memory is a misuse that ends the call.
 fn zone(

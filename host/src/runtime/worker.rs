@@ -59,8 +59,6 @@ pub struct Evaluation {
     ctx: (Vec<u8>, Vec<u8>),
     /// The parameters as the context carries them (read from the caller's JSON).
     params: Vec<u8>,
-    /// Why the caller's parameters are refused before any call (they are not JSON).
-    bad_params: Option<CallError>,
     inputs: Inputs,
     reasons: bool,
     /// Each customer's own instant and triggering event, in the order of the batches it is
@@ -80,11 +78,11 @@ impl Evaluation {
             });
         }
         // Parameters that are not JSON are refused here, as the plugin refuses ones it does
-        // not accept: every customer gets the error.
-        let (params, bad_params) = match params_bytes(&inputs.params) {
-            Ok(bytes) => (bytes, None),
+        // not accept: the check fails, and every customer gets the error.
+        let (value, failed_check) = match regua_sdk::params::from_json(&inputs.params) {
+            Ok(value) => (value, None),
             Err(message) => (
-                wire::params_bytes(&regua_sdk::Value::Null),
+                regua_sdk::Value::Null,
                 Some(CallError::Refused {
                     plugin: plugin.name().to_owned(),
                     version: plugin.version.clone(),
@@ -92,12 +90,12 @@ impl Evaluation {
                 }),
             ),
         };
+        let params = wire::params_bytes(&value);
         Ok(Evaluation {
             plugin,
             ctx: context(inputs, &params, true),
             params,
-            failed_check: bad_params.clone(),
-            bad_params,
+            failed_check,
             inputs: inputs.clone(),
             reasons: true,
             each: None,
@@ -187,18 +185,6 @@ fn context(inputs: &Inputs, params: &[u8], reasons: bool) -> (Vec<u8>, Vec<u8>) 
     )
 }
 
-/// The caller's parameters (JSON text; empty or `null` for the defaults) as a call carries
-/// them, or why they are not JSON.
-fn params_bytes(json: &str) -> Result<Vec<u8>, String> {
-    let json = json.trim();
-    let value = match json {
-        "" => regua_sdk::Value::Null,
-        _ => regua_sdk::json::from_str::<regua_sdk::Value>(json, None)
-            .map_err(|e| format!("invalid params: {e}"))?,
-    };
-    Ok(wire::params_bytes(&value))
-}
-
 /// A call's answers, each with the bytes it took.
 type Sized = Result<Vec<(Result<Outcome, String>, usize)>, String>;
 
@@ -267,7 +253,8 @@ impl Worker {
             version: plugin.version.clone(),
             message,
         };
-        if let Some(e) = &eval.bad_params {
+        // A check already failed (parameters that are not JSON) stays failed.
+        if let Some(e) = &eval.failed_check {
             return Err(e.clone());
         }
         let empty = EncodedBatch::reading(regua_sdk::Fields::of(&plugin.meta.reads));
@@ -439,7 +426,7 @@ mod tests {
                 message: message.clone(),
                 event: event.clone(),
             };
-            let params = params_bytes(&inputs.params).unwrap();
+            let params = wire::params_bytes(&regua_sdk::params::from_json(&inputs.params).unwrap());
             // docs/ABI.md §5: `{"days":30}` as a `Value`: Object of one, "days", Int 30 as a
             // zigzag varint (the context writes its length, 9, before it).
             assert_eq!(params, b"\x06\x01\x04days\x02\x3c");

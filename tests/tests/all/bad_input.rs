@@ -227,3 +227,41 @@ fn chunk_of(lines: usize) -> regua_host::pipeline::evaluator::Chunking {
         ..Default::default()
     }
 }
+
+/// Parameters reach a plugin as a value the host read from the caller's JSON (docs/ABI.md §5):
+/// text that is not JSON is refused by the host with the parser's words, and a value of the
+/// wrong type by the plugin, naming the field; either way the check fails before any line, and
+/// a plugin beside it still answers every line.
+#[test]
+fn parameters_that_are_not_json_or_not_the_rules_are_refused_naming_where() {
+    let engine = engine();
+    let lapsed = load(&engine, "lapsed");
+    for (params, wanted) in [
+        (
+            r#"{"days":"#,
+            "invalid params: field `days`: EOF while parsing a value at line 1 column 8",
+        ),
+        (
+            r#"{"days":"many"}"#,
+            "invalid params: field `days`: invalid type: string \"many\", expected i64",
+        ),
+    ] {
+        let bad = eval(&lapsed, params);
+        let mut worker = regua_host::Worker::new();
+        let err = worker.check(&bad).unwrap_err().to_string();
+        assert!(
+            err.starts_with("plugin `lapsed` version ") && err.contains(wanted),
+            "{params}: {err}"
+        );
+        let good = eval(&load(&engine, "rfm"), "{}");
+        let (lines, _) = run_batch(&[good, bad], "{\"id\":\"c-1\"}\n{\"id\":\"c-2\"}\n", 1);
+        assert_eq!(lines.len(), 2);
+        for line in &lines {
+            assert!(line["results"]["rfm"]["match"].is_boolean(), "{line}");
+            let error = line["results"]["lapsed"]["error"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(error.contains(wanted), "{params}: {line}");
+        }
+    }
+}

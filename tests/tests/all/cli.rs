@@ -234,7 +234,10 @@ fn reasons_are_worked_out_only_for_outputs_that_show_them() {
         .records()
         .map(|r| r.unwrap().iter().map(str::to_owned).collect())
         .collect();
-    assert_eq!(rows, [["1", "bad-1", "true", ""], ["2", "bad-2", "true", ""]]);
+    assert_eq!(
+        rows,
+        [["1", "bad-1", "true", ""], ["2", "bad-2", "true", ""]]
+    );
     let out = run("ndjson");
     let lines: Vec<serde_json::Value> = text(&out.stdout)
         .lines()

@@ -895,7 +895,7 @@ fn a_plugin_sees_no_member_it_did_not_declare() {
     assert_eq!(id["results"]["wat-members"]["match"], true, "{id}");
 }
 
-/// `regua.zone` answers as docs/ABI.md §4 says to a plugin that asks without the SDK (a
+/// `regua.zone` answers as docs/ABI.md §3 says to a plugin that asks without the SDK (a
 /// length without room, nothing written one byte short, the canonical name and TZif data with
 /// room, -1 for no zone or a name too long), and a name or buffer outside the plugin's memory
 /// fails that plugin alone, naming the misuse.
