@@ -15,7 +15,9 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use regua_host::pipeline::batch::{self, BatchOptions, Plugins};
 use regua_host::pipeline::evaluator::{Evaluator, Input, LineRead};
 use regua_host::pipeline::{columnar, output};
-use regua_host::{Engine as HostEngine, Evaluation, Inputs, Limits, Plugin, RecordResult, Worker};
+use regua_host::{
+    EncodedBatch, Engine as HostEngine, Evaluation, Inputs, Limits, Plugin, RecordResult, Worker,
+};
 use regua_sdk::Timestamp;
 
 /// Engines and compiled plugins, kept for the life of the process: a Spark executor makes an
@@ -243,10 +245,11 @@ impl Engine {
         let answers = py.detach(|| -> PyResult<RecordBatch> {
             let mut worker = Worker::new();
             let plugins = self.checked(evals, &mut worker)?;
-            let (customers, rows) = columnar::read_record_batch(&batch, first_row, plugins.reads())
+            let mut customers = plugins.batch();
+            let rows = columnar::fill_record_batch(&batch, first_row, &mut customers)
                 .map_err(|e| value_error(format!("{e:#}")))?;
             let results: Vec<Vec<RecordResult>> = plugins
-                .evaluate(&mut worker, &customers)
+                .evaluate_batch(&mut worker, &customers)
                 .into_iter()
                 .map(|r| r.unwrap_or_else(|e| vec![Err(e.to_string()); customers.len()]))
                 .collect();
@@ -308,7 +311,7 @@ impl Engine {
 /// The answer columns: `id`, one JSON column per plugin, `error`.
 fn answer_batch(
     plugins: &[Arc<Plugin>],
-    customers: &[regua_sdk::Record],
+    customers: &EncodedBatch,
     rows: &[LineRead],
     results: &[Vec<RecordResult>],
 ) -> RecordBatch {
@@ -318,7 +321,7 @@ fn answer_batch(
     for row in rows {
         match row {
             LineRead::Record(i) => {
-                ids.push(Some(customers[*i].id.clone()));
+                ids.push(Some(customers.id(*i).to_owned()));
                 errors.push(None);
                 for (column, (plugin, results)) in
                     answers.iter_mut().zip(plugins.iter().zip(results))

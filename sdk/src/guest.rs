@@ -388,7 +388,7 @@ mod tests {
             w.push(&r);
         }
         let mut chunk = Vec::new();
-        w.write(0..3, &mut chunk);
+        w.write(0..3, Fields::all(), &mut chunk);
         // b's inbound: one entry whose channel (its first byte, after the count) is no channel.
         let at = chunk
             .windows(2)
@@ -420,7 +420,7 @@ mod tests {
             w.push(&record(id));
         }
         let mut chunk = Vec::new();
-        w.write(0..3, &mut chunk);
+        w.write(0..3, Fields::all(), &mut chunk);
         let now = |runs: &[(u32, i64)]| {
             let out =
                 run::<NoParams, i64>(("now", &[]), &context(runs), &chunk, |_, inputs, cx| {

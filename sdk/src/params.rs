@@ -338,7 +338,7 @@ impl<'de> de::VariantAccess<'de> for Payload {
     type Error = ParamsError;
 
     fn unit_variant(self) -> Result<(), ParamsError> {
-        self.read(|r| de::Deserialize::deserialize(r))
+        self.read(de::Deserialize::deserialize)
     }
 
     fn newtype_variant_seed<T: de::DeserializeSeed<'de>>(

@@ -750,6 +750,15 @@ impl Fields {
         }
     }
 
+    /// Whether everything `other` reads, this reads too.
+    pub fn covers(self, other: Fields) -> bool {
+        other.touched & !self.touched == 0
+            && Field::ALL
+                .iter()
+                .chain(MEMBERS)
+                .all(|f| !other.reads(*f) || self.reads(*f))
+    }
+
     /// Whether every part is read whole.
     pub fn is_all(self) -> bool {
         Field::ALL.iter().all(|f| self.has(*f))

@@ -78,18 +78,15 @@ pub struct LineDone {
 }
 
 /// Plugins evaluated side by side over the same records. Each record is read once, for what
-/// the plugins read between them, and encoded once for each set of parts some plugin reads, so
-/// a plugin decodes only its own parts.
+/// the plugins read between them, and held once as the columns of a chunk, from which each plugin
+/// gets only what it declares.
 #[derive(Debug)]
 pub struct Plugins {
     evals: Vec<Evaluation>,
-    /// What is read of each record.
+    /// What is read of each record (the plugins' reads, and what the log keeps).
     reads: Fields,
-    /// The distinct declarations (parts and members), one encoding each (at least one, so ids
-    /// go through).
-    sets: Vec<Fields>,
-    /// For each evaluation, its set.
-    set_of: Vec<usize>,
+    /// What the plugins read between them: what their chunk holds.
+    holds: Fields,
     /// Where each answer is logged as a decision, with the `now` of the call.
     log: Option<(Arc<dyn Recorder>, regua_sdk::Timestamp)>,
 }
@@ -97,32 +94,13 @@ pub struct Plugins {
 impl Plugins {
     /// The plan for `evals`.
     pub fn new(evals: Vec<Evaluation>) -> Plugins {
-        let reads_of = |e: &Evaluation| Fields::of(&e.plugin.meta.reads);
-        let reads = evals
+        let holds = evals
             .iter()
-            .fold(Fields::default(), |all, e| all.union(reads_of(e)));
-        let mut sets = vec![];
-        let set_of = evals
-            .iter()
-            .map(|e| {
-                // Exactly what the plugin declared, members included: a plugin never sees a
-                // member another plugin of the batch reads. Plugins that declare the same
-                // share one encoding.
-                let fields = reads_of(e);
-                sets.iter().position(|s| *s == fields).unwrap_or_else(|| {
-                    sets.push(fields);
-                    sets.len() - 1
-                })
-            })
-            .collect();
-        if sets.is_empty() {
-            sets.push(reads);
-        }
+            .fold(Fields::default(), |all, e| all.union(e.plugin.fields()));
         Plugins {
             evals,
-            reads,
-            sets,
-            set_of,
+            reads: holds,
+            holds,
             log: None,
         }
     }
@@ -161,19 +139,26 @@ impl Plugins {
         worker: &mut Worker,
         customers: &[Record],
     ) -> Vec<Result<Vec<RecordResult>, CallError>> {
-        let batches: Vec<EncodedBatch> = self
-            .sets
-            .iter()
-            .map(|fields| {
-                let mut batch = EncodedBatch::reading(*fields);
-                customers.iter().for_each(|c| batch.push(c));
-                batch
-            })
-            .collect();
+        let mut batch = self.batch();
+        customers.iter().for_each(|c| batch.push(c));
+        self.evaluate_batch(worker, &batch)
+    }
+
+    /// An empty chunk holding what these plugins read, to fill with [`EncodedBatch::push`] or
+    /// straight from columns.
+    pub fn batch(&self) -> EncodedBatch {
+        EncodedBatch::reading(self.holds)
+    }
+
+    /// Every plugin over the customers of `batch` ([`Plugins::batch`]).
+    pub fn evaluate_batch(
+        &self,
+        worker: &mut Worker,
+        batch: &EncodedBatch,
+    ) -> Vec<Result<Vec<RecordResult>, CallError>> {
         self.evals
             .iter()
-            .zip(&self.set_of)
-            .map(|(eval, set)| worker.evaluate(eval, &batches[*set]))
+            .map(|eval| worker.evaluate(eval, batch))
             .collect()
     }
 
@@ -196,21 +181,28 @@ impl Plugins {
 /// Reads, evaluates and writes one chunk: the batch's part of the [`Evaluator`].
 pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: Format) -> Done {
     let evals = plugins.evals();
-    let (mut customers, mut reads) = chunk.read(plugins.reads());
-    if let Some((log, _)) = &plugins.log {
-        log.refuse_oversized(&mut customers, &mut reads);
-    }
+    let mut batch = plugins.batch();
+    // The log keeps each customer's input as a record; without one, no record is built.
+    let (customers, reads) = match &plugins.log {
+        Some((log, _)) => {
+            let (mut customers, mut reads) = chunk.read(plugins.reads());
+            log.refuse_oversized(&mut customers, &mut reads);
+            customers.iter().for_each(|c| batch.push(c));
+            (customers, reads)
+        }
+        None => (Vec::new(), chunk.fill(&mut batch)),
+    };
     let mut results: Vec<Vec<RecordResult>> = plugins
-        .evaluate(worker, &customers)
+        .evaluate_batch(worker, &batch)
         .into_iter()
-        .map(|r| r.unwrap_or_else(|e| vec![Err(e.to_string()); customers.len()]))
+        .map(|r| r.unwrap_or_else(|e| vec![Err(e.to_string()); batch.len()]))
         .collect();
     let mut done = Done {
         first_line: chunk.first_line,
         out: Vec::with_capacity(chunk.len() * 256),
         lines: Vec::with_capacity(chunk.len()),
         ids: String::new(),
-        classes: Vec::with_capacity(customers.len() * evals.len()),
+        classes: Vec::with_capacity(batch.len() * evals.len()),
         bytes: chunk.bytes(),
         log: Vec::new(),
     };
@@ -219,7 +211,7 @@ pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: For
         let line = chunk.first_line + offset as u64;
         let id = match read {
             LineRead::Record(i) => {
-                let id = customers[*i].id.as_str();
+                let id = batch.id(*i);
                 for r in &mut results {
                     done.classes.push(Class::of(&r[*i]));
                     // In a batch, a plugin's failure also names the input line.

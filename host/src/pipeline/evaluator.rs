@@ -30,6 +30,7 @@ use crate::pipeline::columnar::{ColumnarInput, Unit};
 pub use crate::pipeline::pool::Panicked;
 use crate::pipeline::pool::Pool;
 use crate::pipeline::record::salvage_id;
+use crate::runtime::chunk::EncodedBatch;
 use crate::runtime::worker::Worker;
 
 /// How a stream is cut into chunks.
@@ -102,8 +103,29 @@ impl Chunk {
             return input.read(unit);
         }
         let mut customers = Vec::with_capacity(self.ends.len());
-        let lines = self
-            .lines()
+        let lines = self.each_record(reads, |c| {
+            customers.push(c);
+            customers.len() - 1
+        });
+        (customers, lines)
+    }
+
+    /// [`Chunk::read`] into the columns of `batch`, for what it holds: from a columnar file
+    /// without building records, from NDJSON a record at a time (none kept).
+    pub fn fill(&self, batch: &mut EncodedBatch) -> Vec<LineRead> {
+        if let Some((input, unit)) = &self.unit {
+            return input.fill(unit, batch);
+        }
+        self.each_record(batch.fields(), |c| {
+            batch.push(&c);
+            batch.len() - 1
+        })
+    }
+
+    /// Reads every line as a record for `reads`, hands each valid one to `add` (which says
+    /// where it went), and says for each line where its record went or why it has none.
+    fn each_record(&self, reads: Fields, mut add: impl FnMut(Record) -> usize) -> Vec<LineRead> {
+        self.lines()
             .enumerate()
             .map(|(i, line)| {
                 if self.oversized.contains(&i) {
@@ -114,15 +136,11 @@ impl Chunk {
                     return LineRead::Bad(None, error);
                 }
                 match regua_sdk::record::parse_customer_reading(line, reads) {
-                    Ok(c) => {
-                        customers.push(c);
-                        LineRead::Record(customers.len() - 1)
-                    }
+                    Ok(c) => LineRead::Record(add(c)),
                     Err(e) => LineRead::Bad(salvage_id(line), e),
                 }
             })
-            .collect();
-        (customers, lines)
+            .collect()
     }
 }
 

@@ -1,22 +1,21 @@
-//! A chunk of customers in the ABI's layout (docs/ABI.md §8.1), written once and handed to any
-//! number of plugins, whole or in sub-ranges. It belongs with the ABI, below the pipeline that
-//! fills it and the worker that hands it to plugins.
+//! A chunk of customers in the ABI's layout (docs/ABI.md §8.1), filled once with what a pass's
+//! plugins read between them and handed to each plugin with only what it declares, whole or in
+//! sub-ranges. It belongs with the ABI, below the pipeline that fills it and the worker that
+//! hands it to plugins.
 
-use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
-use regua_sdk::wire::ChunkWriter;
+use regua_sdk::wire::{ChunkWriter, Row};
 use regua_sdk::{Fields, Record};
 
-/// Customers written once as the columns of a chunk for plugins that read the same fields,
+/// Customers held once as the columns of a chunk for plugins that read `fields` between them,
 /// ready to hand to any number of them, whole or in sub-ranges.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EncodedBatch {
     writer: ChunkWriter,
-    ids: Vec<String>,
-    /// The chunk of every customer, written at its first use.
-    whole: OnceLock<Vec<u8>>,
+    /// The chunk of every customer for each declaration asked for, written at its first use.
+    whole: Mutex<Vec<(Fields, Arc<Vec<u8>>)>>,
 }
 
 impl Default for EncodedBatch {
@@ -31,50 +30,71 @@ impl EncodedBatch {
         EncodedBatch::reading(Fields::all())
     }
 
-    /// An empty batch for plugins that read only `fields`: the parts and members they do not
-    /// read are written empty.
+    /// An empty batch for plugins that read, between them, only `fields`: the rest of each
+    /// customer is not held.
     pub fn reading(fields: Fields) -> Self {
         EncodedBatch {
             writer: ChunkWriter::new(fields),
-            ids: Vec::new(),
-            whole: OnceLock::new(),
+            whole: Mutex::new(Vec::new()),
         }
     }
 
     /// Adds a customer.
     pub fn push(&mut self, customer: &Record) {
-        self.whole = OnceLock::new();
+        self.whole.get_mut().expect("not poisoned").clear();
         self.writer.push(customer);
-        self.ids.push(customer.id.clone());
+    }
+
+    /// Adds the customer `id` whose parts `fill` gives, or nothing when it fails
+    /// ([`ChunkWriter::push_with`]): how readers of columns add customers without records.
+    pub fn push_with<E>(
+        &mut self,
+        id: &str,
+        tz: Option<&str>,
+        fill: impl FnOnce(&mut Row<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.whole.get_mut().expect("not poisoned").clear();
+        self.writer.push_with(id, tz, fill)
+    }
+
+    /// What is held of each customer.
+    pub fn fields(&self) -> Fields {
+        self.writer.fields()
     }
 
     /// Number of customers.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.writer.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.writer.is_empty()
     }
 
     /// The id of customer `i`.
     pub fn id(&self, i: usize) -> &str {
-        &self.ids[i]
+        self.writer.id(i)
     }
 
-    /// The chunk of the customers `range`: the whole batch's is written once and kept, a
-    /// sub-range's (after a trap) is written for the call.
-    pub(crate) fn chunk(&self, range: Range<usize>) -> Cow<'_, [u8]> {
-        if range == (0..self.len()) {
-            return Cow::Borrowed(self.whole.get_or_init(|| {
-                let mut out = Vec::new();
-                self.writer.write(range, &mut out);
-                out
-            }));
+    /// The chunk of the customers `range` for a plugin that reads `fields`: the whole batch's is
+    /// written once per declaration and kept, a sub-range's (after a trap) is written for the
+    /// call.
+    pub(crate) fn chunk(&self, fields: Fields, range: Range<usize>) -> Arc<Vec<u8>> {
+        let write = || {
+            let mut out = Vec::new();
+            self.writer.write(range.clone(), fields, &mut out);
+            Arc::new(out)
+        };
+        if range != (0..self.len()) {
+            return write();
         }
-        let mut out = Vec::new();
-        self.writer.write(range, &mut out);
-        Cow::Owned(out)
+        let mut whole = self.whole.lock().expect("not poisoned");
+        if let Some((_, chunk)) = whole.iter().find(|(f, _)| *f == fields) {
+            return chunk.clone();
+        }
+        let chunk = write();
+        whole.push((fields, chunk.clone()));
+        chunk
     }
 }

@@ -85,6 +85,11 @@ impl Plugin {
         &self.meta.name
     }
 
+    /// What the plugin declares it reads of a customer.
+    pub fn fields(&self) -> regua_sdk::Fields {
+        regua_sdk::Fields::of(&self.meta.reads)
+    }
+
     /// The plugin's kind.
     pub fn kind(&self) -> Kind {
         self.meta.kind

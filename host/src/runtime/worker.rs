@@ -257,9 +257,10 @@ impl Worker {
         if let Some(e) = &eval.failed_check {
             return Err(e.clone());
         }
-        let empty = EncodedBatch::reading(regua_sdk::Fields::of(&plugin.meta.reads));
+        let fields = plugin.fields();
+        let empty = EncodedBatch::reading(fields).chunk(fields, 0..0);
         let raw = self
-            .call(plugin, &eval.context_for(0..0), &[&empty.chunk(0..0)], 0)
+            .call(plugin, &eval.context_for(0..0), &[&empty], 0)
             .map_err(|f| failed(f.cause))?;
         match decode(plugin.kind(), &raw) {
             Ok(Ok(items)) if items.is_empty() => Ok(()),
@@ -304,7 +305,7 @@ impl Worker {
             return Err(e.clone());
         }
         let plugin = &*eval.plugin;
-        let n = batch.len();
+        let (n, fields) = (batch.len(), plugin.fields());
         let _span = tracing::debug_span!(
             "plugin_call",
             plugin = plugin.name(),
@@ -323,7 +324,7 @@ impl Worker {
             if lo >= hi {
                 continue;
             }
-            let chunk = batch.chunk(lo..hi);
+            let chunk = batch.chunk(fields, lo..hi);
             let failed = |cause: &str, i: usize| {
                 format!(
                     "plugin `{}` version {} failed on customer `{}`: {cause}",

@@ -19,7 +19,8 @@ use crate::time::Timestamp;
 
 mod record;
 pub use record::{
-    ChunkView, ChunkWriter, LayoutError, RecordView, encode_customer, encode_customer_reading,
+    ChunkView, ChunkWriter, LayoutError, RecordView, Row, TransactionRef, encode_customer,
+    encode_customer_reading,
 };
 pub(crate) use record::{Events, Transactions};
 

@@ -1,8 +1,9 @@
 //! A chunk of customers as it crosses the ABI (version 3), and its reading in place.
 //!
-//! The host writes each chunk once per evaluation ([`ChunkWriter`]) for every set of fields
-//! its plugins declare; every plugin of the pass reading the same fields gets the same bytes in
-//! its memory, and reads them where they lie through a [`ChunkView`]: every part is a column
+//! The host fills one [`ChunkWriter`] per chunk of customers with what its plugins read
+//! between them, and writes from it, for each plugin, the chunk of only what that plugin
+//! declares; plugins declaring the same get the same bytes in their memory, and read them where
+//! they lie through a [`ChunkView`]: every part is a column
 //! over the chunk's customers (Arrow's physical layout: fixed-width values back to back,
 //! strings as offsets into one buffer, lists as offsets into child columns), so a rule that
 //! reads `t.amount()` loads eight bytes, and nothing is allocated per transaction or event.
@@ -108,7 +109,7 @@ fn put_u32(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(&n.to_le_bytes());
 }
 
-fn put_postcard<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
+fn put_postcard<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let taken = std::mem::take(out);
     *out = postcard::to_extend(value, taken).expect("encoding into a Vec cannot fail");
 }
@@ -159,6 +160,15 @@ impl BinColumn {
         }
         self.ends.push(self.bytes.len());
     }
+    /// Ends a value with whatever bytes were appended since the last one.
+    fn close(&mut self) {
+        self.ends.push(self.bytes.len());
+    }
+    /// Keeps the first `rows` values.
+    fn truncate(&mut self, rows: usize) {
+        self.ends.0.truncate(rows);
+        self.bytes.truncate(self.ends.start(rows));
+    }
     fn write(&self, range: &Range<usize>, out: &mut Vec<u8>) {
         self.ends.write(range, out);
         out.extend_from_slice(&self.bytes[self.ends.rows(range)]);
@@ -177,28 +187,93 @@ impl OptColumn {
         self.present.push(u8::from(value.is_some()));
         self.values.push(value.unwrap_or("").as_bytes());
     }
+    fn truncate(&mut self, rows: usize) {
+        self.present.truncate(rows);
+        self.values.truncate(rows);
+    }
     fn write(&self, range: &Range<usize>, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.present[range.clone()]);
         self.values.write(range, out);
     }
 }
 
+/// Writes `values[range]`, or as many zeros when the member is not read.
 fn put_fixed<T: Copy, const N: usize>(
     out: &mut Vec<u8>,
     values: &[T],
     range: Range<usize>,
+    on: bool,
     le: fn(T) -> [u8; N],
 ) {
+    if !on {
+        out.resize(out.len() + range.len() * N, 0);
+        return;
+    }
     for &v in &values[range] {
         out.extend_from_slice(&le(v));
     }
 }
 
-/// Customers written as the columns of a chunk (docs/ABI.md §8.1) for plugins that read only
-/// `fields`: the parts they do not read are written empty, and so are the members of
-/// transactions and events they do not read. This is the one place a record is cut to what its
-/// rules read; the rules' reads are checked against the same declaration by
-/// [`crate::Customer`]. Any range of the customers pushed is written as a chunk of its own.
+/// Writes `n` empty values of a `Str`/`Bin` column.
+fn put_empty(out: &mut Vec<u8>, n: usize) {
+    out.resize(out.len() + 4 * (n + 1), 0);
+}
+
+/// One transaction as a reader holds it, borrowed: what [`Row::transaction`] takes, so a reader
+/// of columns or text writes a chunk without building a [`Transaction`] first.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TransactionRef<'a> {
+    /// See [`Transaction::id`].
+    pub id: &'a str,
+    /// See [`Transaction::at`].
+    pub at: Timestamp,
+    /// See [`Transaction::kind`].
+    pub kind: &'a str,
+    /// See [`Transaction::amount`].
+    pub amount: f64,
+    /// See [`Transaction::currency`].
+    pub currency: &'a str,
+    /// See [`Transaction::business_unit`].
+    pub business_unit: Option<&'a str>,
+    /// See [`Transaction::category`].
+    pub category: Option<&'a str>,
+}
+
+impl<'a> From<&'a Transaction> for TransactionRef<'a> {
+    fn from(t: &'a Transaction) -> Self {
+        TransactionRef {
+            id: &t.id,
+            at: t.at,
+            kind: &t.kind,
+            amount: t.amount,
+            currency: &t.currency,
+            business_unit: t.business_unit.as_deref(),
+            category: t.category.as_deref(),
+        }
+    }
+}
+
+impl From<TransactionRef<'_>> for Transaction {
+    fn from(t: TransactionRef<'_>) -> Self {
+        Transaction {
+            id: t.id.to_owned(),
+            at: t.at,
+            kind: t.kind.to_owned(),
+            amount: t.amount,
+            currency: t.currency.to_owned(),
+            business_unit: t.business_unit.map(str::to_owned),
+            category: t.category.map(str::to_owned),
+        }
+    }
+}
+
+/// Customers written as the columns of a chunk (docs/ABI.md §8.1). The writer holds the parts
+/// and members of `fields` (what every plugin of a pass reads, between them) and writes, for each
+/// plugin, a chunk with only what that plugin declares: the parts it does not read are written
+/// empty, and so are the members of transactions and events it does not read. This is the one
+/// place a record is cut to what its rules read; the rules' reads are checked against the same
+/// declaration by [`crate::Customer`]. Any range of the customers pushed is written as a chunk
+/// of its own.
 #[derive(Clone, Debug)]
 pub struct ChunkWriter {
     fields: Fields,
@@ -224,8 +299,126 @@ pub struct ChunkWriter {
     journeys: BinColumn,
 }
 
+/// A customer being added to a [`ChunkWriter`] part by part ([`ChunkWriter::push_with`]), for
+/// readers that hold columns or text rather than records. A part or member the writer does not
+/// hold is skipped; a part left out is empty. Each part other than transactions and events is
+/// given at most once (a second is ignored).
+pub struct Row<'w> {
+    w: &'w mut ChunkWriter,
+    /// Bits of the small parts given so far.
+    given: u8,
+}
+
+const PROFILE: u8 = 1;
+const CONSENTS: u8 = 2;
+const INBOUND: u8 = 4;
+const CONTACTS: u8 = 8;
+const JOURNEYS: u8 = 16;
+
+impl Row<'_> {
+    /// Appends a small part's postcard value (nothing when `empty`) unless the writer does not
+    /// hold `part` or it was given already.
+    fn small<T: Serialize + ?Sized>(&mut self, bit: u8, part: Field, empty: bool, value: &T) {
+        if self.given & bit != 0 || !self.w.fields.contains(part) {
+            return;
+        }
+        self.given |= bit;
+        if !empty {
+            let column = match bit {
+                PROFILE => &mut self.w.profile,
+                CONSENTS => &mut self.w.consents,
+                INBOUND => &mut self.w.inbound,
+                CONTACTS => &mut self.w.contacts,
+                _ => &mut self.w.journeys,
+            };
+            put_postcard(&mut column.bytes, value);
+        }
+    }
+
+    /// The customer's profile.
+    pub fn profile(&mut self, p: &Profile) {
+        self.small(PROFILE, Field::Profile, *p == Profile::default(), p);
+    }
+
+    /// The customer's consents.
+    pub fn consents(&mut self, c: &Consents) {
+        self.small(CONSENTS, Field::Consents, c.is_empty(), c);
+    }
+
+    /// The customer's inbound messages.
+    pub fn inbound(&mut self, inbound: &[Inbound]) {
+        self.small(INBOUND, Field::Inbound, inbound.is_empty(), inbound);
+    }
+
+    /// The contacts made with the customer.
+    pub fn contacts(&mut self, contacts: &[Contact]) {
+        if self.w.fields.contains(Field::Contacts) {
+            let wire: Vec<WireContact> = contacts.iter().map(WireContact::from).collect();
+            self.small(CONTACTS, Field::Contacts, wire.is_empty(), &wire);
+        }
+    }
+
+    /// The customer's journeys.
+    pub fn journeys(&mut self, journeys: &[JourneyState]) {
+        self.small(JOURNEYS, Field::Journeys, journeys.is_empty(), journeys);
+    }
+
+    /// The customer's next transaction.
+    pub fn transaction(&mut self, t: TransactionRef<'_>) {
+        let w = &mut *self.w;
+        let fields = w.fields;
+        if !fields.contains(Field::Transactions) {
+            return;
+        }
+        let r = |m| fields.reads(m);
+        fn text(on: bool, s: &str) -> &[u8] {
+            if on { s.as_bytes() } else { &[] }
+        }
+        w.t_at.push(if r(Field::TransactionAt) {
+            t.at.as_millis()
+        } else {
+            0
+        });
+        w.t_amount.push(if r(Field::TransactionAmount) {
+            t.amount
+        } else {
+            0.0
+        });
+        w.t_id.push(text(r(Field::TransactionId), t.id));
+        w.t_kind.push(text(r(Field::TransactionKind), t.kind));
+        w.t_currency
+            .push(text(r(Field::TransactionCurrency), t.currency));
+        w.t_business_unit.push(
+            t.business_unit
+                .filter(|_| r(Field::TransactionBusinessUnit)),
+        );
+        w.t_category
+            .push(t.category.filter(|_| r(Field::TransactionCategory)));
+    }
+
+    /// The customer's next event.
+    pub fn event(&mut self, at: Timestamp, name: &str, props: &Value) {
+        let w = &mut *self.w;
+        let fields = w.fields;
+        if !fields.contains(Field::Events) {
+            return;
+        }
+        let r = |m| fields.reads(m);
+        w.e_at
+            .push(if r(Field::EventAt) { at.as_millis() } else { 0 });
+        w.e_name.push(if r(Field::EventName) {
+            name.as_bytes()
+        } else {
+            &[]
+        });
+        let null = Value::Null;
+        w.e_props
+            .push_postcard(false, if r(Field::EventProps) { props } else { &null });
+    }
+}
+
 impl ChunkWriter {
-    /// No customers yet, for plugins that read `fields`.
+    /// No customers yet, holding what plugins that read `fields` between them read.
     pub fn new(fields: Fields) -> Self {
         ChunkWriter {
             fields,
@@ -252,6 +445,11 @@ impl ChunkWriter {
         }
     }
 
+    /// What the writer holds of each customer.
+    pub fn fields(&self) -> Fields {
+        self.fields
+    }
+
     /// The customers pushed so far.
     pub fn len(&self) -> usize {
         self.len
@@ -262,102 +460,190 @@ impl ChunkWriter {
         self.len == 0
     }
 
-    /// Adds a customer.
-    pub fn push(&mut self, c: &Record) {
-        let fields = self.fields;
-        let keep = |f| fields.contains(f);
-        let r = |m| fields.reads(m);
-        self.len += 1;
-        self.id.push(c.id.as_bytes());
-        self.tz.push(c.tz.as_deref());
-        let p = &c.profile;
-        let off = |part| !keep(part);
-        self.profile
-            .push_postcard(off(Field::Profile) || *p == Profile::default(), p);
-        self.consents
-            .push_postcard(off(Field::Consents) || c.consents.is_empty(), &c.consents);
-
-        if keep(Field::Transactions) {
-            let (at, amount) = (r(Field::TransactionAt), r(Field::TransactionAmount));
-            let (id, kind, currency) = (
-                r(Field::TransactionId),
-                r(Field::TransactionKind),
-                r(Field::TransactionCurrency),
-            );
-            let (unit, category) = (
-                r(Field::TransactionBusinessUnit),
-                r(Field::TransactionCategory),
-            );
-            fn text(on: bool, s: &str) -> &[u8] {
-                if on { s.as_bytes() } else { &[] }
-            }
-            for t in &c.transactions {
-                self.t_at.push(if at { t.at.as_millis() } else { 0 });
-                self.t_amount.push(if amount { t.amount } else { 0.0 });
-                self.t_id.push(text(id, &t.id));
-                self.t_kind.push(text(kind, &t.kind));
-                self.t_currency.push(text(currency, &t.currency));
-                self.t_business_unit
-                    .push(t.business_unit.as_deref().filter(|_| unit));
-                self.t_category
-                    .push(t.category.as_deref().filter(|_| category));
-            }
-        }
-        self.transactions.push(self.t_at.len());
-
-        if keep(Field::Events) {
-            let (at, name, props) = (r(Field::EventAt), r(Field::EventName), r(Field::EventProps));
-            for e in &c.events {
-                self.e_at.push(if at { e.at.as_millis() } else { 0 });
-                self.e_name
-                    .push(if name { e.name.as_bytes() } else { &[][..] });
-                let empty = Value::Null;
-                self.e_props
-                    .push_postcard(false, if props { &e.props } else { &empty });
-            }
-        }
-        self.events.push(self.e_at.len());
-
-        self.inbound
-            .push_postcard(off(Field::Inbound) || c.inbound.is_empty(), &c.inbound);
-        let contacts: Vec<WireContact> = c.contacts.iter().map(WireContact::from).collect();
-        self.contacts
-            .push_postcard(off(Field::Contacts) || contacts.is_empty(), &contacts);
-        self.journeys
-            .push_postcard(off(Field::Journeys) || c.journeys.is_empty(), &c.journeys);
+    /// The id of customer `i`.
+    pub fn id(&self, i: usize) -> &str {
+        let bytes = &self.id.bytes[self.id.ends.start(i)..self.id.ends.start(i + 1)];
+        std::str::from_utf8(bytes).expect("ids are pushed as text")
     }
 
-    /// Appends the chunk of the customers `range` (indices of [`ChunkWriter::push`] order).
-    pub fn write(&self, range: Range<usize>, out: &mut Vec<u8>) {
+    /// Adds a customer.
+    pub fn push(&mut self, c: &Record) {
+        let filled: Result<(), std::convert::Infallible> =
+            self.push_with(&c.id, c.tz.as_deref(), |row| {
+                row.profile(&c.profile);
+                row.consents(&c.consents);
+                for t in &c.transactions {
+                    row.transaction(t.into());
+                }
+                for e in &c.events {
+                    row.event(e.at, &e.name, &e.props);
+                }
+                row.inbound(&c.inbound);
+                row.contacts(&c.contacts);
+                row.journeys(&c.journeys);
+                Ok(())
+            });
+        let Ok(()) = filled;
+    }
+
+    /// Adds the customer `id` (zone `tz`) whose parts `fill` gives, or, when `fill` fails,
+    /// nothing at all: whatever it gave is taken back.
+    pub fn push_with<E>(
+        &mut self,
+        id: &str,
+        tz: Option<&str>,
+        fill: impl FnOnce(&mut Row<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut row = Row { w: self, given: 0 };
+        if let Err(e) = fill(&mut row) {
+            self.take_back();
+            return Err(e);
+        }
+        self.len += 1;
+        self.id.push(id.as_bytes());
+        self.tz.push(tz);
+        for column in [
+            &mut self.profile,
+            &mut self.consents,
+            &mut self.inbound,
+            &mut self.contacts,
+            &mut self.journeys,
+        ] {
+            column.close();
+        }
+        self.transactions.push(self.t_at.len());
+        self.events.push(self.e_at.len());
+        Ok(())
+    }
+
+    /// Drops what a failed [`ChunkWriter::push_with`] appended after the last customer.
+    fn take_back(&mut self) {
+        let len = self.len;
+        for column in [
+            &mut self.profile,
+            &mut self.consents,
+            &mut self.inbound,
+            &mut self.contacts,
+            &mut self.journeys,
+        ] {
+            column.truncate(len);
+        }
+        let rows = self.transactions.start(len);
+        self.t_at.truncate(rows);
+        self.t_amount.truncate(rows);
+        for column in [&mut self.t_id, &mut self.t_kind, &mut self.t_currency] {
+            column.truncate(rows);
+        }
+        self.t_business_unit.truncate(rows);
+        self.t_category.truncate(rows);
+        let rows = self.events.start(len);
+        self.e_at.truncate(rows);
+        self.e_name.truncate(rows);
+        self.e_props.truncate(rows);
+    }
+
+    /// Appends the chunk of the customers `range` (indices of [`ChunkWriter::push`] order) for
+    /// plugins that read `fields`, which the writer must hold.
+    pub fn write(&self, range: Range<usize>, fields: Fields, out: &mut Vec<u8>) {
         assert!(range.end <= self.len, "a range of the customers pushed");
+        assert!(
+            self.fields.covers(fields),
+            "a chunk of fields the writer holds"
+        );
         let range = &range;
-        put_u32(out, range.len());
+        let n = range.len();
+        let part = |f| fields.contains(f);
+        let member = |m| fields.reads(m);
+        let bin = |column: &BinColumn, on: bool, rows: &Range<usize>, out: &mut Vec<u8>| {
+            if on {
+                column.write(rows, out)
+            } else {
+                put_empty(out, rows.len())
+            }
+        };
+        let opt = |column: &OptColumn, on: bool, rows: &Range<usize>, out: &mut Vec<u8>| {
+            if on {
+                column.write(rows, out)
+            } else {
+                out.resize(out.len() + rows.len(), 0);
+                put_empty(out, rows.len());
+            }
+        };
+        put_u32(out, n);
         self.id.write(range, out);
         self.tz.write(range, out);
-        self.profile.write(range, out);
-        self.consents.write(range, out);
+        bin(&self.profile, part(Field::Profile), range, out);
+        bin(&self.consents, part(Field::Consents), range, out);
 
-        self.transactions.write(range, out);
-        let rows = self.transactions.rows(range);
-        put_fixed(out, &self.t_at, rows.clone(), i64::to_le_bytes);
-        put_fixed(out, &self.t_amount, rows.clone(), f64::to_le_bytes);
+        let rows = match part(Field::Transactions) {
+            true => {
+                self.transactions.write(range, out);
+                self.transactions.rows(range)
+            }
+            false => {
+                put_empty(out, n);
+                0..0
+            }
+        };
+        put_fixed(
+            out,
+            &self.t_at,
+            rows.clone(),
+            member(Field::TransactionAt),
+            i64::to_le_bytes,
+        );
+        let amount = member(Field::TransactionAmount);
+        put_fixed(out, &self.t_amount, rows.clone(), amount, f64::to_le_bytes);
         let rows = &rows;
-        self.t_id.write(rows, out);
-        self.t_kind.write(rows, out);
-        self.t_currency.write(rows, out);
-        self.t_business_unit.write(rows, out);
-        self.t_category.write(rows, out);
+        bin(&self.t_id, member(Field::TransactionId), rows, out);
+        bin(&self.t_kind, member(Field::TransactionKind), rows, out);
+        bin(
+            &self.t_currency,
+            member(Field::TransactionCurrency),
+            rows,
+            out,
+        );
+        let unit = member(Field::TransactionBusinessUnit);
+        opt(&self.t_business_unit, unit, rows, out);
+        opt(
+            &self.t_category,
+            member(Field::TransactionCategory),
+            rows,
+            out,
+        );
 
-        self.events.write(range, out);
-        let rows = self.events.rows(range);
-        put_fixed(out, &self.e_at, rows.clone(), i64::to_le_bytes);
+        let rows = match part(Field::Events) {
+            true => {
+                self.events.write(range, out);
+                self.events.rows(range)
+            }
+            false => {
+                put_empty(out, n);
+                0..0
+            }
+        };
+        put_fixed(
+            out,
+            &self.e_at,
+            rows.clone(),
+            member(Field::EventAt),
+            i64::to_le_bytes,
+        );
         let rows = &rows;
-        self.e_name.write(rows, out);
-        self.e_props.write(rows, out);
+        bin(&self.e_name, member(Field::EventName), rows, out);
+        if member(Field::EventProps) {
+            self.e_props.write(rows, out);
+        } else {
+            // Each event's props, unread, is the value null.
+            let mut null = Vec::new();
+            put_postcard(&mut null, &Value::Null);
+            (0..=rows.len()).for_each(|k| put_u32(out, k * null.len()));
+            (0..rows.len()).for_each(|_| out.extend_from_slice(&null));
+        }
 
-        self.inbound.write(range, out);
-        self.contacts.write(range, out);
-        self.journeys.write(range, out);
+        bin(&self.inbound, part(Field::Inbound), range, out);
+        bin(&self.contacts, part(Field::Contacts), range, out);
+        bin(&self.journeys, part(Field::Journeys), range, out);
     }
 }
 
@@ -370,7 +656,7 @@ pub fn encode_customer(customer: &Record, out: &mut Vec<u8>) {
 pub fn encode_customer_reading(customer: &Record, fields: Fields, out: &mut Vec<u8>) {
     let mut w = ChunkWriter::new(fields);
     w.push(customer);
-    w.write(0..1, out);
+    w.write(0..1, fields, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -851,7 +1137,7 @@ mod tests {
         for lo in 0..=customers.len() {
             for hi in lo..=customers.len() {
                 let mut bytes = Vec::new();
-                w.write(lo..hi, &mut bytes);
+                w.write(lo..hi, Fields::all(), &mut bytes);
                 let chunk = ChunkView::read(&bytes).unwrap();
                 assert_eq!(chunk.len(), hi - lo);
                 for (i, want) in customers[lo..hi].iter().enumerate() {
@@ -860,6 +1146,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A writer holding every part writes, for plugins that read less, the same bytes as a
+    /// writer holding only what they read: one writer serves every plugin of a pass.
+    #[test]
+    fn a_chunk_for_some_fields_is_the_same_from_a_writer_holding_more() {
+        let c = example();
+        let mut plain = c.clone();
+        plain.id = "p".into();
+        plain.transactions.truncate(1);
+        plain.events.clear();
+        let customers = [c, Record::default(), plain];
+        let mut all = ChunkWriter::new(Fields::all());
+        customers.iter().for_each(|r| all.push(r));
+        let sets = [
+            Fields::default(),
+            Fields::of(&[Field::TransactionAt, Field::TransactionAmount]),
+            Fields::of(&[Field::TransactionKind, Field::EventName, Field::Profile]),
+            Fields::of(&[Field::Events, Field::TransactionBusinessUnit]),
+            Fields::of(&[
+                Field::Consents,
+                Field::Inbound,
+                Field::Contacts,
+                Field::Journeys,
+            ]),
+            Fields::all(),
+        ];
+        for fields in sets {
+            let mut own = ChunkWriter::new(fields);
+            customers.iter().for_each(|r| own.push(r));
+            for range in [0..3, 1..3, 0..1, 2..2] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                all.write(range.clone(), fields, &mut a);
+                own.write(range.clone(), fields, &mut b);
+                assert_eq!(a, b, "{fields:?} {range:?}");
+            }
+        }
+    }
+
+    /// A customer whose parts fail half-way leaves nothing behind: the chunk is as if it had
+    /// never been pushed.
+    #[test]
+    fn a_customer_that_fails_half_way_is_taken_back_whole() {
+        let c = example();
+        let mut w = ChunkWriter::new(Fields::all());
+        w.push(&c);
+        let failed = w.push_with("half", Some("UTC"), |row| {
+            row.profile(&c.profile);
+            row.contacts(&c.contacts);
+            row.transaction((&c.transactions[0]).into());
+            row.event(c.events[0].at, "x", &Value::Null);
+            Err("a bad cell")
+        });
+        assert_eq!(failed, Err("a bad cell"));
+        let mut other = c.clone();
+        other.id = "after".into();
+        w.push(&other);
+        let mut want = ChunkWriter::new(Fields::all());
+        want.push(&c);
+        want.push(&other);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        w.write(0..2, Fields::all(), &mut a);
+        want.write(0..2, Fields::all(), &mut b);
+        assert_eq!(a, b);
+        assert_eq!((w.len(), w.id(1)), (2, "after"));
     }
 
     #[test]
@@ -959,7 +1310,7 @@ mod tests {
         bad_journeys.id = "y".into();
         w.push(&bad_journeys);
         let mut b = Vec::new();
-        w.write(0..2, &mut b);
+        w.write(0..2, Fields::all(), &mut b);
         let last = b.len() - 1;
         b[last] = 0xff;
         let chunk = ChunkView::read(&b).unwrap();

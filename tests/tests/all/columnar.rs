@@ -258,6 +258,8 @@ fn a_bad_row_gets_an_error_line_naming_its_row_and_column_and_the_rest_is_answer
         r#"{"id":"  "}"#,
         r#"{"id":"tz-1","tz":"-03:00"}"#,
         r#"{"id":"at-1","transactions":[{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":1},{"id":"t2","at":null,"kind":"purchase","amount":1}]}"#,
+        // In the same row group as the row that failed half-way through its transactions.
+        r#"{"id":"ok-3","transactions":[{"id":"u","at":"2024-06-01T00:00:00Z","kind":"purchase","amount":9}]}"#,
         r#"{"id":"fax-1","contacts":[{"channel":"fax","at":"2025-01-01T00:00:00Z","category":"marketing"}]}"#,
         r#"{"id":"ok-2"}"#,
     ];
@@ -276,7 +278,7 @@ fn a_bad_row_gets_an_error_line_naming_its_row_and_column_and_the_rest_is_answer
         (3, "id", "is empty"),
         (4, "tz", "is not a time-zone name"),
         (5, "transactions[1].at", "is null"),
-        (6, "contacts[0].channel", "unknown channel `fax`"),
+        (7, "contacts[0].channel", "unknown channel `fax`"),
     ] {
         let e = error(row);
         assert!(
@@ -286,19 +288,26 @@ fn a_bad_row_gets_an_error_line_naming_its_row_and_column_and_the_rest_is_answer
         assert_eq!(lines[row - 1]["line"], row, "row {row}");
     }
     assert_eq!(lines[3]["id"], "tz-1", "the id is kept when it can be read");
-    for row in [1, 7] {
+    for row in [1, 6, 8] {
         assert!(
             lines[row - 1]["results"]["lapsed"].is_object(),
             "{}",
             lines[row - 1]
         );
     }
+    // Nothing of the row that failed half-way is left to the row after it: that row answers
+    // as it does alone, from NDJSON.
+    let alone = dir.path().join("ok-3.ndjson");
+    std::fs::write(&alone, format!("{}\n", rows[5])).unwrap();
+    let alone: serde_json::Value =
+        serde_json::from_str(batch(&alone, &["lapsed", "standard-rest"]).trim()).unwrap();
+    assert_eq!(lines[5], alone);
     // A row whose broken part no plugin reads is answered.
     let only_lapsed = batch(&parquet, &["lapsed"]);
-    let sixth: serde_json::Value =
-        serde_json::from_str(only_lapsed.lines().nth(5).unwrap()).unwrap();
-    assert_eq!(sixth["id"], "fax-1");
-    assert!(sixth["results"]["lapsed"].is_object(), "{sixth}");
+    let seventh: serde_json::Value =
+        serde_json::from_str(only_lapsed.lines().nth(6).unwrap()).unwrap();
+    assert_eq!(seventh["id"], "fax-1");
+    assert!(seventh["results"]["lapsed"].is_object(), "{seventh}");
 }
 
 /// The byte where row group `group`'s first column chunk starts.

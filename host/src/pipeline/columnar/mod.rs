@@ -34,6 +34,8 @@ use regua_sdk::{
 };
 
 use crate::pipeline::record::LineRead;
+use crate::runtime::chunk::EncodedBatch;
+use regua_sdk::wire::TransactionRef;
 
 /// Rows a Parquet row group holds when Régua writes one; also the Arrow IPC batch size.
 pub const ROWS_PER_GROUP: usize = 8192;

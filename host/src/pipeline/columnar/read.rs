@@ -169,12 +169,31 @@ impl ColumnarInput {
     /// Reads one unit, for the columns the rules read: its records, and for each row its record
     /// or why it has none.
     pub fn read(&self, unit: &Unit) -> (Vec<Record>, Vec<LineRead>) {
-        let mut out = (Vec::new(), Vec::new());
+        let mut records = Vec::new();
+        let lines = self.each_row(unit, &mut |cols, r| {
+            records.push(read_row(r, cols)?);
+            Ok(records.len() - 1)
+        });
+        (records, lines)
+    }
+
+    /// Reads one unit straight into the columns of `batch` (no record is built): for each row,
+    /// its index in `batch` or why it has none. `batch` holds at most what the file was opened
+    /// to read.
+    pub fn fill(&self, unit: &Unit, batch: &mut EncodedBatch) -> Vec<LineRead> {
+        self.each_row(unit, &mut |cols, r| {
+            write_row(r, cols, batch)?;
+            Ok(batch.len() - 1)
+        })
+    }
+
+    fn each_row(&self, unit: &Unit, add: &mut AddRow<'_>) -> Vec<LineRead> {
+        let mut lines = Vec::new();
         let mut row = unit.first_row;
         let failed = match self.batches(unit) {
             Ok(batches) => batches.into_iter().find_map(|batch| match batch {
                 Ok(batch) => {
-                    read_batch(&batch, Some(row), self.reads, &mut out);
+                    read_batch(&batch, Some(row), self.reads, add, &mut lines);
                     row += batch.num_rows() as u64;
                     None
                 }
@@ -195,10 +214,10 @@ impl ColumnarInput {
                     unit.first_row,
                     end - 1
                 );
-                out.1.push(LineRead::Bad(None, error));
+                lines.push(LineRead::Bad(None, error));
             }
         }
-        out
+        lines
     }
 
     fn batches(&self, unit: &Unit) -> Result<Vec<Result<RecordBatch, String>>, String> {
@@ -561,21 +580,26 @@ impl PartColumns {
     }
 }
 
-/// Reads the rows of a record batch handed over in memory (by Spark's `mapInArrow`, say) for
-/// rules that read `reads`: its records, and for each row its record or why it has none. A
-/// row's error is numbered from `first_row`, or names only the column without one (a piece of a
-/// Spark partition has no row numbers). Fails, naming the column, when the batch does not have
-/// the customer schema.
-pub fn read_record_batch(
+/// Reads the rows of a record batch handed over in memory (by Spark's `mapInArrow`, say)
+/// straight into the columns of `into`, for what it holds: for each row its index in `into` or
+/// why it has none. A row's error is numbered from `first_row`, or names only the column without
+/// one (a piece of a Spark partition has no row numbers). Fails, naming the column, when the
+/// batch does not have the customer schema.
+pub fn fill_record_batch(
     batch: &RecordBatch,
     first_row: Option<u64>,
-    reads: Fields,
-) -> anyhow::Result<(Vec<Record>, Vec<LineRead>)> {
+    into: &mut EncodedBatch,
+) -> anyhow::Result<Vec<LineRead>> {
+    let reads = into.fields();
     check_schema(&batch.schema(), reads)
         .context("the batch does not have the customer schema (docs/COLUMNAR.md)")?;
-    let mut out = (Vec::new(), Vec::new());
-    read_batch(batch, first_row, reads, &mut out);
-    Ok(out)
+    let mut lines = Vec::new();
+    let mut add = |cols: &Columns, r| {
+        write_row(r, cols, into)?;
+        Ok(into.len() - 1)
+    };
+    read_batch(batch, first_row, reads, &mut add, &mut lines);
+    Ok(lines)
 }
 
 /// An error in one cell: the column's path and what is wrong.
@@ -583,37 +607,57 @@ struct Cell(String, String);
 
 type CellResult<T> = Result<T, Cell>;
 
+/// A batch's columns, as a row reader needs them.
+struct Columns {
+    id: Column,
+    tz: Column,
+    /// Per part of [`PARTS`], its columns when the rules read it.
+    parts: Vec<Option<PartColumns>>,
+    reads: Fields,
+}
+
+impl Columns {
+    fn part(&self, f: Field) -> Option<&PartColumns> {
+        self.parts[PARTS.iter().position(|p| p.0 == f).expect("a part")].as_ref()
+    }
+}
+
+/// Adds row `r` wherever rows go (records, a chunk's columns): its index there, or the cell
+/// that is wrong (and then nothing is added).
+type AddRow<'a> = dyn FnMut(&Columns, usize) -> CellResult<usize> + 'a;
+
 /// Reads a batch's rows (the first of which is row `first_row` of the file, when it is known)
-/// into `out`.
+/// with `add`, and for each row where it went or why it has none into `lines`.
 fn read_batch(
     batch: &RecordBatch,
     first_row: Option<u64>,
     reads: Fields,
-    out: &mut (Vec<Record>, Vec<LineRead>),
+    add: &mut AddRow<'_>,
+    lines: &mut Vec<LineRead>,
 ) {
-    let id = Column::top(batch, "id", Text);
-    let tz = Column::top(batch, "tz", Text);
-    let parts: Vec<Option<PartColumns>> = PARTS
-        .iter()
-        .map(|(part, name, list, members)| {
-            reads
-                .contains(*part)
-                .then(|| PartColumns::of(batch, name, *list, members))
-        })
-        .collect();
+    let cols = Columns {
+        id: Column::top(batch, "id", Text),
+        tz: Column::top(batch, "tz", Text),
+        parts: PARTS
+            .iter()
+            .map(|(part, name, list, members)| {
+                reads
+                    .contains(*part)
+                    .then(|| PartColumns::of(batch, name, *list, members))
+            })
+            .collect(),
+        reads,
+    };
     for r in 0..batch.num_rows() {
-        let salvaged = id.text(r).map(str::to_owned);
-        match read_row(r, &id, &tz, &parts, reads) {
-            Ok(c) => {
-                out.0.push(c);
-                out.1.push(LineRead::Record(out.0.len() - 1));
-            }
+        match add(&cols, r) {
+            Ok(i) => lines.push(LineRead::Record(i)),
             Err(Cell(column, e)) => {
                 let error = match first_row {
                     Some(first) => format!("row {}, column `{column}`: {e}", first + r as u64),
                     None => format!("column `{column}`: {e}"),
                 };
-                out.1.push(LineRead::Bad(
+                let salvaged = cols.id.text(r).map(str::to_owned);
+                lines.push(LineRead::Bad(
                     salvaged.filter(|s| regua_sdk::record::id_problem(s).is_none()),
                     error,
                 ));
@@ -622,140 +666,196 @@ fn read_batch(
     }
 }
 
-fn read_row(
-    r: usize,
-    id: &Column,
-    tz: &Column,
-    parts: &[Option<PartColumns>],
-    reads: Fields,
-) -> CellResult<Record> {
+/// Row `r`'s id and zone, checked as the JSON reader checks them.
+fn id_and_zone(r: usize, cols: &Columns) -> CellResult<(&str, Option<&str>)> {
     let cell = |column: &str, e: String| Cell(column.to_owned(), e);
-    for (name, column) in [("id", id), ("tz", tz)] {
+    for (name, column) in [("id", &cols.id), ("tz", &cols.tz)] {
         if let Some(why) = column.lost(r) {
             return Err(cell(name, why));
         }
     }
-    let id = match id.text(r) {
+    let id = match cols.id.text(r) {
         None => return Err(cell("id", "is null (every record needs an id)".into())),
         Some(t) => match regua_sdk::record::id_problem(t) {
             Some(problem) => return Err(cell("id", problem)),
-            None => t.to_owned(),
+            None => t,
         },
     };
-    let tz = tz.text(r).map(str::to_owned);
-    if let Some(name) = &tz {
+    let tz = cols.tz.text(r);
+    if let Some(name) = tz {
         check_zone_name(name).map_err(|e| cell("tz", e))?;
     }
+    Ok((id, tz))
+}
+
+/// Row `r` as a record.
+fn read_row(r: usize, cols: &Columns) -> CellResult<Record> {
+    let (id, tz) = id_and_zone(r, cols)?;
     let mut c = Record {
-        id,
-        tz,
+        id: id.to_owned(),
+        tz: tz.map(str::to_owned),
         ..Record::default()
     };
-    let part = |f: Field| parts[PARTS.iter().position(|p| p.0 == f).expect("a part")].as_ref();
-    if let Some(p) = part(Field::Profile) {
+    if let Some(p) = cols.part(Field::Profile) {
         c.profile = read_profile(p, r)?;
     }
-    if let Some(p) = part(Field::Consents) {
+    if let Some(p) = cols.part(Field::Consents) {
         c.consents = read_consents(p, r)?;
     }
-    if let Some(p) = part(Field::Transactions) {
+    if let Some(p) = cols.part(Field::Transactions) {
         c.transactions = items(p, r, |i, col| {
-            let want = |f| reads.reads(f);
-            Ok(Transaction {
-                id: if want(Field::TransactionId) {
-                    req(col, 0, i, |c| c.text(i))?.to_owned()
-                } else {
-                    String::new()
-                },
-                at: if want(Field::TransactionAt) {
-                    req(col, 1, i, |c| c.instant(i))?
-                } else {
-                    Timestamp::default()
-                },
-                kind: if want(Field::TransactionKind) {
-                    req(col, 2, i, |c| c.text(i))?.to_owned()
-                } else {
-                    String::new()
-                },
-                amount: if want(Field::TransactionAmount) {
-                    req(col, 3, i, |c| c.number(i))?
-                } else {
-                    0.0
-                },
-                currency: col.columns[4].text(i).unwrap_or_default().to_owned(),
-                business_unit: col.columns[5].text(i).map(str::to_owned),
-                category: col.columns[6].text(i).map(str::to_owned),
-            })
+            read_transaction(col, i, cols.reads).map(Transaction::from)
         })?;
     }
-    if let Some(p) = part(Field::Events) {
+    if let Some(p) = cols.part(Field::Events) {
         c.events = items(p, r, |i, col| {
-            let want = |f| reads.reads(f);
+            let (at, name, props) = read_event(col, i, cols.reads)?;
             Ok(Event {
-                name: if want(Field::EventName) {
-                    req(col, 0, i, |c| c.text(i))?.to_owned()
-                } else {
-                    String::new()
-                },
-                at: if want(Field::EventAt) {
-                    req(col, 1, i, |c| c.instant(i))?
-                } else {
-                    Timestamp::default()
-                },
-                props: match col.columns[2].text(i) {
-                    Some(text) => json_value(text).map_err(|e| member_cell(col, 2, i, e))?,
-                    None => Value::Null,
-                },
+                name: name.to_owned(),
+                at,
+                props,
             })
         })?;
     }
-    if let Some(p) = part(Field::Inbound) {
-        c.inbound = items(p, r, |i, col| {
-            Ok(Inbound {
-                channel: named(col, 0, i, Channel::from_name)?,
-                at: req(col, 1, i, |c| c.instant(i))?,
-            })
-        })?;
+    if let Some(p) = cols.part(Field::Inbound) {
+        c.inbound = items(p, r, read_inbound)?;
     }
-    if let Some(p) = part(Field::Contacts) {
-        c.contacts = items(p, r, |i, col| {
-            Ok(Contact {
-                channel: named(col, 0, i, Channel::from_name)?,
-                at: req(col, 1, i, |c| c.instant(i))?,
-                campaign: col.columns[2].text(i).map(str::to_owned),
-                category: named(col, 3, i, Category::from_name)?,
-                tags: col.columns[4].texts(i),
-                counts_toward_caps: col.columns[5].flag(i).unwrap_or(true),
-                template: col.columns[6].text(i).map(str::to_owned),
-            })
-        })?;
+    if let Some(p) = cols.part(Field::Contacts) {
+        c.contacts = items(p, r, read_contact)?;
     }
-    if let Some(p) = part(Field::Journeys) {
-        c.journeys = items(p, r, |i, col| {
-            let instance = match col.columns[1].integer(i) {
-                None => 1,
-                Some(n) => u32::try_from(n).map_err(|_| {
-                    member_cell(
-                        col,
-                        1,
-                        i,
-                        format!("{n} is not an instance number (0 to {})", u32::MAX),
-                    )
-                })?,
-            };
-            Ok(JourneyState {
-                journey: req(col, 0, i, |c| c.text(i))?.to_owned(),
-                instance,
-                status: named(col, 2, i, JourneyStatus::from_name)?,
-                entered_at: req(col, 3, i, |c| c.instant(i))?,
-                step: req(col, 4, i, |c| c.text(i))?.to_owned(),
-                step_entered_at: req(col, 5, i, |c| c.instant(i))?,
-                variant: col.columns[6].text(i).map(str::to_owned),
-                exit_reason: col.columns[7].text(i).map(str::to_owned),
-            })
-        })?;
+    if let Some(p) = cols.part(Field::Journeys) {
+        c.journeys = items(p, r, read_journey)?;
     }
     Ok(c)
+}
+
+/// Row `r` written straight into the columns of `batch`, or nothing when a cell is wrong.
+fn write_row(r: usize, cols: &Columns, batch: &mut EncodedBatch) -> CellResult<()> {
+    let (id, tz) = id_and_zone(r, cols)?;
+    batch.push_with(id, tz, |row| {
+        if let Some(p) = cols.part(Field::Profile) {
+            row.profile(&read_profile(p, r)?);
+        }
+        if let Some(p) = cols.part(Field::Consents) {
+            row.consents(&read_consents(p, r)?);
+        }
+        if let Some(p) = cols.part(Field::Transactions) {
+            each_item(p, r, |i, col| {
+                row.transaction(read_transaction(col, i, cols.reads)?);
+                Ok(())
+            })?;
+        }
+        if let Some(p) = cols.part(Field::Events) {
+            each_item(p, r, |i, col| {
+                let (at, name, props) = read_event(col, i, cols.reads)?;
+                row.event(at, name, &props);
+                Ok(())
+            })?;
+        }
+        if let Some(p) = cols.part(Field::Inbound) {
+            row.inbound(&items(p, r, read_inbound)?);
+        }
+        if let Some(p) = cols.part(Field::Contacts) {
+            row.contacts(&items(p, r, read_contact)?);
+        }
+        if let Some(p) = cols.part(Field::Journeys) {
+            row.journeys(&items(p, r, read_journey)?);
+        }
+        Ok(())
+    })
+}
+
+/// Transaction `i`, for the members the rules read (a member read is required as in JSON).
+fn read_transaction(col: &PartColumns, i: usize, reads: Fields) -> CellResult<TransactionRef<'_>> {
+    let want = |f| reads.reads(f);
+    Ok(TransactionRef {
+        id: if want(Field::TransactionId) {
+            req(col, 0, i, |c| c.text(i))?
+        } else {
+            ""
+        },
+        at: if want(Field::TransactionAt) {
+            req(col, 1, i, |c| c.instant(i))?
+        } else {
+            Timestamp::default()
+        },
+        kind: if want(Field::TransactionKind) {
+            req(col, 2, i, |c| c.text(i))?
+        } else {
+            ""
+        },
+        amount: if want(Field::TransactionAmount) {
+            req(col, 3, i, |c| c.number(i))?
+        } else {
+            0.0
+        },
+        currency: col.columns[4].text(i).unwrap_or_default(),
+        business_unit: col.columns[5].text(i),
+        category: col.columns[6].text(i),
+    })
+}
+
+/// Event `i`'s instant, name and properties, for the members the rules read.
+fn read_event(col: &PartColumns, i: usize, reads: Fields) -> CellResult<(Timestamp, &str, Value)> {
+    let want = |f| reads.reads(f);
+    let name = if want(Field::EventName) {
+        req(col, 0, i, |c| c.text(i))?
+    } else {
+        ""
+    };
+    let at = if want(Field::EventAt) {
+        req(col, 1, i, |c| c.instant(i))?
+    } else {
+        Timestamp::default()
+    };
+    let props = match col.columns[2].text(i) {
+        Some(text) => json_value(text).map_err(|e| member_cell(col, 2, i, e))?,
+        None => Value::Null,
+    };
+    Ok((at, name, props))
+}
+
+fn read_inbound(i: usize, col: &PartColumns) -> CellResult<Inbound> {
+    Ok(Inbound {
+        channel: named(col, 0, i, Channel::from_name)?,
+        at: req(col, 1, i, |c| c.instant(i))?,
+    })
+}
+
+fn read_contact(i: usize, col: &PartColumns) -> CellResult<Contact> {
+    Ok(Contact {
+        channel: named(col, 0, i, Channel::from_name)?,
+        at: req(col, 1, i, |c| c.instant(i))?,
+        campaign: col.columns[2].text(i).map(str::to_owned),
+        category: named(col, 3, i, Category::from_name)?,
+        tags: col.columns[4].texts(i),
+        counts_toward_caps: col.columns[5].flag(i).unwrap_or(true),
+        template: col.columns[6].text(i).map(str::to_owned),
+    })
+}
+
+fn read_journey(i: usize, col: &PartColumns) -> CellResult<JourneyState> {
+    let instance = match col.columns[1].integer(i) {
+        None => 1,
+        Some(n) => u32::try_from(n).map_err(|_| {
+            member_cell(
+                col,
+                1,
+                i,
+                format!("{n} is not an instance number (0 to {})", u32::MAX),
+            )
+        })?,
+    };
+    Ok(JourneyState {
+        journey: req(col, 0, i, |c| c.text(i))?.to_owned(),
+        instance,
+        status: named(col, 2, i, JourneyStatus::from_name)?,
+        entered_at: req(col, 3, i, |c| c.instant(i))?,
+        step: req(col, 4, i, |c| c.text(i))?.to_owned(),
+        step_entered_at: req(col, 5, i, |c| c.instant(i))?,
+        variant: col.columns[6].text(i).map(str::to_owned),
+        exit_reason: col.columns[7].text(i).map(str::to_owned),
+    })
 }
 
 /// The path of member `k` of item `i` of a part, in the JSON reader's notation
@@ -809,23 +909,38 @@ fn named<T>(
     parse(text).map_err(|e| member_cell(part, k, i, e))
 }
 
+/// Reads each item of row `r` of a list part with `read`, after checking it is not null and
+/// its members converted.
+fn each_item(
+    part: &PartColumns,
+    r: usize,
+    mut read: impl FnMut(usize, &PartColumns) -> CellResult<()>,
+) -> CellResult<()> {
+    let range = part.range(r);
+    ROW_START.set(range.start);
+    for i in range {
+        if part.item_is_null(i) {
+            let index = i - ROW_START.get();
+            return Err(Cell(format!("{}[{index}]", part.name), "is null".into()));
+        }
+        part.check(i)?;
+        read(i, part)?;
+    }
+    Ok(())
+}
+
+/// [`each_item`], collected.
 fn items<T>(
     part: &PartColumns,
     r: usize,
     mut read: impl FnMut(usize, &PartColumns) -> CellResult<T>,
 ) -> CellResult<Vec<T>> {
-    let range = part.range(r);
-    ROW_START.set(range.start);
-    range
-        .map(|i| {
-            if part.item_is_null(i) {
-                let index = i - ROW_START.get();
-                return Err(Cell(format!("{}[{index}]", part.name), "is null".into()));
-            }
-            part.check(i)?;
-            read(i, part)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(part.range(r).len());
+    each_item(part, r, |i, p| {
+        out.push(read(i, p)?);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 fn json_value(text: &str) -> Result<Value, String> {
