@@ -245,7 +245,7 @@ impl Engine {
         let answers = py.detach(|| -> PyResult<RecordBatch> {
             let mut worker = Worker::new();
             let plugins = self.checked(evals, &mut worker)?;
-            let mut customers = plugins.batch();
+            let mut customers = plugins.batch(&mut worker);
             let rows = columnar::fill_record_batch(&batch, first_row, &mut customers)
                 .map_err(|e| value_error(format!("{e:#}")))?;
             let results: Vec<Vec<RecordResult>> = plugins

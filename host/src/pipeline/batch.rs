@@ -139,15 +139,17 @@ impl Plugins {
         worker: &mut Worker,
         customers: &[Record],
     ) -> Vec<Result<Vec<RecordResult>, CallError>> {
-        let mut batch = self.batch();
+        let mut batch = self.batch(worker);
         customers.iter().for_each(|c| batch.push(c));
-        self.evaluate_batch(worker, &batch)
+        let answers = self.evaluate_batch(worker, &batch);
+        worker.recycle(batch);
+        answers
     }
 
     /// An empty chunk holding what these plugins read, to fill with [`EncodedBatch::push`] or
-    /// straight from columns.
-    pub fn batch(&self) -> EncodedBatch {
-        EncodedBatch::reading(self.holds)
+    /// straight from columns (give it back with [`Worker::recycle`]).
+    pub fn batch(&self, worker: &mut Worker) -> EncodedBatch {
+        worker.batch(self.holds)
     }
 
     /// Every plugin over the customers of `batch` ([`Plugins::batch`]).
@@ -181,7 +183,7 @@ impl Plugins {
 /// Reads, evaluates and writes one chunk: the batch's part of the [`Evaluator`].
 pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: Format) -> Done {
     let evals = plugins.evals();
-    let mut batch = plugins.batch();
+    let mut batch = plugins.batch(worker);
     // The log keeps each customer's input as a record; without one, no record is built.
     let (customers, reads) = match &plugins.log {
         Some((log, _)) => {
@@ -253,6 +255,7 @@ pub fn process(worker: &mut Worker, plugins: &Plugins, chunk: Chunk, format: For
             log_end: done.log.len(),
         });
     }
+    worker.recycle(batch);
     done
 }
 

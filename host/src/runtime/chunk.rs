@@ -16,6 +16,8 @@ pub struct EncodedBatch {
     writer: ChunkWriter,
     /// The chunk of every customer for each declaration asked for, written at its first use.
     whole: Mutex<Vec<(Fields, Arc<Vec<u8>>)>>,
+    /// Buffers of chunks no longer used, kept for the next ([`EncodedBatch::clear`]).
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Default for EncodedBatch {
@@ -36,6 +38,21 @@ impl EncodedBatch {
         EncodedBatch {
             writer: ChunkWriter::new(fields),
             whole: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// No customers again, now for plugins that read `fields`, keeping the memory taken: a
+    /// worker fills the same batch chunk after chunk ([`crate::Worker::batch`]), so its columns
+    /// do not grow from nothing each time.
+    pub fn clear(&mut self, fields: Fields) {
+        self.writer.clear(fields);
+        let spare = self.spare.get_mut().expect("not poisoned");
+        for (_, chunk) in self.whole.get_mut().expect("not poisoned").drain(..) {
+            if let Ok(mut chunk) = Arc::try_unwrap(chunk) {
+                chunk.clear();
+                spare.push(chunk);
+            }
         }
     }
 
@@ -82,9 +99,10 @@ impl EncodedBatch {
     /// call.
     pub(crate) fn chunk(&self, fields: Fields, range: Range<usize>) -> Arc<Vec<u8>> {
         let write = || {
-            let mut out = Vec::new();
-            self.writer.write(range.clone(), fields, &mut out);
-            Arc::new(out)
+            let mut out = self.spare.lock().expect("not poisoned").pop();
+            let out = out.get_or_insert_with(Vec::new);
+            self.writer.write(range.clone(), fields, out);
+            Arc::new(std::mem::take(out))
         };
         if range != (0..self.len()) {
             return write();

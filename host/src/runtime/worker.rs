@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use regua_sdk::wire::{self, CallContext, CallInputs};
-use regua_sdk::{Decision, Event, JourneyOutcome, Kind, Match, Message, Timestamp};
+use regua_sdk::{Decision, Event, Fields, JourneyOutcome, Kind, Match, Message, Timestamp};
 use serde::Serialize;
 
 use crate::runtime::chunk::EncodedBatch;
@@ -163,6 +163,8 @@ pub struct Worker {
     /// Reuse one warm instance per plugin version: for the benchmark that measures what fresh
     /// instances cost, never in the product.
     warm: Option<HashMap<String, Instance>>,
+    /// A batch given back after its chunk ([`Worker::recycle`]), filled again for the next.
+    spare: Option<EncodedBatch>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -215,7 +217,25 @@ impl Worker {
     pub fn reusing_instances_for_benchmarks() -> Self {
         Worker {
             warm: Some(HashMap::new()),
+            spare: None,
         }
+    }
+
+    /// An empty batch for plugins that read `fields` between them: the one given back last
+    /// ([`Worker::recycle`]), with the memory it took, or a new one.
+    pub fn batch(&mut self, fields: Fields) -> EncodedBatch {
+        match self.spare.take() {
+            Some(mut batch) => {
+                batch.clear(fields);
+                batch
+            }
+            None => EncodedBatch::reading(fields),
+        }
+    }
+
+    /// Gives a batch back for the next [`Worker::batch`].
+    pub fn recycle(&mut self, batch: EncodedBatch) {
+        self.spare = Some(batch);
     }
 
     /// One call of `plugin` over `records` customers on an instance of its own (or the warm

@@ -445,6 +445,40 @@ impl ChunkWriter {
         }
     }
 
+    /// No customers again, now holding `fields`; the memory already taken is kept for the next
+    /// chunk.
+    pub fn clear(&mut self, fields: Fields) {
+        self.fields = fields;
+        self.len = 0;
+        for column in [
+            &mut self.id,
+            &mut self.profile,
+            &mut self.consents,
+            &mut self.inbound,
+            &mut self.contacts,
+            &mut self.journeys,
+            &mut self.t_id,
+            &mut self.t_kind,
+            &mut self.t_currency,
+            &mut self.e_name,
+            &mut self.e_props,
+        ] {
+            column.truncate(0);
+        }
+        for column in [
+            &mut self.tz,
+            &mut self.t_business_unit,
+            &mut self.t_category,
+        ] {
+            column.truncate(0);
+        }
+        self.transactions.0.clear();
+        self.events.0.clear();
+        self.t_at.clear();
+        self.t_amount.clear();
+        self.e_at.clear();
+    }
+
     /// What the writer holds of each customer.
     pub fn fields(&self) -> Fields {
         self.fields
@@ -1211,6 +1245,16 @@ mod tests {
         want.write(0..2, Fields::all(), &mut b);
         assert_eq!(a, b);
         assert_eq!((w.len(), w.id(1)), (2, "after"));
+        // Cleared for the next chunk, it writes as a new writer does.
+        let fields = Fields::of(&[Field::Transactions, Field::EventName]);
+        w.clear(fields);
+        w.push(&other);
+        let mut fresh = ChunkWriter::new(fields);
+        fresh.push(&other);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        w.write(0..1, fields, &mut a);
+        fresh.write(0..1, fields, &mut b);
+        assert_eq!((w.len(), a), (1, b));
     }
 
     #[test]
