@@ -17,7 +17,6 @@ use regua_sdk::{
 use serde::Serialize;
 
 use super::definition::{Campaign, Campaigns, PluginRef, buckets_of};
-use crate::runtime::chunk::EncodedBatch;
 use crate::runtime::plugin::Plugin;
 use crate::runtime::worker::{Evaluation, Inputs, Outcome, Worker};
 
@@ -434,14 +433,15 @@ impl Plan {
             Ok(e) => e.for_each_customer(each),
             Err(e) => return vec![Err(e.to_string()); idx.len()],
         };
-        let fields = Fields::of(&plugin.meta.reads);
-        let mut batch = EncodedBatch::reading(fields);
+        let mut batch = worker.batch(plugin.fields());
         for &i in idx {
             batch.push(&runs[i].customer);
         }
-        worker
+        let answers = worker
             .evaluate(&eval, &batch)
-            .unwrap_or_else(|e| vec![Err(e.to_string()); idx.len()])
+            .unwrap_or_else(|e| vec![Err(e.to_string()); idx.len()]);
+        worker.recycle(batch);
+        answers
     }
 
     fn run_campaign(
