@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::authoring::build as wasm_build;
 use crate::service::metrics::Metrics;
@@ -21,7 +20,7 @@ pub const SOURCE_DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Live watchers; dropping this stops them.
 pub struct Watchers {
-    _plugins: Debouncer<RecommendedWatcher>,
+    _plugins: RecommendedWatcher,
     _sources: Option<RecommendedWatcher>,
 }
 
@@ -74,38 +73,94 @@ fn load_files(registry: &Registry, metrics: &Metrics, files: Vec<PathBuf>) {
     });
 }
 
-/// Watches the registry's folder. Each burst of changes loads on threads of its own, so the
-/// watcher never waits for a compiler and a later change is not held up by an earlier one.
+/// Whether an event says a file landed whole: renamed into place (as `regua build` and any
+/// careful deployment write), so it needs no quiet period before it is read.
+fn landed_whole(kind: &notify::EventKind) -> bool {
+    use notify::event::{ModifyKind, RenameMode};
+    matches!(
+        kind,
+        notify::EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    )
+}
+
+/// Watches the registry's folder. A file renamed into place loads at once; any other change
+/// loads once the file has been quiet for [`PLUGIN_DEBOUNCE`], so a file still being written is
+/// not read. Each burst of changes loads on threads of its own, so the watcher never waits for
+/// a compiler and a later change is not held up by an earlier one.
 fn watch_plugins(
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-) -> notify::Result<Debouncer<RecommendedWatcher>> {
-    let dir = registry.dir().to_owned();
-    let mut debouncer =
-        new_debouncer(PLUGIN_DEBOUNCE, move |res: DebounceEventResult| match res {
-            Ok(events) => {
-                let files: Vec<PathBuf> = events
-                    .iter()
-                    .filter(|e| is_wasm(&e.path))
-                    .map(|e| e.path.clone())
-                    .collect();
-                if files.is_empty() {
-                    return;
+) -> notify::Result<RecommendedWatcher> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(tx)?;
+    watcher.watch(registry.dir(), RecursiveMode::NonRecursive)?;
+    let load = move |files: Vec<PathBuf>| {
+        let (registry, metrics) = (registry.clone(), metrics.clone());
+        let spawned = std::thread::Builder::new()
+            .name("regua-load".into())
+            .spawn(move || load_files(&registry, &metrics, files));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a thread to load changed plugins: {e}");
+        }
+    };
+    let watching = std::thread::Builder::new()
+        .name("regua-watch".into())
+        .spawn(move || {
+            // Files changed but not yet quiet, with their last change.
+            let mut pending: std::collections::HashMap<PathBuf, Instant> = Default::default();
+            loop {
+                let wait = pending
+                    .values()
+                    .map(|at| (*at + PLUGIN_DEBOUNCE).saturating_duration_since(Instant::now()))
+                    .min()
+                    .unwrap_or(Duration::from_secs(3600));
+                let mut events = match rx.recv_timeout(wait) {
+                    Ok(event) => vec![event],
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => vec![],
+                    // The watcher was dropped: the service is stopping.
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                events.extend(rx.try_iter());
+                let mut ready: Vec<PathBuf> = Vec::new();
+                for event in events {
+                    let event: notify::Event = match event {
+                        Ok(event) => event,
+                        Err(e) => {
+                            tracing::warn!("watching the plugins folder: {e}");
+                            continue;
+                        }
+                    };
+                    let whole = landed_whole(&event.kind);
+                    // A rename's event names the old path first, the new one last.
+                    let landed = event.paths.last().cloned();
+                    for path in event.paths.into_iter().filter(|p| is_wasm(p)) {
+                        if whole && Some(&path) == landed.as_ref() {
+                            pending.remove(&path);
+                            if !ready.contains(&path) {
+                                ready.push(path);
+                            }
+                        } else {
+                            pending.insert(path, Instant::now());
+                        }
+                    }
                 }
-                let (registry, metrics) = (registry.clone(), metrics.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("regua-load".into())
-                    .spawn(move || load_files(&registry, &metrics, files));
-                if let Err(e) = spawned {
-                    tracing::error!("cannot start a thread to load changed plugins: {e}");
+                let now = Instant::now();
+                pending.retain(|path, at| {
+                    let quiet = now.duration_since(*at) >= PLUGIN_DEBOUNCE;
+                    if quiet && !ready.contains(path) {
+                        ready.push(path.clone());
+                    }
+                    !quiet
+                });
+                if !ready.is_empty() {
+                    load(ready);
                 }
             }
-            Err(e) => tracing::warn!("watching the plugins folder: {e}"),
-        })?;
-    debouncer
-        .watcher()
-        .watch(&dir, RecursiveMode::NonRecursive)?;
-    Ok(debouncer)
+        });
+    if let Err(e) = watching {
+        tracing::error!("cannot start the thread that watches the plugins folder: {e}");
+    }
+    Ok(watcher)
 }
 
 /// The plugin crate under `root` (a crate, or a folder of crates) that `path` belongs to.

@@ -590,6 +590,23 @@ async fn a_new_build_is_served_once_it_lands() {
         &std::fs::read(wasm("cross-sell")).unwrap(),
     )
     .await;
+    // A build written in place, not renamed into the folder, is served once it is quiet.
+    let in_place = rebuilt("lapsed", 4);
+    let version = regua_host::runtime::plugin::version_of(&in_place);
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(s.plugin_path("lapsed")).unwrap();
+        let half = in_place.len() / 2;
+        file.write_all(&in_place[..half]).unwrap();
+        file.flush().unwrap();
+        file.write_all(&in_place[half..]).unwrap();
+    }
+    eventually(
+        Duration::from_secs(60),
+        "a build written in place was never served",
+        async || version_serving(&s, "lapsed").await.as_deref() == Some(version.as_str()),
+    )
+    .await;
     // A deleted file unloads its plugin.
     std::fs::remove_file(s.plugin_path("cross-sell")).unwrap();
     eventually(
