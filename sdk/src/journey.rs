@@ -450,7 +450,7 @@ impl<'a> Sequence<'a> {
             return Moved {
                 actions: vec![crate::Action::Complete],
                 state: state.completed(now),
-                reason: format!("{why}; last step `{}` done", state.step),
+                reason: crate::because!("{why}; last step `{}` done", state.step),
             };
         };
         let mut actions = vec![crate::Action::MoveTo {
@@ -462,7 +462,7 @@ impl<'a> Sequence<'a> {
         Moved {
             actions,
             state,
-            reason: exit.map_or(why, |e| format!("moved to `{}`: {e}", next.id)),
+            reason: exit.map_or(why, |e| crate::because!("moved to `{}`: {e}", next.id)),
         }
     }
 
@@ -479,7 +479,7 @@ impl<'a> Sequence<'a> {
             return Moved {
                 actions: Vec::new(),
                 state: state.clone(),
-                reason: format!(
+                reason: crate::because!(
                     "step `{}` sends no message, so none was denied; waiting at it until {due}",
                     step.id
                 ),
@@ -497,17 +497,19 @@ impl<'a> Sequence<'a> {
             },
             None => crate::Action::WaitUntil { until: due },
         };
-        let next = match self.steps.iter().position(|s| s.id == step.id) {
+        let next = || match self.steps.iter().position(|s| s.id == step.id) {
             Some(i) if i + 1 < self.steps.len() => format!("step `{}`", self.steps[i + 1].id),
             _ => "the journey's end".to_owned(),
         };
         Moved {
             actions: vec![wait],
             state,
-            reason: format!(
+            reason: crate::because!(
                 "the message of step `{}` was denied at {now}; waiting at `{}` until {due}, \
-                 then {next}",
-                step.id, step.id
+                 then {}",
+                step.id,
+                step.id,
+                next()
             ),
         }
     }
@@ -580,7 +582,7 @@ impl<'a> Sequence<'a> {
             let mut is = |name: &str| name == awaited;
             if Self::event_in(c, trigger, &mut is, state.step_entered_at, Some(due), now).is_some()
             {
-                let why = format!("`{awaited}` came before {due}");
+                let why = crate::because!("`{awaited}` came before {due}");
                 return Ok(match step.on_event {
                     OnEvent::Exit => exit(format!("converted: {awaited}")),
                     OnEvent::Next => self.next(index, state, why, product, now, zone),
@@ -599,12 +601,12 @@ impl<'a> Sequence<'a> {
             return Ok(Moved {
                 actions: vec![wait],
                 state: state.clone(),
-                reason: format!("waiting at step `{}` until {due}", state.step),
+                reason: crate::because!("waiting at step `{}` until {due}", state.step),
             });
         }
         let why = match &step.wait_for {
-            Some(e) => format!("step `{}` timed out at {due} without `{e}`", step.id),
-            None => format!("step `{}` ended at {due}", step.id),
+            Some(e) => crate::because!("step `{}` timed out at {due} without `{e}`", step.id),
+            None => crate::because!("step `{}` ended at {due}", step.id),
         };
         Ok(self.next(index, state, why, product, now, zone))
     }
@@ -644,7 +646,7 @@ impl<'a> Sequence<'a> {
             let moved = self.advance(c, trigger, state, product, now, zone)?;
             out.actions.extend(moved.actions);
             out.reasons.push(match instances_label(state.instance) {
-                Some(label) => format!("{label}: {}", moved.reason),
+                Some(label) => crate::because!("{label}: {}", moved.reason),
                 None => moved.reason,
             });
             *state = moved.state;
@@ -676,11 +678,11 @@ impl<'a> Sequence<'a> {
                     let (more, state, exit) = self.enter_step(0, fresh, product, now, zone);
                     out.actions.extend(more);
                     out.reasons.push(match exit {
-                        Some(e) => format!("entered `{}` and left: {e}", self.journey),
+                        Some(e) => crate::because!("entered `{}` and left: {e}", self.journey),
                         None if instance > 1 => {
-                            format!("entered `{}` (instance {instance})", self.journey)
+                            crate::because!("entered `{}` (instance {instance})", self.journey)
                         }
-                        None => format!("entered `{}`", self.journey),
+                        None => crate::because!("entered `{}`", self.journey),
                     });
                     instances.push(state);
                 }
@@ -694,7 +696,7 @@ impl<'a> Sequence<'a> {
 /// How a reason names an instance: only from the second one on, so a journey entered once reads
 /// as before.
 fn instances_label(instance: u32) -> Option<String> {
-    (instance > 1).then(|| format!("instance {instance}"))
+    (instance > 1).then(|| crate::because!("instance {instance}"))
 }
 
 #[cfg(test)]
