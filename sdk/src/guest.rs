@@ -197,13 +197,13 @@ impl Explained for crate::Decision {
 
 /// Runs `rule` (named `name`, declaring `reads`) over every customer of a chunk and encodes
 /// the answers, without reasons when the call asks for none.
+#[inline(always)]
 fn run<P: Params, O: Serialize + Explained>(
-    (name, reads): (&'static str, &[Field]),
+    (name, reads): (&'static str, Fields),
     ctx: &[u8],
     chunk: &[u8],
     mut rule: impl FnMut(&Customer, &CallInputs, &Context<'_, P>) -> Result<O, Error>,
 ) -> Vec<u8> {
-    let reads = Fields::of(reads);
     let fail = |msg: String| crate::wire::refusal(&msg);
     let call: CallContext = match postcard::from_bytes(ctx) {
         Ok(c) => c,
@@ -240,7 +240,7 @@ fn run<P: Params, O: Serialize + Explained>(
             default_tz: &call.default_tz,
         };
         // A small part that does not read is this customer's error; the others go on.
-        let answer = match chunk.record(index) {
+        let answer = match chunk.record_reading(index, reads) {
             Ok(record) => rule(&Customer::reading(&record, reads, name), inputs, &context)
                 .map(|mut o| {
                     if !call.reasons {
@@ -264,8 +264,9 @@ fn run<P: Params, O: Serialize + Explained>(
 ///
 /// # Safety
 /// The pointers must come from [`alloc`] with these lengths.
+#[inline(always)]
 unsafe fn call<P: Params, O: Serialize + Explained>(
-    (name, reads): (&'static str, &[Field]),
+    (name, reads): (&'static str, Fields),
     (cp, cl, bp, bl): (u32, u32, u32, u32),
     rule: impl FnMut(&Customer, &CallInputs, &Context<'_, P>) -> Result<O, Error>,
 ) -> u64 {
@@ -288,9 +289,11 @@ pub unsafe fn evaluate_segment<S: Segment>(
 ) -> u64 {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        call::<S::Params, _>((name, S::READS), (cp, cl, bp, bl), |c, _, cx| {
-            S::evaluate(c, cx)
-        })
+        call::<S::Params, _>(
+            (name, const { Fields::of(S::READS) }),
+            (cp, cl, bp, bl),
+            |c, _, cx| S::evaluate(c, cx),
+        )
     }
 }
 
@@ -307,9 +310,11 @@ pub unsafe fn evaluate_journey<J: JourneyRule>(
 ) -> u64 {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        call::<J::Params, _>((name, J::READS), (cp, cl, bp, bl), |c, inputs, cx| {
-            J::evaluate(c, inputs.event.as_ref(), cx)
-        })
+        call::<J::Params, _>(
+            (name, const { Fields::of(J::READS) }),
+            (cp, cl, bp, bl),
+            |c, inputs, cx| J::evaluate(c, inputs.event.as_ref(), cx),
+        )
     }
 }
 
@@ -326,13 +331,17 @@ pub unsafe fn evaluate_rest<R: RestPolicy>(
 ) -> u64 {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        call::<R::Params, _>((name, R::READS), (cp, cl, bp, bl), |c, inputs, cx| {
-            let message: &Message = inputs
-                .message
-                .as_ref()
-                .ok_or_else(|| Error::new("a rest policy needs the proposed `message`"))?;
-            R::evaluate(c, message, cx)
-        })
+        call::<R::Params, _>(
+            (name, const { Fields::of(R::READS) }),
+            (cp, cl, bp, bl),
+            |c, inputs, cx| {
+                let message: &Message = inputs
+                    .message
+                    .as_ref()
+                    .ok_or_else(|| Error::new("a rest policy needs the proposed `message`"))?;
+                R::evaluate(c, message, cx)
+            },
+        )
     }
 }
 

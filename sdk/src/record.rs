@@ -662,7 +662,7 @@ impl Field {
     }
 
     /// The whole part a member belongs to (a part is its own).
-    pub fn part(self) -> Field {
+    pub const fn part(self) -> Field {
         use Field::*;
         match self {
             TransactionId
@@ -690,7 +690,7 @@ impl Field {
         })
     }
 
-    fn bit(self) -> u32 {
+    const fn bit(self) -> u32 {
         1 << self as u32
     }
 }
@@ -712,15 +712,18 @@ impl Fields {
     }
 
     /// These fields.
-    pub fn of(fields: &[Field]) -> Fields {
-        fields.iter().fold(Fields::default(), |set, f| Fields {
-            named: set.named | f.bit(),
-            touched: set.touched | f.part().bit(),
-        })
+    pub const fn of(fields: &[Field]) -> Fields {
+        let (mut named, mut touched, mut i) = (0, 0, 0);
+        while i < fields.len() {
+            named |= fields[i].bit();
+            touched |= fields[i].part().bit();
+            i += 1;
+        }
+        Fields { named, touched }
     }
 
     /// Whether any of `part` is read (`part` whole or some of its members).
-    pub fn contains(self, part: Field) -> bool {
+    pub const fn contains(self, part: Field) -> bool {
         self.touched & part.bit() != 0
     }
 

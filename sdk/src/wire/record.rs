@@ -1037,6 +1037,14 @@ impl<'a> ChunkView<'a> {
     /// Customer `i`'s record: its rows of the columns, its small parts decoded. A small part
     /// that does not decode is that customer's error.
     pub fn record(&self, i: usize) -> Result<RecordView<'a>, LayoutError> {
+        self.record_reading(i, Fields::all())
+    }
+
+    /// Customer `i` for a rule that reads `reads`: the small parts it does not read are left
+    /// empty, not decoded (the host writes them empty anyway). Given a constant `reads`, as the
+    /// guest loop does, a plugin carries no decoder for a part it does not read.
+    #[inline(always)]
+    pub fn record_reading(&self, i: usize, reads: Fields) -> Result<RecordView<'a>, LayoutError> {
         fn small<'de, T: Deserialize<'de> + Default>(
             part: &'de [u8],
             what: &str,
@@ -1051,20 +1059,36 @@ impl<'a> ChunkView<'a> {
             }
         }
         let rows = |ends: &[u8]| read_u32(ends, i)..read_u32(ends, i + 1);
-        Ok(RecordView {
+        let mut record = RecordView {
             id: self.id.get(i),
             tz: self.tz.get(i),
-            profile: small(self.profile.get(i), "profile")?,
-            consents: small(self.consents.get(i), "consents")?,
-            transactions: self.transactions.rows(rows(self.transaction_rows)),
-            events: self.events.rows(rows(self.event_rows)),
-            inbound: small(self.inbound.get(i), "inbound")?,
-            contacts: small::<Vec<WireContact>>(self.contacts.get(i), "contacts")?
+            ..RecordView::default()
+        };
+        if reads.contains(Field::Profile) {
+            record.profile = small(self.profile.get(i), "profile")?;
+        }
+        if reads.contains(Field::Consents) {
+            record.consents = small(self.consents.get(i), "consents")?;
+        }
+        if reads.contains(Field::Transactions) {
+            record.transactions = self.transactions.rows(rows(self.transaction_rows));
+        }
+        if reads.contains(Field::Events) {
+            record.events = self.events.rows(rows(self.event_rows));
+        }
+        if reads.contains(Field::Inbound) {
+            record.inbound = small(self.inbound.get(i), "inbound")?;
+        }
+        if reads.contains(Field::Contacts) {
+            record.contacts = small::<Vec<WireContact>>(self.contacts.get(i), "contacts")?
                 .into_iter()
                 .map(Contact::from)
-                .collect(),
-            journeys: small(self.journeys.get(i), "journeys")?,
-        })
+                .collect();
+        }
+        if reads.contains(Field::Journeys) {
+            record.journeys = small(self.journeys.get(i), "journeys")?;
+        }
+        Ok(record)
     }
 }
 
