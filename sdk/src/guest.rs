@@ -405,7 +405,10 @@ mod tests {
             .expect("b's inbound: one entry, channel 1");
         chunk[at + 1] = 9;
         let out = run::<NoParams, f64>(
-            ("spent", &[Field::TransactionAmount, Field::Inbound]),
+            (
+                "spent",
+                Fields::of(&[Field::TransactionAmount, Field::Inbound]),
+            ),
             &context(&[(3, 0)]),
             &chunk,
             |c, _, _| Ok(c.transactions().map(|t| t.amount()).sum()),
@@ -431,11 +434,15 @@ mod tests {
         let mut chunk = Vec::new();
         w.write(0..3, Fields::all(), &mut chunk);
         let now = |runs: &[(u32, i64)]| {
-            let out =
-                run::<NoParams, i64>(("now", &[]), &context(runs), &chunk, |_, inputs, cx| {
+            let out = run::<NoParams, i64>(
+                ("now", Fields::default()),
+                &context(runs),
+                &chunk,
+                |_, inputs, cx| {
                     assert_eq!(inputs.now, cx.now);
                     Ok(cx.now.as_millis())
-                });
+                },
+            );
             decode_output::<i64>(&out).unwrap()
         };
         assert_eq!(
