@@ -481,7 +481,7 @@ fn batch_summary_counts_plugin_failures_and_max_failures_stops_early() {
     // Whole chunks of 20: the one that reached 30 failures is written, the input read no further
     // than the chunks already handed out.
     assert!((30..300).contains(&answered), "{answered} lines");
-    assert!(answered % 20 == 0, "{answered} lines");
+    assert!(answered.is_multiple_of(20), "{answered} lines");
 }
 
 /// Every Rust block of the README, put together as the crate the README walks a new user
@@ -629,13 +629,15 @@ fn batch_writes_parquet_with_typed_columns() {
         .unwrap()
         .build()
         .unwrap();
-    let mut rows: Vec<(
+    // (line, id, lapsed, welcome, error) as read back
+    type Row = (
         u64,
         Option<String>,
         Option<bool>,
         Option<String>,
         Option<String>,
-    )> = Vec::new();
+    );
+    let mut rows: Vec<Row> = Vec::new();
     for batch in reader {
         let b = batch.unwrap();
         let names: Vec<&str> = b
