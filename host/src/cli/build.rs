@@ -12,6 +12,10 @@ use crate::runtime::plugin::Plugin;
 /// is the one `regua batch --all` and a plugins directory of the service read. A `.wat` file is
 /// a plugin written in WebAssembly text (docs/ABI.md): it is assembled into <file-stem>.wasm.
 ///
+/// Crates are built for size and speed whatever their own profile says (release, LTO, one
+/// codegen unit, panic=abort), and the function names are left out of the .wasm: answers and
+/// errors never show them.
+///
 /// Example: regua build plugins/ examples/wat/big-spender.wat --out dist/plugins
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
