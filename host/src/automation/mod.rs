@@ -12,6 +12,7 @@ pub mod replay;
 pub mod shared;
 pub mod store;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use regua_sdk::time::Zone;
@@ -172,18 +173,42 @@ impl Core {
         // The steps waiting to be decided: the input's index, its record, instant, freshness.
         let mut wave: Vec<(usize, Record, Timestamp, bool)> = Vec::new();
         let mut claimed = Claimed::new(access);
+        // A customer stays claimed from one wave to the next while it has inputs ahead in
+        // this batch: released between waves, the timer loop could fire one of its timers due
+        // after an input still waiting here (at the clock, not at the input's instant), and
+        // that input would then be late, where one at a time it fires after it.
+        let mut ahead: HashMap<String, usize> = HashMap::new();
+        // The customers of the wave (stale once it is decided and empty).
+        let mut deciding: HashSet<String> = HashSet::new();
+        for input in inputs {
+            *ahead
+                .entry(shared::customer_key(&input.customer))
+                .or_default() += 1;
+        }
         for (k, input) in inputs.iter().enumerate() {
             let keys = [
                 shared::customer_key(&input.customer),
                 shared::input_key(&input.id),
             ];
-            if wave.len() >= WAVE || keys.iter().any(|key| claimed.holds(key)) {
-                self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
-                claimed.release();
+            if let Some(n) = ahead.get_mut(&keys[0]) {
+                *n -= 1;
             }
-            if !claimed.try_add(&keys) {
+            // Kept between waves: this input's customer, and any with inputs still ahead.
+            let keep = |key: &str| key == keys[0] || ahead.get(key).is_some_and(|n| *n > 0);
+            let in_wave = !wave.is_empty() && deciding.contains(&keys[0]);
+            if wave.len() >= WAVE || in_wave || claimed.holds(&keys[1]) {
+                self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
+                claimed.release_but(keep);
+            }
+            let wanted: Vec<String> = keys
+                .iter()
+                .filter(|key| !claimed.holds(key))
+                .cloned()
+                .collect();
+            if !claimed.try_add(&wanted) {
                 // Another thread is deciding this customer or id: the wave so far goes first,
-                // so this thread waits holding nothing.
+                // and this thread waits holding nothing (two threads never wait on each
+                // other), its customers with inputs ahead included.
                 self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
                 claimed.release();
                 claimed.add_waiting(&keys);
@@ -226,6 +251,11 @@ impl Core {
                 statuses[k] = Some(late(input, stamped, clock));
                 continue;
             }
+            if wave.is_empty() {
+                deciding.clear();
+            }
+            let [customer, _] = keys;
+            deciding.insert(customer);
             wave.push((k, record, stamped, fresh));
         }
         self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;

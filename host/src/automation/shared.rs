@@ -107,6 +107,15 @@ impl<'a> Claimed<'a> {
         self.keys.extend(keys.iter().cloned());
     }
 
+    /// Releases them all but those `keep` answers `true` for.
+    pub fn release_but(&mut self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self.keys.iter().filter(|k| !keep(k)).cloned().collect();
+        for key in &gone {
+            self.keys.remove(key);
+        }
+        self.access.release(&gone);
+    }
+
     /// Releases them all.
     pub fn release(&mut self) {
         let keys: Vec<String> = self.keys.drain().collect();
