@@ -327,6 +327,26 @@ mod tests {
         assert!(!shared.try_claim(&[customer_key("a")]));
     }
 
+    /// Between a request's waves a thread keeps the customers it has inputs ahead for.
+    #[test]
+    fn release_but_keeps_what_it_is_told_and_lets_the_rest_go() {
+        let (_dir, shared) = store();
+        let mut claimed = Claimed::new(&shared);
+        let keys = [customer_key("a"), customer_key("b"), input_key("x")];
+        assert!(claimed.try_add(&keys));
+        claimed.release_but(|key| key == customer_key("a"));
+        assert!(claimed.holds(&customer_key("a")));
+        assert!(!claimed.holds(&customer_key("b")) && !claimed.holds(&input_key("x")));
+        assert!(!shared.try_claim(&[customer_key("a")]), "a is still held");
+        assert!(shared.try_claim(&[customer_key("b"), input_key("x")]));
+        shared.release(&[customer_key("b"), input_key("x")]);
+        drop(claimed);
+        assert!(
+            shared.try_claim(&[customer_key("a")]),
+            "gone with the claims"
+        );
+    }
+
     #[test]
     fn exclusive_work_waits_for_claims_and_holds_new_ones_off() {
         let (_dir, shared) = store();
