@@ -603,22 +603,23 @@ impl ChunkWriter {
                 put_empty(out, rows.len());
             }
         };
+        // A list part's ends, answering the rows of its members (none when it is not written).
+        let list = |ends: &Ends, on: bool, out: &mut Vec<u8>| {
+            if on {
+                ends.write(range, out);
+                ends.rows(range)
+            } else {
+                put_empty(out, n);
+                0..0
+            }
+        };
         put_u32(out, n);
         self.id.write(range, out);
         self.tz.write(range, out);
         bin(&self.profile, part(Field::Profile), range, out);
         bin(&self.consents, part(Field::Consents), range, out);
 
-        let rows = match part(Field::Transactions) {
-            true => {
-                self.transactions.write(range, out);
-                self.transactions.rows(range)
-            }
-            false => {
-                put_empty(out, n);
-                0..0
-            }
-        };
+        let rows = list(&self.transactions, part(Field::Transactions), out);
         put_fixed(
             out,
             &self.t_at,
@@ -646,16 +647,7 @@ impl ChunkWriter {
             out,
         );
 
-        let rows = match part(Field::Events) {
-            true => {
-                self.events.write(range, out);
-                self.events.rows(range)
-            }
-            false => {
-                put_empty(out, n);
-                0..0
-            }
-        };
+        let rows = list(&self.events, part(Field::Events), out);
         put_fixed(
             out,
             &self.e_at,
