@@ -25,6 +25,7 @@ pub mod params;
 pub mod plugin;
 pub mod record;
 pub mod rfm;
+mod text;
 pub mod time;
 pub mod value;
 pub mod view;

@@ -11,7 +11,10 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::text::Text;
 use crate::time::{Date, Timestamp, Zone};
+use crate::wire::{ChunkWriter, Row, TransactionRef};
+use std::borrow::Cow;
 use crate::value::Value;
 
 /// A channel we can reach a customer on.
@@ -849,7 +852,7 @@ impl<'de> Visitor<'de> for TransactionMembers {
             category: None,
         };
         let mut seen = [false; 4]; // id, at, kind, amount: required when read
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match &*key {
                 "id" if want(Field::TransactionId) => (t.id, seen[0]) = (map.next_value()?, true),
                 "at" if want(Field::TransactionAt) => (t.at, seen[1]) = (map.next_value()?, true),
@@ -920,7 +923,7 @@ impl<'de> Visitor<'de> for EventMembers {
             props: Value::Null,
         };
         let mut seen = [false; 2];
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match &*key {
                 "name" if want(Field::EventName) => (e.name, seen[0]) = (map.next_value()?, true),
                 "at" if want(Field::EventAt) => (e.at, seen[1]) = (map.next_value()?, true),
@@ -979,7 +982,7 @@ impl<'de> Visitor<'de> for Reading {
         use serde::de::Error as _;
         let mut c = Record::default();
         let (mut id, mut seen) = (None, 0u16);
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             let bit = match &*key {
                 "id" => 1 << 8,
                 "tz" => 1 << 9,
@@ -1029,6 +1032,252 @@ pub fn parse_customer_reading(bytes: &[u8], fields: Fields) -> Result<Record, St
         return Err("empty line: expected a customer record (a JSON object)".into());
     }
     read_customer(text, None, fields)
+}
+
+/// Reads one customer's JSON (a line of NDJSON) straight into the columns of `writer`, for the
+/// parts it holds: no [`Record`] is built, and text is copied once, into the columns. Accepts
+/// exactly what [`parse_customer_reading`] accepts, with the same error: the direct reader is
+/// stricter where that is simpler (a transaction given as an array, a member given twice), and
+/// whatever it refuses is read again as a record, which either says what is wrong or is pushed
+/// as it reads.
+pub fn push_customer_json(writer: &mut ChunkWriter, bytes: &[u8]) -> Result<(), String> {
+    if push_direct(writer, bytes) {
+        return Ok(());
+    }
+    let record = parse_customer_reading(bytes, writer.fields())?;
+    writer.push(&record);
+    Ok(())
+}
+
+/// The direct reader of [`push_customer_json`]: whether it took the line (else it left nothing).
+fn push_direct(writer: &mut ChunkWriter, bytes: &[u8]) -> bool {
+    let fields = writer.fields();
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    writer
+        .push_filled(|row| {
+            use serde::de::DeserializeSeed as _;
+            let (id, tz) = IntoRow { row, fields }.deserialize(&mut de)?;
+            de.end()?;
+            match id_problem(&id) {
+                Some(_) => Err(<serde_json::Error as serde::de::Error>::custom("a bad id")),
+                None => Ok::<_, serde_json::Error>((id, tz)),
+            }
+        })
+        .is_ok()
+}
+
+/// [`Reading`] into a chunk's row: gives the row its parts and says whose they were.
+struct IntoRow<'r, 'w> {
+    row: &'r mut Row<'w>,
+    fields: Fields,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for IntoRow<'_, '_> {
+    type Value = (Cow<'de, str>, Option<String>);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IntoRow<'_, '_> {
+    type Value = (Cow<'de, str>, Option<String>);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a customer record (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let (fields, row) = (self.fields, self.row);
+        let (mut id, mut tz, mut seen) = (None, None, 0u16);
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            let bit = match &*key {
+                "id" => 1 << 8,
+                "tz" => 1 << 9,
+                other => Field::of_key(other).map_or(0, |f| 1 << f as u8),
+            };
+            if bit != 0 && seen & bit != 0 {
+                return Err(A::Error::custom("a part given twice"));
+            }
+            seen |= bit;
+            match Field::of_key(&key) {
+                _ if key == "id" => id = Some(map.next_value::<Text>()?.0),
+                _ if key == "tz" => tz = map.next_value::<ReadTz>()?.0,
+                Some(f) if fields.contains(f) => match f {
+                    Field::Profile => row.profile(&map.next_value::<ReadProfile>()?.0),
+                    Field::Consents => row.consents(&map.next_value::<ReadConsents>()?.0),
+                    Field::Transactions => map.next_value_seed(RowList {
+                        row: &mut *row,
+                        item: RowItem::Transaction(fields),
+                    })?,
+                    Field::Events => map.next_value_seed(RowList {
+                        row: &mut *row,
+                        item: RowItem::Event(fields),
+                    })?,
+                    Field::Inbound => row.inbound(&map.next_value::<ReadInbound>()?.0),
+                    Field::Contacts => row.contacts(&map.next_value::<ReadContacts>()?.0),
+                    Field::Journeys => row.journeys(&map.next_value::<ReadJourneys>()?.0),
+                    _ => unreachable!("of_key gives whole parts"),
+                },
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((id.ok_or_else(|| A::Error::missing_field("id"))?, tz))
+    }
+}
+
+/// What each item of a [`RowList`] is, with the members read.
+#[derive(Clone, Copy)]
+enum RowItem {
+    Transaction(Fields),
+    Event(Fields),
+}
+
+/// A list of transactions or events (`null` or missing: empty), each item pushed to the row as
+/// it is read.
+struct RowList<'r, 'w> {
+    row: &'r mut Row<'w>,
+    item: RowItem,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowList<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowList<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut list = self;
+        while seq.next_element_seed(&mut list)?.is_some() {}
+        Ok(())
+    }
+}
+
+/// Marker for one item read into the row.
+struct ItemRead;
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut RowList<'_, '_> {
+    type Value = ItemRead;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ItemRead, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut RowList<'_, '_> {
+    type Value = ItemRead;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ItemRead, A::Error> {
+        use serde::de::Error as _;
+        let twice = || A::Error::custom("a member given twice");
+        match self.item {
+            RowItem::Transaction(fields) => {
+                let want = |f| fields.reads(f);
+                let (mut id, mut at, mut kind, mut amount) = (None, None, None, None);
+                let (mut currency, mut unit, mut category) = (None, None, None);
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    match &*key {
+                        "id" if want(Field::TransactionId) => {
+                            once(&mut id, map.next_value::<Text>()?, twice)?
+                        }
+                        "at" if want(Field::TransactionAt) => {
+                            once(&mut at, map.next_value::<Timestamp>()?, twice)?
+                        }
+                        "kind" if want(Field::TransactionKind) => {
+                            once(&mut kind, map.next_value::<Text>()?, twice)?
+                        }
+                        "amount" if want(Field::TransactionAmount) => {
+                            once(&mut amount, map.next_value::<f64>()?, twice)?
+                        }
+                        "currency" if want(Field::TransactionCurrency) => {
+                            once(&mut currency, map.next_value::<Text>()?, twice)?
+                        }
+                        "business_unit" if want(Field::TransactionBusinessUnit) => {
+                            once(&mut unit, map.next_value::<Option<Text>>()?, twice)?
+                        }
+                        "category" if want(Field::TransactionCategory) => {
+                            once(&mut category, map.next_value::<Option<Text>>()?, twice)?
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let seen = [id.is_some(), at.is_some(), kind.is_some(), amount.is_some()];
+                let required = [
+                    (Field::TransactionId, "id"),
+                    (Field::TransactionAt, "at"),
+                    (Field::TransactionKind, "kind"),
+                    (Field::TransactionAmount, "amount"),
+                ];
+                check_required(fields, &required, &seen)?;
+                self.row.transaction(TransactionRef {
+                    id: id.as_deref().unwrap_or(""),
+                    at: at.unwrap_or_default(),
+                    kind: kind.as_deref().unwrap_or(""),
+                    amount: amount.unwrap_or(0.0),
+                    currency: currency.as_deref().unwrap_or(""),
+                    business_unit: unit.flatten().as_deref(),
+                    category: category.flatten().as_deref(),
+                });
+            }
+            RowItem::Event(fields) => {
+                let want = |f| fields.reads(f);
+                let (mut name, mut at, mut props) = (None, None, None);
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    match &*key {
+                        "name" if want(Field::EventName) => {
+                            once(&mut name, map.next_value::<Text>()?, twice)?
+                        }
+                        "at" if want(Field::EventAt) => {
+                            once(&mut at, map.next_value::<Timestamp>()?, twice)?
+                        }
+                        "props" if want(Field::EventProps) => {
+                            once(&mut props, map.next_value::<Value>()?, twice)?
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let required = [(Field::EventName, "name"), (Field::EventAt, "at")];
+                check_required(fields, &required, &[name.is_some(), at.is_some()])?;
+                let props = props.unwrap_or(Value::Null);
+                let name = name.as_deref().unwrap_or("");
+                self.row.event(at.unwrap_or_default(), name, &props);
+            }
+        }
+        Ok(ItemRead)
+    }
+}
+
+/// Sets `slot` to `value`, or fails when it was set already.
+fn once<T, E>(slot: &mut Option<T>, value: T, twice: impl Fn() -> E) -> Result<(), E> {
+    match slot.replace(value) {
+        None => Ok(()),
+        Some(_) => Err(twice()),
+    }
 }
 
 /// The longest customer id, in bytes: an id names a customer in every answer, log line and send
@@ -1219,6 +1468,68 @@ mod tests {
             ("purchase", 0.0)
         );
         assert_eq!(c.transactions[0].id, "", "an unread member arrives empty");
+    }
+
+    /// Lines that read, lines that fail, and lines the direct reader refuses but the record
+    /// reader takes (a transaction as an array, a member twice when it is not read).
+    const LINES: &[&[u8]] = &[
+        RECORD_LINE,
+        br#"{"transactions":[{"id":"t\"1","at":"2025-01-01T00:00:00Z","kind":"pur\u0063hase","amount":1e2,"currency":"BRL","business_unit":null,"category":"food"}],"id":"c-\u00e9","tz":null}"#,
+        br#"{"id":"c","events":[{"name":"login","at":"2025-01-01T00:00:00-03:00","props":{"a":[1,2.5,"x"]},"x":{}},{"at":"2025-01-02T00:00:00Z","name":"app_activated"}],"extra":[1,{"y":null}]}"#,
+        br#"{"id":"c","transactions":[["t","2025-01-01T00:00:00Z","purchase",5.0,"BRL",null,null]]}"#,
+        br#"{"id":"c","transactions":[{"id":"t","id":"u","at":"2025-01-01T00:00:00Z","kind":"k","amount":1}]}"#,
+        br#"{"id":"c","transactions":[{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase"}]}"#,
+        br#"{"id":"c","transactions":[{"id":"t","at":"2025-13-01T00:00:00Z","kind":"purchase","amount":1}]}"#,
+        br#"{"id":"c","profile":{"vip":1},"transactions":[{"id":"ok","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":2},{"id":"t","at":"2025-01-01T00:00:00Z","kind":"purchase","amount":"1"}]}"#,
+        br#"{"id":"c","transactions":7}"#,
+        br#"{"id":"c","transactions":null,"events":[]}"#,
+        br#"{"id":"c","events":[{"name":5,"at":"2025-01-01T00:00:00Z"}]}"#,
+        br#"{"id":"c","profile":{"birthday":"17/05/1990"}}"#,
+        br#"{"id":"c","id":"d"}"#,
+        br#"{"id":"c","transactions":[],"transactions":[]}"#,
+        br#"{"id":" "}"#,
+        br#"{"tz":"UTC"}"#,
+        br#"{"id":"c","tz":"-03:00"}"#,
+        br#"{"id":"c"} x"#,
+        br#"["c"]"#,
+        b"",
+        b"  ",
+        b"{\"id\":\"\xff\"}",
+        br#"{"id":5}"#,
+        br#"{"id":"c","consents":{"fax":{}}}"#,
+        br#"{"id":"c","journeys":[{"journey":"w"}]}"#,
+        br#"{"id":"c","journeys":[{"journey":"w","status":"active","entered_at":"2025-01-01T00:00:00Z","step":"s1","step_entered_at":"2025-01-01T00:00:00Z"}],"contacts":[{"channel":"sms","at":"2025-01-01T00:00:00Z","category":"marketing"}]}"#,
+    ];
+    const RECORD_LINE: &[u8] = br#"{"id":"c-1","tz":"America/Sao_Paulo","profile":{"first_name":"Ana","birthday":"1990-05-17","vip":true},"consents":{"sms":{"marketing":{"status":"revoked","at":"2025-03-01T00:00:00Z"}}},"transactions":[{"id":"t1","at":"2025-03-01T10:00:00Z","kind":"purchase","amount":120.5,"currency":"BRL"}],"inbound":[{"channel":"whatsapp","at":"2025-03-02T00:00:00Z"}]}"#;
+
+    #[test]
+    fn a_line_read_straight_into_columns_is_the_record_read_then_written() {
+        let declarations = [
+            Fields::all(),
+            Fields::of(&[Field::TransactionAt, Field::TransactionKind, Field::TransactionAmount]),
+            Fields::of(&[Field::TransactionId, Field::EventName]),
+            Fields::of(&[Field::Profile, Field::Consents, Field::Inbound]),
+            Fields::of(&[Field::Transactions, Field::Events, Field::Journeys, Field::Contacts]),
+            Fields::of(&[]),
+        ];
+        for fields in declarations {
+            let (mut direct, mut records) = (ChunkWriter::new(fields), ChunkWriter::new(fields));
+            for line in LINES {
+                let got = push_customer_json(&mut direct, line);
+                let want = parse_customer_reading(line, fields).map(|r| records.push(&r));
+                assert_eq!(got, want, "{fields:?}: {}", String::from_utf8_lossy(line));
+            }
+            // The valid lines without arrays for objects or members twice go the direct way.
+            for line in [0, 1, 2, 9, 25].map(|i| LINES[i]) {
+                let mut w = ChunkWriter::new(fields);
+                assert!(push_direct(&mut w, line), "{}", String::from_utf8_lossy(line));
+            }
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            direct.write(0..direct.len(), fields, &mut a);
+            records.write(0..records.len(), fields, &mut b);
+            assert!(direct.len() >= 6, "{fields:?}: {} lines read", direct.len());
+            assert_eq!(a, b, "{fields:?}: the same chunk either way");
+        }
     }
 
     #[test]

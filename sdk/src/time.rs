@@ -148,7 +148,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
-            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            let text = crate::text::Text::deserialize(d)?;
             Timestamp::parse(&text).map_err(D::Error::custom)
         } else {
             i64::deserialize(d).map(Timestamp)
@@ -349,7 +349,7 @@ impl Serialize for Date {
 impl<'de> Deserialize<'de> for Date {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
-            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            let text = crate::text::Text::deserialize(d)?;
             Date::parse(&text).map_err(D::Error::custom)
         } else {
             let (y, m, day) = <(i16, i8, i8)>::deserialize(d)?;
@@ -798,7 +798,7 @@ mod tests {
                     day = day.tomorrow().unwrap();
                 }
             }
-            t = t + jiff::SignedDuration::from_mins(1);
+            t += jiff::SignedDuration::from_mins(1);
         }
     }
 
@@ -821,7 +821,7 @@ mod tests {
         }
         let mut t = jiff::Timestamp::from_second(now.as_second().div_euclid(60) * 60 + 60).unwrap();
         while inside(t) {
-            t = t + jiff::SignedDuration::from_mins(1);
+            t += jiff::SignedDuration::from_mins(1);
         }
         Some(t)
     }

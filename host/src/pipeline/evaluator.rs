@@ -110,21 +110,24 @@ impl Chunk {
         (customers, lines)
     }
 
-    /// [`Chunk::read`] into the columns of `batch`, for what it holds: from a columnar file
-    /// without building records, from NDJSON a record at a time (none kept).
+    /// [`Chunk::read`] into the columns of `batch`, for what it holds, without building
+    /// records: a columnar file's cells and an NDJSON line's values go straight to the columns.
     pub fn fill(&self, batch: &mut EncodedBatch) -> Vec<LineRead> {
         if let Some((input, unit)) = &self.unit {
             return input.fill(unit, batch);
         }
-        self.each_record(batch.fields(), |c| {
-            batch.push(&c);
-            batch.len() - 1
-        })
+        self.each_line(|line| batch.push_json(line).map(|()| batch.len() - 1))
     }
 
     /// Reads every line as a record for `reads`, hands each valid one to `add` (which says
     /// where it went), and says for each line where its record went or why it has none.
     fn each_record(&self, reads: Fields, mut add: impl FnMut(Record) -> usize) -> Vec<LineRead> {
+        self.each_line(|line| regua_sdk::record::parse_customer_reading(line, reads).map(&mut add))
+    }
+
+    /// Hands every line not over the size limit to `read`, which says where its record went or
+    /// what is wrong with it.
+    fn each_line(&self, mut read: impl FnMut(&[u8]) -> Result<usize, String>) -> Vec<LineRead> {
         self.lines()
             .enumerate()
             .map(|(i, line)| {
@@ -135,8 +138,8 @@ impl Chunk {
                     );
                     return LineRead::Bad(None, error);
                 }
-                match regua_sdk::record::parse_customer_reading(line, reads) {
-                    Ok(c) => LineRead::Record(add(c)),
+                match read(line) {
+                    Ok(i) => LineRead::Record(i),
                     Err(e) => LineRead::Bad(salvage_id(line), e),
                 }
             })

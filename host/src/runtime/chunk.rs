@@ -74,6 +74,13 @@ impl EncodedBatch {
         self.writer.push_with(id, tz, fill)
     }
 
+    /// Adds the customer of one line of NDJSON, read straight into the columns
+    /// ([`regua_sdk::record::push_customer_json`]), or nothing and why it is not a record.
+    pub fn push_json(&mut self, line: &[u8]) -> Result<(), String> {
+        self.whole.get_mut().expect("not poisoned").clear();
+        regua_sdk::record::push_customer_json(&mut self.writer, line)
+    }
+
     /// What is held of each customer.
     pub fn fields(&self) -> Fields {
         self.writer.fields()

@@ -528,14 +528,27 @@ impl ChunkWriter {
         tz: Option<&str>,
         fill: impl FnOnce(&mut Row<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.push_filled(|row| fill(row).map(|()| (id, tz)))
+    }
+
+    /// [`ChunkWriter::push_with`] for a reader that learns the customer's id and zone only as it
+    /// goes (a JSON object's keys come in any order): `fill` gives the parts, then says whose
+    /// they were.
+    pub fn push_filled<I: AsRef<str>, Z: AsRef<str>, E>(
+        &mut self,
+        fill: impl FnOnce(&mut Row<'_>) -> Result<(I, Option<Z>), E>,
+    ) -> Result<(), E> {
         let mut row = Row { w: self, given: 0 };
-        if let Err(e) = fill(&mut row) {
-            self.take_back();
-            return Err(e);
-        }
+        let (id, tz) = match fill(&mut row) {
+            Ok(whose) => whose,
+            Err(e) => {
+                self.take_back();
+                return Err(e);
+            }
+        };
         self.len += 1;
-        self.id.push(id.as_bytes());
-        self.tz.push(tz);
+        self.id.push(id.as_ref().as_bytes());
+        self.tz.push(tz.as_ref().map(AsRef::as_ref));
         for column in [
             &mut self.profile,
             &mut self.consents,
