@@ -86,6 +86,7 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("src/plugin.rs", include_str!("../../../sdk/src/plugin.rs")),
     ("src/record.rs", include_str!("../../../sdk/src/record.rs")),
     ("src/rfm.rs", include_str!("../../../sdk/src/rfm.rs")),
+    ("src/text.rs", include_str!("../../../sdk/src/text.rs")),
     ("src/time.rs", include_str!("../../../sdk/src/time.rs")),
     ("src/value.rs", include_str!("../../../sdk/src/value.rs")),
     ("src/view.rs", include_str!("../../../sdk/src/view.rs")),

@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use arrow_array::cast::AsArray;
+use arrow_array::types::ArrowPrimitiveType;
 use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, ListArray, RecordBatch,
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, ListArray, PrimitiveArray,
+    RecordBatch,
     StringArray, StructArray, TimestampMillisecondArray,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
