@@ -1052,7 +1052,11 @@ pub fn push_customer_json(writer: &mut ChunkWriter, bytes: &[u8]) -> Result<(), 
 /// The direct reader of [`push_customer_json`]: whether it took the line (else it left nothing).
 fn push_direct(writer: &mut ChunkWriter, bytes: &[u8]) -> bool {
     let fields = writer.fields();
-    let Ok(text) = std::str::from_utf8(bytes) else {
+    #[cfg(not(target_arch = "wasm32"))]
+    let text = simdutf8::basic::from_utf8(bytes);
+    #[cfg(target_arch = "wasm32")]
+    let text = std::str::from_utf8(bytes);
+    let Ok(text) = text else {
         return false;
     };
     let mut de = serde_json::Deserializer::from_str(text);

@@ -20,7 +20,7 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, anyhow};
 use regua_sdk::{Fields, Record};
@@ -57,7 +57,7 @@ pub struct Chunk {
     /// Line number of the first line (1-based).
     pub first_line: u64,
     /// The lines, back to back, each with its newline if it had one.
-    pub data: Vec<u8>,
+    pub data: LineBytes,
     /// Where each line ends in `data`.
     pub ends: Vec<usize>,
     /// Lines (by index in the chunk) dropped for being longer than `max_line`.
@@ -67,6 +67,64 @@ pub struct Chunk {
     /// For columnar input, the unit of the file this chunk is (its lines are then empty): read
     /// on the worker, so decoding is spread over the threads.
     pub unit: Option<(Arc<ColumnarInput>, Unit)>,
+}
+
+/// A chunk's lines, whose buffer goes back to its stream's [`Spare`] when the chunk is done with.
+#[derive(Debug, Default)]
+pub struct LineBytes {
+    bytes: Vec<u8>,
+    spare: Spare,
+}
+
+impl std::ops::Deref for LineBytes {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.bytes
+    }
+}
+
+impl std::ops::DerefMut for LineBytes {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+}
+
+impl Drop for LineBytes {
+    fn drop(&mut self) {
+        self.spare.put(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// The buffers of a stream's chunks already answered, kept for its next chunks: a fresh buffer
+/// of a megabyte or two is fresh pages, which the system zeroes as they are first written (a
+/// tenth of reading NDJSON when every chunk took new ones).
+#[derive(Clone, Debug, Default)]
+struct Spare(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Spare {
+    /// Buffers kept at most: the chunks in flight of a stream are a few per worker.
+    const KEEP: usize = 8;
+
+    /// A buffer with room for `bytes`: a spare one, or a new one a quarter larger when none is
+    /// that large (a `reserve` would `realloc`, which copies the old buffer's whole capacity),
+    /// so the spare buffers settle at a size that fits the stream's chunks.
+    fn take(&self, bytes: usize) -> Vec<u8> {
+        match self.0.lock().expect("not poisoned").pop() {
+            Some(buffer) if buffer.capacity() >= bytes => buffer,
+            _ => Vec::with_capacity(bytes + bytes / 4),
+        }
+    }
+
+    fn put(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() == 0 {
+            return;
+        }
+        let mut spare = self.0.lock().expect("not poisoned");
+        if spare.len() < Spare::KEEP {
+            buffer.clear();
+            spare.push(buffer);
+        }
+    }
 }
 
 /// Where a stream's records come from.
@@ -199,17 +257,22 @@ impl Chunker {
             ..chunking
         };
         Chunker {
-            chunk: Chunker::fresh(chunking, 1),
+            chunk: Chunker::fresh(chunking, 1, &Spare::default(), 0),
             chunking,
             line_start: 0,
             skipping: false,
         }
     }
 
-    fn fresh(chunking: Chunking, first_line: u64) -> Chunk {
+    /// A chunk from `first_line`, with room for `bytes` of lines.
+    fn fresh(chunking: Chunking, first_line: u64, spare: &Spare, bytes: usize) -> Chunk {
         Chunk {
             first_line,
             max_line: chunking.max_line,
+            data: LineBytes {
+                bytes: spare.take(bytes),
+                spare: spare.clone(),
+            },
             ends: Vec::with_capacity(chunking.lines),
             ..Chunk::default()
         }
@@ -232,9 +295,14 @@ impl Chunker {
             if newline.is_some() {
                 self.end_line();
                 if self.chunk.ends.len() == self.chunking.lines {
+                    // Room for a chunk like this one, so the next does not grow by doubling
+                    // (each step a copy of what it holds: a twentieth of reading a stream).
+                    let len = self.chunk.data.len();
                     let next = Chunker::fresh(
                         self.chunking,
                         self.chunk.first_line + self.chunk.ends.len() as u64,
+                        &self.chunk.data.spare,
+                        len + len / 8,
                     );
                     full.push(std::mem::replace(&mut self.chunk, next));
                     self.line_start = 0;
