@@ -13,9 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::text::Text;
 use crate::time::{Date, Timestamp, Zone};
+use crate::value::Value;
 use crate::wire::{ChunkWriter, Row, TransactionRef};
 use std::borrow::Cow;
-use crate::value::Value;
 
 /// A channel we can reach a customer on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -964,6 +964,21 @@ read_with!(ReadInbound, Vec<Inbound>, list);
 read_with!(ReadContacts, Vec<Contact>, list);
 read_with!(ReadJourneys, Vec<JourneyState>, list);
 
+/// Marks `key` seen in a record, failing when it is `id`, `tz` or a part given already (other
+/// keys are not looked at).
+fn first_time<E: serde::de::Error>(key: &str, seen: &mut u16) -> Result<(), E> {
+    let bit = match key {
+        "id" => 1 << 8,
+        "tz" => 1 << 9,
+        other => Field::of_key(other).map_or(0, |f| 1 << f as u8),
+    };
+    if bit != 0 && *seen & bit != 0 {
+        return Err(E::custom(format_args!("duplicate field `{key}`")));
+    }
+    *seen |= bit;
+    Ok(())
+}
+
 impl<'de> serde::de::DeserializeSeed<'de> for Reading {
     type Value = Record;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Record, D::Error> {
@@ -983,15 +998,7 @@ impl<'de> Visitor<'de> for Reading {
         let mut c = Record::default();
         let (mut id, mut seen) = (None, 0u16);
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            let bit = match &*key {
-                "id" => 1 << 8,
-                "tz" => 1 << 9,
-                other => Field::of_key(other).map_or(0, |f| 1 << f as u8),
-            };
-            if bit != 0 && seen & bit != 0 {
-                return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
-            }
-            seen |= bit;
+            first_time::<A::Error>(&key, &mut seen)?;
             match Field::of_key(&key) {
                 _ if key == "id" => id = Some(map.next_value::<String>()?),
                 _ if key == "tz" => c.tz = map.next_value::<ReadTz>()?.0,
@@ -1098,15 +1105,7 @@ impl<'de> Visitor<'de> for IntoRow<'_, '_> {
         let (fields, row) = (self.fields, self.row);
         let (mut id, mut tz, mut seen) = (None, None, 0u16);
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            let bit = match &*key {
-                "id" => 1 << 8,
-                "tz" => 1 << 9,
-                other => Field::of_key(other).map_or(0, |f| 1 << f as u8),
-            };
-            if bit != 0 && seen & bit != 0 {
-                return Err(A::Error::custom("a part given twice"));
-            }
-            seen |= bit;
+            first_time::<A::Error>(&key, &mut seen)?;
             match Field::of_key(&key) {
                 _ if key == "id" => id = Some(map.next_value::<Text>()?.0),
                 _ if key == "tz" => tz = map.next_value::<ReadTz>()?.0,
@@ -1193,35 +1192,28 @@ impl<'de> Visitor<'de> for &mut RowList<'_, '_> {
         f.write_str("an object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ItemRead, A::Error> {
-        use serde::de::Error as _;
-        let twice = || A::Error::custom("a member given twice");
         match self.item {
             RowItem::Transaction(fields) => {
                 let want = |f| fields.reads(f);
-                let (mut id, mut at, mut kind, mut amount) = (None, None, None, None);
-                let (mut currency, mut unit, mut category) = (None, None, None);
+                let [mut id, mut kind, mut currency]: [Option<Text>; 3] = [None, None, None];
+                let (mut at, mut amount): (Option<Timestamp>, Option<f64>) = (None, None);
+                let [mut unit, mut category]: [Option<Option<Text>>; 2] = [None, None];
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     match &*key {
-                        "id" if want(Field::TransactionId) => {
-                            once(&mut id, map.next_value::<Text>()?, twice)?
-                        }
-                        "at" if want(Field::TransactionAt) => {
-                            once(&mut at, map.next_value::<Timestamp>()?, twice)?
-                        }
-                        "kind" if want(Field::TransactionKind) => {
-                            once(&mut kind, map.next_value::<Text>()?, twice)?
-                        }
+                        "id" if want(Field::TransactionId) => member(&mut map, &mut id)?,
+                        "at" if want(Field::TransactionAt) => member(&mut map, &mut at)?,
+                        "kind" if want(Field::TransactionKind) => member(&mut map, &mut kind)?,
                         "amount" if want(Field::TransactionAmount) => {
-                            once(&mut amount, map.next_value::<f64>()?, twice)?
+                            member(&mut map, &mut amount)?
                         }
                         "currency" if want(Field::TransactionCurrency) => {
-                            once(&mut currency, map.next_value::<Text>()?, twice)?
+                            member(&mut map, &mut currency)?
                         }
                         "business_unit" if want(Field::TransactionBusinessUnit) => {
-                            once(&mut unit, map.next_value::<Option<Text>>()?, twice)?
+                            member(&mut map, &mut unit)?
                         }
                         "category" if want(Field::TransactionCategory) => {
-                            once(&mut category, map.next_value::<Option<Text>>()?, twice)?
+                            member(&mut map, &mut category)?
                         }
                         _ => {
                             map.next_value::<serde::de::IgnoredAny>()?;
@@ -1248,18 +1240,13 @@ impl<'de> Visitor<'de> for &mut RowList<'_, '_> {
             }
             RowItem::Event(fields) => {
                 let want = |f| fields.reads(f);
-                let (mut name, mut at, mut props) = (None, None, None);
+                let (mut name, mut at): (Option<Text>, Option<Timestamp>) = (None, None);
+                let mut props: Option<Value> = None;
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     match &*key {
-                        "name" if want(Field::EventName) => {
-                            once(&mut name, map.next_value::<Text>()?, twice)?
-                        }
-                        "at" if want(Field::EventAt) => {
-                            once(&mut at, map.next_value::<Timestamp>()?, twice)?
-                        }
-                        "props" if want(Field::EventProps) => {
-                            once(&mut props, map.next_value::<Value>()?, twice)?
-                        }
+                        "name" if want(Field::EventName) => member(&mut map, &mut name)?,
+                        "at" if want(Field::EventAt) => member(&mut map, &mut at)?,
+                        "props" if want(Field::EventProps) => member(&mut map, &mut props)?,
                         _ => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
@@ -1276,11 +1263,14 @@ impl<'de> Visitor<'de> for &mut RowList<'_, '_> {
     }
 }
 
-/// Sets `slot` to `value`, or fails when it was set already.
-fn once<T, E>(slot: &mut Option<T>, value: T, twice: impl Fn() -> E) -> Result<(), E> {
-    match slot.replace(value) {
+/// Reads the next value of `map` into `slot`, or fails when the member was given already.
+fn member<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+    slot: &mut Option<T>,
+) -> Result<(), A::Error> {
+    match slot.replace(map.next_value()?) {
         None => Ok(()),
-        Some(_) => Err(twice()),
+        Some(_) => Err(serde::de::Error::custom("a member given twice")),
     }
 }
 
@@ -1510,10 +1500,19 @@ mod tests {
     fn a_line_read_straight_into_columns_is_the_record_read_then_written() {
         let declarations = [
             Fields::all(),
-            Fields::of(&[Field::TransactionAt, Field::TransactionKind, Field::TransactionAmount]),
+            Fields::of(&[
+                Field::TransactionAt,
+                Field::TransactionKind,
+                Field::TransactionAmount,
+            ]),
             Fields::of(&[Field::TransactionId, Field::EventName]),
             Fields::of(&[Field::Profile, Field::Consents, Field::Inbound]),
-            Fields::of(&[Field::Transactions, Field::Events, Field::Journeys, Field::Contacts]),
+            Fields::of(&[
+                Field::Transactions,
+                Field::Events,
+                Field::Journeys,
+                Field::Contacts,
+            ]),
             Fields::of(&[]),
         ];
         for fields in declarations {
@@ -1526,7 +1525,11 @@ mod tests {
             // The valid lines without arrays for objects or members twice go the direct way.
             for line in [0, 1, 2, 9, 25].map(|i| LINES[i]) {
                 let mut w = ChunkWriter::new(fields);
-                assert!(push_direct(&mut w, line), "{}", String::from_utf8_lossy(line));
+                assert!(
+                    push_direct(&mut w, line),
+                    "{}",
+                    String::from_utf8_lossy(line)
+                );
             }
             let (mut a, mut b) = (Vec::new(), Vec::new());
             direct.write(0..direct.len(), fields, &mut a);
