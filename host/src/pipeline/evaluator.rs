@@ -653,6 +653,37 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_on_a_buffer_given_back_holds_only_its_own_lines() {
+        // Chunks dropped as they are answered give their buffers to the next ones: long lines
+        // first, then short ones, so a reused buffer would show stale bytes if any were left.
+        let lines: Vec<String> = (0..40)
+            .map(|i| match i {
+                0..20 => format!("{i}-{}", "x".repeat(200)),
+                _ => format!("{i}"),
+            })
+            .collect();
+        let input = lines.join("\n");
+        let mut chunker = Chunker::new(Chunking {
+            lines: 3,
+            max_line: usize::MAX,
+        });
+        let spare = chunker.chunk.data.spare.clone();
+        let held = || spare.0.lock().unwrap().len();
+        let (mut got, mut taken) = (Vec::new(), 0);
+        for piece in input.as_bytes().chunks(7) {
+            let before = held();
+            let chunks = chunker.push(piece);
+            taken += before.saturating_sub(held());
+            for chunk in chunks {
+                got.extend(texts(std::slice::from_ref(&chunk))[0].1.clone());
+            }
+        }
+        got.extend(texts(&Vec::from_iter(chunker.finish()))[0].1.clone());
+        assert_eq!(got, lines);
+        assert!(taken > 5, "chunks were cut on buffers given back ({taken})");
+    }
+
+    #[test]
     fn an_empty_stream_has_no_chunk_and_an_empty_line_is_a_line() {
         assert!(cut(&[], 3, usize::MAX).is_empty());
         assert!(cut(&[b""], 3, usize::MAX).is_empty());

@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use arrow_array::cast::AsArray;
-use arrow_array::types::ArrowPrimitiveType;
-use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMillisecondType};
+use arrow_array::types::{
+    ArrowPrimitiveType, Date32Type, Float64Type, Int64Type, TimestampMillisecondType,
+};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, ListArray, PrimitiveArray,
-    RecordBatch,
-    StringArray, StructArray, TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, ListArray,
+    PrimitiveArray, RecordBatch, StringArray, StructArray, TimestampMillisecondArray,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{
