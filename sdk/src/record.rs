@@ -840,46 +840,8 @@ impl<'de> Visitor<'de> for TransactionMembers {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a transaction (an object)")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Transaction, A::Error> {
-        let want = |f| self.0.reads(f);
-        let mut t = Transaction {
-            id: String::new(),
-            at: Timestamp::default(),
-            kind: String::new(),
-            amount: 0.0,
-            currency: String::new(),
-            business_unit: None,
-            category: None,
-        };
-        let mut seen = [false; 4]; // id, at, kind, amount: required when read
-        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            match &*key {
-                "id" if want(Field::TransactionId) => (t.id, seen[0]) = (map.next_value()?, true),
-                "at" if want(Field::TransactionAt) => (t.at, seen[1]) = (map.next_value()?, true),
-                "kind" if want(Field::TransactionKind) => {
-                    (t.kind, seen[2]) = (map.next_value()?, true);
-                }
-                "amount" if want(Field::TransactionAmount) => {
-                    (t.amount, seen[3]) = (map.next_value()?, true);
-                }
-                "currency" if want(Field::TransactionCurrency) => t.currency = map.next_value()?,
-                "business_unit" if want(Field::TransactionBusinessUnit) => {
-                    t.business_unit = map.next_value()?;
-                }
-                "category" if want(Field::TransactionCategory) => t.category = map.next_value()?,
-                _ => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-        }
-        let required = [
-            (Field::TransactionId, "id"),
-            (Field::TransactionAt, "at"),
-            (Field::TransactionKind, "kind"),
-            (Field::TransactionAmount, "amount"),
-        ];
-        check_required(self.0, &required, &seen)?;
-        Ok(t)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Transaction, A::Error> {
+        read_transaction(map, self.0).map(|t| t.as_ref().into())
     }
 }
 
@@ -915,27 +877,150 @@ impl<'de> Visitor<'de> for EventMembers {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an event (an object)")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
-        let want = |f| self.0.reads(f);
-        let mut e = Event {
-            name: String::new(),
-            at: Timestamp::default(),
-            props: Value::Null,
-        };
-        let mut seen = [false; 2];
-        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            match &*key {
-                "name" if want(Field::EventName) => (e.name, seen[0]) = (map.next_value()?, true),
-                "at" if want(Field::EventAt) => (e.at, seen[1]) = (map.next_value()?, true),
-                "props" if want(Field::EventProps) => e.props = map.next_value()?,
-                _ => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Event, A::Error> {
+        let e = read_event(map, self.0)?;
+        Ok(Event {
+            name: e.name().to_owned(),
+            at: e.at(),
+            props: e.props.unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// A transaction's members as the JSON gives them, borrowed where the text allows: those
+/// `fields` does not read are left out.
+struct TransactionText<'de> {
+    id: Option<Text<'de>>,
+    at: Option<Timestamp>,
+    kind: Option<Text<'de>>,
+    amount: Option<f64>,
+    currency: Option<Text<'de>>,
+    business_unit: Option<Option<Text<'de>>>,
+    category: Option<Option<Text<'de>>>,
+}
+
+impl TransactionText<'_> {
+    /// The transaction, a member left out empty.
+    fn as_ref(&self) -> TransactionRef<'_> {
+        TransactionRef {
+            id: self.id.as_deref().unwrap_or(""),
+            at: self.at.unwrap_or_default(),
+            kind: self.kind.as_deref().unwrap_or(""),
+            amount: self.amount.unwrap_or(0.0),
+            currency: self.currency.as_deref().unwrap_or(""),
+            business_unit: self.business_unit.as_ref().and_then(|u| u.as_deref()),
+            category: self.category.as_ref().and_then(|c| c.as_deref()),
+        }
+    }
+}
+
+/// Reads the members of a transaction that `fields` names; the others are only checked to be
+/// JSON. A member that is read is checked as when the whole record is read: required, once.
+fn read_transaction<'de, A: MapAccess<'de>>(
+    mut map: A,
+    fields: Fields,
+) -> Result<TransactionText<'de>, A::Error> {
+    let want = |f| fields.reads(f);
+    let mut t = TransactionText {
+        id: None,
+        at: None,
+        kind: None,
+        amount: None,
+        currency: None,
+        business_unit: None,
+        category: None,
+    };
+    while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+        match &*key {
+            "id" if want(Field::TransactionId) => member(&mut map, "id", &mut t.id)?,
+            "at" if want(Field::TransactionAt) => member(&mut map, "at", &mut t.at)?,
+            "kind" if want(Field::TransactionKind) => member(&mut map, "kind", &mut t.kind)?,
+            "amount" if want(Field::TransactionAmount) => {
+                member(&mut map, "amount", &mut t.amount)?
+            }
+            "currency" if want(Field::TransactionCurrency) => {
+                member(&mut map, "currency", &mut t.currency)?
+            }
+            "business_unit" if want(Field::TransactionBusinessUnit) => {
+                member(&mut map, "business_unit", &mut t.business_unit)?
+            }
+            "category" if want(Field::TransactionCategory) => {
+                member(&mut map, "category", &mut t.category)?
+            }
+            _ => {
+                map.next_value::<serde::de::IgnoredAny>()?;
             }
         }
-        let required = [(Field::EventName, "name"), (Field::EventAt, "at")];
-        check_required(self.0, &required, &seen)?;
-        Ok(e)
+    }
+    let required = [
+        (Field::TransactionId, "id"),
+        (Field::TransactionAt, "at"),
+        (Field::TransactionKind, "kind"),
+        (Field::TransactionAmount, "amount"),
+    ];
+    let seen = [
+        t.id.is_some(),
+        t.at.is_some(),
+        t.kind.is_some(),
+        t.amount.is_some(),
+    ];
+    check_required(fields, &required, &seen)?;
+    Ok(t)
+}
+
+/// [`TransactionText`] for events.
+struct EventText<'de> {
+    name: Option<Text<'de>>,
+    at: Option<Timestamp>,
+    props: Option<Value>,
+}
+
+impl EventText<'_> {
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+    fn at(&self) -> Timestamp {
+        self.at.unwrap_or_default()
+    }
+}
+
+/// [`read_transaction`] for events.
+fn read_event<'de, A: MapAccess<'de>>(
+    mut map: A,
+    fields: Fields,
+) -> Result<EventText<'de>, A::Error> {
+    let want = |f| fields.reads(f);
+    let mut e = EventText {
+        name: None,
+        at: None,
+        props: None,
+    };
+    while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+        match &*key {
+            "name" if want(Field::EventName) => member(&mut map, "name", &mut e.name)?,
+            "at" if want(Field::EventAt) => member(&mut map, "at", &mut e.at)?,
+            "props" if want(Field::EventProps) => member(&mut map, "props", &mut e.props)?,
+            _ => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+    }
+    let required = [(Field::EventName, "name"), (Field::EventAt, "at")];
+    check_required(fields, &required, &[e.name.is_some(), e.at.is_some()])?;
+    Ok(e)
+}
+
+/// Reads the next value of `map` into `slot`, or fails when the member `key` was given already.
+fn member<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+    key: &str,
+    slot: &mut Option<T>,
+) -> Result<(), A::Error> {
+    match slot.replace(map.next_value()?) {
+        None => Ok(()),
+        Some(_) => Err(serde::de::Error::custom(format_args!(
+            "duplicate field `{key}`"
+        ))),
     }
 }
 
@@ -1043,10 +1128,11 @@ pub fn parse_customer_reading(bytes: &[u8], fields: Fields) -> Result<Record, St
 
 /// Reads one customer's JSON (a line of NDJSON) straight into the columns of `writer`, for the
 /// parts it holds: no [`Record`] is built, and text is copied once, into the columns. Accepts
-/// exactly what [`parse_customer_reading`] accepts, with the same error: the direct reader is
-/// stricter where that is simpler (a transaction given as an array, a member given twice), and
-/// whatever it refuses is read again as a record, which either says what is wrong or is pushed
-/// as it reads.
+/// exactly what [`parse_customer_reading`] accepts, with the same error: both read a
+/// transaction's and an event's members with [`read_transaction`] and [`read_event`]; where the
+/// direct reader is stricter (a transaction or event given as an array, which serde's own reader
+/// of a whole one takes) or says less (a blank id), the line is read again as a record, which
+/// either says what is wrong or is pushed as it reads.
 pub fn push_customer_json(writer: &mut ChunkWriter, bytes: &[u8]) -> Result<(), String> {
     if push_direct(writer, bytes) {
         return Ok(());
@@ -1059,11 +1145,7 @@ pub fn push_customer_json(writer: &mut ChunkWriter, bytes: &[u8]) -> Result<(), 
 /// The direct reader of [`push_customer_json`]: whether it took the line (else it left nothing).
 fn push_direct(writer: &mut ChunkWriter, bytes: &[u8]) -> bool {
     let fields = writer.fields();
-    #[cfg(not(target_arch = "wasm32"))]
-    let text = simdutf8::basic::from_utf8(bytes);
-    #[cfg(target_arch = "wasm32")]
-    let text = std::str::from_utf8(bytes);
-    let Ok(text) = text else {
+    let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
         return false;
     };
     let mut de = serde_json::Deserializer::from_str(text);
@@ -1191,86 +1273,19 @@ impl<'de> Visitor<'de> for &mut RowList<'_, '_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ItemRead, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ItemRead, A::Error> {
         match self.item {
             RowItem::Transaction(fields) => {
-                let want = |f| fields.reads(f);
-                let [mut id, mut kind, mut currency]: [Option<Text>; 3] = [None, None, None];
-                let (mut at, mut amount): (Option<Timestamp>, Option<f64>) = (None, None);
-                let [mut unit, mut category]: [Option<Option<Text>>; 2] = [None, None];
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    match &*key {
-                        "id" if want(Field::TransactionId) => member(&mut map, &mut id)?,
-                        "at" if want(Field::TransactionAt) => member(&mut map, &mut at)?,
-                        "kind" if want(Field::TransactionKind) => member(&mut map, &mut kind)?,
-                        "amount" if want(Field::TransactionAmount) => {
-                            member(&mut map, &mut amount)?
-                        }
-                        "currency" if want(Field::TransactionCurrency) => {
-                            member(&mut map, &mut currency)?
-                        }
-                        "business_unit" if want(Field::TransactionBusinessUnit) => {
-                            member(&mut map, &mut unit)?
-                        }
-                        "category" if want(Field::TransactionCategory) => {
-                            member(&mut map, &mut category)?
-                        }
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                let seen = [id.is_some(), at.is_some(), kind.is_some(), amount.is_some()];
-                let required = [
-                    (Field::TransactionId, "id"),
-                    (Field::TransactionAt, "at"),
-                    (Field::TransactionKind, "kind"),
-                    (Field::TransactionAmount, "amount"),
-                ];
-                check_required(fields, &required, &seen)?;
-                self.row.transaction(TransactionRef {
-                    id: id.as_deref().unwrap_or(""),
-                    at: at.unwrap_or_default(),
-                    kind: kind.as_deref().unwrap_or(""),
-                    amount: amount.unwrap_or(0.0),
-                    currency: currency.as_deref().unwrap_or(""),
-                    business_unit: unit.flatten().as_deref(),
-                    category: category.flatten().as_deref(),
-                });
+                self.row
+                    .transaction(read_transaction(map, fields)?.as_ref());
             }
             RowItem::Event(fields) => {
-                let want = |f| fields.reads(f);
-                let (mut name, mut at): (Option<Text>, Option<Timestamp>) = (None, None);
-                let mut props: Option<Value> = None;
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    match &*key {
-                        "name" if want(Field::EventName) => member(&mut map, &mut name)?,
-                        "at" if want(Field::EventAt) => member(&mut map, &mut at)?,
-                        "props" if want(Field::EventProps) => member(&mut map, &mut props)?,
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                let required = [(Field::EventName, "name"), (Field::EventAt, "at")];
-                check_required(fields, &required, &[name.is_some(), at.is_some()])?;
-                let props = props.unwrap_or(Value::Null);
-                let name = name.as_deref().unwrap_or("");
-                self.row.event(at.unwrap_or_default(), name, &props);
+                let e = read_event(map, fields)?;
+                let props = e.props.as_ref().unwrap_or(&Value::Null);
+                self.row.event(e.at(), e.name(), props);
             }
         }
         Ok(ItemRead)
-    }
-}
-
-/// Reads the next value of `map` into `slot`, or fails when the member was given already.
-fn member<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
-    map: &mut A,
-    slot: &mut Option<T>,
-) -> Result<(), A::Error> {
-    match slot.replace(map.next_value()?) {
-        None => Ok(()),
-        Some(_) => Err(serde::de::Error::custom("a member given twice")),
     }
 }
 
