@@ -1477,6 +1477,19 @@ mod tests {
             ("purchase", 0.0)
         );
         assert_eq!(c.transactions[0].id, "", "an unread member arrives empty");
+
+        // A member read twice is an error naming it, whichever members are read; one not read
+        // is only JSON.
+        let twice = br#"{"id":"c","transactions":[{"id":"t","at":"2025-01-01T00:00:00Z","at":"2025-01-02T00:00:00Z","kind":"k","amount":1}]}"#;
+        for fields in [Fields::all(), when] {
+            let err = parse_customer_reading(twice, fields).unwrap_err();
+            assert!(err.contains("duplicate field `at`"), "{fields:?}: {err}");
+            assert!(err.starts_with("field `transactions[0]"), "{err}");
+        }
+        assert!(
+            parse_customer_reading(twice, amounts.union(Fields::of(&[Field::TransactionId])))
+                .is_ok()
+        );
     }
 
     /// Lines that read, lines that fail, and lines the direct reader refuses but the record
