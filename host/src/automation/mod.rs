@@ -89,6 +89,10 @@ enum Trigger<'a> {
     Timers(&'a [Timer]),
 }
 
+/// How long a request's thread waits for a claim while keeping its customers with inputs
+/// ahead, before it lets them go (see [`Core::apply_many`]).
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How many timers one call to [`Core::fire_due`] fires at most between queries.
 const TIMER_PAGE: usize = 512;
 
@@ -206,12 +210,23 @@ impl Core {
                 .cloned()
                 .collect();
             if !claimed.try_add(&wanted) {
-                // Another thread is deciding this customer or id: the wave so far goes first,
-                // and this thread waits holding nothing (two threads never wait on each
-                // other), its customers with inputs ahead included.
+                // Another thread is deciding this customer or id: the wave so far goes first.
+                // This thread then waits keeping only the customers with inputs ahead (let go,
+                // the timer loop could fire a timer of theirs due after an input waiting
+                // here). Two requests may each keep what the other waits for: after
+                // `PATIENCE` this one lets everything go and waits holding nothing, so no
+                // two threads wait on each other for ever.
                 self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
-                claimed.release();
-                claimed.add_waiting(&keys);
+                claimed.release_but(keep);
+                let wanted: Vec<String> = keys
+                    .iter()
+                    .filter(|key| !claimed.holds(key))
+                    .cloned()
+                    .collect();
+                if !claimed.add_within(&wanted, PATIENCE) {
+                    claimed.release();
+                    claimed.add_waiting(&keys);
+                }
             }
             // One read: whether the id was applied, the customer, and whether any of its
             // timers is due by the input's instant.
@@ -801,4 +816,81 @@ fn zone(tz: Option<&str>, default_tz: &str) -> Zone {
     regua_sdk::record::zone_of(tz, default_tz)
         .map(|(z, _)| z)
         .unwrap_or_else(|_| Zone::utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::campaign::{Campaigns, RunInputs};
+    use std::time::Duration;
+
+    fn input(id: &str, customer: &str, at: &str) -> Input {
+        Input::parse(&format!(
+            r#"{{"id":"{id}","customer":"{customer}","at":"{at}","name":"visit"}}"#
+        ))
+        .unwrap()
+    }
+
+    /// A request whose thread must wait for a customer another thread decides keeps, while it
+    /// waits, the customers it has inputs ahead for: let go, the timer loop could fire one of
+    /// their timers due after such an input, and that input would then be refused as late.
+    #[test]
+    fn a_request_waiting_for_a_claim_keeps_its_customers_with_inputs_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::new(Box::new(Sqlite::open(dir.path()).unwrap()));
+        let core = Core::new(Arc::new(|| {
+            Plan::new(
+                Arc::new(Campaigns::default()),
+                Arc::new(|_: &str| None),
+                RunInputs {
+                    now: Timestamp::from_millis(0),
+                    default_tz: "UTC".into(),
+                    event: None,
+                },
+            )
+        }));
+        // The timer loop, say, deciding `y`.
+        let y = [shared::customer_key("y")];
+        assert!(shared.try_claim(&y));
+        let inputs = vec![
+            input("x1", "x", "2025-03-10T12:00:00Z"),
+            input("y1", "y", "2025-03-10T12:01:00Z"),
+            input("x2", "x", "2025-03-10T12:02:00Z"),
+        ];
+        std::thread::scope(|s| {
+            let request = s.spawn(|| {
+                let mut worker = Worker::new();
+                let now = Timestamp::from_millis(1_741_608_000_000);
+                core.apply_many(&shared, &mut worker, &inputs, now)
+            });
+            // `x1` is decided and committed, then the request waits for `y` with `x` kept.
+            let waited = std::time::Instant::now();
+            loop {
+                let applied = shared.lock(|store| store.event_seen("x1")).unwrap();
+                if applied {
+                    break;
+                }
+                assert!(
+                    waited.elapsed() < Duration::from_secs(60),
+                    "x1 never applied"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for _ in 0..20 {
+                assert!(
+                    !shared.try_claim(&[shared::customer_key("x")]),
+                    "`x`, with an input ahead, was let go while the request waited"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            shared.release(&y);
+            let statuses = request.join().unwrap().unwrap();
+            assert!(
+                statuses.iter().all(|s| matches!(s, Status::Applied { .. })),
+                "{statuses:?}"
+            );
+        });
+        // Every claim is let go at the end.
+        assert!(shared.try_claim(&[shared::customer_key("x"), shared::customer_key("y")]));
+    }
 }

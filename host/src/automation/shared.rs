@@ -34,6 +34,14 @@ pub trait Access {
     /// `true`), or none.
     fn try_claim(&self, keys: &[String]) -> bool;
 
+    /// Claims every one of `keys`, waiting up to `patience` while another thread holds any
+    /// of them; answers whether it did (else it claimed none). The caller may hold claims
+    /// while it waits, so a thread that waits on it must not be waited on in turn for longer.
+    fn claim_within(&self, keys: &[String], patience: std::time::Duration) -> bool {
+        let _ = patience;
+        self.try_claim(keys)
+    }
+
     /// Releases claims.
     fn release(&self, keys: &[String]);
 }
@@ -105,6 +113,16 @@ impl<'a> Claimed<'a> {
         );
         self.access.claim(keys);
         self.keys.extend(keys.iter().cloned());
+    }
+
+    /// Adds `keys`, waiting up to `patience` for them, holding these claims meanwhile;
+    /// answers whether it did.
+    pub fn add_within(&mut self, keys: &[String], patience: std::time::Duration) -> bool {
+        let ok = self.access.claim_within(keys, patience);
+        if ok {
+            self.keys.extend(keys.iter().cloned());
+        }
+        ok
     }
 
     /// Releases them all but those `keep` answers `true` for.
@@ -265,9 +283,22 @@ impl Access for Shared {
     }
 
     fn try_claim(&self, keys: &[String]) -> bool {
+        self.claim_within(keys, std::time::Duration::ZERO)
+    }
+
+    fn claim_within(&self, keys: &[String], patience: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + patience;
         let mut claims = self.claims();
-        if claims.exclusive || keys.iter().any(|k| claims.held.contains(k)) {
-            return false;
+        while claims.exclusive || keys.iter().any(|k| claims.held.contains(k)) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            claims = self
+                .released
+                .wait_timeout(claims, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         claims.held.extend(keys.iter().cloned());
         true
