@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod services;
+
 const HELP: &str = "\
 usage: cargo xtask <command>
 
@@ -19,7 +21,9 @@ commands:
          maturin from PyPI, pinned by tests/python/constraints.txt, then the Python package's
          wheel, built into target/wheels, with its `spark` extra); from Debian, when missing,
          chromium and chromium-driver for the console's browser test and openjdk-17-jre-headless
-         for the Spark tests. Uses cargo-nextest when installed, cargo test otherwise. Fails if
+         for the Spark tests, postgresql and nats-server for the runtime's tests (PostgreSQL is
+         started on 127.0.0.1 in a temporary folder for the run, and stopped after it; each test
+         starts its own nats-server). Uses cargo-nextest when installed, cargo test otherwise. Fails if
          the tests leave a process running (and ends it)
   fuzz   a short run of each fuzz target (installs cargo-fuzz when missing; CI runs it too)
 
@@ -371,10 +375,19 @@ fn test() -> Result<(), String> {
             "--tests",
         ]);
     }
+    let nats = services::nats_server()?;
+    let postgres = services::Postgres::start()?;
     tests
         .env("REGUA_TEST_PYTHON", venv_python())
-        .env("JAVA_HOME", java_home);
+        .env("JAVA_HOME", java_home)
+        .env("REGUA_TEST_POSTGRES", &postgres.url)
+        .env("REGUA_TEST_NATS_SERVER", nats);
     let outcome = run(&mut tests);
+    // Stopped before the check for processes left behind: the server is the run's own.
+    let outcome = match (outcome, postgres.stop()) {
+        (Ok(()), stopped) => stopped,
+        (failed, _) => failed,
+    };
     // Whatever the tests started and left running (a browser, a JVM, a server) is ended here and
     // fails the run, so a test that leaks a process is found on every machine.
     match (outcome, leftovers::end_all()) {

@@ -8,6 +8,7 @@
 //! `regua replay` on recorded time.
 
 pub mod input;
+pub mod pg;
 pub mod replay;
 pub mod shared;
 pub mod store;
@@ -20,6 +21,7 @@ use regua_sdk::{Record, Timestamp};
 use serde::Serialize;
 
 pub use input::{Input, What};
+pub use pg::Postgres;
 pub use shared::{Access, Alone, Shared};
 pub use store::{Change, Entries, OutboxEntry, Sqlite, Store, Timer};
 
@@ -28,6 +30,17 @@ use crate::pipeline::campaign::{Campaign, CustomerRun, Each, Kind, Plan};
 use crate::pipeline::recorder::Recorder;
 use crate::runtime::worker::Worker;
 use shared::Claimed;
+
+/// Opens the store `state` names (`--state`): a PostgreSQL database by its URL
+/// (`postgres://…`, shared by replicas), or a folder (SQLite, created if need be).
+pub fn open_store(state: &str) -> anyhow::Result<Box<dyn Store>> {
+    if pg::is_url(state) {
+        return Ok(Box::new(Postgres::open(state)?));
+    }
+    let mut store = Sqlite::open(std::path::Path::new(state))?;
+    store.checkpoint_in_background()?;
+    Ok(Box::new(store))
+}
 
 /// Attempts of a timer whose campaign fails on the customer (a plugin error): retried 1, 2, 4,
 /// 8 minutes after the failed attempt, then dropped (the decisions say so).
@@ -837,7 +850,7 @@ mod tests {
     #[test]
     fn a_request_waiting_for_a_claim_keeps_its_customers_with_inputs_ahead() {
         let dir = tempfile::tempdir().unwrap();
-        let shared = Shared::new(Box::new(Sqlite::open(dir.path()).unwrap()));
+        let shared = Shared::new(Box::new(Sqlite::open(dir.path()).unwrap())).unwrap();
         let core = Core::new(Arc::new(|| {
             Plan::new(
                 Arc::new(Campaigns::default()),

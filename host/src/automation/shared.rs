@@ -172,6 +172,25 @@ impl Access for Alone<'_> {
     fn release(&self, _: &[String]) {}
 }
 
+/// Claims shared with other processes (replicas on one database): what keeps two replicas
+/// from deciding the same customer or input at once. A process's own threads are kept apart
+/// by [`Shared`] first; only what no thread of it holds is asked for here.
+pub trait Locks: Send + Sync {
+    /// Takes every one of `keys` if no other process holds any of them (and answers `true`),
+    /// or none.
+    fn try_lock(&self, keys: &[String]) -> bool;
+    /// Gives `keys` back.
+    fn unlock(&self, keys: &[String]);
+    /// Takes the lock for work on every customer (scheduling campaigns' timers), if no other
+    /// process has it.
+    fn try_lock_all(&self) -> bool;
+    /// Gives the lock for work on every customer back.
+    fn unlock_all(&self);
+}
+
+/// How often a claim another process holds is asked for again.
+const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// What is claimed.
 #[derive(Default)]
 struct Claims {
@@ -190,17 +209,31 @@ pub struct Shared {
     store: Mutex<Box<dyn Store>>,
     claims: Mutex<Claims>,
     released: Condvar,
+    /// The claims shared with other processes, if the store is shared.
+    locks: Option<Box<dyn Locks>>,
 }
 
 impl Shared {
-    /// `store`, to share.
-    pub fn new(store: Box<dyn Store>) -> Shared {
-        Shared {
+    /// `store`, to share (with other processes too, if the store is shared: its claims are
+    /// then also the database's).
+    pub fn new(store: Box<dyn Store>) -> anyhow::Result<Shared> {
+        Ok(Shared {
             readers: Mutex::new(Vec::new()),
+            locks: store.locks()?,
             store: Mutex::new(store),
             claims: Mutex::new(Claims::default()),
             released: Condvar::new(),
+        })
+    }
+
+    /// Lets go of claims held in this process.
+    fn unhold(&self, keys: &[String]) {
+        let mut claims = self.claims();
+        for k in keys {
+            claims.held.remove(k);
         }
+        drop(claims);
+        self.released.notify_all();
     }
 
     fn claims(&self) -> MutexGuard<'_, Claims> {
@@ -225,10 +258,19 @@ impl Shared {
                 .unwrap_or_else(|e| e.into_inner());
         }
         drop(claims);
+        if let Some(locks) = &self.locks {
+            // One process at a time schedules; the others' steps go on (docs/RUNTIME.md).
+            while !locks.try_lock_all() {
+                std::thread::sleep(POLL * 10);
+            }
+        }
         let out = {
             let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
             f(store.as_mut())
         };
+        if let Some(locks) = &self.locks {
+            locks.unlock_all();
+        }
         self.claims().exclusive = false;
         self.released.notify_all();
         out
@@ -272,14 +314,7 @@ impl Access for Shared {
     }
 
     fn claim(&self, keys: &[String]) {
-        let mut claims = self.claims();
-        while claims.exclusive || keys.iter().any(|k| claims.held.contains(k)) {
-            claims = self
-                .released
-                .wait(claims)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        claims.held.extend(keys.iter().cloned());
+        while !self.claim_within(keys, std::time::Duration::from_secs(3600)) {}
     }
 
     fn try_claim(&self, keys: &[String]) -> bool {
@@ -288,32 +323,45 @@ impl Access for Shared {
 
     fn claim_within(&self, keys: &[String], patience: std::time::Duration) -> bool {
         let until = std::time::Instant::now() + patience;
-        let mut claims = self.claims();
-        while claims.exclusive || keys.iter().any(|k| claims.held.contains(k)) {
+        loop {
+            let mut claims = self.claims();
+            while claims.exclusive || keys.iter().any(|k| claims.held.contains(k)) {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                claims = self
+                    .released
+                    .wait_timeout(claims, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            claims.held.extend(keys.iter().cloned());
+            drop(claims);
+            let Some(locks) = &self.locks else {
+                return true;
+            };
+            if locks.try_lock(keys) {
+                return true;
+            }
+            // Another process holds one of them: asked again shortly, holding none meanwhile.
+            self.unhold(keys);
             let left = until.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return false;
             }
-            claims = self
-                .released
-                .wait_timeout(claims, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            std::thread::sleep(left.min(POLL));
         }
-        claims.held.extend(keys.iter().cloned());
-        true
     }
 
     fn release(&self, keys: &[String]) {
         if keys.is_empty() {
             return;
         }
-        let mut claims = self.claims();
-        for k in keys {
-            claims.held.remove(k);
+        if let Some(locks) = &self.locks {
+            locks.unlock(keys);
         }
-        drop(claims);
-        self.released.notify_all();
+        self.unhold(keys);
     }
 }
 
@@ -326,7 +374,7 @@ mod tests {
     fn store() -> (tempfile::TempDir, Shared) {
         let dir = tempfile::tempdir().unwrap();
         let store = super::super::Sqlite::open(dir.path()).unwrap();
-        (dir, Shared::new(Box::new(store)))
+        (dir, Shared::new(Box::new(store)).unwrap())
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Delivery::Delivered => "delivered",
             Delivery::Failed => "failed",
@@ -221,6 +221,17 @@ pub trait Store: Send {
         campaign: &str,
         timers: &[(String, Option<Timestamp>)],
     ) -> anyhow::Result<()>;
+    /// The claims this store shares with the other processes using it (replicas of the
+    /// service on one database), on a connection of their own, if it is shared.
+    fn locks(&self) -> anyhow::Result<Option<Box<dyn super::shared::Locks>>> {
+        Ok(None)
+    }
+    /// Whether this process does `role`'s work (the webhook's deliveries) among those sharing
+    /// the store: exactly one of them at a time does; a store one process uses, that one.
+    fn lead(&mut self, role: &str) -> anyhow::Result<bool> {
+        let _ = role;
+        Ok(true)
+    }
     /// A value the runtime keeps about itself (a campaign's schedule as last set), if any.
     fn meta(&mut self, key: &str) -> anyhow::Result<Option<String>>;
     /// Keeps a value about the runtime.
@@ -508,7 +519,7 @@ const OUTBOX_COLUMNS: &str = "seq, key, customer, campaign, variant, channel, te
 const RECORD_V1: u8 = 1;
 
 /// A record as the store keeps it.
-fn encode(record: &Record) -> Vec<u8> {
+pub(super) fn encode(record: &Record) -> Vec<u8> {
     postcard::to_extend(record, vec![RECORD_V1]).expect("encoding into a Vec cannot fail")
 }
 
@@ -521,14 +532,21 @@ fn decode(id: &str, stored: rusqlite::types::ValueRef<'_>) -> anyhow::Result<Rec
             let text = std::str::from_utf8(text).map_err(|e| damaged(&e))?;
             regua_sdk::record::parse_customer(text).map_err(|e| damaged(&e))
         }
-        rusqlite::types::ValueRef::Blob([RECORD_V1, rest @ ..]) => {
-            postcard::from_bytes(rest).map_err(|e| damaged(&e))
-        }
-        rusqlite::types::ValueRef::Blob([v, ..]) => anyhow::bail!(
+        rusqlite::types::ValueRef::Blob(bytes) => decode_bytes(id, bytes),
+        _ => Err(damaged(&"not a record")),
+    }
+}
+
+/// A record stored as bytes, in this version's encoding.
+pub(super) fn decode_bytes(id: &str, bytes: &[u8]) -> anyhow::Result<Record> {
+    match bytes {
+        [RECORD_V1, rest @ ..] => postcard::from_bytes(rest)
+            .map_err(|e| anyhow::anyhow!("the stored record of `{id}` is damaged: {e}")),
+        [v, ..] => anyhow::bail!(
             "the stored record of `{id}` is in encoding {v}, which this version of regua does not \
              know (a newer one wrote it)"
         ),
-        _ => Err(damaged(&"not a record")),
+        [] => anyhow::bail!("the stored record of `{id}` is damaged: empty"),
     }
 }
 

@@ -85,9 +85,9 @@ enum CustomersCommand {
 /// Example: regua customers import --state state/ customers.ndjson
 #[derive(Debug, Args)]
 struct ImportArgs {
-    /// The state folder.
-    #[arg(long, value_name = "DIR")]
-    state: PathBuf,
+    /// The state folder, or the PostgreSQL URL, `regua serve --state` is given.
+    #[arg(long, value_name = "DIR|URL")]
+    state: String,
     /// Customers: NDJSON, Parquet or Arrow IPC; - for standard input (NDJSON).
     input: PathBuf,
     /// No progress and no summary on standard error.
@@ -139,9 +139,8 @@ fn import_file(store: &mut dyn Store, path: &Path, quiet: bool) -> anyhow::Resul
 
 impl ImportArgs {
     fn run(self) -> anyhow::Result<()> {
-        let mut store = Sqlite::open(&self.state)?;
-        store.checkpoint_in_background()?;
-        import_file(&mut store, &self.input, self.quiet)?;
+        let mut store = crate::automation::open_store(&self.state)?;
+        import_file(store.as_mut(), &self.input, self.quiet)?;
         Ok(())
     }
 }

@@ -38,9 +38,36 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     campaigns: Option<PathBuf>,
     /// Run the réguas: keep customers, journey instances, timers and an outbox in this folder
-    /// (SQLite), take inputs at POST /v1/events and fire timers when due (docs/RUNTIME.md).
-    #[arg(long, value_name = "DIR", requires = "campaigns")]
-    state: Option<PathBuf>,
+    /// (SQLite, embedded), or in the PostgreSQL database at this URL (postgres://USER@HOST/DB,
+    /// shared by any number of replicas); take inputs at POST /v1/events and fire timers when
+    /// due (docs/RUNTIME.md).
+    #[arg(long, value_name = "DIR|URL", requires = "campaigns")]
+    state: Option<String>,
+    /// With --state: also take inputs from this NATS JetStream subject
+    /// (nats://HOST:PORT/SUBJECT), through a durable consumer every replica shares; each
+    /// message is one input, its Nats-Msg-Id header its id, acknowledged once applied.
+    #[arg(long, value_name = "URL", requires = "state")]
+    events: Option<String>,
+    /// With --events: the stream to create for the subject when no stream has it.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "REGUA_EVENTS",
+        requires = "events"
+    )]
+    events_stream: String,
+    /// With --events: the durable consumer's name, the same on every replica.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "regua",
+        requires = "events"
+    )]
+    events_consumer: String,
+    /// With --events: seconds a message taken by a replica waits for its ack before it is
+    /// delivered again: how soon another replica takes over the inputs of one that stopped.
+    #[arg(long, value_name = "SECS", default_value_t = 10, requires = "events")]
+    events_ack_wait: u64,
     /// With --state: the service's clock starts at this instant and moves only by POST
     /// /v1/clock, to rehearse réguas on recorded time.
     #[arg(long, value_name = "RFC3339", requires = "state")]
@@ -229,6 +256,21 @@ impl ServeArgs {
             })
             .transpose()?;
         let log = self.decision_log.open();
+        let events = self
+            .events
+            .as_deref()
+            .map(|url| {
+                let (server, subject) = crate::service::stream::Source::parse(url)
+                    .map_err(|e| anyhow::anyhow!("--events: {e}"))?;
+                anyhow::Ok(crate::service::stream::Source {
+                    server,
+                    subject,
+                    stream: self.events_stream.clone(),
+                    consumer: self.events_consumer.clone(),
+                    ack_wait: std::time::Duration::from_secs(self.events_ack_wait.max(1)),
+                })
+            })
+            .transpose()?;
         let automation = match &self.state {
             Some(dir) => {
                 let clock = match &self.manual_clock {
@@ -276,6 +318,13 @@ impl ServeArgs {
                 // instants; then each as it comes due.
                 if let Some(w) = webhook {
                     tokio::spawn(w.run(a.clone()));
+                }
+                if let Some(source) = events {
+                    tokio::spawn(crate::service::stream::run(
+                        source,
+                        a.clone(),
+                        state.clone(),
+                    ));
                 }
                 tokio::spawn(a.run_timers(state.clone()));
             }

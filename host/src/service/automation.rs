@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use regua_sdk::Timestamp;
 
-use crate::automation::{Core, Input, Shared, Sqlite, Status, Store};
+use crate::automation::{Core, Input, Shared, Status, Store};
 use crate::pipeline::campaign::{Campaigns, RunInputs};
 use crate::runtime::worker::Worker;
 use crate::service::campaigns::CampaignStore;
@@ -91,18 +91,18 @@ impl std::fmt::Debug for Automation {
 }
 
 impl Automation {
-    /// A runtime keeping its state in the folder `dir`, deciding with the campaigns `campaigns`
-    /// serves, each decision also a line of the decision log `recorder`, if any.
+    /// A runtime keeping its state in the store `state` names (a folder, or a PostgreSQL URL:
+    /// [`crate::automation::open_store`]), deciding with the campaigns `campaigns` serves, each
+    /// decision also a line of the decision log `recorder`, if any.
     pub fn open(
-        dir: &std::path::Path,
+        state: &str,
         campaigns: Arc<CampaignStore>,
         default_tz: &str,
         clock: Clock,
         recorder: Option<Arc<dyn crate::pipeline::recorder::Recorder>>,
         dedup: regua_sdk::Duration,
     ) -> anyhow::Result<Arc<Automation>> {
-        let mut store = Sqlite::open(dir)?;
-        store.checkpoint_in_background()?;
+        let store = crate::automation::open_store(state)?;
         let tz = default_tz.to_owned();
         let served = campaigns.clone();
         let core = Core::new(Arc::new(move || {
@@ -119,7 +119,7 @@ impl Automation {
         }))
         .recording(recorder);
         Ok(Arc::new(Automation {
-            store: Shared::new(Box::new(store)),
+            store: Shared::new(store)?,
             core,
             campaigns,
             scheduled_for: Mutex::new(None),

@@ -7,4 +7,5 @@ pub mod http;
 pub mod metrics;
 pub mod registry;
 pub mod reload;
+pub mod stream;
 pub mod webhook;

@@ -112,8 +112,12 @@ impl Webhook {
         loop {
             let now = auto.clock.now();
             let me = auto.clone();
+            // One replica of those sharing a database delivers; the others stand by.
             let page = tokio::task::spawn_blocking(move || {
-                me.with_store(|s| s.outbox(Entries::Deliverable(now), 0, PAGE))
+                me.with_store(|s| match s.lead("webhook")? {
+                    true => s.outbox(Entries::Deliverable(now), 0, PAGE),
+                    false => Ok(Vec::new()),
+                })
             })
             .await;
             let page = match page {
