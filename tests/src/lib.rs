@@ -182,3 +182,108 @@ pub fn output_then_reap(cmd: &mut std::process::Command) -> std::process::Output
         stderr: stderr.join().unwrap_or_default(),
     }
 }
+
+/// A database of its own on the PostgreSQL server `cargo xtask test` started (its URL in
+/// `REGUA_TEST_POSTGRES`): the URL of a fresh, empty database.
+pub fn postgres_db() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let admin = std::env::var("REGUA_TEST_POSTGRES").expect(
+        "REGUA_TEST_POSTGRES is not set: run the tests with `cargo xtask test`, which starts \
+         PostgreSQL for them",
+    );
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("t{}_{n}", std::process::id());
+    let url = match admin.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("REGUA_TEST_POSTGRES `{admin}` does not end with /DATABASE"),
+    };
+    // The synchronous client runs a runtime of its own: on a thread of its own, so this is
+    // callable from async tests too.
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot reach the tests' PostgreSQL at {admin}: {e}"));
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    url
+}
+
+/// Runs one SQL query on a database (from any thread, async tests included): its rows, each
+/// column read as text (NULL as `None`).
+pub fn sql(url: &str, query: &str) -> Vec<Vec<Option<String>>> {
+    let (url, query) = (url.to_owned(), query.to_owned());
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .simple_query(&query)
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A nats-server with JetStream, on 127.0.0.1 with its data in a temporary folder, for one
+/// test (the binary `cargo xtask test` found or installed: `REGUA_TEST_NATS_SERVER`); stopped
+/// when dropped.
+pub struct Nats {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    /// `nats://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Nats {
+    /// Starts it; returns once it accepts connections.
+    pub fn start() -> Nats {
+        let bin = std::env::var("REGUA_TEST_NATS_SERVER").expect(
+            "REGUA_TEST_NATS_SERVER is not set: run the tests with `cargo xtask test`, which \
+             installs nats-server for them",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "nats-server did not listen on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Nats {
+            child,
+            _dir: dir,
+            url: format!("nats://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -102,10 +102,6 @@ enum Trigger<'a> {
     Timers(&'a [Timer]),
 }
 
-/// How long a request's thread waits for a claim while keeping its customers with inputs
-/// ahead, before it lets them go (see [`Core::apply_many`]).
-const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// How many timers one call to [`Core::fire_due`] fires at most between queries.
 const TIMER_PAGE: usize = 512;
 
@@ -226,9 +222,8 @@ impl Core {
                 // Another thread is deciding this customer or id: the wave so far goes first.
                 // This thread then waits keeping only the customers with inputs ahead (let go,
                 // the timer loop could fire a timer of theirs due after an input waiting
-                // here). Two requests may each keep what the other waits for: after
-                // `PATIENCE` this one lets everything go and waits holding nothing, so no
-                // two threads wait on each other for ever.
+                // here), unless another thread waits so already: then it lets everything go
+                // and waits holding nothing, so no two threads ever wait on each other.
                 self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
                 claimed.release_but(keep);
                 let wanted: Vec<String> = keys
@@ -236,7 +231,7 @@ impl Core {
                     .filter(|key| !claimed.holds(key))
                     .cloned()
                     .collect();
-                if !claimed.add_within(&wanted, PATIENCE) {
+                if !claimed.add_holding(&wanted) {
                     claimed.release();
                     claimed.add_waiting(&keys);
                 }

@@ -34,11 +34,11 @@ pub trait Access {
     /// `true`), or none.
     fn try_claim(&self, keys: &[String]) -> bool;
 
-    /// Claims every one of `keys`, waiting up to `patience` while another thread holds any
-    /// of them; answers whether it did (else it claimed none). The caller may hold claims
-    /// while it waits, so a thread that waits on it must not be waited on in turn for longer.
-    fn claim_within(&self, keys: &[String], patience: std::time::Duration) -> bool {
-        let _ = patience;
+    /// Claims every one of `keys`, waiting for them while the caller holds other claims, if
+    /// no other thread (of any process sharing the store) is waiting so; answers whether it
+    /// did (else it claimed none, at once). One such waiter at a time means no two threads
+    /// ever wait on each other: every other thread waits holding nothing, or does not wait.
+    fn claim_holding(&self, keys: &[String]) -> bool {
         self.try_claim(keys)
     }
 
@@ -115,10 +115,10 @@ impl<'a> Claimed<'a> {
         self.keys.extend(keys.iter().cloned());
     }
 
-    /// Adds `keys`, waiting up to `patience` for them, holding these claims meanwhile;
-    /// answers whether it did.
-    pub fn add_within(&mut self, keys: &[String], patience: std::time::Duration) -> bool {
-        let ok = self.access.claim_within(keys, patience);
+    /// Adds `keys`, waiting for them holding these claims, if no other thread waits so
+    /// ([`Access::claim_holding`]); answers whether it did.
+    pub fn add_holding(&mut self, keys: &[String]) -> bool {
+        let ok = self.access.claim_holding(keys);
         if ok {
             self.keys.extend(keys.iter().cloned());
         }
@@ -188,6 +188,10 @@ pub trait Locks: Send + Sync {
     fn unlock_all(&self);
 }
 
+/// The lock of the one thread, among every process sharing the store, waiting for claims
+/// while holding others ([`Access::claim_holding`]).
+const HOLDING: &str = "regua:waiting-holding";
+
 /// How often a claim another process holds is asked for again.
 const POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -211,6 +215,9 @@ pub struct Shared {
     released: Condvar,
     /// The claims shared with other processes, if the store is shared.
     locks: Option<Box<dyn Locks>>,
+    /// Held by the one thread of this process waiting for claims while holding others
+    /// ([`Access::claim_holding`]).
+    holding: Mutex<()>,
 }
 
 impl Shared {
@@ -220,10 +227,55 @@ impl Shared {
         Ok(Shared {
             readers: Mutex::new(Vec::new()),
             locks: store.locks()?,
+            holding: Mutex::new(()),
             store: Mutex::new(store),
             claims: Mutex::new(Claims::default()),
             released: Condvar::new(),
         })
+    }
+
+    /// Claims `keys`, waiting until `until` at most (`None`: for as long as it takes), while
+    /// a thread of this process holds any (or work on every customer is waiting or running,
+    /// unless `despite_exclusive`), or another process holds any; answers whether it did.
+    fn wait_for(
+        &self,
+        keys: &[String],
+        until: Option<std::time::Instant>,
+        despite_exclusive: bool,
+    ) -> bool {
+        let expired = || until.is_some_and(|u| std::time::Instant::now() >= u);
+        loop {
+            let mut claims = self.claims();
+            while (claims.exclusive && !despite_exclusive)
+                || keys.iter().any(|k| claims.held.contains(k))
+            {
+                if expired() {
+                    return false;
+                }
+                let wait = until.map_or(std::time::Duration::from_secs(60), |u| {
+                    u.saturating_duration_since(std::time::Instant::now())
+                });
+                claims = self
+                    .released
+                    .wait_timeout(claims, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            claims.held.extend(keys.iter().cloned());
+            drop(claims);
+            let Some(locks) = &self.locks else {
+                return true;
+            };
+            if locks.try_lock(keys) {
+                return true;
+            }
+            // Another process holds one of them: asked again shortly, holding none meanwhile.
+            self.unhold(keys);
+            if expired() {
+                return false;
+            }
+            std::thread::sleep(POLL);
+        }
     }
 
     /// Lets go of claims held in this process.
@@ -314,44 +366,31 @@ impl Access for Shared {
     }
 
     fn claim(&self, keys: &[String]) {
-        while !self.claim_within(keys, std::time::Duration::from_secs(3600)) {}
+        self.wait_for(keys, None, false);
     }
 
     fn try_claim(&self, keys: &[String]) -> bool {
-        self.claim_within(keys, std::time::Duration::ZERO)
+        self.wait_for(keys, Some(std::time::Instant::now()), false)
     }
 
-    fn claim_within(&self, keys: &[String], patience: std::time::Duration) -> bool {
-        let until = std::time::Instant::now() + patience;
-        loop {
-            let mut claims = self.claims();
-            while claims.exclusive || keys.iter().any(|k| claims.held.contains(k)) {
-                let left = until.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return false;
-                }
-                claims = self
-                    .released
-                    .wait_timeout(claims, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-            claims.held.extend(keys.iter().cloned());
-            drop(claims);
-            let Some(locks) = &self.locks else {
-                return true;
-            };
-            if locks.try_lock(keys) {
-                return true;
-            }
-            // Another process holds one of them: asked again shortly, holding none meanwhile.
-            self.unhold(keys);
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            std::thread::sleep(left.min(POLL));
+    fn claim_holding(&self, keys: &[String]) -> bool {
+        let Ok(_one) = self.holding.try_lock() else {
+            return false;
+        };
+        let token = [HOLDING.to_owned()];
+        if let Some(locks) = &self.locks
+            && !locks.try_lock(&token)
+        {
+            return false;
         }
+        // Work on every customer cannot have started (it waits for every claim to go, the
+        // caller's too) and must not hold this off: were it waiting to start, neither would
+        // go on.
+        self.wait_for(keys, None, true);
+        if let Some(locks) = &self.locks {
+            locks.unlock(&token);
+        }
+        true
     }
 
     fn release(&self, keys: &[String]) {
@@ -424,6 +463,36 @@ mod tests {
             shared.try_claim(&[customer_key("a")]),
             "gone with the claims"
         );
+    }
+
+    /// Two threads each holding what the other wants never both wait: the second to ask is
+    /// told at once, and lets its claims go.
+    #[test]
+    fn only_one_thread_at_a_time_waits_holding_claims() {
+        let (_dir, shared) = store();
+        let shared = Arc::new(shared);
+        let (x, y) = (customer_key("x"), customer_key("y"));
+        assert!(shared.try_claim(std::slice::from_ref(&x)));
+        let other = shared.clone();
+        let (x2, y2) = (x.clone(), y.clone());
+        let waiter = std::thread::spawn(move || {
+            assert!(other.try_claim(std::slice::from_ref(&y2)));
+            let got = other.claim_holding(std::slice::from_ref(&x2));
+            other.release(&[x2, y2]);
+            got
+        });
+        let started = std::time::Instant::now();
+        while shared.holding.try_lock().is_ok() {
+            assert!(started.elapsed() < Duration::from_secs(30), "never waited");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(
+            !shared.claim_holding(std::slice::from_ref(&y)),
+            "a second thread waited holding claims"
+        );
+        shared.release(std::slice::from_ref(&x));
+        assert!(waiter.join().unwrap(), "the waiting thread got its claim");
+        assert!(shared.try_claim(&[x, y]));
     }
 
     #[test]

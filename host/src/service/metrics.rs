@@ -42,6 +42,12 @@ struct MessageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InputLabels {
+    source: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
     plugin: String,
 }
@@ -68,6 +74,7 @@ pub struct Metrics {
     last_load: Gauge<f64, AtomicU64>,
     decisions: Family<CampaignLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
+    inputs: Family<InputLabels, Counter>,
     plugin_customers: Family<PluginLabels, Counter>,
     plugin_seconds: Family<PluginLabels, Counter<f64, AtomicU64>>,
     log_written: Counter,
@@ -144,6 +151,13 @@ impl Metrics {
             "Customers decided, by campaign and outcome (planned, denied, held_out, …)",
             decisions.clone(),
         );
+        let inputs = Family::<InputLabels, Counter>::default();
+        registry.register(
+            "runtime_inputs",
+            "Inputs the journey runtime answered, by source (http, stream) and status (applied, \
+             duplicate, refused)",
+            inputs.clone(),
+        );
         let messages = Family::<MessageLabels, Counter>::default();
         registry.register(
             "campaign_messages",
@@ -196,6 +210,7 @@ impl Metrics {
             log_update: std::sync::Mutex::new(()),
             decisions,
             messages,
+            inputs,
             registry,
             requests,
             latency,
@@ -204,6 +219,21 @@ impl Metrics {
             reloads,
             dev_builds,
             last_load,
+        }
+    }
+
+    /// Counts the statuses of inputs the runtime answered from `source` (`http`, `stream`).
+    pub fn inputs(&self, source: &'static str, statuses: &[crate::automation::Status]) {
+        use crate::automation::Status;
+        for s in statuses {
+            let status = match s {
+                Status::Applied { .. } => "applied",
+                Status::Duplicate => "duplicate",
+                Status::Refused { .. } => "refused",
+            };
+            self.inputs
+                .get_or_create(&InputLabels { source, status })
+                .inc();
         }
     }
 

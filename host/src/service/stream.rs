@@ -207,6 +207,10 @@ async fn pull_until_error(
                 }
                 Err(error) => {
                     refused(&m, &error);
+                    let status = Status::Refused { error };
+                    state
+                        .metrics()
+                        .inputs("stream", std::slice::from_ref(&status));
                     m.ack_with(AckKind::Term)
                         .await
                         .map_err(|e| anyhow::anyhow!(e))?;
@@ -238,6 +242,7 @@ async fn pull_until_error(
                 continue;
             }
         };
+        state.metrics().inputs("stream", &statuses);
         for ((m, id), status) in applied.into_iter().zip(ids).zip(statuses) {
             if let Status::Refused { error } = &status {
                 tracing::warn!(id, "event refused: {error}");

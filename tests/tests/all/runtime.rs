@@ -346,21 +346,74 @@ fn mixed() -> (Vec<Value>, Vec<Value>) {
     (customers, events)
 }
 
+/// Which store a test's runtime keeps its state in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A test's store: a folder of its own (SQLite), or a database of its own on the PostgreSQL
+/// server the test command started.
+pub(crate) enum Db {
+    Folder(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Db {
+    pub(crate) fn new(kind: Kind) -> Db {
+        match kind {
+            Kind::Sqlite => Db::Folder(tempfile::tempdir().unwrap()),
+            Kind::Postgres => Db::Postgres(regua_tests::postgres_db()),
+        }
+    }
+
+    /// What `--state` is given.
+    pub(crate) fn arg(&self) -> &str {
+        match self {
+            Db::Folder(dir) => dir.path().to_str().unwrap(),
+            Db::Postgres(url) => url,
+        }
+    }
+}
+
+/// A test of the service's runtime, run on each store: `NAME::sqlite` and `NAME::postgres`.
+macro_rules! on_both_stores {
+    ($(#[$meta:meta])* async fn $name:ident($kind:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            use super::*;
+
+            async fn run($kind: Kind) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Kind::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(Kind::Postgres).await
+            }
+        }
+    };
+}
+
 const START: &str = "2025-03-10T00:00:00Z";
 const END: &str = "2025-03-20T00:00:00Z";
 
-fn serve_state(state: &Path, clock: &str) -> Served {
+fn serve_state(state: &Db, clock: &str) -> Served {
     serve_state_with(state, clock, &[])
 }
 
-fn serve_state_with(state: &Path, clock: &str, extra: &[&str]) -> Served {
+fn serve_state_with(state: &Db, clock: &str, extra: &[&str]) -> Served {
     let mut args = vec![
         "--plugins",
         plugins_dir().to_str().unwrap(),
         "--campaigns",
         REGUAS,
         "--state",
-        state.to_str().unwrap(),
+        state.arg(),
         "--manual-clock",
         clock,
     ];
@@ -393,15 +446,15 @@ fn keyed(outbox: &[Value]) -> Vec<(String, String, String, String)> {
     v
 }
 
+on_both_stores! {
 /// The service on a manual clock, fed the same inputs at their instants, plans the outbox the
 /// replay plans, message for message (key, instant, template and when it was decided).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_and_replay_plan_the_same_outbox() {
+async fn the_service_and_replay_plan_the_same_outbox(kind) {
     let (customers, events) = mixed();
     let (replayed, _, _) = replay(&customers, &ndjson(&events), END);
     assert!(replayed.len() >= 8, "{replayed:?}");
-    let state = tempfile::tempdir().unwrap();
-    let s = serve_state(state.path(), START);
+    let state = Db::new(kind);
+    let s = serve_state(&state, START);
     let imported = s.post_text("/v1/customers", ndjson(&customers)).await;
     assert_eq!(imported.lines().count(), customers.len(), "{imported}");
     let statuses = feed(&s, &events).await;
@@ -470,13 +523,14 @@ async fn the_service_and_replay_plan_the_same_outbox() {
         .count();
     assert_eq!(failed, 1);
 }
+}
 
+on_both_stores! {
 /// A repeated event id is a duplicate; an event before the customer's last applied input is
 /// refused as late, naming both instants; one more than 5 minutes ahead of the clock is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicate_late_and_future_events_are_answered_and_not_applied() {
-    let state = tempfile::tempdir().unwrap();
-    let s = serve_state(state.path(), "2025-03-12T14:00:00Z");
+async fn duplicate_late_and_future_events_are_answered_and_not_applied(kind) {
+    let state = Db::new(kind);
+    let s = serve_state(&state, "2025-03-12T14:00:00Z");
     let lines = [
         json!({"id": "a", "customer": "caio", "name": "cart_abandoned"}),
         json!({"id": "a", "customer": "caio", "name": "cart_abandoned"}),
@@ -524,6 +578,7 @@ async fn duplicate_late_and_future_events_are_answered_and_not_applied() {
         "applied once, the refused ones not at all"
     );
 }
+}
 
 /// Many customers' inputs over ten days, in time order: sign-ups, carts, purchases, app
 /// activations and logins, so that journeys, timers and caps interleave.
@@ -559,18 +614,18 @@ fn many(n: usize) -> (Vec<Value>, Vec<Value>) {
     (customers, events)
 }
 
+on_both_stores! {
 /// Inputs of many customers posted as one NDJSON batch (the service decides distinct
 /// customers' steps together, one plugin call per campaign step) plan the outbox the replay
 /// plans one input at a time; in the same batch a customer's later inputs wait for its earlier
 /// ones, a repeated id is a duplicate and an input older than its customer's last is late.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_of_many_customers_inputs_plans_what_one_at_a_time_plans() {
+async fn a_batch_of_many_customers_inputs_plans_what_one_at_a_time_plans(kind) {
     let (customers, events) = many(120);
     let (replayed, _, _) = replay(&customers, &ndjson(&events), END);
     assert!(replayed.len() > 150, "{}", replayed.len());
-    let state = tempfile::tempdir().unwrap();
+    let state = Db::new(kind);
     let last = events.last().unwrap()["at"].as_str().unwrap().to_owned();
-    let s = serve_state(state.path(), &last);
+    let s = serve_state(&state, &last);
     s.post_text("/v1/customers", ndjson(&customers)).await;
     let mut batch = events.clone();
     // A repeat of an input of this batch, and m000's login before its last input.
@@ -606,14 +661,15 @@ async fn a_batch_of_many_customers_inputs_plans_what_one_at_a_time_plans() {
     let all: Value = serde_json::from_str(&all).unwrap();
     assert_eq!(keyed(all["entries"].as_array().unwrap()), keyed(&replayed));
 }
+}
 
+on_both_stores! {
 /// Clients posting at once, each with the inputs of its own customers (in time order, in
 /// batches) and some with a copy of another client's input: the service's evaluation threads
 /// decide them concurrently, yet each input is applied once, each customer's in order, and the
 /// outbox is the replay's of the same inputs. All inputs fall within the five minutes an input
 /// may be ahead of the service's clock, so no timer is due before they are all applied.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_clients_inputs_are_each_applied_once_in_their_customers_order() {
+async fn concurrent_clients_inputs_are_each_applied_once_in_their_customers_order(kind) {
     const CLIENTS: usize = 4;
     let channels = ["email", "push", "whatsapp"];
     let customers: Vec<Value> = (0..48)
@@ -662,8 +718,8 @@ async fn concurrent_clients_inputs_are_each_applied_once_in_their_customers_orde
         of_client[(n + 1) % CLIENTS].insert(0, copy.clone());
     }
 
-    let state = tempfile::tempdir().unwrap();
-    let s = serve_state(state.path(), START);
+    let state = Db::new(kind);
+    let s = serve_state(&state, START);
     s.post_text("/v1/customers", ndjson(&customers)).await;
     // Batches of 9, and one client one input per request (requests waiting together are
     // applied together: each still gets its own answers).
@@ -710,18 +766,19 @@ async fn concurrent_clients_inputs_are_each_applied_once_in_their_customers_orde
         keyed(&replayed)
     );
 }
+}
 
+on_both_stores! {
 /// SIGKILL while inputs stream in, on a signal once half of them were accepted, so that it
 /// lands amid requests: after a restart on the same folder, resending every input (a client
 /// retries what it has no answer for) finds each accepted one a duplicate, applies the rest, and
 /// the outbox is the replay's of the same inputs: nothing lost, no message twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkill_mid_stream_loses_no_accepted_event_and_sends_nothing_twice() {
+async fn a_sigkill_mid_stream_loses_no_accepted_event_and_sends_nothing_twice(kind) {
     let (customers, events) = many(40);
     let (replayed, _, _) = replay(&customers, &ndjson(&events), END);
     assert!(replayed.len() > 60, "{}", replayed.len());
-    let state = tempfile::tempdir().unwrap();
-    let s = serve_state(state.path(), START);
+    let state = Db::new(kind);
+    let s = serve_state(&state, START);
     s.post_text("/v1/customers", ndjson(&customers)).await;
     let (half_tx, half_rx) = tokio::sync::oneshot::channel();
     let feeder = {
@@ -768,7 +825,7 @@ async fn a_sigkill_mid_stream_loses_no_accepted_event_and_sends_nothing_twice() 
     );
     // The clock restarts where the last accepted input left it.
     let resume = accepted.last().unwrap()["at"].as_str().unwrap().to_owned();
-    let s = serve_state(state.path(), &resume);
+    let s = serve_state(&state, &resume);
     let again = feed(&s, &events).await;
     for (i, a) in again.iter().enumerate().take(accepted.len()) {
         assert_eq!(
@@ -785,11 +842,12 @@ async fn a_sigkill_mid_stream_loses_no_accepted_event_and_sends_nothing_twice() 
     let all: Value = serde_json::from_str(&all).unwrap();
     assert_eq!(keyed(all["entries"].as_array().unwrap()), keyed(&replayed));
 }
+}
 
+on_both_stores! {
 /// Down for a week: on restart the overdue timers fire in order, each at its own due instant
 /// (the messages say when they were decided), not all at the restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_after_downtime_fires_overdue_timers_in_order_at_their_instants() {
+async fn a_restart_after_downtime_fires_overdue_timers_in_order_at_their_instants(kind) {
     let (customers, events) = mixed();
     let first_day: Vec<Value> = events
         .iter()
@@ -797,14 +855,14 @@ async fn a_restart_after_downtime_fires_overdue_timers_in_order_at_their_instant
         .cloned()
         .collect();
     let (replayed, _, _) = replay(&customers, &ndjson(&first_day), END);
-    let state = tempfile::tempdir().unwrap();
+    let state = Db::new(kind);
     {
-        let s = serve_state(state.path(), START);
+        let s = serve_state(&state, START);
         s.post_text("/v1/customers", ndjson(&customers)).await;
         feed(&s, &first_day).await;
     }
     // Restarted at the end of the period: the timer loop catches up on its own.
-    let s = serve_state(state.path(), END);
+    let s = serve_state(&state, END);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let (_, all) = s.get("/v1/outbox?state=all&limit=10000").await;
@@ -844,6 +902,7 @@ async fn a_restart_after_downtime_fires_overdue_timers_in_order_at_their_instant
         assert!(times.is_sorted(), "{c}: {times:?}");
     }
 }
+}
 
 #[test]
 fn customers_import_reports_bad_lines_with_their_numbers_and_imports_the_rest() {
@@ -875,15 +934,15 @@ fn customers_import_reports_bad_lines_with_their_numbers_and_imports_the_rest() 
     assert!(err.contains("2 customers imported from 3 lines"), "{err}");
 }
 
+on_both_stores! {
 /// A journey failing on one customer (its push template, with a 3,000-character product, is
 /// more than the plugins' 2 KiB output limit) fails that campaign for that customer only: the
 /// other customer's push goes, the same customer's app-activation push goes in the same step,
 /// and the failing timer is retried 1, 2, 4 and 8 minutes later, then dropped, every attempt
 /// recorded as an error decision.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_failing_on_one_customer_fails_that_campaign_only_and_is_retried_then_dropped() {
-    let state = tempfile::tempdir().unwrap();
-    let s = serve_state_with(state.path(), START, &["--output-limit", "2"]);
+async fn a_plugin_failing_on_one_customer_fails_that_campaign_only_and_is_retried_then_dropped(kind) {
+    let state = Db::new(kind);
+    let s = serve_state_with(&state, START, &["--output-limit", "2"]);
     let channels = ["email", "push", "whatsapp"];
     let customers = [
         customer("eva", &channels, json!({})),
@@ -971,13 +1030,14 @@ async fn a_plugin_failing_on_one_customer_fails_that_campaign_only_and_is_retrie
         ]
     );
 }
+}
 
+on_both_stores! {
 /// Hot reload mid-stream: a new version of the cart-abandonment campaign (other steps) applies at
 /// each customer's next input or timer. A customer waiting on a step the new version does not
 /// have leaves the journey, saying why, and is sent nothing; a customer entering after the
 /// reload gets the new version's first message.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_version_applies_at_the_next_input_and_an_instance_on_a_removed_step_exits() {
+async fn a_new_version_applies_at_the_next_input_and_an_instance_on_a_removed_step_exits(kind) {
     let dir = tempfile::tempdir().unwrap();
     let campaigns = dir.path().join("campaigns");
     std::fs::create_dir(&campaigns).unwrap();
@@ -989,14 +1049,14 @@ async fn a_new_version_applies_at_the_next_input_and_an_instance_on_a_removed_st
         )
         .unwrap();
     }
-    let state = dir.path().join("state");
+    let state = Db::new(kind);
     let s = Served::spawn(&[
         "--plugins",
         plugins_dir().to_str().unwrap(),
         "--campaigns",
         campaigns.to_str().unwrap(),
         "--state",
-        state.to_str().unwrap(),
+        state.arg(),
         "--manual-clock",
         "2025-03-12T13:00:00Z",
     ]);
@@ -1075,6 +1135,7 @@ async fn a_new_version_applies_at_the_next_input_and_an_instance_on_a_removed_st
         })
         .collect();
     assert_eq!(sent, [("cart-nudge", "2025-03-12T16:00:00Z")]);
+}
 }
 
 /// A campaigns folder with the example company's settings and one birthday message campaign
@@ -1211,19 +1272,19 @@ fn a_daily_time_is_taken_once_a_local_day_across_daylight_saving() {
     assert!(err.contains("3 timers fired"), "{err}");
 }
 
+on_both_stores! {
 /// In the service, a customer upserted through `POST /v1/customers` gets the daily campaign's
 /// timer at once, and the service fires it as its clock passes 10:00 local.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_runs_a_daily_campaign_for_customers_it_imports() {
+async fn the_service_runs_a_daily_campaign_for_customers_it_imports(kind) {
     let campaigns = daily_birthday("10:00");
-    let state = tempfile::tempdir().unwrap();
+    let state = Db::new(kind);
     let s = Served::spawn(&[
         "--plugins",
         plugins_dir().to_str().unwrap(),
         "--campaigns",
         campaigns.path().to_str().unwrap(),
         "--state",
-        state.path().to_str().unwrap(),
+        state.arg(),
         "--manual-clock",
         "2025-03-10T00:00:00Z",
     ]);
@@ -1243,6 +1304,7 @@ async fn the_service_runs_a_daily_campaign_for_customers_it_imports() {
         decided(due["entries"].as_array().unwrap()),
         [("eva", "2025-03-12T13:00:00Z", "2025-03-12T13:00:00Z")]
     );
+}
 }
 
 /// Every decision the runtime makes is also a line of the decision log (`--decision-log`),
@@ -1324,15 +1386,15 @@ async fn receiver(
     (url, posts)
 }
 
+on_both_stores! {
 /// With `--webhook`, the service posts each due entry with its key in `Idempotency-Key`: a 503
 /// is retried 30 s later (by the service's clock) and then delivered; a 400 fails at once, the
 /// provider's answer kept as the detail; every key is posted exactly as often as that.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhook_delivers_each_entry_retrying_what_may_pass_and_failing_what_is_refused() {
+async fn the_webhook_delivers_each_entry_retrying_what_may_pass_and_failing_what_is_refused(kind) {
     let (url, posts) = receiver("duda").await;
     let (customers, events) = mixed();
-    let state = tempfile::tempdir().unwrap();
-    let s = serve_state_with(state.path(), START, &["--webhook", &url]);
+    let state = Db::new(kind);
+    let s = serve_state_with(&state, START, &["--webhook", &url]);
     s.post_text("/v1/customers", ndjson(&customers)).await;
     feed(&s, &events).await;
     s.post("/v1/clock", &json!({"now": END})).await.unwrap();
@@ -1398,6 +1460,7 @@ async fn the_webhook_delivers_each_entry_retrying_what_may_pass_and_failing_what
     }
     assert!(entries.iter().any(|e| e["customer"] == "duda"));
 }
+}
 
 /// A webhook URL the service cannot post to is refused at start, saying why.
 #[test]
@@ -1433,19 +1496,19 @@ fn a_webhook_url_that_cannot_be_posted_to_is_refused_at_start() {
     assert!(err.contains("--webhook: `not a url`"), "{err}");
 }
 
+on_both_stores! {
 /// Inputs without `at` take the service's clock as they are applied: concurrent requests for
 /// one customer are all applied, none refused as late because another was stamped after it
 /// and applied before it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_inputs_without_an_instant_are_all_applied_in_turn() {
-    let state = tempfile::tempdir().unwrap();
+async fn concurrent_inputs_without_an_instant_are_all_applied_in_turn(kind) {
+    let state = Db::new(kind);
     let s = Served::spawn(&[
         "--plugins",
         plugins_dir().to_str().unwrap(),
         "--campaigns",
         REGUAS,
         "--state",
-        state.path().to_str().unwrap(),
+        state.arg(),
     ]);
     let s = std::sync::Arc::new(s);
     let mut tasks = Vec::new();
@@ -1467,15 +1530,16 @@ async fn concurrent_inputs_without_an_instant_are_all_applied_in_turn() {
         assert!(statuses.iter().all(|s| s == "applied"), "{statuses:?}");
     }
 }
+}
 
+on_both_stores! {
 /// An input's id is remembered for `--dedup-days` after its instant: a repeat within them is
 /// a duplicate; after them the id is forgotten (the store does not keep every id ever), unless
 /// it is at its customer's clock, so a repeat with its own `at` is still never reapplied: it
 /// is late, or still a duplicate.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn input_ids_are_remembered_for_the_dedup_window_and_late_repeats_stay_refused() {
-    let state = tempfile::tempdir().unwrap();
-    let s = serve_state_with(state.path(), START, &["--dedup-days", "1"]);
+async fn input_ids_are_remembered_for_the_dedup_window_and_late_repeats_stay_refused(kind) {
+    let state = Db::new(kind);
+    let s = serve_state_with(&state, START, &["--dedup-days", "1"]);
     let login =
         |id: &str, at: &str| json!({"id": id, "customer": "eva", "at": at, "name": "login"});
     let status = |a: &Value| a["status"].as_str().unwrap().to_owned();
@@ -1505,4 +1569,152 @@ async fn input_ids_are_remembered_for_the_dedup_window_and_late_repeats_stay_ref
         .await
         .unwrap();
     assert_eq!(status(&a), "applied", "{a}");
+}
+}
+
+/// Two replicas of the service on one PostgreSQL database, fed by one NATS JetStream stream
+/// (a durable consumer they share), one of them SIGKILLed mid-stream: the other carries on
+/// (the killed one's unacknowledged messages are delivered to it again), and in the end every
+/// input was applied exactly once, a message published twice with one id once, and the outbox
+/// holds each message exactly once: the outbox `regua replay` plans from the same inputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_database_and_one_stream_survive_a_sigkill_and_apply_each_input_once() {
+    let (customers, events) = many(40);
+    let (replayed, _, _) = replay(&customers, &ndjson(&events), END);
+    assert!(replayed.len() > 60, "{}", replayed.len());
+    let nats = regua_tests::Nats::start();
+    let db = regua_tests::postgres_db();
+    const SUBJECT: &str = "crm.events";
+    // The stream, as its operators would make it; the replicas find it by its subject.
+    let client = async_nats::connect(nats.url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "CRM".into(),
+        subjects: vec![SUBJECT.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let events_url = format!("{}/{SUBJECT}", nats.url);
+    let replica = |clock: &str| {
+        Served::spawn(&[
+            "--plugins",
+            plugins_dir().to_str().unwrap(),
+            "--campaigns",
+            REGUAS,
+            "--state",
+            &db,
+            "--manual-clock",
+            clock,
+            "--events",
+            &events_url,
+            "--events-ack-wait",
+            "2",
+        ])
+    };
+    let a = replica(START);
+    let mut b = Some(replica(START));
+    a.post_text("/v1/customers", ndjson(&customers)).await;
+
+    // Inputs a few minutes apart at most go together, each replica's clock at the first of
+    // them (an input may be up to 5 minutes ahead of it), so no timer due after one of them
+    // fires before it arrives.
+    let millis = |e: &Value| {
+        regua_sdk::Timestamp::parse(e["at"].as_str().unwrap())
+            .unwrap()
+            .as_millis()
+    };
+    let mut groups: Vec<Vec<Value>> = Vec::new();
+    for e in &events {
+        match groups.last_mut() {
+            Some(g) if millis(e) - millis(&g[0]) <= 4 * 60_000 => g.push(e.clone()),
+            _ => groups.push(vec![e.clone()]),
+        }
+    }
+    let applied = || {
+        regua_tests::sql(&db, "SELECT count(*) FROM events")[0][0]
+            .as_ref()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let mut published = 0;
+    for (k, group) in groups.iter().enumerate() {
+        let clock = json!({"now": group[0]["at"]});
+        for s in std::iter::once(&a).chain(b.as_ref()) {
+            let (code, answer) = s.post("/v1/clock", &clock).await.unwrap();
+            assert_eq!(code, 200, "{answer}");
+        }
+        for e in group {
+            let id = e["id"].as_str().unwrap();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id);
+            // The message id is the input's id: the payload need not repeat it.
+            let mut payload = e.clone();
+            payload.as_object_mut().unwrap().remove("id");
+            let copies = if k == 3 { 2 } else { 1 };
+            for _ in 0..copies {
+                js.publish_with_headers(SUBJECT, headers.clone(), payload.to_string().into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+            published += 1;
+        }
+        if k == groups.len() / 2 {
+            // Mid-stream, with this group's messages in flight, once it has applied some.
+            let killed = b.take().unwrap();
+            let (_, metrics) = killed.get("/metrics").await;
+            let applied_by_b: u64 = metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("regua_runtime_inputs_total{")
+                        && l.contains(r#"source="stream""#)
+                        && l.contains(r#"status="applied""#)
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0);
+            assert!(
+                applied_by_b > 0,
+                "the second replica took no input:\n{metrics}"
+            );
+            std::process::Command::new("kill")
+                .args(["-KILL", &killed.pid().to_string()])
+                .status()
+                .unwrap();
+            drop(killed);
+        }
+        let waited = std::time::Instant::now();
+        while applied() < published {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(60),
+                "group {k}: {} of {published} inputs applied after a minute",
+                applied()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let (code, answer) = a.post("/v1/clock", &json!({"now": END})).await.unwrap();
+    assert_eq!(code, 200, "{answer}");
+
+    let ids: Vec<String> = regua_tests::sql(&db, "SELECT id FROM events ORDER BY id")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    let mut expected: Vec<String> = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected, "an input lost, or one that was never sent");
+    let twice = regua_tests::sql(
+        &db,
+        "SELECT customer, input, campaign, count(*) FROM decisions
+         GROUP BY customer, input, campaign HAVING count(*) > 1",
+    );
+    assert!(twice.is_empty(), "inputs decided twice: {twice:?}");
+    let (_, all) = a.get("/v1/outbox?state=all&limit=10000").await;
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(keyed(all["entries"].as_array().unwrap()), keyed(&replayed));
 }

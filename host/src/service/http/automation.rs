@@ -139,6 +139,7 @@ pub(super) async fn post_events(
         .await
         .map_err(|_| ApiError::internal("the inputs were dropped: a worker panicked"))?
         .map_err(|e| internal(anyhow::anyhow!(e)))?;
+    state.metrics().inputs("http", &statuses);
     for ((slot, id), status) in slots.into_iter().zip(ids).zip(statuses) {
         answers[slot].id = Some(id);
         answers[slot].status = status;
