@@ -1,7 +1,8 @@
 //! Events from a NATS JetStream stream (`regua serve --events nats://HOST:PORT/SUBJECT`): a
-//! durable pull consumer every replica shares, each message one input (the JSON object
-//! POST /v1/events takes), acknowledged only once its input's step is committed
-//! (docs/RUNTIME.md, "Beyond one machine").
+//! durable pull consumer every replica shares, read by one replica at a time (the others
+//! stand by to take over), each message one input (the JSON object POST /v1/events takes),
+//! acknowledged only once its input's step is committed (docs/RUNTIME.md, "Beyond one
+//! machine").
 //!
 //! The message id (`Nats-Msg-Id` header) is the input's id: JetStream drops a repeat published
 //! within the stream's duplicate window, and the runtime answers any later one, or a message
@@ -23,6 +24,9 @@ const BATCH: usize = 500;
 
 /// How long a pull waits for messages when the stream is idle.
 const IDLE: Duration = Duration::from_secs(1);
+
+/// How often a replica that does not read the stream looks whether it should.
+const STANDBY: Duration = Duration::from_millis(250);
 
 /// After a failure to reach the server or to apply inputs: how long before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -162,19 +166,54 @@ pub async fn run(source: Source, auto: Arc<Automation>, state: AppState) {
             consumer = %source.consumer,
             "reading events"
         );
-        if let Err(e) = pull_until_error(&consumer, &auto, &state).await {
+        if let Err(e) = pull_until_error(&source, &consumer, &auto, &state).await {
             tracing::error!("events: {e:#}");
             tokio::time::sleep(BACKOFF).await;
         }
     }
 }
 
+/// Whether this replica is the one reading the stream
+/// ([`crate::automation::Store::lead`]).
+async fn leads(auto: &Arc<Automation>, role: &str) -> anyhow::Result<bool> {
+    let (me, role) = (auto.clone(), role.to_owned());
+    tokio::task::spawn_blocking(move || me.with_store(|s| s.lead(&role)))
+        .await
+        .map_err(|_| anyhow::anyhow!("a worker panicked"))?
+}
+
 async fn pull_until_error(
+    source: &Source,
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     auto: &Arc<Automation>,
     state: &AppState,
 ) -> anyhow::Result<()> {
+    let role = format!("events:{}:{}", source.subject, source.consumer);
+    let mut leading = false;
     loop {
+        // One replica reads the stream at a time, so a customer's inputs are applied in the
+        // stream's order: replicas pulling together would each take some of one customer's
+        // messages and apply them in whatever order they finish (docs/RUNTIME.md).
+        if !leads(auto, &role).await? {
+            leading = false;
+            tokio::time::sleep(STANDBY).await;
+            continue;
+        }
+        if !leading {
+            leading = true;
+            // Taking over: messages the replica before took and did not acknowledge come
+            // again once their ack wait is over, before any new one; reading new ones first
+            // would apply a customer's later inputs before its earlier ones.
+            let pending = consumer.get_info().await?.num_ack_pending;
+            if pending > 0 {
+                tracing::info!(
+                    pending,
+                    "reading the stream: waiting out the ack wait of the messages taken before"
+                );
+                tokio::time::sleep(source.ack_wait + Duration::from_millis(100)).await;
+            }
+            tracing::info!(subject = %source.subject, "this replica reads the stream");
+        }
         let mut batch = consumer
             .fetch()
             .max_messages(BATCH)

@@ -1573,10 +1573,11 @@ async fn input_ids_are_remembered_for_the_dedup_window_and_late_repeats_stay_ref
 }
 
 /// Two replicas of the service on one PostgreSQL database, fed by one NATS JetStream stream
-/// (a durable consumer they share), one of them SIGKILLed mid-stream: the other carries on
-/// (the killed one's unacknowledged messages are delivered to it again), and in the end every
-/// input was applied exactly once, a message published twice with one id once, and the outbox
-/// holds each message exactly once: the outbox `regua replay` plans from the same inputs.
+/// (a durable consumer they share, read by one of them at a time so a customer's inputs keep
+/// the stream's order), the one reading it SIGKILLed mid-stream: the other takes over (the
+/// killed one's unacknowledged messages are delivered to it again), and in the end every input
+/// was applied exactly once, a message published twice with one id once, and the outbox holds
+/// each message exactly once: the outbox `regua replay` plans from the same inputs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_database_and_one_stream_survive_a_sigkill_and_apply_each_input_once() {
     let (customers, events) = many(40);
@@ -1596,8 +1597,8 @@ async fn two_replicas_on_one_database_and_one_stream_survive_a_sigkill_and_apply
     .await
     .unwrap();
     let events_url = format!("{}/{SUBJECT}", nats.url);
-    let replica = |clock: &str| {
-        Served::spawn(&[
+    let replica = || {
+        Some(Served::spawn(&[
             "--plugins",
             plugins_dir().to_str().unwrap(),
             "--campaigns",
@@ -1605,16 +1606,19 @@ async fn two_replicas_on_one_database_and_one_stream_survive_a_sigkill_and_apply
             "--state",
             &db,
             "--manual-clock",
-            clock,
+            START,
             "--events",
             &events_url,
             "--events-ack-wait",
             "2",
-        ])
+        ]))
     };
-    let a = replica(START);
-    let mut b = Some(replica(START));
-    a.post_text("/v1/customers", ndjson(&customers)).await;
+    let mut replicas = [replica(), replica()];
+    replicas[0]
+        .as_ref()
+        .unwrap()
+        .post_text("/v1/customers", ndjson(&customers))
+        .await;
 
     // Inputs a few minutes apart at most go together, each replica's clock at the first of
     // them (an input may be up to 5 minutes ahead of it), so no timer due after one of them
@@ -1641,7 +1645,7 @@ async fn two_replicas_on_one_database_and_one_stream_survive_a_sigkill_and_apply
     let mut published = 0;
     for (k, group) in groups.iter().enumerate() {
         let clock = json!({"now": group[0]["at"]});
-        for s in std::iter::once(&a).chain(b.as_ref()) {
+        for s in replicas.iter().flatten() {
             let (code, answer) = s.post("/v1/clock", &clock).await.unwrap();
             assert_eq!(code, 200, "{answer}");
         }
@@ -1663,22 +1667,18 @@ async fn two_replicas_on_one_database_and_one_stream_survive_a_sigkill_and_apply
             published += 1;
         }
         if k == groups.len() / 2 {
-            // Mid-stream, with this group's messages in flight, once it has applied some.
-            let killed = b.take().unwrap();
-            let (_, metrics) = killed.get("/metrics").await;
-            let applied_by_b: u64 = metrics
-                .lines()
-                .find(|l| {
-                    l.starts_with("regua_runtime_inputs_total{")
-                        && l.contains(r#"source="stream""#)
-                        && l.contains(r#"status="applied""#)
-                })
-                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-                .unwrap_or(0);
-            assert!(
-                applied_by_b > 0,
-                "the second replica took no input:\n{metrics}"
-            );
+            // Mid-stream, with this group's messages in flight: the replica reading the stream
+            // (the one that applied its inputs so far: one at a time reads it).
+            let mut took = Vec::new();
+            for s in replicas.iter().flatten() {
+                took.push(stream_applied(s).await);
+            }
+            let reader = match took[..] {
+                [n, 0] if n > 0 => 0,
+                [0, n] if n > 0 => 1,
+                _ => panic!("inputs from the stream applied by each replica: {took:?}"),
+            };
+            let killed = replicas[reader].take().unwrap();
             std::process::Command::new("kill")
                 .args(["-KILL", &killed.pid().to_string()])
                 .status()
@@ -1695,7 +1695,15 @@ async fn two_replicas_on_one_database_and_one_stream_survive_a_sigkill_and_apply
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
-    let (code, answer) = a.post("/v1/clock", &json!({"now": END})).await.unwrap();
+    let survivor = replicas.iter().flatten().next().unwrap();
+    assert!(
+        stream_applied(survivor).await > 0,
+        "the survivor took over nothing"
+    );
+    let (code, answer) = survivor
+        .post("/v1/clock", &json!({"now": END}))
+        .await
+        .unwrap();
     assert_eq!(code, 200, "{answer}");
 
     let ids: Vec<String> = regua_tests::sql(&db, "SELECT id FROM events ORDER BY id")
@@ -1714,7 +1722,21 @@ async fn two_replicas_on_one_database_and_one_stream_survive_a_sigkill_and_apply
          GROUP BY customer, input, campaign HAVING count(*) > 1",
     );
     assert!(twice.is_empty(), "inputs decided twice: {twice:?}");
-    let (_, all) = a.get("/v1/outbox?state=all&limit=10000").await;
+    let (_, all) = survivor.get("/v1/outbox?state=all&limit=10000").await;
     let all: Value = serde_json::from_str(&all).unwrap();
     assert_eq!(keyed(all["entries"].as_array().unwrap()), keyed(&replayed));
+}
+
+/// The inputs from the stream a service applied (its metrics).
+async fn stream_applied(s: &Served) -> u64 {
+    let (_, metrics) = s.get("/metrics").await;
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("regua_runtime_inputs_total{")
+                && l.contains(r#"source="stream""#)
+                && l.contains(r#"status="applied""#)
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }
