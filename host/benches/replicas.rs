@@ -14,7 +14,7 @@
 //!  -- [customers]` (default 5000). BENCHMARKS.md has the figures.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,10 +23,9 @@ const START: &str = "2025-03-01T00:00:00Z";
 const LATER: &str = "2025-04-10T00:00:00Z";
 const ACK_WAIT: &str = "5";
 
-fn run(cmd: &mut Command) {
-    let status = cmd.status().expect("running a command");
-    assert!(status.success(), "{cmd:?} failed");
-}
+#[path = "common/runtime_inputs.rs"]
+mod common;
+use common::run;
 
 /// One query, its first column of its first row as text (on a thread of its own: the
 /// synchronous client runs a runtime of its own).
@@ -206,39 +205,12 @@ fn main() {
     let nats_bin = std::env::var("REGUA_BENCH_NATS_SERVER").unwrap_or("nats-server".into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    let sources: Vec<PathBuf> = std::fs::read_dir(root.join("plugins"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    regua_host::authoring::build::build(
-        &sources,
-        &plugins,
-        Some(&root.join("target/bench-plugins/target")),
-    )
-    .expect("building the plugins");
+    let common::Material {
+        plugins,
+        people,
+        events,
+    } = common::material(dir.path(), customers);
     let campaigns = root.join("examples/reguas");
-
-    let people = dir.path().join("customers.ndjson");
-    run(Command::new(REGUA)
-        .args(["generate", "--count", &customers.to_string(), "--output"])
-        .arg(&people));
-    let inputs = Command::new("python3")
-        .arg(root.join("bench/runtime/inputs.py"))
-        .args(["--customers", &customers.to_string(), "--days", "30"])
-        .output()
-        .unwrap();
-    assert!(inputs.status.success());
-    // The replicas' clock stamps each input (all at the start; a customer's in stream order).
-    let events: Vec<String> = String::from_utf8(inputs.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("at");
-            v.to_string()
-        })
-        .collect();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

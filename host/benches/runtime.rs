@@ -9,7 +9,7 @@
 //! `cargo bench -p regua-host --bench runtime -- [customers]` (default 20000).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,10 +24,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn run(cmd: &mut Command) {
-    let status = cmd.status().expect("running a command");
-    assert!(status.success(), "{cmd:?} failed");
-}
+#[path = "common/runtime_inputs.rs"]
+mod common;
+use common::run;
 
 /// Posts `bodies` over `clients` keep-alive connections; answers (seconds, sorted latencies).
 async fn load(base: &str, bodies: Vec<String>, clients: usize) -> (f64, Vec<Duration>) {
@@ -85,38 +84,11 @@ fn main() {
         .unwrap_or(20_000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    let sources: Vec<PathBuf> = std::fs::read_dir(root.join("plugins"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    regua_host::authoring::build::build(
-        &sources,
-        &plugins,
-        Some(&root.join("target/bench-plugins/target")),
-    )
-    .expect("building the plugins");
-
-    let people = dir.path().join("customers.ndjson");
-    run(Command::new(REGUA)
-        .args(["generate", "--count", &customers.to_string(), "--output"])
-        .arg(&people));
-    let inputs = Command::new("python3")
-        .arg(root.join("bench/runtime/inputs.py"))
-        .args(["--customers", &customers.to_string(), "--days", "30"])
-        .output()
-        .unwrap();
-    assert!(inputs.status.success());
-    // The service's clock stamps each input.
-    let events: Vec<String> = String::from_utf8(inputs.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("at");
-            v.to_string()
-        })
-        .collect();
+    let common::Material {
+        plugins,
+        people,
+        events,
+    } = common::material(dir.path(), customers);
     let state = dir.path().join("state");
     let t = Instant::now();
     run(Command::new(REGUA)

@@ -213,12 +213,7 @@ impl Core {
                 self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
                 claimed.release_but(keep);
             }
-            let wanted: Vec<String> = keys
-                .iter()
-                .filter(|key| !claimed.holds(key))
-                .cloned()
-                .collect();
-            if !claimed.try_add(&wanted) {
+            if !claimed.try_add(&claimed.lacking(&keys)) {
                 // Another thread is deciding this customer or id: the wave so far goes first.
                 // This thread then waits keeping only the customers with inputs ahead (let go,
                 // the timer loop could fire a timer of theirs due after an input waiting
@@ -226,12 +221,7 @@ impl Core {
                 // and waits holding nothing, so no two threads ever wait on each other.
                 self.decide_wave(access, worker, inputs, &mut wave, &mut statuses)?;
                 claimed.release_but(keep);
-                let wanted: Vec<String> = keys
-                    .iter()
-                    .filter(|key| !claimed.holds(key))
-                    .cloned()
-                    .collect();
-                if !claimed.add_holding(&wanted) {
+                if !claimed.add_holding(&claimed.lacking(&keys)) {
                     claimed.release();
                     claimed.add_waiting(&keys);
                 }

@@ -95,6 +95,11 @@ impl<'a> Claimed<'a> {
         self.keys.contains(key)
     }
 
+    /// Those of `keys` these claims do not include.
+    pub fn lacking(&self, keys: &[String]) -> Vec<String> {
+        keys.iter().filter(|k| !self.holds(k)).cloned().collect()
+    }
+
     /// Adds `keys`, if no other thread holds any of them; answers whether it did.
     pub fn try_add(&mut self, keys: &[String]) -> bool {
         let ok = self.access.try_claim(keys);
