@@ -106,7 +106,7 @@ pub fn is_url(state: &str) -> bool {
 fn shown(url: &str) -> String {
     match url.parse::<postgres::Config>() {
         Ok(c) => format!(
-            "{}{}/{}",
+            "{}{}{}/{}",
             c.get_user().map(|u| format!("{u}@")).unwrap_or_default(),
             c.get_hosts()
                 .first()
@@ -115,6 +115,10 @@ fn shown(url: &str) -> String {
                     postgres::config::Host::Unix(p) => p.display().to_string(),
                 })
                 .unwrap_or_default(),
+            c.get_ports()
+                .first()
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default(),
             c.get_dbname().unwrap_or("")
         ),
         Err(_) => "the database".into(),
@@ -122,9 +126,11 @@ fn shown(url: &str) -> String {
 }
 
 fn connect(url: &str) -> anyhow::Result<Client> {
-    let mut config: postgres::Config = url
-        .parse()
-        .with_context(|| format!("--state: `{}` is not a PostgreSQL URL", shown(url)))?;
+    let mut config: postgres::Config = url.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "--state: not a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE): {e}"
+        )
+    })?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
