@@ -1740,3 +1740,43 @@ async fn stream_applied(s: &Served) -> u64 {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// The PostgreSQL store's schema is created once and recorded with its version; opened again,
+/// nothing is migrated twice; a database a newer regua migrated is refused, saying so, and a
+/// customer imported into it twice is merged, not doubled.
+#[test]
+fn the_postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
+    let db = regua_tests::postgres_db();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.ndjson");
+    std::fs::write(&file, ndjson(&[customer("a", &["email"], json!({}))])).unwrap();
+    let import = || {
+        regua(
+            &[
+                "customers",
+                "import",
+                "--state",
+                &db,
+                file.to_str().unwrap(),
+            ],
+            "",
+        )
+    };
+    for _ in 0..2 {
+        let out = import();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let versions = regua_tests::sql(&db, "SELECT version FROM regua_schema ORDER BY version");
+    assert_eq!(versions, vec![vec![Some("1".to_owned())]]);
+    let customers = regua_tests::sql(&db, "SELECT id FROM customers");
+    assert_eq!(customers, vec![vec![Some("a".to_owned())]]);
+
+    regua_tests::sql(&db, "INSERT INTO regua_schema (version) VALUES (2)");
+    let out = import();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("schema is at version 2") && err.contains("newer"),
+        "{err}"
+    );
+}
