@@ -109,19 +109,23 @@ async fn stream(
     db: &str,
 ) -> f64 {
     let t = Instant::now();
-    let mut acks = Vec::with_capacity(events.len());
-    for e in events {
-        let v: serde_json::Value = serde_json::from_str(e).unwrap();
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", v["id"].as_str().unwrap());
-        acks.push(
-            js.publish_with_headers(subject.to_owned(), headers, e.clone().into())
-                .await
-                .unwrap(),
-        );
-    }
-    for a in acks {
-        a.await.unwrap();
+    // The client holds a few thousand publications unacknowledged at most: their acks are
+    // awaited a thousand at a time.
+    for chunk in events.chunks(1_000) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            let v: serde_json::Value = serde_json::from_str(e).unwrap();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", v["id"].as_str().unwrap());
+            acks.push(
+                js.publish_with_headers(subject.to_owned(), headers, e.clone().into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for a in acks {
+            a.await.unwrap();
+        }
     }
     wait_applied(db, events.len() as u64).await;
     t.elapsed().as_secs_f64()

@@ -19,6 +19,8 @@ pub struct CampaignStore {
     registry: Arc<Registry>,
     default_tz: String,
     served: RwLock<Arc<Campaigns>>,
+    /// What the folder's files were at the last load ([`fingerprint`]).
+    loaded: std::sync::Mutex<Option<u64>>,
     /// Notified after each reload (the journey runtime sets the scheduled campaigns' timers).
     pub reloaded: tokio::sync::Notify,
 }
@@ -40,6 +42,7 @@ impl CampaignStore {
             registry,
             default_tz: default_tz.to_owned(),
             served: RwLock::new(Arc::new(Campaigns::default())),
+            loaded: std::sync::Mutex::new(None),
             reloaded: tokio::sync::Notify::new(),
         })
     }
@@ -58,6 +61,7 @@ impl CampaignStore {
     /// serving (while the file exists), and the error says so.
     pub fn reload(&self) {
         let Some(dir) = &self.dir else { return };
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint(dir);
         let mut fresh = match Campaigns::load_dir(dir) {
             Ok(c) => c,
             Err(e) => {
@@ -149,14 +153,22 @@ impl CampaignStore {
             return Ok(None);
         };
         let store = self.clone();
+        let dir_of_store = dir.clone();
         let mut debouncer = new_debouncer(
             crate::service::reload::PLUGIN_DEBOUNCE,
             move |res: DebounceEventResult| match res {
                 Ok(events) => {
-                    if events
+                    let ours = events
                         .iter()
-                        .any(|e| is_campaign_file(&e.path) || is_company_file(&e.path))
-                    {
+                        .any(|e| is_campaign_file(&e.path) || is_company_file(&e.path));
+                    // The watcher also reports files being read (by this service's own load,
+                    // or by another service on the same folder, which would then answer with
+                    // a load of its own, and so on): only a change of the files reloads.
+                    let changed = || {
+                        let last = *store.loaded.lock().unwrap_or_else(|e| e.into_inner());
+                        last.is_none() || fingerprint(&dir_of_store) != last
+                    };
+                    if ours && changed() {
                         store.reload();
                     }
                 }
@@ -168,4 +180,28 @@ impl CampaignStore {
             .watch(&dir, RecursiveMode::NonRecursive)?;
         Ok(Some(debouncer))
     }
+}
+
+/// The campaign and company files of `dir`, names and contents, as one hash; `None` if the
+/// folder cannot be read.
+fn fingerprint(dir: &Path) -> Option<u64> {
+    let mut files: Vec<(std::ffi::OsString, Vec<u8>)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_campaign_file(p) || is_company_file(p))
+        .map(|p| {
+            // A file that cannot be read hashes as its error: a load reports it.
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| e.to_string().into_bytes());
+            (p.file_name().unwrap_or_default().to_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for (name, bytes) in &files {
+        hasher.update(name.as_encoded_bytes());
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    Some(hasher.digest())
 }

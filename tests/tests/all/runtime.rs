@@ -1700,6 +1700,14 @@ async fn two_replicas_on_one_database_and_one_stream_survive_a_sigkill_and_apply
         stream_applied(survivor).await > 0,
         "the survivor took over nothing"
     );
+    // Two services watching one campaigns folder do not set each other reloading (each load
+    // reads the files, which the other's watcher reports).
+    let loads = survivor
+        .log()
+        .iter()
+        .filter(|l| l.contains("campaigns loaded"))
+        .count();
+    assert_eq!(loads, 1, "the campaigns were loaded {loads} times");
     let (code, answer) = survivor
         .post("/v1/clock", &json!({"now": END}))
         .await
