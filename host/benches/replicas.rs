@@ -13,7 +13,6 @@
 //!  REGUA_BENCH_NATS_SERVER=/usr/sbin/nats-server cargo bench -p regua-host --bench replicas
 //!  -- [customers]` (default 5000). BENCHMARKS.md has the figures.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,32 +62,22 @@ struct Replica {
 
 impl Replica {
     fn start(plugins: &Path, campaigns: &Path, db: &str, events: &str) -> Replica {
-        let mut child = Command::new(REGUA)
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--threads",
-                "2",
-                "--plugins",
-            ])
-            .arg(plugins)
-            .arg("--campaigns")
-            .arg(campaigns)
-            .args(["--state", db, "--manual-clock", START, "--events", events])
-            .args(["--events-ack-wait", ACK_WAIT])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let base = loop {
-            let mut line = String::new();
-            assert!(err.read_line(&mut line).unwrap() > 0, "the service stopped");
-            if let Some(at) = line.find("on http://") {
-                break line[at + 3..].split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let (child, base) = common::serve(
+            Command::new(REGUA)
+                .args([
+                    "serve",
+                    "--addr",
+                    "127.0.0.1:0",
+                    "--threads",
+                    "2",
+                    "--plugins",
+                ])
+                .arg(plugins)
+                .arg("--campaigns")
+                .arg(campaigns)
+                .args(["--state", db, "--manual-clock", START, "--events", events])
+                .args(["--events-ack-wait", ACK_WAIT]),
+        );
         Replica { child, base }
     }
 }

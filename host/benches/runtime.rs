@@ -8,9 +8,8 @@
 //!
 //! `cargo bench -p regua-host --bench runtime -- [customers]` (default 20000).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,25 +96,15 @@ fn main() {
         .arg(&people));
     let import = t.elapsed().as_secs_f64();
 
-    let mut server = Command::new(REGUA)
-        .args(["serve", "--addr", "127.0.0.1:0", "--plugins"])
-        .arg(&plugins)
-        .arg("--campaigns")
-        .arg(root.join("examples/reguas"))
-        .arg("--state")
-        .arg(&state)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(server.stderr.take().unwrap());
-    let base = loop {
-        let mut line = String::new();
-        assert!(err.read_line(&mut line).unwrap() > 0, "the service stopped");
-        if let Some(at) = line.find("on http://") {
-            break line[at + 3..].split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let (mut server, base) = common::serve(
+        Command::new(REGUA)
+            .args(["serve", "--addr", "127.0.0.1:0", "--plugins"])
+            .arg(&plugins)
+            .arg("--campaigns")
+            .arg(root.join("examples/reguas"))
+            .arg("--state")
+            .arg(&state),
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -2,8 +2,9 @@
 //! customers, and `bench/runtime/inputs.py`'s inputs without their `at` (the service's clock
 //! stamps each).
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 const REGUA: &str = env!("CARGO_BIN_EXE_regua");
 
@@ -60,4 +61,20 @@ pub fn material(dir: &Path, customers: usize) -> Material {
         people,
         events,
     }
+}
+
+/// Starts `regua serve` as `cmd` says (with `--addr 127.0.0.1:0`); answers the process and
+/// its base URL once it listens. Its log is drained and dropped.
+pub fn serve(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let base = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the service stopped");
+        if let Some(at) = line.find("on http://") {
+            break line[at + 3..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    (child, base)
 }

@@ -444,9 +444,10 @@ impl Store for Postgres {
     }
 
     fn lead(&mut self, role: &str) -> anyhow::Result<bool> {
-        // Held by this connection's session until it closes; asked again only if the
-        // connection was replaced.
-        self.stmt("SELECT 1")?;
+        // Held by this connection's session until it closes. A round trip first, so a
+        // connection that died since is found now (it fails this call; the next one
+        // reconnects, forgetting what the old session held) rather than trusted.
+        self.execute("SELECT 1", &[])?;
         if self.leading.contains(role) {
             return Ok(true);
         }
